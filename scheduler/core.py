@@ -1,0 +1,254 @@
+"""The sans-I/O scheduler core: ASHA and its relatives as a pure state machine.
+
+Theory of operation
+-------------------
+The core is driven by three inputs and answers with jobs; it does no I/O, reads no clock and owns
+no randomness of its own (h11's style). Whoever drives it (the simulator, the gRPC servicer, the
+MPI loop, a journal replay) calls:
+
+- ``next_job(now)`` when a worker asks for work (pull, not push). It returns a ``Job`` or None.
+  None means "nothing to hand out right now": ask again after the next result, unless
+  ``finished`` is True. The order is fixed: (1) a job re-issued after a lost worker, (2) a
+  promotion (for ASHA: scan rungs K-1..0 of each bracket for the best trial in the top
+  floor(n_k/eta) not yet promoted), (3) a new trial sampled at rung 0 of a bracket that takes one.
+- ``report(job_id, value, now)`` when a job's result arrives (value None = failed). A failed or
+  non-finite value ranks worst but still counts in n_k. A report for a job that is no longer in
+  flight (a duplicate, or a late one after the job was declared lost) is ignored: job ids make
+  reports idempotent.
+- ``lose(job_id, now)`` when a job's worker vanished. The job is queued to be re-issued (same trial,
+  rung and resources, a new job id) until ``max_attempts`` is spent; then the trial's result at
+  that rung counts as failed.
+
+A promoted trial resumes from its checkpoint at the rung it completed: a job carries ``start``
+(the resource already trained, 0 for a new trial) and ``stop`` (the rung's resource).
+
+Costs: each decision is O(B * K * log n) for B brackets, K rungs and n results (see rungs.py);
+nothing scans all results. Determinism: the only randomness is the ``rng`` passed in, used only to
+sample configurations, so the same spec, seed and sequence of inputs give the same jobs, which is
+what makes a journal replay equal to the live run.
+
+Stopping: no new trial after ``max_trials``; nothing at all after ``time_limit_s`` (by ``now``) or
+once a result reaches ``target``. ``finished`` is True when nothing is in flight and nothing
+can be handed out any more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ash.scheduler.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
+from ash.scheduler.ladder import bracket_size, max_rungs, rung_resources
+from ash.scheduler.rungs import score_of
+from ash.scheduler.space import Config
+
+if TYPE_CHECKING:
+    from random import Random
+
+    from ash.scheduler.spec import Schedule, StudySpec
+
+
+class UnknownJobError(KeyError):
+    """A report or loss names a job id that was never issued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: int
+    trial: int
+    bracket: int
+    rung: int
+    start: float
+    stop: float
+    config: Config
+    attempt: int = 1
+
+
+@dataclass(slots=True)
+class Trial:
+    config: Config
+    bracket: int
+
+
+Sampler = Callable[["Random"], Config]
+
+
+class Scheduler:
+    """ASHA (promotion or stopping), synchronous SH, Hyperband and random search."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        rng: Random,
+        *,
+        sampler: Sampler | None = None,
+    ) -> None:
+        self.algorithm = spec.algorithm
+        self.mode = spec.mode
+        self.schedule: Schedule = spec.schedule
+        self.rng = rng
+        self.sample: Sampler = sampler if sampler is not None else spec.space.sample
+        sch = spec.schedule
+        self.eta = sch.reduction_factor
+        self.s_max = max_rungs(sch.min_resource, sch.max_resource, sch.reduction_factor)
+        self.trials: list[Trial] = []
+        self.inflight: dict[int, Job] = {}
+        self.retry: deque[Job] = deque()
+        self.next_id = 0
+        self.halted = False  # time limit or target reached: nothing more is handed out
+        self.brackets: list[Bracket] = []
+        self._sync_plan: list[int] = []  # for sha/hyperband: early-stopping rates, cycled
+        self._build()
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _resources(self, s: int) -> list[float]:
+        sch = self.schedule
+        return rung_resources(sch.min_resource, sch.max_resource, sch.reduction_factor, s)
+
+    def _build(self) -> None:
+        sch = self.schedule
+        rates = [sch.early_stopping_rate + b for b in range(sch.brackets)]
+        if self.algorithm == "random":
+            self.brackets = [PromotionBracket(0, self._resources(self.s_max), self.eta)]
+        elif self.algorithm in ("asha", "asha-stopping"):
+            cls = PromotionBracket if self.algorithm == "asha" else StoppingBracket
+            self.brackets = [cls(i, self._resources(s), self.eta) for i, s in enumerate(rates)]
+        else:  # sha, hyperband: one synchronous bracket at a time, brackets cycled
+            self._sync_plan = rates if self.algorithm == "hyperband" else rates[:1]
+            self._open_sync_bracket()
+
+    def _open_sync_bracket(self) -> None:
+        index = len(self.brackets)
+        s = self._sync_plan[index % len(self._sync_plan)]
+        resources = self._resources(s)
+        top = len(resources) - 1
+        size = self.schedule.bracket_trials or bracket_size(self.s_max, top, self.eta)
+        if self.schedule.max_trials is not None:
+            size = min(size, self.schedule.max_trials - len(self.trials))
+        self.brackets.append(SyncBracket(index, resources, self.eta, size))
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def next_job(self, now: float) -> Job | None:
+        """The job for a worker asking now, or None (see the module docstring)."""
+        self._check_time(now)
+        if self.halted:
+            return None
+        if self.retry:
+            old = self.retry.popleft()
+            return self._issue(old.trial, old.bracket, old.rung, old.start, old.stop, old.attempt)
+        if self.algorithm in ("sha", "hyperband"):
+            return self._next_sync()
+        for bracket in self.brackets:
+            up = bracket.promotion()
+            if up is not None:
+                return self._promote(bracket, *up)
+        if not self._may_sample():
+            return None
+        index = len(self.trials) % len(self.brackets)
+        return self._new_trial(self.brackets[index])
+
+    def _next_sync(self) -> Job | None:
+        bracket = self.brackets[-1]
+        assert isinstance(bracket, SyncBracket)
+        if bracket.done():
+            if not self._may_sample():
+                return None
+            self._open_sync_bracket()
+            bracket = self.brackets[-1]
+            assert isinstance(bracket, SyncBracket)
+        up = bracket.promotion()
+        if up is not None:
+            return self._promote(bracket, *up)
+        if bracket.wants_new() and self._may_sample():
+            bracket.took_new()
+            return self._new_trial(bracket)
+        return None
+
+    def report(self, job_id: int, value: float | None, now: float) -> Job | None:
+        """Record a job's result. Returns the job, or None for a duplicate or late report."""
+        job = self.inflight.pop(job_id, None)
+        if job is None:
+            if not 0 <= job_id < self.next_id:
+                raise UnknownJobError(job_id)
+            return None
+        if value is not None and not math.isfinite(value):
+            value = None
+        self._record(job, value)
+        target = self.schedule.target
+        if value is not None and target is not None:
+            if (value <= target) if self.mode == "min" else (value >= target):
+                self.halted = True
+        self._check_time(now)
+        return job
+
+    def lose(self, job_id: int, now: float) -> Job | None:
+        """A job's worker vanished. Returns the lost job, or None if it had already settled."""
+        job = self.inflight.pop(job_id, None)
+        if job is None:
+            if not 0 <= job_id < self.next_id:
+                raise UnknownJobError(job_id)
+            return None
+        if job.attempt < self.schedule.max_attempts:
+            self.retry.append(job)
+        else:
+            self._record(job, None)
+        return job
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        if self.inflight:
+            return False
+        if self.halted:
+            return True
+        if self.retry or any(b.peek_promotion() is not None for b in self.brackets):
+            return False
+        return not self._would_sample()
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_time(self, now: float) -> None:
+        limit = self.schedule.time_limit_s
+        if limit is not None and now >= limit:
+            self.halted = True
+
+    def _may_sample(self) -> bool:
+        cap = self.schedule.max_trials
+        return cap is None or len(self.trials) < cap
+
+    def _would_sample(self) -> bool:
+        """Whether next_job would start a new trial if nothing else were to do."""
+        last = self.brackets[-1]
+        if isinstance(last, SyncBracket) and not (last.done() or last.wants_new()):
+            return False
+        return self._may_sample()
+
+    def _new_trial(self, bracket: Bracket) -> Job:
+        trial = len(self.trials)
+        self.trials.append(Trial(self.sample(self.rng), bracket.index))
+        return self._issue(trial, bracket.index, 0, 0, bracket.rungs[0].resource, 1)
+
+    def _promote(self, bracket: Bracket, trial: int, rung: int) -> Job:
+        start = bracket.rungs[rung - 1].resource
+        return self._issue(trial, bracket.index, rung, start, bracket.rungs[rung].resource, 1)
+
+    def _issue(
+        self, trial: int, bracket: int, rung: int, start: float, stop: float, attempt: int
+    ) -> Job:
+        job = Job(self.next_id, trial, bracket, rung, start, stop, self.trials[trial].config, attempt)
+        self.next_id += 1
+        self.inflight[job.job_id] = job
+        return job
+
+    def _record(self, job: Job, value: float | None) -> None:
+        self.brackets[job.bracket].record(job.trial, job.rung, score_of(value, self.mode))

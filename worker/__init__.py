@@ -1,0 +1,1 @@
+"""ash.worker: the worker side (daemon loop, links to the scheduler, thread budgets, trainers)."""
