@@ -17,7 +17,7 @@ MPI loop, a journal replay) calls:
   reports idempotent.
 - ``lose(job_id, now)`` when a job's worker vanished. The job is queued to be re-issued (same trial,
   rung and resources, a new job id) until ``max_attempts`` is spent; then the trial's result at
-  that rung counts as failed.
+  that rung counts as failed (``lose`` says which, so the driver can trace it).
 
 A promoted trial resumes from its checkpoint at the rung it completed: a job carries ``start``
 (the resource already trained, 0 for a new trial) and ``stop`` (the rung's resource).
@@ -140,7 +140,7 @@ class Scheduler:
             return None
         if self.retry:
             old = self.retry.popleft()
-            return self._issue(old.trial, old.bracket, old.rung, old.start, old.stop, old.attempt)
+            return self._issue(old.trial, old.bracket, old.rung, old.start, old.stop, old.attempt + 1)
         if self.algorithm in ("sha", "hyperband"):
             return self._next_sync()
         for bracket in self.brackets:
@@ -186,8 +186,10 @@ class Scheduler:
         self._check_time(now)
         return job
 
-    def lose(self, job_id: int, now: float) -> Job | None:
-        """A job's worker vanished. Returns the lost job, or None if it had already settled."""
+    def lose(self, job_id: int, now: float) -> tuple[Job, bool] | None:
+        """A job's worker vanished. Returns (the job, whether it will be re-issued), or None if
+        the job had already settled. Once ``max_attempts`` are spent the trial's result at that
+        rung counts as failed: drivers trace it as a result with value null after the loss."""
         job = self.inflight.pop(job_id, None)
         if job is None:
             if not 0 <= job_id < self.next_id:
@@ -195,9 +197,9 @@ class Scheduler:
             return None
         if job.attempt < self.schedule.max_attempts:
             self.retry.append(job)
-        else:
-            self._record(job, None)
-        return job
+            return job, True
+        self._record(job, None)
+        return job, False
 
     # -- state ----------------------------------------------------------------------------
 

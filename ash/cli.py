@@ -1,0 +1,127 @@
+"""Command-line entry points: ``ash`` (subcommands), ``ash-scheduler`` and ``ash-worker``.
+
+This module only parses arguments and maps user errors to exit code 2 with a one-line message
+(no traceback); each command's work lives in the module it names, imported lazily so that
+``ash --help`` stays fast and optional dependencies stay optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ash import __version__
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake in what the user gave (a file, a flag); printed without a traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ash.scheduler.benchmarks import BenchmarkError
+    from ash.scheduler.spec import SpecError
+
+    return (UserError, SpecError, BenchmarkError)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _fraction(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {x}")
+    return x
+
+
+def _alpha(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not x > 1:
+        raise argparse.ArgumentTypeError(f"must be > 1 (finite mean), got {x}")
+    return x
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ash", description="ASHA hyperparameter tuning (asynchronous successive halving)."
+    )
+    p.add_argument("--version", action="version", version=f"ash {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="simulate a study on a virtual clock with N workers",
+        description="Run the scheduler core against simulated workers on a virtual clock.",
+    )
+    sim.add_argument("spec", help="study spec (TOML)")
+    sim.add_argument("--workers", type=_positive_int, required=True, help="simulated workers")
+    sim.add_argument(
+        "--benchmark",
+        default="synthetic",
+        help="synthetic[:cost=C,noise=S] (default) or a recorded curves file (.json[.gz])",
+    )
+    sim.add_argument("--seed", type=int, default=0, help="seed for job durations and noise")
+    sim.add_argument(
+        "--stragglers", type=_fraction, default=0.0, help="probability a job is a straggler"
+    )
+    sim.add_argument(
+        "--straggler-alpha", type=_alpha, default=1.5, help="Pareto shape of straggler slowdowns"
+    )
+    sim.add_argument("--trace", help="write the trace (JSON lines) here")
+    sim.add_argument("--out", help="write results.json and trials.csv into this folder")
+    sim.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sim.set_defaults(run=_run_simulate)
+    return p
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from ash.commands.simulate import run
+
+    return run(args)
+
+
+def _guard(fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except _user_errors() as exc:
+        print(f"ash: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ash: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return _guard(lambda: run(args))
+
+
+def scheduler_main(argv: Sequence[str] | None = None) -> int:
+    print("ash-scheduler: not available yet (the gRPC service lands with issue 4)", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def worker_main(argv: Sequence[str] | None = None) -> int:
+    print("ash-worker: not available yet (the gRPC worker lands with issue 4)", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``ash`` subcommand: the glue between parsed arguments and the engine."""

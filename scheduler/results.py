@@ -1,0 +1,158 @@
+"""Study results: what every trial did, the best one, and the files of ``--out``.
+
+Fed with the same events the trace records (assign, result, lost) plus each result's metrics,
+it keeps per-trial histories and the best result in O(1) per event. The best is taken at the
+highest resource that has a successful result (so a lucky short run never outranks a fully
+trained one), ties broken by trial id. ``write`` produces ``results.json`` and ``trials.csv``
+(DESIGN section 3).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ash.scheduler.core import Job
+from ash.scheduler.rungs import score_of
+from ash.scheduler.space import Config
+
+
+class TrialRecord:
+    __slots__ = ("bracket", "config", "inflight", "results", "trial")
+
+    def __init__(self, trial: int, config: Config, bracket: int) -> None:
+        self.trial = trial
+        self.config = config
+        self.bracket = bracket
+        self.inflight = 0
+        self.results: list[dict[str, Any]] = []
+
+
+class Results:
+    def __init__(self, study: str, metric: str, mode: str, max_resource: float) -> None:
+        self.study = study
+        self.metric = metric
+        self.mode = mode
+        self.max_resource = max_resource
+        self.trials: dict[int, TrialRecord] = {}
+        self._best: dict[float, tuple[float, int, float, int]] = {}  # resource -> best there
+        self.n_results = 0
+        self.n_failed = 0
+
+    def assign(self, job: Job) -> None:
+        rec = self.trials.get(job.trial)
+        if rec is None:
+            rec = self.trials[job.trial] = TrialRecord(job.trial, job.config, job.bracket)
+        rec.inflight += 1
+
+    def lost(self, job: Job) -> None:
+        rec = self.trials.get(job.trial)
+        if rec is not None and rec.inflight:
+            rec.inflight -= 1
+
+    def result(self, job: Job, value: float | None, metrics: dict[str, Any] | None = None) -> None:
+        rec = self.trials.get(job.trial)
+        if rec is None:
+            rec = self.trials[job.trial] = TrialRecord(job.trial, job.config, job.bracket)
+            rec.inflight = 1
+        rec.inflight = max(0, rec.inflight - 1)
+        if value is not None and not math.isfinite(value):
+            value = None
+        clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
+        rec.results.append({"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean})
+        self.n_results += 1
+        if value is None:
+            self.n_failed += 1
+            return
+        key = (score_of(value, self.mode), job.trial, value, job.rung)
+        best = self._best.get(job.stop)
+        if best is None or key < best:
+            self._best[job.stop] = key
+
+    def best(self) -> dict[str, Any] | None:
+        if not self._best:
+            return None
+        resource = max(self._best)
+        _, trial, value, rung = self._best[resource]
+        return {
+            "trial": trial,
+            "config": self.trials[trial].config,
+            "value": value,
+            "rung": rung,
+            "resource": resource,
+        }
+
+    def best_value(self) -> float | None:
+        b = self.best()
+        return None if b is None else float(b["value"])
+
+    def status(self, rec: TrialRecord) -> str:
+        if rec.inflight:
+            return "running"
+        if not rec.results:
+            return "lost"
+        last = rec.results[-1]
+        if last["value"] is None:
+            return "failed"
+        return "completed" if last["resource"] >= self.max_resource else "stopped"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "metric": self.metric,
+            "mode": self.mode,
+            "best": self.best(),
+            "trials": [
+                {
+                    "trial": rec.trial,
+                    "bracket": rec.bracket,
+                    "config": rec.config,
+                    "status": self.status(rec),
+                    "results": rec.results,
+                }
+                for rec in sorted(self.trials.values(), key=lambda r: r.trial)
+            ],
+        }
+
+    def write(self, out: str | Path) -> Path:
+        """Write results.json and trials.csv into ``out`` (created); return the folder."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        doc = self.to_json()
+        _atomic_write(out / "results.json", json.dumps(doc, indent=1, allow_nan=False))
+        self._write_csv(out / "trials.csv", doc["trials"])
+        return out
+
+    def _write_csv(self, path: Path, trials: list[dict[str, Any]]) -> None:
+        params: dict[str, None] = {}
+        metrics: dict[str, None] = {}
+        for t in trials:
+            params.update(dict.fromkeys(t["config"]))
+            for r in t["results"]:
+                metrics.update(dict.fromkeys(r["metrics"]))
+        head = ["trial", "bracket", "rung", "resource", "value", "status"]
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(head + list(params) + [f"metric:{m}" for m in metrics])
+            for t in trials:
+                cfg = [t["config"].get(p, "") for p in params]
+                for r in t["results"]:
+                    value = "" if r["value"] is None else r["value"]
+                    row = [t["trial"], t["bracket"], r["rung"], r["resource"], value, t["status"]]
+                    w.writerow(row + cfg + [r["metrics"].get(m, "") for m in metrics])
+        os.replace(tmp, path)
+
+
+def _finite_or_none(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
