@@ -25,7 +25,7 @@ class PromotionBracket:
     def __init__(self, index: int, resources: list[float], eta: float) -> None:
         self.index = index
         self.eta = eta
-        self.rungs = [Rung(r) for r in resources]
+        self.rungs = [Rung(r, eta, ceil=self.kind == "stopping") for r in resources]
 
     @property
     def top(self) -> int:
@@ -37,7 +37,7 @@ class PromotionBracket:
     def peek_promotion(self) -> tuple[int, int] | None:
         """(trial, from_rung) of the promotion get_job would make, without making it."""
         for k in range(self.top - 1, -1, -1):
-            head = self.rungs[k].best_promotable(self.eta)
+            head = self.rungs[k].best_promotable()
             if head is not None:
                 return head[1], k
         return None
@@ -45,7 +45,7 @@ class PromotionBracket:
     def promotion(self) -> tuple[int, int] | None:
         """Make the next promotion: (trial, to_rung), or None if none is allowed."""
         for k in range(self.top - 1, -1, -1):
-            trial = self.rungs[k].pop_promotable(self.eta)
+            trial = self.rungs[k].pop_promotable()
             if trial is not None:
                 return trial, k + 1
         return None
@@ -65,10 +65,9 @@ class StoppingBracket(PromotionBracket):
         self.continuing: deque[tuple[int, int]] = deque()
 
     def record(self, trial: int, rung: int, score: float) -> None:
-        r = self.rungs[rung]
-        rank = r.add(trial, score)
-        r.frontier.clear()  # the stopping variant decides at once; nothing waits to be promoted
-        if rung < self.top and score != float("inf") and rank * self.eta < len(r):
+        # The stopping rule decides at once: continue iff in the top ceil(n/eta) so far.
+        in_top = self.rungs[rung].add(trial, score, promotable=False)
+        if rung < self.top and score != float("inf") and in_top:
             self.continuing.append((trial, rung + 1))
 
     def peek_promotion(self) -> tuple[int, int] | None:
@@ -84,7 +83,8 @@ class SyncBracket:
     def __init__(self, index: int, resources: list[float], eta: float, size: int) -> None:
         self.index = index
         self.eta = eta
-        self.rungs = [Rung(r) for r in resources]
+        self.rungs = [Rung(r, eta) for r in resources]
+        self.keys: list[list[tuple[float, int]]] = [[] for _ in resources]
         self.size = [0] * len(resources)  # how many trials each rung takes (0 = not yet known)
         self.size[0] = size
         self.issued = [0] * len(resources)
@@ -96,18 +96,19 @@ class SyncBracket:
         return len(self.rungs) - 1
 
     def record(self, trial: int, rung: int, score: float) -> None:
-        self.rungs[rung].add(trial, score)
+        self.rungs[rung].add(trial, score, promotable=False)
+        self.keys[rung].append((score, trial))
         self._maybe_advance(rung)
 
     def _maybe_advance(self, rung: int) -> None:
-        r = self.rungs[rung]
-        if len(r) < self.size[rung]:
+        keys = self.keys[rung]
+        if len(keys) < self.size[rung]:
             return
         if rung == self.top:
             self.finished = True
             return
-        ok = [key for key in r.ranked if key[0] != float("inf")]
-        take = ok[: max(1, int(len(r) // self.eta))]
+        ok = sorted(key for key in keys if key[0] != float("inf"))
+        take = ok[: max(1, int(len(keys) // self.eta))]
         if not take:
             self.finished = True
             return

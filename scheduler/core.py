@@ -38,7 +38,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ash.scheduler.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
 from ash.scheduler.ladder import bracket_size, max_rungs, rung_resources
@@ -55,8 +55,9 @@ class UnknownJobError(KeyError):
     """A report or loss names a job id that was never issued."""
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
+    """One unit of work: train ``trial`` from resource ``start`` (its checkpoint) to ``stop``."""
+
     job_id: int
     trial: int
     bracket: int
