@@ -110,9 +110,9 @@ def _check_decision(
     if rung == 0:
         if trial in trial_bracket:
             return ["rung-0 assignment of a trial that exists already"]
-        for bi, br in brackets.items():
+        for bi, other in brackets.items():
             for k in range(top_of(bi)):
-                if br.promotable(k, eta):
+                if other.promotable(k, eta):
                     return [f"new trial while bracket {bi} rung {k} has promotable trials"]
         return []
     br = brackets.get(b)

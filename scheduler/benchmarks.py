@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -78,7 +79,9 @@ class Synthetic:
         got = self._cache.get(trial)
         if got is None:
             u = self.space.unit(config)
-            bowl = sum(w * (x - o) ** 2 for w, x, o in zip(self._weights, u, self._optimum))
+            bowl = sum(
+                w * (x - o) ** 2 for w, x, o in zip(self._weights, u, self._optimum, strict=False)
+            )
             final = 0.05 + bowl / max(1, len(u)) * 2.0
             key = json.dumps(config, sort_keys=True)
             rate = 0.4 + 1.6 * stable_unit(self.seed, "rate", key)
@@ -89,7 +92,7 @@ class Synthetic:
 
     def evaluate(self, trial: int, config: Config, resource: float) -> float | None:
         final, rate, _, key = self._latent(trial, config)
-        curve = final + 1.5 * (1.0 + resource * 27 / self.max_resource) ** (-rate)
+        curve = final + 1.5 * float((1.0 + resource * 27 / self.max_resource) ** (-rate))
         if self.noise:
             u1 = max(stable_unit(self.seed, "n1", key, resource), 1e-300)
             u2 = stable_unit(self.seed, "n2", key, resource)
@@ -164,7 +167,9 @@ def _read_curves(path: Path) -> dict[str, Any]:
     if not isinstance(data, Mapping) or data.get("format") != CURVES_FORMAT:
         raise BenchmarkError(f"{path}: format: expected {CURVES_FORMAT!r}")
     if data.get("version") != CURVES_VERSION:
-        raise BenchmarkError(f"{path}: version: expected {CURVES_VERSION}, got {data.get('version')!r}")
+        raise BenchmarkError(
+            f"{path}: version: expected {CURVES_VERSION}, got {data.get('version')!r}"
+        )
     if data.get("mode") not in ("min", "max") or not isinstance(data.get("metric"), str):
         raise BenchmarkError(f"{path}: metric/mode: expected a metric name and 'min' or 'max'")
     res = data.get("resources")
@@ -172,7 +177,7 @@ def _read_curves(path: Path) -> dict[str, Any]:
         not isinstance(res, list)
         or not res
         or not all(isinstance(x, int | float) for x in res)
-        or any(b <= a for a, b in zip(res, res[1:]))
+        or any(b <= a for a, b in itertools.pairwise(res))
     ):
         raise BenchmarkError(f"{path}: resources: expected an increasing list of numbers")
     trials = data.get("trials")

@@ -141,7 +141,9 @@ class Scheduler:
             return None
         if self.retry:
             old = self.retry.popleft()
-            return self._issue(old.trial, old.bracket, old.rung, old.start, old.stop, old.attempt + 1)
+            return self._issue(
+                old.trial, old.bracket, old.rung, old.start, old.stop, old.attempt + 1
+            )
         if self.algorithm in ("sha", "hyperband"):
             return self._next_sync()
         for bracket in self.brackets:
@@ -180,10 +182,8 @@ class Scheduler:
         if value is not None and not math.isfinite(value):
             value = None
         self._record(job, value)
-        target = self.schedule.target
-        if value is not None and target is not None:
-            if (value <= target) if self.mode == "min" else (value >= target):
-                self.halted = True
+        if value is not None and self._reaches_target(value):
+            self.halted = True
         self._check_time(now)
         return job
 
@@ -225,6 +225,12 @@ class Scheduler:
         if limit is not None and now >= limit:
             self.halted = True
 
+    def _reaches_target(self, value: float) -> bool:
+        target = self.schedule.target
+        if target is None:
+            return False
+        return value <= target if self.mode == "min" else value >= target
+
     def _may_sample(self) -> bool:
         cap = self.schedule.max_trials
         return cap is None or len(self.trials) < cap
@@ -248,7 +254,9 @@ class Scheduler:
     def _issue(
         self, trial: int, bracket: int, rung: int, start: float, stop: float, attempt: int
     ) -> Job:
-        job = Job(self.next_id, trial, bracket, rung, start, stop, self.trials[trial].config, attempt)
+        job = Job(
+            self.next_id, trial, bracket, rung, start, stop, self.trials[trial].config, attempt
+        )
         self.next_id += 1
         self.inflight[job.job_id] = job
         return job

@@ -63,7 +63,9 @@ class Results:
         if value is not None and not math.isfinite(value):
             value = None
         clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
-        rec.results.append({"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean})
+        rec.results.append(
+            {"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean}
+        )
         self.n_results += 1
         if value is None:
             self.n_failed += 1

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeAlias, Union
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     from random import Random
 
-Value: TypeAlias = Union[bool, int, float, str]
+Value: TypeAlias = bool | int | float | str
 Config: TypeAlias = dict[str, Value]
 
 
@@ -198,14 +198,12 @@ def parse_domain(name: str, entry: object) -> Domain:
     args = entry[kind]
     if kind == "choice":
         return _choice(name, args)
-    if kind == "log_int":
-        kind, log = "int", True
-    if kind == "log_uniform":
-        kind, log = "uniform", True
-    low, high = _bounds(name, kind, args, integer=kind == "int")
+    integer = kind in ("int", "log_int")
+    log = log or kind.startswith("log_")
+    low, high = _bounds(name, kind, args, integer=integer)
     if log and low <= 0:
         raise SpaceError(f"{name}.{kind}", f"log bounds must be > 0, got {low!r}")
-    if kind == "int":
+    if integer:
         return Int(int(low), int(high), log=log)
     return LogUniform(low, high) if log else Uniform(low, high)
 

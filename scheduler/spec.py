@@ -110,7 +110,9 @@ def parse_spec(
     seed = v.get(study, "study", "seed", int, 0)
     algorithm = v.get(study, "study", "algorithm", str, "asha")
     if algorithm not in ALGORITHMS:
-        v.bad("study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})")
+        v.bad(
+            "study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})"
+        )
     v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm"))
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)

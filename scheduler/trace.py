@@ -21,12 +21,15 @@ def _num(x: float) -> float:
 
 
 class TraceWriter:
-    """Writes trace events to a file; ``None`` path makes every call a no-op."""
+    """Writes trace events to a file (appending) or an open text stream; ``None`` writes nothing."""
 
-    def __init__(self, path: str | Path | None, *, buffering: int = 1 << 16) -> None:
-        self._f: IO[str] | None = (
-            open(path, "a", encoding="utf-8", buffering=buffering) if path else None
-        )
+    def __init__(self, target: str | Path | IO[str] | None, *, buffering: int = 1 << 16) -> None:
+        self._owned = isinstance(target, str | Path)
+        if isinstance(target, str | Path):
+            # closed by close()
+            self._f: IO[str] | None = open(target, "a", encoding="utf-8", buffering=buffering)  # noqa: SIM115
+        else:
+            self._f = target
 
     def _write(self, event: dict[str, Any]) -> None:
         if self._f is not None:
@@ -86,7 +89,10 @@ class TraceWriter:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            if self._owned:
+                self._f.close()
+            else:
+                self._f.flush()
             self._f = None
 
 

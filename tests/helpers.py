@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from ash.scheduler.spec import StudySpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,12 +20,15 @@ def make_spec(algorithm: str = "asha", mode: str = "min", seed: int = 0, **asha:
         table["max_trials"] = 50
     return parse_spec(
         {
-            "study": {"name": "t", "metric": "loss", "mode": mode, "seed": seed,
-                      "algorithm": algorithm},
+            "study": {
+                "name": "t",
+                "metric": "loss",
+                "mode": mode,
+                "seed": seed,
+                "algorithm": algorithm,
+            },
             "asha": table,
             "space": {"x": {"uniform": [0.0, 1.0]}, "k": {"choice": ["a", "b"]}},
         },
         source="test.toml",
     )
-
-

@@ -7,13 +7,12 @@ import math
 import random
 from typing import Any
 
+from ash.scheduler.audit import audit_for
+from ash.scheduler.core import Job, Scheduler
 from helpers import make_spec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from ash.scheduler.audit import audit_for
-from ash.scheduler.core import Job, Scheduler
 
 VALUES = st.one_of(
     st.sampled_from([0.1, 0.2, 0.3, 1.0]),  # few distinct values: many ties
@@ -44,12 +43,20 @@ class CoreMachine(RuleBasedStateMachine):
         max_trials=st.integers(1, 40),
         seed=st.integers(0, 3),
     )
-    def start(self, algorithm: str, eta: int, s: int, brackets: int, mode: str,
-              max_trials: int, seed: int) -> None:
+    def start(
+        self, algorithm: str, eta: int, s: int, brackets: int, mode: str, max_trials: int, seed: int
+    ) -> None:
         self.spec = make_spec(
-            algorithm, mode=mode, seed=seed, min_resource=1, max_resource=16,
-            reduction_factor=eta, early_stopping_rate=s, brackets=brackets,
-            max_trials=max_trials, max_attempts=2,
+            algorithm,
+            mode=mode,
+            seed=seed,
+            min_resource=1,
+            max_resource=16,
+            reduction_factor=eta,
+            early_stopping_rate=s,
+            brackets=brackets,
+            max_trials=max_trials,
+            max_attempts=2,
         )
         self.core = Scheduler(self.spec, random.Random(seed))
         self.inputs: list[tuple[str, Any, Any]] = []
@@ -128,7 +135,9 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 CoreMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=120, deadline=None,
+    max_examples=150,
+    stateful_step_count=120,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestCore = CoreMachine.TestCase
@@ -137,8 +146,14 @@ TestCore = CoreMachine.TestCase
 def test_every_study_finishes_with_sequential_workers() -> None:
     for algorithm in ["asha", "asha-stopping", "sha", "hyperband", "random"]:
         for eta in (2, 3, 4):
-            spec = make_spec(algorithm, min_resource=1, max_resource=16, reduction_factor=eta,
-                             brackets=2, max_trials=60)
+            spec = make_spec(
+                algorithm,
+                min_resource=1,
+                max_resource=16,
+                reduction_factor=eta,
+                brackets=2,
+                max_trials=60,
+            )
             core = Scheduler(spec, random.Random(1))
             rng = random.Random(2)
             pending: list[Job] = []

@@ -6,9 +6,8 @@ import math
 import random
 
 import pytest
-from helpers import make_spec
-
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
+from helpers import make_spec
 
 
 def sched(**kw: object) -> Scheduler:
@@ -165,7 +164,7 @@ def test_synchronous_sh_waits_for_the_whole_rung() -> None:
     jobs = [take(s) for _ in range(4)]  # bracket of eta^K = 4 trials at rung 0
     assert [j.rung for j in jobs] == [0, 0, 0, 0]
     assert s.next_job(0) is None  # rung 0 not complete: nothing, even with idle workers
-    for job, v in zip(jobs[:3], [3.0, 1.0, 2.0]):
+    for job, v in zip(jobs[:3], [3.0, 1.0, 2.0], strict=False):
         s.report(job.job_id, v, 0)
     assert s.next_job(0) is None
     s.report(jobs[3].job_id, 4.0, 0)
@@ -180,8 +179,14 @@ def test_synchronous_sh_waits_for_the_whole_rung() -> None:
 
 
 def test_hyperband_cycles_brackets_and_random_trains_to_r() -> None:
-    hb = sched(algorithm="hyperband", min_resource=1, max_resource=4, reduction_factor=2,
-               brackets=3, max_trials=100)
+    hb = sched(
+        algorithm="hyperband",
+        min_resource=1,
+        max_resource=4,
+        reduction_factor=2,
+        brackets=3,
+        max_trials=100,
+    )
     seen = set()
     while not hb.finished:
         job = hb.next_job(0)
@@ -190,8 +195,7 @@ def test_hyperband_cycles_brackets_and_random_trains_to_r() -> None:
         hb.report(job.job_id, float(job.trial), 0)
     starts = {(b, stop) for b, rung, stop in seen if rung == 0}
     assert {1, 2, 4} <= {stop for _, stop in starts}
-    r = sched(algorithm="random", min_resource=1, max_resource=4, reduction_factor=2,
-              max_trials=3)
+    r = sched(algorithm="random", min_resource=1, max_resource=4, reduction_factor=2, max_trials=3)
     assert [step(r, 1.0) for _ in range(3)] == [(0, 0, 0, 4), (1, 0, 0, 4), (2, 0, 0, 4)]
     assert r.finished
 
