@@ -7,12 +7,13 @@ import math
 import random
 from typing import Any
 
-from ash.scheduler.audit import audit_for
-from ash.scheduler.core import Job, Scheduler
-from helpers import make_spec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ash.scheduler.audit import audit_for
+from ash.scheduler.core import Job, Scheduler
+from helpers import make_spec
 
 VALUES = st.one_of(
     st.sampled_from([0.1, 0.2, 0.3, 1.0]),  # few distinct values: many ties

@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
 from helpers import make_spec
 

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import BIN, EXAMPLES, make_spec
 
 from ash.scheduler.audit import audit_for
 from ash.scheduler.benchmarks import BenchmarkError, Recorded, Synthetic, write_curves
@@ -18,6 +17,7 @@ from ash.scheduler.results import Results
 from ash.scheduler.simulator import simulate
 from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import TraceWriter, read_trace
+from helpers import BIN, EXAMPLES, make_spec
 
 
 def ash(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import BIN, EXAMPLES
 
 from ash.scheduler.spec import SpecError, load_spec
+from helpers import BIN, EXAMPLES
 
 GOOD = (EXAMPLES / "iris.toml").read_text()
 
