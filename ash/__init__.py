@@ -5,3 +5,15 @@ crash-safe journal; one engine embedded (``ash tune``), as gRPC daemons, or unde
 """
 
 __version__ = "0.1.0"
+
+from typing import Any
+
+
+def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run a study on this machine; see :func:`ash.api.tune`."""
+    from ash.api import tune as _tune
+
+    return _tune(*args, **kwargs)
+
+
+__all__ = ["__version__", "tune"]

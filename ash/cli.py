@@ -23,8 +23,10 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from ash.scheduler.benchmarks import BenchmarkError
     from ash.scheduler.spec import SpecError
+    from ash.worker.datasets import DataError
+    from ash.worker.trainers import TrainerError
 
-    return (UserError, SpecError, BenchmarkError)
+    return (UserError, SpecError, BenchmarkError, DataError, TrainerError)
 
 
 def _positive_int(text: str) -> int:
@@ -57,12 +59,41 @@ def _alpha(text: str) -> float:
     return x
 
 
+def _threads(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ash", description="ASHA hyperparameter tuning (asynchronous successive halving)."
     )
     p.add_argument("--version", action="version", version=f"ash {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tune = sub.add_parser(
+        "tune",
+        help="run a study on this machine (scheduler and workers embedded)",
+        description="Run a study with N local worker processes, live progress and a report.",
+    )
+    tune.add_argument("spec", help="study spec (TOML)")
+    tune.add_argument("--workers", type=_positive_int, help="worker processes (default: cores)")
+    tune.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        help="kernel threads per worker: auto (cores / workers) or a number",
+    )
+    tune.add_argument("--out", help="write results.json, trials.csv and the report here")
+    tune.add_argument("--trace", help="append the trace (JSON lines) here")
+    tune.add_argument("--journal", help="journal file for crash-safe resume")
+    tune.add_argument(
+        "--transport",
+        choices=("inproc", "grpc", "mpi"),
+        default="inproc",
+        help="how the scheduler reaches its workers (default: inproc)",
+    )
+    tune.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    tune.set_defaults(run=_run_tune)
 
     sim = sub.add_parser(
         "simulate",
@@ -88,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", action="store_true", help="print nothing but errors")
     sim.set_defaults(run=_run_simulate)
     return p
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from ash.commands.tune import run
+
+    return run(args)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:

@@ -218,6 +218,10 @@ class Scheduler:
     def n_trials(self) -> int:
         return len(self.trials)
 
+    def rung_counts(self) -> list[list[tuple[float, int]]]:
+        """(resource, results so far) of each rung of each bracket, for progress displays."""
+        return [[(r.resource, len(r)) for r in b.rungs] for b in self.brackets]
+
     # -- internals ------------------------------------------------------------------------
 
     def _check_time(self, now: float) -> None:

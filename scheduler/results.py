@@ -120,11 +120,11 @@ class Results:
             ],
         }
 
-    def write(self, out: str | Path) -> Path:
-        """Write results.json and trials.csv into ``out`` (created); return the folder."""
+    def write(self, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write results.json (plus ``extra`` keys) and trials.csv into ``out``; return it."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        doc = self.to_json()
+        doc = {**self.to_json(), **(extra or {})}
         _atomic_write(out / "results.json", json.dumps(doc, indent=1, allow_nan=False))
         self._write_csv(out / "trials.csv", doc["trials"])
         return out
@@ -158,3 +158,17 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def ranked_trials(doc: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(trial, its result at the highest resource it reached successfully), best first:
+    higher resource first, then better value, then lower trial id."""
+    sign = 1.0 if doc["mode"] == "min" else -1.0
+    ranked = []
+    for t in doc["trials"]:
+        ok = [r for r in t["results"] if r["value"] is not None]
+        if ok:
+            top = max(ok, key=lambda r: r["resource"])
+            ranked.append(((-top["resource"], sign * top["value"], t["trial"]), t, top))
+    ranked.sort(key=lambda x: x[0])
+    return [(t, top) for _, t, top in ranked]

@@ -127,6 +127,8 @@ def parse_spec(
         except SpaceError as exc:
             key = "space" if exc.key == "space" else f"space.{exc.key}"
             v.bad(key, exc.message)
+    if trainer is not None and trainer.type == "mlp" and not v.problems:
+        _check_mlp(v, schedule, space)
     if v.problems:
         raise SpecError(source, v.problems)
     return StudySpec(
@@ -201,6 +203,26 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
         max_attempts=attempts,
         bracket_trials=bracket_trials,
     )
+
+
+def _check_mlp(v: _Validator, schedule: Schedule, space: SearchSpace) -> None:
+    """The mlp trainer's resource is whole epochs, and its space must name its hyperparameters."""
+    from ash.scheduler.ladder import max_rungs, rung_resources
+    from ash.worker.mlp_params import check_space
+
+    sch = schedule
+    top = max_rungs(sch.min_resource, sch.max_resource, sch.reduction_factor)
+    for s in range(top + 1):
+        for r in rung_resources(sch.min_resource, sch.max_resource, sch.reduction_factor, s):
+            if not float(r).is_integer():
+                v.bad(
+                    "asha",
+                    f"the mlp trainer's resource is whole epochs, but a rung would train to {r} "
+                    "(use integer min_resource, max_resource and reduction_factor)",
+                )
+                return
+    for key, message in check_space(space):
+        v.bad(key, message)
 
 
 def _trainer(v: _Validator, t: Any) -> TrainerSpec:

@@ -1,0 +1,221 @@
+"""``ash tune`` and ``ash.tune``: real worker processes, real trainers, the files of --out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ash
+from ash.scheduler.audit import audit_for
+from ash.scheduler.spec import load_spec
+from ash.scheduler.trace import read_trace
+from helpers import BIN, EXAMPLES
+
+PY_SPEC = """
+[study]
+name = "py"
+metric = "loss"
+seed = 3
+algorithm = "asha"
+[asha]
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+max_trials = {max_trials}
+max_attempts = 2
+[trainer]
+type = "python"
+entrypoint = "user_trainer:fit"
+[space]
+x = {{ uniform = [0.0, 1.0] }}
+mode = {{ choice = ["ok", "ok2", "raise", "nan", "crash", "slow"] }}
+"""
+
+TRAINER = """
+import json, math, os, time
+from ash.native import omp_max_threads
+
+def fit(config, start, stop, state):
+    done = 0.0 if state is None else json.loads(state)["done"]
+    if done != start:
+        raise RuntimeError(f"resumed from {done}, expected {start}")
+    mode = config["mode"]
+    if mode == "raise":
+        raise ValueError("bad trial")
+    if mode == "crash":
+        os._exit(9)
+    if mode == "slow":
+        time.sleep(float(os.environ.get("SLOW", "0")))
+    loss = math.nan if mode == "nan" else (config["x"] - 0.3) ** 2 + 1.0 / stop
+    return {"loss": loss, "threads": omp_max_threads()}, json.dumps({"done": stop}).encode()
+"""
+
+
+def write_study(tmp_path: Path, max_trials: int = 24) -> Path:
+    (tmp_path / "user_trainer.py").write_text(TRAINER)
+    spec = tmp_path / "study.toml"
+    spec.write_text(PY_SPEC.format(max_trials=max_trials))
+    return spec
+
+
+def ash_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ash"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_tune_python_trainer_resumes_and_survives_failures(tmp_path: Path) -> None:
+    spec = write_study(tmp_path)
+    proc = ash_cli(
+        "tune",
+        str(spec),
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        "out",
+        "--trace",
+        "t.jsonl",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "out/results.json").read_text())
+    assert len(doc["trials"]) == 24
+    by_mode: dict[str, set[str]] = {}
+    for t in doc["trials"]:
+        by_mode.setdefault(t["config"]["mode"], set()).add(t["status"])
+    assert by_mode.get("raise", {"failed"}) == {"failed"}
+    assert by_mode.get("nan", {"failed"}) == {"failed"}
+    assert by_mode.get("crash", {"failed"}) == {"failed"}  # re-leased, then failed after 2 attempts
+    errors = " ".join(e["error"] for e in doc["errors"])
+    assert "resumed from" not in errors  # every promotion resumed from its checkpoint
+    assert doc["best"]["resource"] == 9 and doc["best"]["config"]["mode"].startswith("ok")
+    assert all(r["metrics"].get("threads", 1) == 1 for t in doc["trials"] for r in t["results"])
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(spec)) == []
+    assert any(e["event"] == "lost" for e in events) == ("crash" in by_mode)
+    for name in ("trials.csv", "report.html"):
+        assert (tmp_path / "out" / name).exists()
+    assert "best trials" in proc.stdout
+
+
+def test_threads_reach_the_kernel(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=4)
+    proc = ash_cli(
+        "tune", str(spec), "--workers", "1", "--threads", "2", "--out", "o", "--quiet", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "o/results.json").read_text())
+    seen = {r["metrics"]["threads"] for t in doc["trials"] for r in t["results"] if r["metrics"]}
+    assert seen == {2}
+
+
+def test_iris_example_end_to_end(tmp_path: Path) -> None:
+    text = (EXAMPLES / "iris.toml").read_text().replace("max_trials = 200", "max_trials = 30")
+    spec = tmp_path / "iris.toml"
+    spec.write_text(text)
+    proc = ash_cli("tune", str(spec), "--out", "out", "--trace", "t.jsonl", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "out/results.json").read_text())
+    best = doc["best"]
+    assert best["resource"] == 27
+    metrics = next(
+        r["metrics"]
+        for t in doc["trials"]
+        if t["trial"] == best["trial"]
+        for r in t["results"]
+        if r["resource"] == 27
+    )
+    assert set(metrics) == {"val_loss", "val_accuracy", "train_loss"}
+    assert metrics["val_accuracy"] >= 0.9
+    assert audit_for(read_trace(tmp_path / "t.jsonl"), load_spec(spec)) == []
+
+
+def test_bad_dataset_and_entrypoint_fail_before_start(tmp_path: Path) -> None:
+    text = (EXAMPLES / "iris.toml").read_text().replace('"iris"', '"nope.csv"')
+    spec = tmp_path / "s.toml"
+    spec.write_text(text)
+    proc = ash_cli("tune", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "nope.csv: no such file" in proc.stderr
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,x\n3,oops,y\n")
+    spec.write_text(text.replace('"nope.csv"', '"bad.csv"'))
+    proc = ash_cli("tune", str(spec), cwd=tmp_path)
+    assert (
+        proc.returncode == 2 and "bad.csv: line 3: column 2: 'oops' is not a number" in proc.stderr
+    )
+    spec.write_text(PY_SPEC.format(max_trials=3).replace("user_trainer:fit", "missing_mod:fit"))
+    proc = ash_cli("tune", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot import 'missing_mod'" in proc.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_writes(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=200)
+    proc = subprocess.Popen(
+        [str(BIN / "ash"), "tune", str(spec), "--workers", "2", "--out", "out", "--quiet"],
+        cwd=tmp_path,
+        env={**os.environ, "SLOW": "0.05"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    doc = json.loads((tmp_path / "out/results.json").read_text())
+    assert doc["interrupted"] is True and 0 < len(doc["trials"]) < 200
+
+
+def quadratic(
+    config: dict[str, Any], start: float, stop: float, state: bytes | None
+) -> tuple[dict[str, float], bytes]:
+    return {"loss": (config["x"] - 0.7) ** 2 + 0.1 / stop}, b""
+
+
+def test_python_api_with_a_function(tmp_path: Path) -> None:
+    doc = ash.tune(
+        quadratic,
+        space={"x": {"uniform": [0.0, 1.0]}},
+        max_trials=20,
+        max_resource=9,
+        workers=2,
+        progress=False,
+        out=tmp_path / "o",
+    )
+    assert len(doc["trials"]) == 20 and doc["best"]["resource"] == 9
+    assert abs(doc["best"]["config"]["x"] - 0.7) < 0.3
+    assert (tmp_path / "o/results.json").exists()
+    with pytest.raises(ValueError, match="space"):
+        ash.tune(quadratic)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork context")
+def test_api_with_spec_path(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=6)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        doc = ash.tune(spec, workers=2, progress=False)
+    finally:
+        os.chdir(cwd)
+    assert len(doc["trials"]) == 6

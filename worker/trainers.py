@@ -1,0 +1,189 @@
+"""Trainers: what a worker runs for a job, behind one contract.
+
+``trainer(config, start, stop, state) -> (metrics, state)``: train from resource ``start`` to
+``stop``, resuming from ``state`` (the bytes this trial's previous job returned, None at rung 0),
+and return the metrics at ``stop`` and the new state. Two kinds:
+
+- ``MlpTrainer``: the native kernel; resource = epochs; reports val_loss, val_accuracy and
+  train_loss. The dataset is loaded and split once per process. A diverging run reports
+  val_loss = inf (a failed result), it does not raise.
+- ``PythonTrainer``: a user function named ``pkg.mod:fn``, imported from the working directory
+  or PYTHONPATH.
+
+``run_job`` is the one place that calls a trainer: it turns an exception, a malformed return or
+a missing or non-finite metric into a failed outcome with a message, so a bad trial never takes
+a worker down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ash.scheduler.space import Config
+from ash.scheduler.spec import StudySpec, TrainerSpec
+from ash.worker.mlp_params import PARAMS
+
+TrainerFn = Callable[
+    [Config, float, float, "bytes | None"], tuple[Mapping[str, Any], "bytes | None"]
+]
+
+
+class TrainerError(ValueError):
+    """A trainer cannot be set up (bad entrypoint, unreadable dataset); names what is wrong."""
+
+
+@dataclass
+class Outcome:
+    value: float | None  # the study metric; None when the job failed
+    metrics: dict[str, Any]
+    state: bytes | None
+    error: str | None = None
+
+
+class MlpTrainer:
+    """The native MLP behind the trainer contract."""
+
+    def __init__(self, spec: TrainerSpec, seed: int, base_dir: Path) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.base_dir = base_dir
+
+    def data(self) -> Any:
+        from ash.worker.datasets import cached_split
+
+        return cached_split(
+            self.spec.dataset, str(self.base_dir), self.spec.validation_fraction, self.seed
+        )
+
+    def __call__(
+        self, config: Config, start: float, stop: float, state: bytes | None
+    ) -> tuple[dict[str, Any], bytes | None]:
+        from ash.native import mlp
+
+        p = {name: config.get(name, default) for name, (default, _, _) in PARAMS.items()}
+        d = self.data()
+        if state is None:
+            hidden = [int(p["hidden"])] * int(p["layers"])
+            key = json.dumps(config, sort_keys=True).encode()
+            seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+            state = mlp.init_state(
+                d.X_train.shape[1],
+                hidden,
+                d.n_classes,
+                str(p["activation"]),
+                str(p["optimizer"]),
+                (seed + self.seed) % 2**64,
+            )
+        done = mlp.info(state).epochs_done
+        if abs(done - start) > 1e-9:
+            raise TrainerError(f"checkpoint holds {done} epochs but the job starts at {start}")
+        res = mlp.train(
+            state,
+            d.X_train,
+            d.y_train,
+            round(stop - start),
+            lr=float(p["lr"]),
+            momentum=float(p["momentum"]),
+            weight_decay=float(p["weight_decay"]),
+            dropout=float(p["dropout"]),
+            batch_size=int(p["batch_size"]),
+        )
+        if res.diverged:
+            metrics = {"val_loss": math.inf, "val_accuracy": 0.0, "train_loss": math.inf}
+            return metrics, res.state
+        ev = mlp.evaluate(res.state, d.X_val, d.y_val)
+        metrics = {"val_loss": ev.loss, "val_accuracy": ev.accuracy, "train_loss": res.train_loss}
+        return metrics, res.state
+
+
+class PythonTrainer:
+    """A user function ``pkg.mod:fn`` with the trainer contract."""
+
+    def __init__(self, entrypoint: str, base_dir: Path) -> None:
+        module_name, _, attr = entrypoint.partition(":")
+        for path in (str(Path.cwd()), str(base_dir)):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # the user's module may raise anything on import
+            raise TrainerError(
+                f"trainer.entrypoint {entrypoint!r}: cannot import {module_name!r} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        fn = getattr(module, attr, None)
+        if not callable(fn):
+            raise TrainerError(
+                f"trainer.entrypoint {entrypoint!r}: {module_name} has no function {attr!r}"
+            )
+        self.fn: TrainerFn = fn
+
+    def __call__(
+        self, config: Config, start: float, stop: float, state: bytes | None
+    ) -> tuple[Mapping[str, Any], bytes | None]:
+        return self.fn(config, start, stop, state)
+
+
+def make_trainer(spec: StudySpec) -> TrainerFn:
+    """The trainer a spec names; raises TrainerError for what cannot be set up."""
+    t = spec.trainer
+    if t is None:
+        raise TrainerError(
+            f"{spec.source}: trainer: missing [trainer] table (type = 'mlp' or 'python')"
+        )
+    if t.type == "python":
+        assert t.entrypoint is not None
+        return PythonTrainer(t.entrypoint, spec.base_dir)
+    trainer = MlpTrainer(t, spec.seed, spec.base_dir)
+    return trainer
+
+
+def run_job(
+    trainer: TrainerFn,
+    metric: str,
+    config: Config,
+    start: float,
+    stop: float,
+    state: bytes | None,
+) -> Outcome:
+    """Call the trainer once; never raises for what the trainer does."""
+    try:
+        out = trainer(config, start, stop, state)
+    except Exception as exc:  # a trial's failure is data, not a crash
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return Outcome(None, {}, None, f"trainer raised {tb}")
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping)):
+        return Outcome(None, {}, None, "trainer must return (metrics: dict, state: bytes | None)")
+    metrics, new_state = out
+    if new_state is not None and not isinstance(new_state, bytes | bytearray | memoryview):
+        return Outcome(
+            None,
+            {},
+            None,
+            f"trainer returned a state of type {type(new_state).__name__}, not bytes",
+        )
+    clean: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool | int | float | str) or v is None:
+            clean[str(k)] = v
+        else:
+            try:
+                clean[str(k)] = float(v)  # numpy scalars and the like
+            except (TypeError, ValueError):
+                clean[str(k)] = str(v)
+    state_bytes = None if new_state is None else bytes(new_state)
+    value = clean.get(metric)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return Outcome(None, clean, state_bytes, f"trainer did not report the metric {metric!r}")
+    if not math.isfinite(value):
+        return Outcome(None, clean, state_bytes, f"{metric} is {value} (not finite)")
+    return Outcome(float(value), clean, state_bytes)
