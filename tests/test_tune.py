@@ -219,3 +219,29 @@ def test_api_with_spec_path(tmp_path: Path) -> None:
     finally:
         os.chdir(cwd)
     assert len(doc["trials"]) == 6
+
+
+@pytest.mark.parametrize("name", ["numpy", "jax"])
+def test_example_trainables(tmp_path: Path, name: str) -> None:
+    if name == "jax":
+        pytest.importorskip("jax")
+    text = (EXAMPLES / f"{name}.toml").read_text()
+    text = text.replace("max_trials = 30", "max_trials = 6").replace(
+        "max_trials = 40", "max_trials = 4"
+    )
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(text)
+    proc = ash_cli(
+        "tune",
+        str(spec),
+        "--workers",
+        "2",
+        "--out",
+        "o",
+        "--quiet",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(EXAMPLES)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "o/results.json").read_text())
+    assert doc["errors"] == [] and doc["best"] is not None
