@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ash.scheduler.driver import Driver
+from ash.scheduler.driver import open_study
 from ash.scheduler.spec import StudySpec, load_spec, parse_spec
-from ash.scheduler.trace import TraceWriter
 
 
 def resolve_threads(threads: int | str, workers: int) -> int:
@@ -46,10 +45,12 @@ def run_embedded(
     threads: int | str = "auto",
     out: str | Path | None = None,
     trace: str | Path | None = None,
+    journal: str | Path | None = None,
     progress: bool = True,
     trainer: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``spec`` on local worker processes; return the results document."""
+    """Run ``spec`` on local worker processes; return the results document. With ``journal``
+    the study is crash-safe and, started again on the same journal, resumes where it stood."""
     from ash.progress import Progress
     from ash.report import write_report
     from ash.worker.pool import LocalPool
@@ -58,7 +59,7 @@ def run_embedded(
     k = resolve_threads(threads, n)
     if trainer is None:
         check_trainer(spec)
-    driver = Driver(spec, trace=TraceWriter(trace))
+    driver = open_study(spec, journal=journal, trace=trace).driver
     pool = LocalPool(spec, driver, n, k, trainer=trainer)
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
     interrupted = False

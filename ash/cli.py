@@ -22,11 +22,12 @@ class UserError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from ash.scheduler.benchmarks import BenchmarkError
+    from ash.scheduler.journal import JournalError
     from ash.scheduler.spec import SpecError
     from ash.worker.datasets import DataError
     from ash.worker.trainers import TrainerError
 
-    return (UserError, SpecError, BenchmarkError, DataError, TrainerError)
+    return (UserError, SpecError, BenchmarkError, DataError, TrainerError, JournalError)
 
 
 def _positive_int(text: str) -> int:

@@ -32,7 +32,7 @@ class PromotionBracket:
         return len(self.rungs) - 1
 
     def record(self, trial: int, rung: int, score: float) -> None:
-        self.rungs[rung].add(trial, score)
+        self.rungs[rung].add(trial, score, promotable=rung < self.top)
 
     def peek_promotion(self) -> tuple[int, int] | None:
         """(trial, from_rung) of the promotion get_job would make, without making it."""

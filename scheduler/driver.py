@@ -1,28 +1,38 @@
 """The driver: the one place where the sans-I/O core meets the world.
 
-Every transport (the embedded pool, the gRPC servicer, the MPI loop) talks to a Driver, never to
+Every transport (the embedded pool, the gRPC service, the MPI loop) talks to a Driver, never to
 the core directly. The driver reads the clock, calls the core, and records what happened: the
-trace, the results, and the checkpoints that promoted trials resume from. Its methods take a
-lock, so servicer threads may call it concurrently; each call is short (O(log n)).
+journal (inputs, for resume), the trace, the results, and the checkpoints that promoted trials
+resume from. Its methods take a lock, so service threads may call it concurrently; each call is
+short (O(log n)) and does no blocking I/O: journal records and trace lines are buffered, and
+``sync`` makes them durable. A transport calls ``sync`` before it lets anything a decision caused
+leave the process (an assignment, an acknowledgement), so after a crash the journal holds every
+decision anyone saw and the trace holds no event the journal lacks.
 
-Checkpoints: the state a trial's job returns is kept (one per trial: the latest) and handed out
-with the trial's next job, whose ``start`` equals the resource the state was trained to. States
-of top-rung results are dropped, since nothing resumes from them.
+Resume (``resume``) replays the journal's records through the same methods with the clock set
+to each record's time, which rebuilds the core exactly (it is deterministic); trace events the
+trace file already holds are not written again. Jobs that were in flight at the crash are then
+lost (journaled and traced as ``lost``) and re-issued to the next worker that asks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
 from ash.scheduler.core import Job, Scheduler
+from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
 from ash.scheduler.spec import StudySpec
-from ash.scheduler.trace import TraceWriter
+from ash.scheduler.trace import TraceWriter, count_events
 
 
 @dataclass(frozen=True)
@@ -32,29 +42,6 @@ class Assignment:
     checkpoint: bytes | None
 
 
-class CheckpointStore:
-    """The latest state of each trial, in memory."""
-
-    def __init__(self) -> None:
-        self._states: dict[int, tuple[float, bytes]] = {}
-        self.bytes = 0
-
-    def put(self, trial: int, resource: float, state: bytes | None) -> None:
-        old = self._states.pop(trial, None)
-        if old is not None:
-            self.bytes -= len(old[1])
-        if state is not None:
-            self._states[trial] = (resource, state)
-            self.bytes += len(state)
-
-    def get(self, trial: int, resource: float) -> bytes | None:
-        """The state of ``trial`` trained to ``resource`` (None if there is none)."""
-        got = self._states.get(trial)
-        if got is None or abs(got[0] - resource) > 1e-9:
-            return None
-        return got[1]
-
-
 class Driver:
     def __init__(
         self,
@@ -62,6 +49,8 @@ class Driver:
         *,
         trace: TraceWriter | None = None,
         results: Results | None = None,
+        journal: Journal | None = None,
+        checkpoints: CheckpointStore | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.spec = spec
@@ -70,21 +59,34 @@ class Driver:
         self.results = results or Results(
             spec.name, spec.metric, spec.mode, spec.schedule.max_resource
         )
-        start = time.monotonic()
-        self.clock = clock or (lambda: time.monotonic() - start)
-        self.checkpoints = CheckpointStore()
+        self.journal = journal
+        if journal is not None:
+            self.trace.autoflush = None  # the trace must never get ahead of the journal
+        self.checkpoints: CheckpointStore = (
+            checkpoints if checkpoints is not None else MemoryStore()
+        )
+        self._t0 = time.monotonic()
+        self.clock = clock or (lambda: time.monotonic() - self._t0)
         self.lock = threading.Lock()
         self.assigned: dict[int, Assignment] = {}
         self.errors: list[tuple[int, str]] = []  # (trial, message) of failed jobs
+        self.replaying = False
+
+    # -- inputs ---------------------------------------------------------------------------
 
     def request(self, worker: str) -> Assignment | None:
         """A job for ``worker`` with the checkpoint it resumes from, or None for now."""
         with self.lock:
+            if self.journal is not None and self.journal.broken:
+                return None  # never decide what cannot be journaled
             now = self.clock()
             job = self.core.next_job(now)
             if job is None:
                 return None
-            checkpoint = self.checkpoints.get(job.trial, job.start) if job.start else None
+            self._journal({"a": worker, "t": now})
+            checkpoint = None
+            if job.start and not self.replaying:
+                checkpoint = self.checkpoints.get(job.trial, job.start)
             a = Assignment(job, worker, checkpoint)
             self.assigned[job.job_id] = a
             self.trace.assign(now, job, worker)
@@ -101,13 +103,20 @@ class Driver:
     ) -> bool:
         """Record a job's result; False if it was a duplicate or late report (ignored)."""
         with self.lock:
-            now = self.clock()
-            job = self.core.report(job_id, value, now)
-            self.assigned.pop(job_id, None)
-            if job is None:
+            if job_id not in self.core.inflight:
+                self.core.report(job_id, value, self.clock())  # raises for unknown ids
                 return False
-            top = job.stop >= self.spec.schedule.max_resource
-            self.checkpoints.put(job.trial, job.stop, None if top else state)
+            now = self.clock()
+            if not self.replaying:
+                job = self.core.inflight[job_id]
+                top = job.stop >= self.spec.schedule.max_resource
+                if not top:
+                    self.checkpoints.put(job.trial, job.stop, state)
+            self._journal({"r": job_id, "v": value, "m": metrics or {}, "e": error, "t": now})
+            reported = self.core.report(job_id, value, now)
+            assert reported is not None
+            job = reported
+            self.assigned.pop(job_id, None)
             self.trace.result(now, job, value)
             self.results.result(job, value, metrics)
             if error is not None:
@@ -117,11 +126,14 @@ class Driver:
     def lose(self, job_id: int) -> bool:
         """The worker of ``job_id`` vanished; False if the job had already settled."""
         with self.lock:
-            now = self.clock()
-            got = self.core.lose(job_id, now)
-            self.assigned.pop(job_id, None)
-            if got is None:
+            if job_id not in self.core.inflight:
+                self.core.lose(job_id, self.clock())  # raises for unknown ids
                 return False
+            now = self.clock()
+            self._journal({"l": job_id, "t": now})
+            got = self.core.lose(job_id, now)
+            assert got is not None
+            self.assigned.pop(job_id, None)
             job, retried = got
             self.trace.lost(now, job)
             self.results.lost(job)
@@ -129,6 +141,47 @@ class Driver:
                 self.trace.result(now, job, None)
                 self.results.result(job, None, {})
             return True
+
+    # -- durability and resume ------------------------------------------------------------
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        if self.journal is not None and not self.replaying:
+            self.journal.append(_jsonable(record))
+
+    def sync(self) -> None:
+        """Make every input so far durable, then flush the trace (which must trail the journal).
+        Raises JournalError if the journal cannot be written."""
+        if self.journal is not None:
+            self.journal.sync()
+        self.trace.flush()
+
+    def resume(self, records: list[dict[str, Any]], trace_events_present: int) -> int:
+        """Replay journal records; then lose the jobs that were in flight. Returns how many."""
+        self.trace.skip = trace_events_present
+        self.replaying = True
+        last = 0.0
+        try:
+            for rec in records:
+                last = float(rec.get("t", last))
+                self.clock = lambda t=last: t  # type: ignore[misc]
+                if "a" in rec:
+                    if self.request(str(rec["a"])) is None:
+                        raise JournalError("journal replay diverged: an ask produced no job")
+                elif "r" in rec:
+                    self.complete(int(rec["r"]), rec.get("v"), rec.get("m"), None, rec.get("e"))
+                elif "l" in rec:
+                    self.lose(int(rec["l"]))
+        finally:
+            self.replaying = False
+        offset = time.monotonic() - last
+        self.clock = lambda: time.monotonic() - offset
+        stale = list(self.core.inflight)
+        for job_id in stale:
+            self.lose(job_id)
+        self.trace.skip = 0
+        return len(stale)
+
+    # -- state ----------------------------------------------------------------------------
 
     def inflight(self) -> list[Assignment]:
         with self.lock:
@@ -140,4 +193,55 @@ class Driver:
             return self.core.finished
 
     def close(self) -> None:
-        self.trace.close()
+        try:
+            with contextlib.suppress(JournalError):
+                self.sync()
+        finally:
+            if self.journal is not None:
+                with contextlib.suppress(JournalError):
+                    self.journal.close()
+            self.trace.close()
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite floats (a failed metric) become null: the journal is strict JSON."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        elif isinstance(v, dict):
+            v = _jsonable(v)
+        out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class Opened:
+    driver: Driver
+    resumed_records: int
+    lost_on_resume: int
+
+
+def open_study(
+    spec: StudySpec,
+    *,
+    journal: str | Path | None = None,
+    trace: str | Path | None = None,
+    fsync: bool = True,
+) -> Opened:
+    """A Driver for ``spec``; with a journal, resumed from it when it already holds records.
+
+    Checkpoints then live next to the journal (``JOURNAL.ckpt/``), so a resumed study still
+    resumes its promoted trials from their states."""
+    present = count_events(trace) if (trace is not None and journal is not None) else 0
+    writer = TraceWriter(trace)
+    if journal is None:
+        return Opened(Driver(spec, trace=writer), 0, 0)
+    j = Journal(journal, study=spec.name, digest=spec_digest(spec.raw), fsync=fsync)
+    store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
+    driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
+    lost = 0
+    if j.records:
+        lost = driver.resume(j.records, present)
+        driver.sync()
+    return Opened(driver, len(j.records), lost)

@@ -70,6 +70,7 @@ class StudySpec:
     trainer: TrainerSpec | None = None
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
+    raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for digests and the wire
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -142,6 +143,7 @@ def parse_spec(
         trainer=trainer,
         source=source,
         base_dir=base_dir if base_dir is not None else Path.cwd(),
+        raw=dict(data),
     )
 
 

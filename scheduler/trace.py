@@ -21,9 +21,16 @@ def _num(x: float) -> float:
 
 
 class TraceWriter:
-    """Writes trace events to a file (appending) or an open text stream; ``None`` writes nothing."""
+    """Writes trace events to a file (appending) or an open text stream; ``None`` writes nothing.
+
+    Lines are held in memory until ``flush`` (the driver flushes only after the journal is
+    durable, so the trace never gets ahead of the journal). ``skip`` drops that many events
+    first: a resumed study replays events the trace file already holds."""
 
     def __init__(self, target: str | Path | IO[str] | None, *, buffering: int = 1 << 16) -> None:
+        self.skip = 0
+        self.autoflush: int | None = 4096  # None: only an explicit flush writes (journaled runs)
+        self._lines: list[str] = []
         self._owned = isinstance(target, str | Path)
         if isinstance(target, str | Path):
             # closed by close()
@@ -32,8 +39,12 @@ class TraceWriter:
             self._f = target
 
     def _write(self, event: dict[str, Any]) -> None:
-        if self._f is not None:
-            self._f.write(json.dumps(event, separators=(", ", ": ")) + "\n")
+        if self.skip:
+            self.skip -= 1
+            return
+        self._lines.append(json.dumps(event, separators=(", ", ": ")))
+        if self.autoflush is not None and len(self._lines) >= self.autoflush:
+            self.flush()
 
     def assign(self, t: float, job: Job, worker: str, **extra: Any) -> None:
         if self._f is None:
@@ -84,16 +95,33 @@ class TraceWriter:
         )
 
     def flush(self) -> None:
-        if self._f is not None:
+        if self._f is not None and self._lines:
+            self._f.write("\n".join(self._lines) + "\n")
+            self._lines = []
             self._f.flush()
 
     def close(self) -> None:
         if self._f is not None:
+            self.flush()
             if self._owned:
                 self._f.close()
             else:
                 self._f.flush()
             self._f = None
+
+
+def count_events(path: str | Path) -> int:
+    """Complete events in a trace file; a torn last line is cut off (the file is truncated to
+    its last newline) so that appending continues on a line of its own."""
+    p = Path(path)
+    if not p.exists():
+        return 0
+    data = p.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(p, "r+b") as f:
+            f.truncate(end)
+    return data.count(b"\n", 0, end)
 
 
 def read_trace(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -109,15 +109,20 @@ class LocalPool:
         return _Worker(name, p, parent)
 
     def _dispatch(self) -> None:
+        """Offer work to idle workers; make it durable (journal, trace) before sending it."""
+        out = []
         for w in self.workers:
             if w.job is not None:
                 continue
             a = self.driver.request(w.name)
             if a is None:
-                return
+                break
+            out.append((w, a))
+            w.job = a.job.job_id
+        self.driver.sync()
+        for w, a in out:
             j = a.job
             w.conn.send((j.job_id, j.config, j.start, j.stop, a.checkpoint))
-            w.job = j.job_id
 
     def run(self, tick: Callable[[], None] | None = None, tick_every: float = 0.25) -> None:
         """Run until the driver's study is finished; ``tick`` is called periodically."""

@@ -18,14 +18,13 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.transport != "inproc":
         raise UserError(f"--transport {args.transport}: not available yet (use inproc)")
-    if args.journal:
-        raise UserError("--journal: not available yet in embedded mode")
     doc = run_embedded(
         spec,
         workers=args.workers,
         threads=args.threads,
         out=args.out,
         trace=args.trace,
+        journal=args.journal,
         progress=not args.quiet,
     )
     if not args.quiet:

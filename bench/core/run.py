@@ -8,11 +8,11 @@ runs 40/27 results per trial, lands on about N results).
 - ash: ``Scheduler.next_job`` / ``Scheduler.report``, driven like a 2-worker pool: ask until 2
   jobs are pending, then report the oldest. A "result" is a ``report`` call, a "decision" is a
   ``next_job`` call that returned a job.
-- Optuna: ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, min_early_stopping_rate=0)``,
-  in-memory storage, a seeded ``RandomSampler``, ask/tell. Two trials are interleaved
-  round-robin: the older of the two running trials reports its next intermediate value
-  (resources 1, 3, 9, 27), then ``should_prune``; a pruned or finished trial is told and a new
-  one is asked. A "result" is a ``trial.report`` call.
+- Optuna: ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=3,
+  min_early_stopping_rate=0)``, in-memory storage, a seeded ``RandomSampler``, ask/tell. Two
+  trials are interleaved round-robin: the older of the two running trials reports its next
+  intermediate value (resources 1, 3, 9, 27), then ``should_prune``; a pruned or finished trial
+  is told and a new one is asked. A "result" is a ``trial.report`` call.
 
 Every measurement runs in a fresh Python process (this file with ``--child``); only the
 scheduling loop is timed (imports, spec parsing and study creation are not). The parent
@@ -73,10 +73,19 @@ def run_ash(n_results: int, seed: int) -> Row:
     max_trials = trials_for(n_results)
     spec = parse_spec(
         {
-            "study": {"name": "bench", "metric": "loss", "mode": "min", "seed": seed,
-                      "algorithm": "asha"},
-            "asha": {"min_resource": 1, "max_resource": 27, "reduction_factor": 3,
-                     "max_trials": max_trials},
+            "study": {
+                "name": "bench",
+                "metric": "loss",
+                "mode": "min",
+                "seed": seed,
+                "algorithm": "asha",
+            },
+            "asha": {
+                "min_resource": 1,
+                "max_resource": 27,
+                "reduction_factor": 3,
+                "max_trials": max_trials,
+            },
             "space": {"x": {"uniform": [0.0, 1.0]}},
         },
         source="bench",
@@ -103,7 +112,7 @@ def run_ash(n_results: int, seed: int) -> Row:
                 break
             raise RuntimeError("ash stalled: no job pending and not finished")
         job = pending.popleft()
-        value = objective(job.config["x"], job.stop)  # type: ignore[arg-type]
+        value = objective(job.config["x"], job.stop)
         core.report(job.job_id, value, now)
         if value < best:
             best = value
@@ -112,15 +121,23 @@ def run_ash(n_results: int, seed: int) -> Row:
         if results == mark:
             t_mark = time.perf_counter()
             d_mark = decisions
-    elapsed = time.perf_counter() - t0
-    t_end = t0 + elapsed
-    tail = (t_end - t_mark) / (decisions - d_mark) if t_mark > 0 and decisions > d_mark else None
+    t_end = time.perf_counter()
+    elapsed = t_end - t0
+    tail = t_mark >= 0 and decisions > d_mark
     return {
-        "system": "ash", "target": n_results, "trials": core.n_trials, "results": results,
-        "decisions": decisions, "seconds": elapsed, "best": best,
+        "system": "ash",
+        "target": n_results,
+        "trials": core.n_trials,
+        "results": results,
+        "decisions": decisions,
+        "seconds": elapsed,
+        "best": best,
         "us_per_decision": 1e6 * elapsed / decisions,
-        "tail_us_per_decision": None if tail is None else 1e6 * tail,
-        "rss_before_mib": rss_before, "rss_peak_mib": rss_mib(), "complete": True,
+        "tail_us_per_decision": 1e6 * (t_end - t_mark) / (decisions - d_mark) if tail else None,
+        "tail_results_per_s": (results - mark) / (t_end - t_mark) if tail else math.nan,
+        "rss_before_mib": rss_before,
+        "rss_peak_mib": rss_mib(),
+        "complete": True,
     }
 
 
@@ -136,8 +153,9 @@ def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
     study = optuna.create_study(
         storage=InMemoryStorage(),
         sampler=RandomSampler(seed=seed),
-        pruner=SuccessiveHalvingPruner(min_resource=1, reduction_factor=3,
-                                       min_early_stopping_rate=0),
+        pruner=SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+        ),
         direction="minimize",
     )
     rss_before = rss_mib()
@@ -145,6 +163,7 @@ def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
     started = results = pruned = 0
     best = math.inf
     complete = True
+    marks: list[tuple[int, float]] = []  # (results, time) every 256 results
     t0 = time.perf_counter()
     deadline = t0 + budget_s
     while True:
@@ -168,14 +187,28 @@ def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
             study.tell(trial, value)
         else:
             active.append((trial, x, i + 1))
-        if results % 256 == 0 and time.perf_counter() > deadline:
-            complete = False
-            break
-    elapsed = time.perf_counter() - t0
+        if results % 256 == 0:
+            marks.append((results, time.perf_counter()))
+            if marks[-1][1] > deadline:
+                complete = False
+                break
+    t_end = time.perf_counter()
+    elapsed = t_end - t0
+    # results/s over the last ~10% of the run: the marginal rate at this size
+    r_mark, t_mark = next(((r, t) for r, t in marks if r >= 0.9 * results), (0, t0))
+    tail_rate = (results - r_mark) / (t_end - t_mark) if t_end > t_mark else math.nan
     return {
-        "system": "optuna", "target": n_results, "trials": started, "results": results,
-        "pruned": pruned, "seconds": elapsed, "best": best,
-        "rss_before_mib": rss_before, "rss_peak_mib": rss_mib(), "complete": complete,
+        "system": "optuna",
+        "target": n_results,
+        "trials": started,
+        "results": results,
+        "pruned": pruned,
+        "seconds": elapsed,
+        "best": best,
+        "tail_results_per_s": tail_rate,
+        "rss_before_mib": rss_before,
+        "rss_peak_mib": rss_mib(),
+        "complete": complete,
     }
 
 
@@ -195,8 +228,18 @@ def profile_ash(n_results: int, seed: int, top: int) -> None:
 
 
 def spawn(system: str, n: int, seed: int, budget_s: float) -> Row:
-    cmd = [sys.executable, str(HERE), "--child", system, "--n", str(n), "--seed", str(seed),
-           "--budget", str(budget_s)]
+    cmd = [
+        sys.executable,
+        str(HERE),
+        "--child",
+        system,
+        "--n",
+        str(n),
+        "--seed",
+        str(seed),
+        "--budget",
+        str(budget_s),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     row: Row = json.loads(out.strip().splitlines()[-1])
     return row
@@ -205,12 +248,18 @@ def spawn(system: str, n: int, seed: int, budget_s: float) -> Row:
 def machine() -> dict[str, str]:
     import optuna
 
-    model = "?"
+    cpu: dict[str, str] = {}
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            if not line.strip():
+                break  # the first processor is enough
+            key, _, value = line.partition(":")
+            cpu[key.strip()] = value.strip()
+    model = (
+        f"{cpu.get('model name', '?')} (family {cpu.get('cpu family', '?')}, "
+        f"model {cpu.get('model', '?')}, "
+        f"{'AVX-512' if 'avx512f' in cpu.get('flags', '').split() else 'no AVX-512'})"
+    )
     return {
         "nproc": str(os.cpu_count()),
         "affinity": str(len(os.sched_getaffinity(0))),
@@ -225,38 +274,49 @@ def fmt_k(n: int) -> str:
     return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k" if n >= 1000 else str(n)
 
 
+def med(rows: list[Row], key: str) -> float:
+    vals = [r[key] for r in rows if r.get(key) is not None and not math.isnan(r[key])]
+    return statistics.median(vals) if vals else math.nan
+
+
 def summarize(rows: list[Row]) -> Row:
     """Medians over repetitions; checks that every repetition made the same decisions."""
-    keys = {(r["trials"], r["results"], r["best"]) for r in rows if r["complete"]}
     done = [r for r in rows if r["complete"]]
     use = done or rows
-    out: Row = {
+    for r in use:
+        r["results_per_s"] = r["results"] / r["seconds"]
+        if "decisions" in r:
+            r["decisions_per_s"] = r["decisions"] / r["seconds"]
+    rates = [r["results_per_s"] for r in use]
+    return {
+        "system": use[0]["system"],
         "reps": len(rows),
         "complete": len(done),
-        "deterministic": len(keys) <= 1,
+        "deterministic": len({(r["trials"], r["results"], r["best"]) for r in done}) <= 1,
         "trials": int(statistics.median(r["trials"] for r in use)),
         "results": int(statistics.median(r["results"] for r in use)),
-        "seconds": statistics.median(r["seconds"] for r in use),
-        "results_per_s": statistics.median(r["results"] / r["seconds"] for r in use),
-        "rss_peak_mib": statistics.median(r["rss_peak_mib"] for r in use),
-        "rss_before_mib": statistics.median(r["rss_before_mib"] for r in use),
-        "spread": (min(r["results"] / r["seconds"] for r in use),
-                   max(r["results"] / r["seconds"] for r in use)),
+        "seconds": med(use, "seconds"),
+        "results_per_s": med(use, "results_per_s"),
+        "spread": (min(rates), max(rates)),
+        "tail_results_per_s": med(use, "tail_results_per_s"),
+        "decisions_per_s": med(use, "decisions_per_s"),
+        "us_per_decision": med(use, "us_per_decision"),
+        "tail_us": med(use, "tail_us_per_decision"),
+        "rss_peak_mib": med(use, "rss_peak_mib"),
+        "rss_before_mib": med(use, "rss_before_mib"),
     }
-    if use[0]["system"] == "ash":
-        out["decisions"] = int(statistics.median(r["decisions"] for r in use))
-        out["decisions_per_s"] = statistics.median(r["decisions"] / r["seconds"] for r in use)
-        out["us_per_decision"] = statistics.median(r["us_per_decision"] for r in use)
-        tails = [r["tail_us_per_decision"] for r in use if r["tail_us_per_decision"] is not None]
-        out["tail_us"] = statistics.median(tails) if tails else math.nan
-    return out
+
+
+def num(x: float, spec: str = ",.0f") -> str:
+    return "-" if math.isnan(x) else format(x, spec)
 
 
 def table(summary: dict[tuple[str, int], Row], sizes: list[int]) -> str:
     lines = [
-        "| system | target N | trials | results | reps | median s | results/s (min-max) "
-        "| decisions/s | us/decision (whole run / last 10%) | peak RSS MiB (before loop) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| system | N (target results) | trials | results | runs | median s "
+        "| results/s, median (min-max) | results/s, last 10% | decisions/s "
+        "| us/decision (whole / last 10%) | peak RSS MiB (before loop) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
         for system in ("ash", "optuna"):
@@ -264,46 +324,78 @@ def table(summary: dict[tuple[str, int], Row], sizes: list[int]) -> str:
             if s is None:
                 continue
             lo, hi = s["spread"]
-            rate = f"{s['results_per_s']:,.0f} ({lo:,.0f}-{hi:,.0f})"
+            rate = f"{num(s['results_per_s'])} ({num(lo)}-{num(hi)})"
+            results = f"{s['results']:,}"
             if s["complete"] < s["reps"]:
-                rate += f" **stopped at budget, {s['results']:,} results done**"
-            dps = f"{s['decisions_per_s']:,.0f}" if system == "ash" else "-"
-            usd = f"{s['us_per_decision']:.2f} / {s['tail_us']:.2f}" if system == "ash" else "-"
-            det = "" if s["deterministic"] else " (reps differ!)"
+                results += " **(stopped at the time budget)**"
+            elif not s["deterministic"]:
+                results += " (runs differ!)"
+            usd = f"{num(s['us_per_decision'], '.2f')} / {num(s['tail_us'], '.2f')}"
             lines.append(
-                f"| {system} | {fmt_k(n)} | {s['trials']:,} | {s['results']:,}{det} | {s['reps']} "
-                f"| {s['seconds']:.3f} | {rate} | {dps} | {usd} "
+                f"| {system} | {fmt_k(n)} | {s['trials']:,} | {results} | {s['reps']} "
+                f"| {s['seconds']:.3f} | {rate} | {num(s['tail_results_per_s'])} "
+                f"| {num(s['decisions_per_s'])} | {usd if system == 'ash' else '-'} "
                 f"| {s['rss_peak_mib']:.0f} ({s['rss_before_mib']:.0f}) |"
             )
     return "\n".join(lines)
 
 
-def reps_for(n: int, reps: int) -> int:
-    """Fewer repetitions for the largest sizes."""
+def reps_for(system: str, n: int, reps: int, probe: int) -> int:
+    """Fewer repetitions for the largest sizes; the Optuna probe runs once."""
+    if system == "optuna" and n == probe:
+        return 1
     return reps if n <= 100_000 else max(1, min(reps, 3))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--sizes", default="1000,10000,100000,1000000",
-                   help="target result counts for ash (comma-separated)")
-    p.add_argument("--optuna-sizes", default="1000,10000",
-                   help="target result counts for Optuna (comma-separated; '' for none)")
+    p.add_argument(
+        "--sizes",
+        default="1000,10000,100000,1000000",
+        help="target result counts for ash (comma-separated)",
+    )
+    p.add_argument(
+        "--optuna-sizes",
+        default="1000,10000",
+        help="target result counts for Optuna (comma-separated; '' for none)",
+    )
+    p.add_argument(
+        "--optuna-probe",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="one extra Optuna run at N results, stopped after --budget s (0: none)",
+    )
     p.add_argument("--reps", type=int, default=5, help="repetitions per size (<=3 above 100k)")
-    p.add_argument("--budget", type=float, default=300.0,
-                   help="seconds after which an Optuna run stops and reports what it reached")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=300.0,
+        help="seconds after which an Optuna run stops and reports what it reached",
+    )
     p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--quick", action="store_true", help="1k and 10k, 2 reps: a smoke run")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="1k and 10k, 2 runs each, no probe: a smoke run (~40 s)",
+    )
     p.add_argument("--json", type=Path, help="also write every raw run to this file")
-    p.add_argument("--profile", type=int, metavar="N",
-                   help="run ash once in this process under cProfile at N results and exit")
+    p.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        help="run ash once in this process under cProfile at N results and exit",
+    )
     p.add_argument("--child", choices=("ash", "optuna"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
-        row = (run_ash(args.n, args.seed) if args.child == "ash"
-               else run_optuna(args.n, args.seed, args.budget))
+        row = (
+            run_ash(args.n, args.seed)
+            if args.child == "ash"
+            else run_optuna(args.n, args.seed, args.budget)
+        )
         print(json.dumps(row))
         return 0
     if args.profile:
@@ -312,50 +404,63 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     osizes = [int(s) for s in args.optuna_sizes.split(",") if s]
-    reps = args.reps
+    reps, probe = args.reps, args.optuna_probe
     if args.quick:
-        sizes, osizes, reps = [1000, 10000], [1000, 10000], 2
+        sizes, osizes, reps, probe = [1000, 10000], [1000, 10000], 2, 0
+    if probe and probe not in osizes:
+        osizes.append(probe)
     info = machine()
     print(f"machine: {json.dumps(info)}", file=sys.stderr)
     raw: dict[tuple[str, int], list[Row]] = {}
     t_start = time.perf_counter()
-    for n in sorted(set(sizes) | set(osizes)):
-        for rep in range(reps_for(n, reps)):
+    all_sizes = sorted(set(sizes) | set(osizes))
+    for n in all_sizes:
+        for rep in range(max(reps_for(sys_, n, reps, probe) for sys_ in ("ash", "optuna"))):
             # Interleaved: ash then Optuna in each repetition, so they share the machine's noise.
             for system in ("ash", "optuna"):
                 if n not in (sizes if system == "ash" else osizes):
                     continue
+                if rep >= reps_for(system, n, reps, probe):
+                    continue
                 row = spawn(system, n, args.seed, args.budget)
                 raw.setdefault((system, n), []).append(row)
-                print(f"{system:6} N={n:>8} rep {rep + 1}: {row['results']:,} results in "
-                      f"{row['seconds']:.3f} s = {row['results'] / row['seconds']:,.0f}/s, "
-                      f"peak RSS {row['rss_peak_mib']:.0f} MiB"
-                      + ("" if row["complete"] else " (stopped at budget)"),
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{system:6} N={n:>8} run {rep + 1}: {row['results']:,} results in "
+                    f"{row['seconds']:.3f} s = {row['results'] / row['seconds']:,.0f}/s, "
+                    f"peak RSS {row['rss_peak_mib']:.0f} MiB"
+                    + ("" if row["complete"] else " (stopped at the time budget)"),
+                    file=sys.stderr,
+                    flush=True,
+                )
     summary = {key: summarize(rows) for key, rows in raw.items()}
-    all_sizes = sorted(set(sizes) | set(osizes))
     print(table(summary, all_sizes))
+    print()
     ash_sizes = sorted(n for (system, n) in summary if system == "ash")
     if len(ash_sizes) >= 2:
         lo, hi = summary[("ash", ash_sizes[0])], summary[("ash", ash_sizes[-1])]
         print(
-            f"\nash per-decision cost, {fmt_k(ash_sizes[-1])} / {fmt_k(ash_sizes[0])}: "
+            f"- ash per-decision cost, {fmt_k(ash_sizes[-1])} / {fmt_k(ash_sizes[0])}: "
             f"whole run {hi['us_per_decision'] / lo['us_per_decision']:.2f}x "
             f"({lo['us_per_decision']:.2f} -> {hi['us_per_decision']:.2f} us), "
             f"last 10% {hi['tail_us'] / lo['tail_us']:.2f}x "
             f"({lo['tail_us']:.2f} -> {hi['tail_us']:.2f} us); goal <= 2x"
         )
         worst = min(summary[("ash", n)]["decisions_per_s"] for n in ash_sizes)
-        print(f"ash decisions/s, lowest median over sizes: {worst:,.0f} (goal >= 100,000)")
+        print(f"- ash decisions/s, lowest median over sizes: {worst:,.0f} (goal >= 100,000)")
     for n in all_sizes:
         a, o = summary.get(("ash", n)), summary.get(("optuna", n))
         if a and o and o["complete"] == o["reps"]:
-            print(f"{fmt_k(n)}: ash / Optuna results/s = "
-                  f"{a['results_per_s'] / o['results_per_s']:,.1f}x")
-    print(f"\nwall time {time.perf_counter() - t_start:.0f} s; machine {json.dumps(info)}")
+            print(
+                f"- {fmt_k(n)}: ash / Optuna results/s = "
+                f"{a['results_per_s'] / o['results_per_s']:,.0f}x"
+            )
+    print(f"- wall time {time.perf_counter() - t_start:.0f} s; machine: {json.dumps(info)}")
     if args.json:
-        args.json.write_text(json.dumps(
-            {"machine": info, "runs": [r for rows in raw.values() for r in rows]}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"machine": info, "runs": [r for rows in raw.values() for r in rows]}, indent=1
+            )
+        )
     return 0
 
 
