@@ -19,7 +19,7 @@ from ash.scheduler.spec import StudySpec, load_spec, parse_spec
 
 
 def resolve_threads(threads: int | str, workers: int) -> int:
-    from ash.worker.pool import auto_threads
+    from ash.worker.slots import auto_threads
 
     if threads == "auto":
         return auto_threads(workers)

@@ -12,12 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ash import __version__
+from ash.errors import UserError
 
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A mistake in what the user gave (a file, a flag); printed without a traceback."""
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -25,9 +22,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ash.scheduler.journal import JournalError
     from ash.scheduler.spec import SpecError
     from ash.worker.datasets import DataError
+    from ash.worker.slots import SlotError
     from ash.worker.trainers import TrainerError
 
-    return (UserError, SpecError, BenchmarkError, DataError, TrainerError, JournalError)
+    return (UserError, SpecError, BenchmarkError, DataError, TrainerError, JournalError, SlotError)
 
 
 def _positive_int(text: str) -> int:
@@ -134,31 +132,34 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _guard(fn: Callable[[], int]) -> int:
+def guard(fn: Callable[[], int], prog: str = "ash") -> int:
+    """Run a command; a user's mistake prints one line and exits 2, Ctrl-C exits 130."""
     try:
         return fn()
     except _user_errors() as exc:
-        print(f"ash: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("ash: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return _guard(lambda: run(args))
+    return guard(lambda: run(args))
 
 
 def scheduler_main(argv: Sequence[str] | None = None) -> int:
-    print("ash-scheduler: not available yet (the gRPC service lands with issue 4)", file=sys.stderr)
-    return EXIT_USAGE
+    from ash.scheduler.server import main as serve
+
+    return serve(list(argv) if argv is not None else None)
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
-    print("ash-worker: not available yet (the gRPC worker lands with issue 4)", file=sys.stderr)
-    return EXIT_USAGE
+    from ash.worker.daemon import main as work
+
+    return work(list(argv) if argv is not None else None)
 
 
 if __name__ == "__main__":

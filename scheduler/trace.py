@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ class TraceWriter:
 
     def __init__(self, target: str | Path | IO[str] | None, *, buffering: int = 1 << 16) -> None:
         self.skip = 0
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. live watchers
         self.autoflush: int | None = 4096  # None: only an explicit flush writes (journaled runs)
         self._lines: list[str] = []
         self._owned = isinstance(target, str | Path)
@@ -42,12 +43,16 @@ class TraceWriter:
         if self.skip:
             self.skip -= 1
             return
+        for listener in self.listeners:
+            listener(event)
+        if self._f is None:
+            return
         self._lines.append(json.dumps(event, separators=(", ", ": ")))
         if self.autoflush is not None and len(self._lines) >= self.autoflush:
             self.flush()
 
     def assign(self, t: float, job: Job, worker: str, **extra: Any) -> None:
-        if self._f is None:
+        if self._f is None and not self.listeners:
             return
         self._write(
             {
@@ -64,7 +69,7 @@ class TraceWriter:
         )
 
     def result(self, t: float, job: Job, value: float | None) -> None:
-        if self._f is None:
+        if self._f is None and not self.listeners:
             return
         if value is not None and not math.isfinite(value):
             value = None
@@ -81,7 +86,7 @@ class TraceWriter:
         )
 
     def lost(self, t: float, job: Job) -> None:
-        if self._f is None:
+        if self._f is None and not self.listeners:
             return
         self._write(
             {

@@ -7,7 +7,8 @@ import sys
 
 from rich.console import Console
 
-from ash.cli import EXIT_USAGE, UserError
+from ash.cli import EXIT_USAGE
+from ash.errors import UserError
 from ash.scheduler.spec import load_spec
 
 

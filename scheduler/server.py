@@ -1,0 +1,196 @@
+"""``ash-scheduler``: serve one study over gRPC until it is finished, then write ``--out``.
+
+It owns the process around the service: loading the spec, opening (or resuming) the journal,
+the server with health checking and reflection, TLS and token options, the optional Prometheus
+endpoint, and signals. SIGTERM or SIGINT: stop assigning, wait for in-flight jobs to drain (up to
+``--drain-timeout``), flush the journal, write what is done, exit 0; started again on the same
+journal the study resumes. When the study finishes: tell the workers, write ``--out``, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import signal
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ash.errors import UserError
+from ash.proto import ash_pb2 as pb
+from ash.proto import ash_pb2_grpc as pb_grpc
+from ash.scheduler.driver import open_study
+from ash.scheduler.service import SchedulerService, ServiceConfig
+from ash.scheduler.spec import load_spec
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
+
+
+def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
+    size = max_checkpoint_bytes + (1 << 20)
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def read_secret(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UserError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    if not text:
+        raise UserError(f"{what} {path}: is empty")
+    return text
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"--listen {text!r}: expected HOST:PORT (PORT 0 picks a free one)")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ash-scheduler", description="Serve a study over gRPC.")
+    p.add_argument("spec", help="study spec (TOML)")
+    p.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0: any free)")
+    p.add_argument("--journal", help="journal file: crash-safe, resumes when started again")
+    p.add_argument("--out", help="write results.json, trials.csv and the report here")
+    p.add_argument("--trace", help="append the trace (JSON lines) here")
+    p.add_argument("--token-file", help="shared token workers and clients must present")
+    p.add_argument("--tls-cert", help="TLS certificate chain (PEM)")
+    p.add_argument("--tls-key", help="TLS private key (PEM)")
+    p.add_argument("--lease", type=float, default=30.0, help="seconds a silent worker keeps jobs")
+    p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
+    p.add_argument("--max-checkpoint-mb", type=float, default=64.0, help="checkpoint size limit")
+    p.add_argument("--drain-timeout", type=float, default=60.0, help="SIGTERM: seconds to drain")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--no-fsync", action="store_true", help="journal without fsync (faster)")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    host, port = parse_listen(args.listen)
+    token = read_secret(args.token_file, "--token-file")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UserError("--tls-cert and --tls-key go together")
+    if not is_loopback(host) and token is None and args.tls_cert is None:
+        print(
+            f"ash-scheduler: WARNING: listening on {host} with neither TLS nor a token: "
+            "anyone who can reach this port can join the study and read its configs",
+            file=sys.stderr,
+            flush=True,
+        )
+    max_ckpt = int(args.max_checkpoint_mb * (1 << 20))
+    opened = open_study(spec, journal=args.journal, trace=args.trace, fsync=not args.no_fsync)
+    driver = opened.driver
+    if opened.resumed_records:
+        print(
+            f"ash-scheduler: resumed {spec.name} from {args.journal}: "
+            f"{opened.resumed_records} records, {opened.lost_on_resume} in-flight jobs lost",
+            flush=True,
+        )
+    config = ServiceConfig(
+        spec_toml=Path(args.spec).read_text(encoding="utf-8"),
+        lease_s=args.lease,
+        heartbeat_s=args.heartbeat,
+        max_checkpoint_bytes=max_ckpt,
+        token=token,
+    )
+    service = SchedulerService(driver, config)
+    server = grpc.aio.server(options=server_options(max_ckpt))
+    pb_grpc.add_SchedulerServicer_to_server(service, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    address = f"{host}:{port}"
+    if args.tls_cert:
+        cert = Path(args.tls_cert).read_bytes()
+        key = Path(args.tls_key).read_bytes()
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise UserError(f"--listen {args.listen}: cannot bind")
+    await server.start()
+    for name in ("", SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    print(f"ash-scheduler: listening on {host}:{bound} ({spec.name})", flush=True)
+    metrics_server = None
+    if args.metrics_port is not None:
+        from ash.scheduler.metrics import start_metrics
+
+        metrics_server = await start_metrics(
+            service, host if is_loopback(host) else "0.0.0.0", args.metrics_port
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    leases = asyncio.create_task(service.expire_leases())
+    service._check_finished()
+    done = asyncio.create_task(service.done.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([done, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not service.done.is_set():
+        service.draining = True
+        deadline = time.monotonic() + args.drain_timeout
+        while driver.core.inflight and time.monotonic() < deadline and not service.done.is_set():
+            await asyncio.sleep(0.05)
+        await health_servicer.enter_graceful_shutdown()
+        print(
+            f"ash-scheduler: stopped; {len(driver.core.inflight)} jobs still in flight", flush=True
+        )
+    else:
+        await asyncio.sleep(0.2)  # let the sessions deliver Finished
+    leases.cancel()
+    for task in (done, stopping):
+        task.cancel()
+    await server.stop(grace=1.0)
+    if metrics_server is not None:
+        metrics_server.close()
+    driver.close()
+    if args.out:
+        from ash.report import write_report
+
+        extra = {
+            "interrupted": not service.done.is_set(),
+            "errors": [{"trial": t, "error": m} for t, m in driver.errors[:100]],
+        }
+        folder = driver.results.write(args.out, extra)
+        write_report({**driver.results.to_json(), **extra}, folder)
+    if service.done.is_set():
+        best = driver.results.best()
+        print(f"ash-scheduler: study finished; best {best}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ash.cli import guard
+
+    args = build_parser().parse_args(argv)
+    return guard(lambda: asyncio.run(serve(args)), prog="ash-scheduler")

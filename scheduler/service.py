@@ -1,0 +1,372 @@
+"""The gRPC scheduler service (grpc.aio): worker sessions, leases, status and watch streams.
+
+A thin servicer in front of the Driver (grpc's route_guide and Vizier style): it validates every
+message, maps errors to statuses in one place (``WireError`` carries the code), and never lets a
+peer's message crash the server: a bad message ends that stream only, with INVALID_ARGUMENT,
+FAILED_PRECONDITION or the fitting status, and the jobs of that stream go back to the core.
+
+Everything runs on one asyncio event loop, so driver calls (microseconds each) are serialised
+without contention; only the journal's fsync runs in a thread, and concurrent syncs share one
+fsync (group commit). An assignment leaves the process only after the ask that made it is
+durable. Work is pushed to sessions with free slots ("hungry" sessions, in FIFO order) whenever
+something may have changed: a hello, a result, a release, a lost lease.
+
+Leases: each session must send something (a heartbeat at least) every ``lease_s``; otherwise,
+or when its stream breaks, its jobs are lost (traced ``lost``) and re-issued. A reconnect is a
+fresh hello with a new session. Results are idempotent by job id: a duplicate or a late result
+(its job already settled or re-issued) is ignored; a result for a job leased to another session
+is refused with FAILED_PRECONDITION; a job id never issued is INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from ash.proto import ash_pb2 as pb
+from ash.proto import ash_pb2_grpc as pb_grpc
+from ash.scheduler import wire
+from ash.scheduler.core import UnknownJobError
+from ash.scheduler.driver import Assignment, Driver
+from ash.scheduler.journal import JournalError
+
+MAX_SLOTS = 1024
+
+
+@dataclass
+class WorkerSession:
+    sid: str
+    worker: str
+    slots: int
+    outbox: asyncio.Queue[pb.SchedulerMessage | tuple[grpc.StatusCode, str] | None]
+    jobs: set[int] = field(default_factory=set)
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ServiceConfig:
+    spec_toml: str
+    lease_s: float = 30.0
+    heartbeat_s: float = 5.0
+    max_checkpoint_bytes: int = 64 << 20
+    token: str | None = None
+
+
+class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
+    def __init__(self, driver: Driver, config: ServiceConfig) -> None:
+        self.driver = driver
+        self.config = config
+        self.sessions: dict[str, WorkerSession] = {}
+        self.hungry: OrderedDict[str, WorkerSession] = OrderedDict()
+        self.lease_of: dict[int, str] = {}  # job id -> session id
+        self.ids = itertools.count(1)
+        self.done = asyncio.Event()
+        self.draining = False
+        self.watchers: set[asyncio.Queue[str | None]] = set()
+        self.finished_sent = False
+        self.metrics = {"assigned": 0, "completed": 0, "lost": 0, "rejected": 0}
+        self.decision_seconds: list[float] = []
+        driver.trace.listeners.append(self._on_event)
+
+    # -- watch ----------------------------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if not self.watchers:
+            return
+        line = json.dumps(event)
+        for q in list(self.watchers):
+            if q.qsize() > 10_000:
+                self.watchers.discard(q)  # a watcher that does not keep up is dropped
+                q.put_nowait(None)
+            else:
+                q.put_nowait(line)
+
+    # -- auth -----------------------------------------------------------------------------
+
+    def _authorised(self, token: str) -> bool:
+        expected = self.config.token
+        return expected is None or hmac.compare_digest(token.encode(), expected.encode())
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def Session(
+        self, request_iterator: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SchedulerMessage]:
+        first = await self._read(request_iterator)
+        if first is None:
+            return
+        if first.WhichOneof("msg") != "hello":
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "first message must be hello")
+        hello = first.hello
+        if not self._authorised(hello.token):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+        if not hello.worker_id or len(hello.worker_id) > 256:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.worker_id: 1-256 chars")
+        if not 1 <= hello.slots <= MAX_SLOTS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"hello.slots: must be 1..{MAX_SLOTS}"
+            )
+        sid = f"s{next(self.ids)}"
+        session = WorkerSession(sid, hello.worker_id, hello.slots, asyncio.Queue())
+        self.sessions[sid] = session
+        welcome = pb.SchedulerMessage(
+            welcome=pb.Welcome(
+                study=self.driver.spec.name,
+                session=sid,
+                heartbeat_s=self.config.heartbeat_s,
+                lease_s=self.config.lease_s,
+                spec_toml=self.config.spec_toml,
+                metric=self.driver.spec.metric,
+                max_checkpoint_bytes=self.config.max_checkpoint_bytes,
+            )
+        )
+        reader = asyncio.create_task(self._reader(session, request_iterator))
+        try:
+            yield welcome
+            if self.finished_sent:
+                yield pb.SchedulerMessage(finished=pb.Finished(reason="study finished"))
+                return
+            self.hungry[sid] = session
+            await self._dispatch()
+            while True:
+                msg = await session.outbox.get()
+                if msg is None:
+                    return
+                if isinstance(msg, tuple):
+                    self.metrics["rejected"] += 1
+                    await context.abort(msg[0], msg[1])
+                yield msg
+        finally:
+            reader.cancel()
+            self._drop(session)
+            if not self.done.is_set():
+                await self._dispatch()
+
+    async def _read(self, it: Any) -> pb.WorkerMessage | None:
+        try:
+            msg: pb.WorkerMessage = await it.__anext__()
+            return msg
+        except StopAsyncIteration:
+            return None
+
+    async def _reader(self, session: WorkerSession, it: Any) -> None:
+        try:
+            async for msg in it:
+                session.last_seen = time.monotonic()
+                try:
+                    await self._handle(session, msg)
+                except wire.WireError as exc:
+                    session.outbox.put_nowait((exc.code, str(exc)))
+                    return
+                except JournalError as exc:
+                    session.outbox.put_nowait((grpc.StatusCode.UNAVAILABLE, str(exc)))
+                    return
+            session.outbox.put_nowait(None)  # the worker closed its side
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a broken stream: the session ends, its jobs are lost
+            session.outbox.put_nowait(None)
+
+    async def _handle(self, session: WorkerSession, msg: pb.WorkerMessage) -> None:
+        kind = msg.WhichOneof("msg")
+        if kind == "heartbeat":
+            return
+        if kind == "result":
+            self._result(session, msg.result)
+        elif kind == "release":
+            job_id = msg.release.job_id
+            if self.lease_of.get(job_id) != session.sid:
+                raise wire.precondition(f"release: job {job_id} is not leased to this session")
+            self._settle(job_id)
+            self.driver.lose(job_id)
+            self.metrics["lost"] += 1
+        elif kind == "hello":
+            raise wire.precondition("hello: already said; a reconnect is a new stream")
+        else:
+            raise wire.invalid("empty message")
+        self._make_hungry(session)
+        await self._dispatch()
+
+    def _result(self, session: WorkerSession, r: pb.Result) -> None:
+        owner = self.lease_of.get(r.job_id)
+        if owner is None:
+            if r.job_id >= self.driver.core.next_id:
+                raise wire.invalid(f"result: job {r.job_id} was never issued")
+            return  # a duplicate or late result: counted once already (or re-issued)
+        if owner != session.sid:
+            raise wire.precondition(f"result: job {r.job_id} is leased to another worker")
+        metrics = wire.config_from_pb(r.metrics, "result.metrics", finite=False)
+        state = wire.checkpoint_from_pb(r, "checkpoint", self.config.max_checkpoint_bytes)
+        value: float | None = r.value if r.ok else None
+        if value is not None and not math.isfinite(value):
+            value = None
+        self._settle(r.job_id)
+        try:
+            self.driver.complete(r.job_id, value, metrics, state, r.error or None)
+        except UnknownJobError:
+            raise wire.invalid(f"result: job {r.job_id} was never issued") from None
+        self.metrics["completed"] += 1
+
+    def _settle(self, job_id: int) -> None:
+        sid = self.lease_of.pop(job_id, None)
+        if sid is not None and sid in self.sessions:
+            self.sessions[sid].jobs.discard(job_id)
+
+    def _make_hungry(self, session: WorkerSession) -> None:
+        if session.sid in self.sessions and len(session.jobs) < session.slots:
+            self.hungry[session.sid] = session
+
+    def _drop(self, session: WorkerSession) -> None:
+        """The session is over: its jobs are lost and go back to the core."""
+        self.sessions.pop(session.sid, None)
+        self.hungry.pop(session.sid, None)
+        for job_id in sorted(session.jobs):
+            if self.lease_of.pop(job_id, None) is not None:
+                self.driver.lose(job_id)
+                self.metrics["lost"] += 1
+        session.jobs.clear()
+
+    async def _dispatch(self) -> None:
+        """Give work to hungry sessions; send it once the asks are durable."""
+        out: list[tuple[WorkerSession, Assignment]] = []
+        while self.hungry and not self.draining:
+            sid, session = next(iter(self.hungry.items()))
+            t0 = time.perf_counter()
+            a = self.driver.request(session.worker)
+            self.decision_seconds.append(time.perf_counter() - t0)
+            if len(self.decision_seconds) > 4096:
+                del self.decision_seconds[:2048]
+            if a is None:
+                break
+            session.jobs.add(a.job.job_id)
+            self.lease_of[a.job.job_id] = sid
+            self.metrics["assigned"] += 1
+            self.hungry.move_to_end(sid)
+            if len(session.jobs) >= session.slots:
+                del self.hungry[sid]
+            out.append((session, a))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.driver.sync)
+        except JournalError as exc:
+            self._journal_broken(str(exc))
+            return
+        for session, a in out:
+            session.outbox.put_nowait(self._assignment(a))
+        self._check_finished()
+
+    def _assignment(self, a: Assignment) -> pb.SchedulerMessage:
+        j = a.job
+        msg = pb.Assignment(
+            job_id=j.job_id,
+            trial=j.trial,
+            rung=j.rung,
+            bracket=j.bracket,
+            start=j.start,
+            stop=j.stop,
+            attempt=j.attempt,
+        )
+        wire.config_to_pb(j.config, msg.config)
+        if a.checkpoint is not None:
+            wire.checkpoint_to_pb(a.checkpoint, msg.checkpoint)
+        return pb.SchedulerMessage(assignment=msg)
+
+    def _journal_broken(self, why: str) -> None:
+        self.draining = True
+        print(f"ash-scheduler: {why}; no more assignments", flush=True)
+
+    def _check_finished(self) -> None:
+        if self.finished_sent or not self.driver.finished:
+            return
+        self.finished_sent = True
+        for s in list(self.sessions.values()):
+            s.outbox.put_nowait(pb.SchedulerMessage(finished=pb.Finished(reason="study finished")))
+            s.outbox.put_nowait(None)
+        for q in list(self.watchers):
+            q.put_nowait(None)
+        self.done.set()
+
+    # -- leases ---------------------------------------------------------------------------
+
+    async def expire_leases(self) -> None:
+        """Forever: end sessions silent for longer than lease_s (their jobs are lost)."""
+        period = max(0.05, self.config.lease_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for s in list(self.sessions.values()):
+                if now - s.last_seen > self.config.lease_s:
+                    self._drop(s)
+                    s.outbox.put_nowait(
+                        (
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"no message for {self.config.lease_s} s: lease expired",
+                        )
+                    )
+            if not self.done.is_set():
+                await self._dispatch()
+
+    # -- read-only calls ------------------------------------------------------------------
+
+    async def Status(
+        self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StudyStatus:
+        if not self._authorised(request.token):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+        return self.status()
+
+    def status(self) -> pb.StudyStatus:
+        d = self.driver
+        sch = d.spec.schedule
+        res = d.results
+        st = pb.StudyStatus(
+            study=d.spec.name,
+            algorithm=d.spec.algorithm,
+            metric=d.spec.metric,
+            mode=d.spec.mode,
+            trials=d.core.n_trials,
+            max_trials=sch.max_trials if sch.max_trials is not None else -1,
+            results=res.n_results,
+            failed=res.n_failed,
+            running=len(d.core.inflight),
+            workers=len(self.sessions),
+            elapsed_s=d.clock(),
+            finished=d.core.finished,
+            time_limit_s=sch.time_limit_s or 0.0,
+        )
+        for b, counts in enumerate(d.core.rung_counts()):
+            for k, (resource, n) in enumerate(counts):
+                st.rungs.add(bracket=b, rung=k, resource=resource, results=n)
+        best = res.best()
+        if best is not None:
+            st.best.trial = best["trial"]
+            st.best.value = best["value"]
+            st.best.resource = best["resource"]
+            st.best.rung = best["rung"]
+            wire.config_to_pb(best["config"], st.best.config)
+        return st
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StudyEvent]:
+        if not self._authorised(request.token):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+        q: asyncio.Queue[str | None] = asyncio.Queue()
+        self.watchers.add(q)
+        try:
+            while True:
+                line = await q.get()
+                if line is None:
+                    return
+                yield pb.StudyEvent(json=line)
+        finally:
+            self.watchers.discard(q)

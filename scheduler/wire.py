@@ -1,0 +1,106 @@
+"""Conversions between ash's values and the wire messages (proto/ash.proto), with validation.
+
+Configs and metrics travel as typed ``Value``s, never pickles; checkpoints as bytes with a CRC32
+and a size that the receiver checks against its limit. Anything malformed raises ``WireError``
+carrying the gRPC status a servicer answers with, so the service maps errors to statuses in one
+table and never crashes on a peer's message.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from ash.proto import ash_pb2 as pb
+from ash.scheduler.space import Config, Value
+
+
+class WireError(ValueError):
+    """A peer's message is malformed or out of place; ``code`` is the status to answer with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def invalid(message: str) -> WireError:
+    return WireError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def precondition(message: str) -> WireError:
+    return WireError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def value_to_pb(v: Value, out: pb.Value) -> None:
+    if isinstance(v, bool):
+        out.flag = v
+    elif isinstance(v, int):
+        out.integer = v
+    elif isinstance(v, float):
+        out.number = v
+    elif isinstance(v, str):
+        out.text = v
+    else:
+        raise TypeError(f"cannot send a value of type {type(v).__name__}")
+
+
+def value_from_pb(v: pb.Value, where: str) -> Value:
+    kind = v.WhichOneof("kind")
+    if kind is None:
+        raise invalid(f"{where}: empty value")
+    got: Value = getattr(v, kind)
+    return got
+
+
+def config_to_pb(config: Mapping[str, Any], out: Any) -> None:
+    """Fill a ``map<string, Value>`` field."""
+    for k, v in config.items():
+        value_to_pb(v, out[k])
+
+
+def config_from_pb(field: Any, where: str, *, finite: bool = True) -> Config:
+    out: Config = {}
+    for k, v in field.items():
+        val = value_from_pb(v, f"{where}.{k}")
+        if finite and isinstance(val, float) and not math.isfinite(val):
+            raise invalid(f"{where}.{k}: {val} is not finite")
+        out[str(k)] = val
+    return out
+
+
+def metrics_to_pb(metrics: Mapping[str, Any], out: Any) -> None:
+    for k, v in metrics.items():
+        if v is None:
+            continue
+        if isinstance(v, bool | int | float | str):
+            value_to_pb(v, out[k])
+
+
+def checkpoint_to_pb(data: bytes | None, out: pb.Checkpoint) -> None:
+    if data is None:
+        return
+    out.data = data
+    out.crc32 = zlib.crc32(data)
+    out.size = len(data)
+
+
+def checkpoint_from_pb(msg: Any, field: str, limit: int) -> bytes | None:
+    """The checkpoint of ``msg.<field>`` after checking size and checksum, or None if absent."""
+    if not msg.HasField(field):
+        return None
+    ck = getattr(msg, field)
+    data = bytes(ck.data)
+    if len(data) > limit:
+        raise WireError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"checkpoint of {len(data)} bytes exceeds the limit of {limit} bytes",
+        )
+    if ck.size != len(data):
+        raise invalid(f"checkpoint size field {ck.size} != {len(data)} bytes received")
+    if zlib.crc32(data) != ck.crc32:
+        raise WireError(grpc.StatusCode.DATA_LOSS, "checkpoint checksum mismatch")
+    return data

@@ -1,0 +1,375 @@
+"""``ash-worker``: a worker daemon that runs jobs from an ``ash-scheduler`` over gRPC.
+
+One session is one bidirectional stream (proto/ash.proto). The daemon says hello with its slot
+count, builds its trainer from the spec the scheduler sends in Welcome, runs up to N jobs at once
+in slot processes (ash.worker.slots) with K kernel threads each, heartbeats while it trains, and
+reports each result with its checkpoint. Threads: one reads the stream, one drives the slots
+(submit, collect), one heartbeats; the main thread only waits, so signals act at once.
+
+While the scheduler is unreachable it reconnects with exponential backoff and jitter for at most
+``--retry-for`` seconds (then exits 3). A reconnect is a fresh hello: jobs of the old session are
+the scheduler's to re-issue, so their results are dropped, not sent. It exits 0 when told the
+study is finished. SIGTERM or SIGINT: jobs not started are handed back (Release), running ones
+finish within ``--grace`` seconds (else they are handed back too), then it exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from ash import __version__
+from ash.errors import UserError
+from ash.proto import ash_pb2 as pb
+from ash.proto import ash_pb2_grpc as pb_grpc
+from ash.scheduler import wire
+from ash.scheduler.server import read_secret
+from ash.scheduler.spec import StudySpec, parse_spec
+from ash.worker.slots import Died, Slots, auto_threads
+
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.ABORTED,
+}
+EXIT_UNREACHABLE = 3
+
+
+@dataclass
+class _Session:
+    sid: str
+    out: queue.Queue[pb.WorkerMessage | None]
+    jobs: set[int] = field(default_factory=set)  # assigned in this session, not yet reported
+    finished: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class WorkerDaemon:
+    def __init__(
+        self,
+        target: str,
+        *,
+        slots: int,
+        threads: int,
+        worker_id: str,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        retry_for: float = 120.0,
+        grace: float = 30.0,
+    ) -> None:
+        self.target = target
+        self.n_slots = slots
+        self.threads = threads
+        self.worker_id = worker_id
+        self.token = token or ""
+        self.credentials = credentials
+        self.retry_for = retry_for
+        self.grace = grace
+        self.stopping = threading.Event()
+        self.slots: Slots | None = None
+        self.spec_toml: str | None = None
+        self.spec: StudySpec | None = None
+        self.pending: queue.Queue[pb.Assignment] = queue.Queue()
+        self.session: _Session | None = None
+        self.lock = threading.Lock()
+        self.fatal: str | None = None  # set when nothing can work (a trainer that cannot start)
+
+    # -- the reconnect loop ---------------------------------------------------------------
+
+    def run(self) -> int:
+        last_contact = time.monotonic()
+        backoff = 0.2
+        try:
+            while True:
+                try:
+                    if self._session():
+                        return 0
+                    if self.fatal is not None:
+                        raise UserError(self.fatal)
+                    if self.stopping.is_set():
+                        return 0
+                    last_contact = time.monotonic()
+                    backoff = 0.2
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                    if code not in RETRYABLE:
+                        why = f"scheduler {self.target}: {code.name}: {exc.details()}"
+                        raise UserError(why) from None
+                    if self.session is not None and self.session.sid:
+                        last_contact = time.monotonic()
+                if self.fatal is not None:
+                    raise UserError(self.fatal)
+                if self.stopping.is_set():
+                    return 0
+                if time.monotonic() - last_contact > self.retry_for:
+                    print(
+                        f"ash-worker: scheduler {self.target} unreachable for "
+                        f"{self.retry_for:.0f} s; giving up",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return EXIT_UNREACHABLE
+                delay = backoff * random.uniform(0.5, 1.5)
+                print(
+                    f"ash-worker: scheduler unreachable, retrying in {delay:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if self.stopping.wait(delay):
+                    return 0
+                backoff = min(backoff * 2, 10.0)
+        finally:
+            if self.slots is not None:
+                self.slots.shutdown()
+
+    def _channel(self) -> grpc.Channel:
+        from ash.scheduler.server import server_options
+
+        options = server_options(1 << 30)
+        if self.credentials is not None:
+            return grpc.secure_channel(self.target, self.credentials, options=options)
+        return grpc.insecure_channel(self.target, options=options)
+
+    def _session(self) -> bool:
+        """One session; True when the study finished, False when it ended otherwise."""
+        session = _Session("", queue.Queue())
+        session.out.put(
+            pb.WorkerMessage(
+                hello=pb.Hello(
+                    worker_id=self.worker_id,
+                    slots=self.n_slots,
+                    token=self.token,
+                    capabilities=["mlp", "python"],
+                    version=__version__,
+                )
+            )
+        )
+        with self._channel() as channel:
+            call = pb_grpc.SchedulerStub(channel).Session(_requests(session.out))
+            with self.lock:
+                self.session = session
+                self.pending = queue.Queue()  # assignments of an old session are void
+            reader = threading.Thread(target=self._read, args=(session, call), daemon=True)
+            reader.start()
+            beat = threading.Thread(target=self._heartbeat, args=(session,), daemon=True)
+            try:
+                while not session.ended.is_set():
+                    if self.stopping.is_set():
+                        self._drain(session)
+                        break
+                    if session.sid and beat.ident is None:
+                        beat.start()
+                    session.ended.wait(0.1)
+            finally:
+                session.out.put(None)
+                call.cancel()
+                reader.join(timeout=5)
+        if session.finished.is_set():
+            return True
+        if isinstance(session.error, grpc.RpcError):
+            raise session.error
+        return False
+
+    # -- threads --------------------------------------------------------------------------
+
+    def _read(self, session: _Session, call: Any) -> None:
+        try:
+            for msg in call:
+                kind = msg.WhichOneof("msg")
+                if kind == "welcome":
+                    self._welcome(session, msg.welcome)
+                elif kind == "assignment":
+                    with self.lock:
+                        session.jobs.add(msg.assignment.job_id)
+                    self.pending.put(msg.assignment)
+                elif kind == "finished":
+                    session.finished.set()
+                    break
+        except grpc.RpcError as exc:
+            if not session.finished.is_set() and exc.code() != grpc.StatusCode.CANCELLED:
+                session.error = exc
+        except Exception as exc:  # a bad message from the scheduler ends the session
+            session.error = exc
+            print(f"ash-worker: session ended: {exc}", file=sys.stderr, flush=True)
+        finally:
+            session.ended.set()
+
+    def _welcome(self, session: _Session, w: pb.Welcome) -> None:
+        if w.spec_toml != self.spec_toml:
+            spec = parse_spec(
+                tomllib.loads(w.spec_toml), source=f"{self.target}:{w.study}", base_dir=Path.cwd()
+            )
+            if self.slots is not None:
+                self.slots.shutdown()
+            self.spec, self.spec_toml = spec, w.spec_toml
+            self.slots = Slots(spec, self.n_slots, self.threads, prefix=f"{self.worker_id}/")
+            threading.Thread(target=self._drive, args=(self.slots,), daemon=True).start()
+            print(
+                f"ash-worker: joined {w.study}: {self.n_slots} slots x {self.threads} threads",
+                flush=True,
+            )
+        self.heartbeat_s = max(0.05, w.heartbeat_s)
+        session.sid = w.session
+
+    def _drive(self, slots: Slots) -> None:
+        """Feed idle slots from the pending queue; send results of the current session."""
+        while self.slots is slots and slots.slots:
+            for slot in slots.idle():
+                try:
+                    a = self.pending.get_nowait()
+                except queue.Empty:
+                    break
+                checkpoint = wire.checkpoint_from_pb(a, "checkpoint", 1 << 40)
+                config = wire.config_from_pb(a.config, "assignment.config")
+                slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint))
+            try:
+                events = slots.wait(0.05)
+            except Exception as exc:  # a trainer that cannot be set up: nothing will work
+                self.fatal = str(exc)
+                self.stopping.set()
+                return
+            for ev in events:
+                self._report(ev)
+
+    def _report(self, ev: Any) -> None:
+        with self.lock:
+            session = self.session
+            if session is None or ev.job_id not in session.jobs:
+                return  # a job of an old session: the scheduler has re-issued it
+            session.jobs.discard(ev.job_id)
+        if isinstance(ev, Died):
+            msg = pb.WorkerMessage(
+                release=pb.Release(
+                    job_id=ev.job_id, reason=f"slot process died (exit code {ev.exitcode})"
+                )
+            )
+        else:
+            r = pb.Result(
+                job_id=ev.job_id,
+                ok=ev.value is not None,
+                value=ev.value or 0.0,
+                error=ev.error or "",
+                seconds=ev.seconds,
+            )
+            wire.metrics_to_pb(ev.metrics, r.metrics)
+            wire.checkpoint_to_pb(ev.state, r.checkpoint)
+            msg = pb.WorkerMessage(result=r)
+        session.out.put(msg)
+
+    def _heartbeat(self, session: _Session) -> None:
+        while not session.ended.wait(getattr(self, "heartbeat_s", 5.0)):
+            with self.lock:
+                jobs = sorted(session.jobs)
+            session.out.put(pb.WorkerMessage(heartbeat=pb.Heartbeat(job_ids=jobs)))
+
+    def _drain(self, session: _Session) -> None:
+        """Shutting down: hand back jobs not started; let running ones finish within grace."""
+        while True:
+            try:
+                a = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            with self.lock:
+                session.jobs.discard(a.job_id)
+            session.out.put(
+                pb.WorkerMessage(release=pb.Release(job_id=a.job_id, reason="worker stopping"))
+            )
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and not session.ended.is_set():
+            with self.lock:
+                if not session.jobs:
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            left = sorted(session.jobs)
+            session.jobs.clear()
+        for job_id in left:
+            session.out.put(
+                pb.WorkerMessage(release=pb.Release(job_id=job_id, reason="worker stopping"))
+            )
+        time.sleep(0.2)  # let the stream carry the last messages
+
+
+def _requests(out: queue.Queue[pb.WorkerMessage | None]) -> Any:
+    while True:
+        msg = out.get()
+        if msg is None:
+            return
+        yield msg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ash-worker", description="Run jobs from an ash-scheduler.")
+    p.add_argument("--scheduler", required=True, help="HOST:PORT of the ash-scheduler")
+    p.add_argument("--slots", default="1", help="jobs at once (a number, or auto = cores)")
+    p.add_argument("--threads", default="auto", help="kernel threads per job: auto or a number")
+    p.add_argument("--id", help="worker id (default: hostname-pid)")
+    p.add_argument("--token-file", help="file holding the scheduler's shared token")
+    p.add_argument("--tls-ca", help="CA certificate (PEM) to verify the scheduler's TLS")
+    p.add_argument(
+        "--retry-for",
+        type=float,
+        default=120.0,
+        help="seconds to keep retrying an unreachable scheduler",
+    )
+    p.add_argument(
+        "--grace", type=float, default=30.0, help="on SIGTERM: seconds running jobs get to finish"
+    )
+    return p
+
+
+def _count(text: str, flag: str, auto: int) -> int:
+    if text == "auto":
+        return auto
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{flag} {text!r}: expected auto or a whole number >= 1")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ash.cli import guard
+
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        cores = os.cpu_count() or 1
+        slots = _count(args.slots, "--slots", cores)
+        threads = _count(args.threads, "--threads", auto_threads(slots))
+        creds = None
+        if args.tls_ca:
+            try:
+                creds = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes())
+            except OSError as exc:
+                raise UserError(f"--tls-ca {args.tls_ca}: cannot be read ({exc})") from None
+        daemon = WorkerDaemon(
+            args.scheduler,
+            slots=slots,
+            threads=threads,
+            worker_id=args.id or f"{socket.gethostname()}-{os.getpid()}",
+            token=read_secret(args.token_file, "--token-file"),
+            credentials=creds,
+            retry_for=args.retry_for,
+            grace=args.grace,
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: daemon.stopping.set())
+        return daemon.run()
+
+    return guard(run, prog="ash-worker")

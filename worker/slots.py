@@ -1,0 +1,193 @@
+"""Slots: local worker processes that each run one job at a time with a trainer.
+
+Shared by the embedded pool (``ash tune``) and the worker daemon (``ash-worker``). Processes, not
+threads, so that a Python trainer uses every core as well as the native one, and so that a
+trainer that kills its process (a segfault, an abort) costs one job, not the worker: the slot
+reports the job as ``died`` and is restarted. Each child sets its thread budget with
+threadpoolctl in the thread that calls the trainer (OpenMP limits are per calling thread) and
+ignores SIGINT and SIGTERM, so that the parent alone decides how to stop.
+
+Messages between parent and children are our own (a pipe between processes of one program), so
+they may be pickled; nothing from the network travels this way without being validated first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from ash.scheduler.spec import StudySpec
+from ash.worker.trainers import TrainerFn, make_trainer, run_job
+
+JobMsg = tuple[int, dict[str, Any], float, float, "bytes | None"]
+
+
+def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from threadpoolctl import threadpool_limits
+
+    try:
+        fn = trainer if trainer is not None else make_trainer(spec)
+    except Exception as exc:  # reported to the parent, which stops
+        conn.send(("setup-error", str(exc)))
+        return
+    with threadpool_limits(limits=threads):
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
+            if msg is None:
+                return
+            job_id, config, start, stop, checkpoint = msg
+            t0 = time.perf_counter()
+            out = run_job(fn, spec.metric, config, start, stop, checkpoint)
+            conn.send(
+                (
+                    "result",
+                    job_id,
+                    out.value,
+                    out.metrics,
+                    out.state,
+                    out.error,
+                    time.perf_counter() - t0,
+                )
+            )
+
+
+class SlotError(RuntimeError):
+    """Slots cannot go on (a trainer that cannot be set up, slots that keep dying)."""
+
+
+@dataclass
+class Finished:
+    job_id: int
+    value: float | None
+    metrics: dict[str, Any]
+    state: bytes | None
+    error: str | None
+    seconds: float
+
+
+@dataclass
+class Died:
+    job_id: int
+    exitcode: int | None
+
+
+@dataclass
+class _Slot:
+    name: str
+    process: Any
+    conn: Connection
+    job: int | None = None
+
+
+class Slots:
+    def __init__(
+        self,
+        spec: StudySpec,
+        n: int,
+        threads: int,
+        *,
+        trainer: TrainerFn | None = None,
+        max_restarts: int = 100,
+        prefix: str = "w",
+    ) -> None:
+        self.spec = spec
+        self.n = n
+        self.threads = threads
+        self.trainer = trainer
+        # fork keeps a notebook's function usable without pickling; spawn is the safe default
+        self.ctx: Any = mp.get_context("fork" if trainer is not None else "spawn")
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.slots = [self._start(f"{prefix}{i}") for i in range(n)]
+
+    def _start(self, name: str) -> _Slot:
+        parent, child = self.ctx.Pipe()
+        p = self.ctx.Process(
+            target=_child,
+            args=(child, self.spec, self.trainer, self.threads),
+            name=name,
+            daemon=True,
+        )
+        p.start()
+        child.close()
+        return _Slot(name, p, parent)
+
+    def idle(self) -> list[_Slot]:
+        return [s for s in self.slots if s.job is None]
+
+    def busy(self) -> list[int]:
+        return [s.job for s in self.slots if s.job is not None]
+
+    def submit(self, slot: _Slot, job: JobMsg) -> None:
+        slot.job = job[0]
+        with contextlib.suppress(OSError, ValueError):  # a dead slot: wait() reports it Died
+            slot.conn.send(job)
+
+    def wait(self, timeout: float) -> list[Finished | Died]:
+        """Results and deaths that arrive within ``timeout`` seconds."""
+        waitables: list[Any] = [s.conn for s in self.slots]
+        waitables += [s.process.sentinel for s in self.slots]
+        ready = wait(waitables, timeout=timeout)
+        events: list[Finished | Died] = []
+        for slot in list(self.slots):
+            if slot.conn in ready:
+                ev = self._receive(slot)
+            elif slot.process.sentinel in ready and not slot.process.is_alive():
+                ev = self._died(slot)
+            else:
+                continue
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def _receive(self, slot: _Slot) -> Finished | Died | None:
+        try:
+            msg = slot.conn.recv()
+        except (EOFError, OSError):
+            return self._died(slot)
+        if msg[0] == "setup-error":
+            raise SlotError(msg[1])
+        _, job_id, value, metrics, state, error, seconds = msg
+        slot.job = None
+        return Finished(job_id, value, metrics, state, error, seconds)
+
+    def _died(self, slot: _Slot) -> Died | None:
+        slot.process.join(timeout=1)
+        code = slot.process.exitcode
+        job, slot.job = slot.job, None
+        self.restarts += 1
+        if self.restarts > self.max_restarts:
+            raise SlotError(f"slots died {self.restarts} times; last exit code {code}")
+        i = self.slots.index(slot)
+        slot.conn.close()
+        self.slots[i] = self._start(slot.name)
+        return None if job is None else Died(job, code)
+
+    def shutdown(self, grace: float = 2.0) -> None:
+        for s in self.slots:
+            with contextlib.suppress(OSError, ValueError):
+                s.conn.send(None)
+        deadline = time.monotonic() + grace
+        for s in self.slots:
+            s.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if s.process.is_alive():
+                s.process.terminate()
+                s.process.join(timeout=1)
+            s.conn.close()
+        self.slots = []
+
+
+def auto_threads(workers: int) -> int:
+    """Kernel threads per slot for ``--threads auto``: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // workers)
