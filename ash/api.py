@@ -51,7 +51,7 @@ def run_embedded(
 ) -> dict[str, Any]:
     """Run ``spec`` on local worker processes; return the results document. With ``journal``
     the study is crash-safe and, started again on the same journal, resumes where it stood."""
-    from ash.progress import Progress
+    from ash.progress import Progress, from_driver
     from ash.report import write_report
     from ash.worker.pool import LocalPool
 
@@ -64,7 +64,7 @@ def run_embedded(
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
     interrupted = False
     try:
-        with Progress(driver, title, enabled=progress) as view:
+        with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
             pool.run(tick=view.tick)
     except KeyboardInterrupt:
         interrupted = True

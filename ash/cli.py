@@ -94,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quiet", action="store_true", help="no progress and no summary")
     tune.set_defaults(run=_run_tune)
 
+    status = sub.add_parser(
+        "status",
+        help="live view of a running study (any machine)",
+        description="Show a running ash-scheduler's study: trials, rungs, best so far.",
+    )
+    status.add_argument("--scheduler", required=True, help="HOST:PORT of the ash-scheduler")
+    status.add_argument("--token-file", help="file holding the scheduler's shared token")
+    status.add_argument("--tls-ca", help="CA certificate (PEM) to verify the scheduler's TLS")
+    status.add_argument("--once", action="store_true", help="print once and exit")
+    status.add_argument("--json", action="store_true", help="print once as JSON and exit")
+    status.set_defaults(run=_run_status)
+
     sim = sub.add_parser(
         "simulate",
         help="simulate a study on a virtual clock with N workers",
@@ -122,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_tune(args: argparse.Namespace) -> int:
     from ash.commands.tune import run
+
+    return run(args)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from ash.commands.status import run
 
     return run(args)
 

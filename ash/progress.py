@@ -1,13 +1,15 @@
-"""Live progress of a running study in the terminal (rich), and the final table of best trials.
+"""Live progress of a study in the terminal (rich), and the final table of best trials.
 
-It only reads: the driver's core (trials, rung counts) and results (best so far). On a terminal
-it redraws a compact panel a few times a second; elsewhere (CI, pipes) it stays silent until the
-final summary, so logs are not flooded.
+One display for every way a study runs: it renders a ``Snapshot``, built either from a local
+Driver (``ash tune``) or from the scheduler's Status RPC (``ash tune --transport grpc``,
+``ash status``). On a terminal it redraws a few times a second; elsewhere (CI, pipes) it stays
+silent, so logs are not flooded.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, Group
@@ -15,8 +17,81 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ash.scheduler.driver import Driver
 from ash.scheduler.results import ranked_trials
+
+
+@dataclass
+class Snapshot:
+    study: str
+    algorithm: str
+    metric: str
+    trials: int
+    max_trials: int | None
+    results: int
+    failed: int
+    running: int
+    elapsed: float
+    time_limit: float | None = None
+    workers: int | None = None
+    finished: bool = False
+    rungs: list[list[tuple[float, int]]] = field(default_factory=list)  # per bracket
+    best: dict[str, Any] | None = None
+
+
+def from_driver(driver: Any) -> Snapshot:
+    d = driver
+    sch = d.spec.schedule
+    return Snapshot(
+        study=d.spec.name,
+        algorithm=d.spec.algorithm,
+        metric=d.spec.metric,
+        trials=d.core.n_trials,
+        max_trials=sch.max_trials,
+        results=d.results.n_results,
+        failed=d.results.n_failed,
+        running=len(d.core.inflight),
+        elapsed=d.clock(),
+        time_limit=sch.time_limit_s,
+        finished=d.core.finished,
+        rungs=d.core.rung_counts(),
+        best=d.results.best(),
+    )
+
+
+def from_status(st: Any) -> Snapshot:
+    """From an ``ash.v1.StudyStatus`` message."""
+    from ash.scheduler.wire import value_from_pb
+
+    rungs: list[list[tuple[float, int]]] = []
+    for r in st.rungs:
+        while len(rungs) <= r.bracket:
+            rungs.append([])
+        rungs[r.bracket].append((r.resource, r.results))
+    best = None
+    if st.HasField("best"):
+        best = {
+            "trial": st.best.trial,
+            "value": st.best.value,
+            "resource": st.best.resource,
+            "rung": st.best.rung,
+            "config": {k: value_from_pb(v, k) for k, v in st.best.config.items()},
+        }
+    return Snapshot(
+        study=st.study,
+        algorithm=st.algorithm,
+        metric=st.metric,
+        trials=st.trials,
+        max_trials=None if st.max_trials < 0 else st.max_trials,
+        results=st.results,
+        failed=st.failed,
+        running=st.running,
+        elapsed=st.elapsed_s,
+        time_limit=st.time_limit_s or None,
+        workers=st.workers,
+        finished=st.finished,
+        rungs=rungs,
+        best=best,
+    )
 
 
 def _fmt(x: Any) -> str:
@@ -25,67 +100,66 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _eta(driver: Driver, elapsed: float) -> str:
-    sch = driver.spec.schedule
+def _eta(s: Snapshot) -> str:
     guesses = []
-    if sch.time_limit_s is not None:
-        guesses.append(max(0.0, sch.time_limit_s - elapsed))
-    n = driver.core.n_trials
-    if sch.max_trials is not None and n > 0:
-        guesses.append(elapsed * (sch.max_trials - n) / n)
+    if s.time_limit is not None:
+        guesses.append(max(0.0, s.time_limit - s.elapsed))
+    if s.max_trials is not None and s.trials > 0:
+        guesses.append(s.elapsed * (s.max_trials - s.trials) / s.trials)
     return f"~{min(guesses):.0f}s" if guesses else "?"
 
 
+def render(s: Snapshot, title: str) -> Group:
+    cap = f"/{s.max_trials}" if s.max_trials is not None else ""
+    workers = f"  workers {s.workers}" if s.workers is not None else ""
+    head = Text.assemble(
+        (title, "bold"),
+        f"  trials {s.trials}{cap}  results {s.results}  failed {s.failed}"
+        f"  running {s.running}{workers}  elapsed {s.elapsed:.1f}s  eta {_eta(s)}",
+    )
+    rungs = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    rungs.add_column("bracket")
+    rungs.add_column("rungs filled (resource: results)")
+    for b, counts in enumerate(s.rungs):
+        rungs.add_row(str(b), "  ".join(f"{_fmt(r)}: {n}" for r, n in counts))
+    line = Text("best: none yet", style="dim")
+    if s.best is not None:
+        line = Text(
+            f"best {s.metric}={_fmt(s.best['value'])}  trial {s.best['trial']} "
+            f"at {_fmt(s.best['resource'])}  {s.best['config']}"
+        )
+    return Group(head, rungs, line)
+
+
 class Progress:
-    def __init__(self, driver: Driver, title: str, *, enabled: bool = True) -> None:
-        self.driver = driver
+    """A live view of ``snapshot()``; ``tick`` redraws it."""
+
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], title: str, *, enabled: bool = True
+    ) -> None:
+        self.snapshot = snapshot
         self.title = title
         self.console = Console(stderr=True)
         self.enabled = enabled and self.console.is_terminal
-        self.started = time.monotonic()
         self.live: Live | None = None
 
     def __enter__(self) -> Progress:
         if self.enabled:
-            self.live = Live(self.render(), console=self.console, refresh_per_second=4)
+            self.live = Live(
+                render(self.snapshot(), self.title), console=self.console, refresh_per_second=4
+            )
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
-            self.live.update(self.render())
+            self.live.update(render(self.snapshot(), self.title))
             self.live.__exit__(None, None, None)
             self.live = None
 
     def tick(self) -> None:
         if self.live is not None:
-            self.live.update(self.render())
-
-    def render(self) -> Group:
-        d = self.driver
-        elapsed = time.monotonic() - self.started
-        res = d.results
-        sch = d.spec.schedule
-        cap = f"/{sch.max_trials}" if sch.max_trials is not None else ""
-        head = Text.assemble(
-            (self.title, "bold"),
-            f"  trials {d.core.n_trials}{cap}  results {res.n_results}"
-            f"  failed {res.n_failed}  running {len(d.assigned)}"
-            f"  elapsed {elapsed:.1f}s  eta {_eta(d, elapsed)}",
-        )
-        rungs = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-        rungs.add_column("bracket")
-        rungs.add_column("rungs filled (resource: results)")
-        for b, counts in enumerate(d.core.rung_counts()):
-            rungs.add_row(str(b), "  ".join(f"{_fmt(r)}: {n}" for r, n in counts))
-        best = res.best()
-        line = Text("best: none yet", style="dim")
-        if best is not None:
-            line = Text(
-                f"best {res.metric}={_fmt(best['value'])}  trial {best['trial']} "
-                f"at {_fmt(best['resource'])}  {best['config']}"
-            )
-        return Group(head, rungs, line)
+            self.live.update(render(self.snapshot(), self.title))
 
 
 def best_table(doc: dict[str, Any], limit: int = 10) -> Table:

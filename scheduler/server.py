@@ -194,3 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     return guard(lambda: asyncio.run(serve(args)), prog="ash-scheduler")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

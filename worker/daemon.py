@@ -73,9 +73,11 @@ class WorkerDaemon:
         credentials: grpc.ChannelCredentials | None = None,
         retry_for: float = 120.0,
         grace: float = 30.0,
+        prefetch: int = 0,
     ) -> None:
         self.target = target
         self.n_slots = slots
+        self.prefetch = prefetch
         self.threads = threads
         self.worker_id = worker_id
         self.token = token or ""
@@ -373,3 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return daemon.run()
 
     return guard(run, prog="ash-worker")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

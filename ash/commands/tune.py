@@ -17,23 +17,43 @@ def run(args: argparse.Namespace) -> int:
     from ash.progress import best_table
 
     spec = load_spec(args.spec)
-    if args.transport != "inproc":
-        raise UserError(f"--transport {args.transport}: not available yet (use inproc)")
-    doc = run_embedded(
-        spec,
-        workers=args.workers,
-        threads=args.threads,
-        out=args.out,
-        trace=args.trace,
-        journal=args.journal,
-        progress=not args.quiet,
-    )
+    if args.transport == "mpi":
+        raise UserError("--transport mpi: run it under mpiexec (not available yet)")
+    if args.transport == "grpc":
+        import os
+
+        from ash.api import check_trainer, resolve_threads
+        from ash.launch import run_grpc
+
+        check_trainer(spec)
+        workers = args.workers or os.cpu_count() or 1
+        doc = run_grpc(
+            spec,
+            args.spec,
+            workers=workers,
+            threads=resolve_threads(args.threads, workers),
+            out=args.out,
+            trace=args.trace,
+            journal=args.journal,
+            progress=not args.quiet,
+        )
+    else:
+        doc = run_embedded(
+            spec,
+            workers=args.workers,
+            threads=args.threads,
+            out=args.out,
+            trace=args.trace,
+            journal=args.journal,
+            progress=not args.quiet,
+        )
     if not args.quiet:
         console = Console()
         console.print(best_table(doc))
         failed = sum(1 for t in doc["trials"] if t["status"] == "failed")
         if failed:
-            first = doc["errors"][0]["error"] if doc["errors"] else "see results.json"
+            errors = doc.get("errors") or []
+            first = errors[0]["error"] if errors else "see results.json"
             console.print(f"{failed} trials failed; first error: {first}", style="yellow")
         if args.out:
             console.print(f"wrote {args.out}/results.json, trials.csv, report.html")

@@ -1,0 +1,62 @@
+"""``ash status``: a live view of a running study from any machine, over the Status RPC."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+
+from ash.errors import UserError
+from ash.proto import ash_pb2 as pb
+from ash.proto import ash_pb2_grpc as pb_grpc
+
+
+def run(args: argparse.Namespace) -> int:
+    from ash.progress import Progress, Snapshot, from_status, render
+    from ash.scheduler.server import read_secret
+
+    token = read_secret(args.token_file, "--token-file") or ""
+    if args.tls_ca:
+        creds = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes())
+        channel = grpc.secure_channel(args.scheduler, creds)
+    else:
+        channel = grpc.insecure_channel(args.scheduler)
+    with channel:
+        stub = pb_grpc.SchedulerStub(channel)
+
+        def fetch() -> pb.StudyStatus:
+            try:
+                st: pb.StudyStatus = stub.Status(pb.StatusRequest(token=token), timeout=5)
+                return st
+            except grpc.RpcError as exc:
+                raise UserError(
+                    f"--scheduler {args.scheduler}: {exc.code().name}: {exc.details()}"
+                ) from None
+
+        if args.once or args.json:
+            snap = from_status(fetch())
+            if args.json:
+                print(json.dumps(asdict(snap)))
+            else:
+                Console().print(render(snap, snap.study))
+            return 0
+        first = from_status(fetch())
+        latest = [first]
+
+        def snapshot() -> Snapshot:
+            with contextlib.suppress(UserError):  # keep the last view while the scheduler is away
+                latest[0] = from_status(fetch())
+            return latest[0]
+
+        with Progress(snapshot, f"{first.study} @ {args.scheduler}") as view:
+            while not latest[0].finished:
+                time.sleep(0.5)
+                view.tick()
+        Console().print(render(latest[0], latest[0].study))
+    return 0
