@@ -32,3 +32,54 @@ def make_spec(algorithm: str = "asha", mode: str = "min", seed: int = 0, **asha:
         },
         source="test.toml",
     )
+
+
+PY_SPEC = """
+[study]
+name = "py"
+metric = "loss"
+seed = 3
+algorithm = "asha"
+[asha]
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+max_trials = {max_trials}
+max_attempts = 2
+[trainer]
+type = "python"
+entrypoint = "user_trainer:fit"
+[space]
+x = {{ uniform = [0.0, 1.0] }}
+mode = {{ choice = ["ok", "ok2", "raise", "nan", "crash", "slow"] }}
+"""
+
+TRAINER = """
+import json, math, os, time
+from ash.native import omp_max_threads
+
+def fit(config, start, stop, state):
+    done = 0.0 if state is None else json.loads(state)["done"]
+    if done != start:
+        raise RuntimeError(f"resumed from {done}, expected {start}")
+    time.sleep(float(os.environ.get("SLEEP", "0")))
+    mode = config["mode"]
+    if mode == "raise":
+        raise ValueError("bad trial")
+    if mode == "crash":
+        os._exit(9)
+    if mode == "slow":
+        time.sleep(float(os.environ.get("SLOW", "0")))
+    loss = math.nan if mode == "nan" else (config["x"] - 0.3) ** 2 + 1.0 / stop
+    return {"loss": loss, "threads": omp_max_threads()}, json.dumps({"done": stop}).encode()
+"""
+
+
+def write_study(tmp_path: Path, max_trials: int = 24) -> Path:
+    """A python-trainer study in tmp_path (user_trainer.py + study.toml); the trainer's config
+    'mode' makes trials succeed, raise, return NaN, crash their process or sleep $SLOW s;
+    every job sleeps $SLEEP s."""
+    (tmp_path / "user_trainer.py").write_text(TRAINER)
+    spec = tmp_path / "study.toml"
+    spec.write_text(PY_SPEC.format(max_trials=max_trials))
+    return spec

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -15,13 +20,15 @@ def _act(name: str, z: F64) -> F64:
     if name == "relu":
         return np.maximum(z, 0.0)
     if name == "leaky_relu":
-        return np.where(z > 0.0, z, 0.01 * z)
+        leaky: F64 = np.where(z > 0.0, z, 0.01 * z)
+        return leaky
     if name == "tanh":
         return np.tanh(z)
     if name == "sigmoid":
         return 1.0 / (1.0 + np.exp(-z))
     assert name == "gelu"
-    return 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3)))
+    gelu: F64 = 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3)))
+    return gelu
 
 
 def _ref_logits(layers: list[tuple[F64, F64]], X: F64, act: str) -> F64:
@@ -118,15 +125,18 @@ def test_learns_separable_blobs(optimizer: str, lr: float) -> None:
 
 def test_iris_reaches_95_percent() -> None:
     datasets = pytest.importorskip("sklearn.datasets")
+    selection = pytest.importorskip("sklearn.model_selection")
     iris = datasets.load_iris()
-    X = np.asarray(iris.data, dtype=np.float64)
-    y = np.asarray(iris.target, dtype=np.int32)
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
-    order = np.random.default_rng(0).permutation(len(y))
-    tr, va = order[:105], order[105:]
-    state = mlp.init_state(4, [64], 3, activation="relu", seed=0)
-    res = mlp.train(state, X[tr], y[tr], 100, lr=0.05, momentum=0.9, batch_size=16)
-    assert mlp.evaluate(res.state, X[va], y[va]).accuracy >= 0.95
+    X, y = np.asarray(iris.data), np.asarray(iris.target, dtype=np.int32)
+    Xtr, Xva, ytr, yva = selection.train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    mu, sd = Xtr.mean(axis=0), Xtr.std(axis=0)
+    Xtr, Xva = (Xtr - mu) / sd, (Xva - mu) / sd
+    for seed in range(3):
+        state = mlp.init_state(4, [64], 3, activation="relu", seed=seed)
+        res = mlp.train(
+            state, Xtr, ytr, 50, lr=0.02, momentum=0.9, weight_decay=1e-3, batch_size=16
+        )
+        assert mlp.evaluate(res.state, Xva, yva).accuracy >= 0.95
 
 
 @pytest.mark.parametrize("optimizer", mlp.OPTIMIZERS)
@@ -135,10 +145,10 @@ def test_resume_is_identical_to_one_call(optimizer: str, batch_size: int) -> Non
     X, y = _blobs(300, 8, 3, seed=4, spread=1.0)
     kw = dict(lr=0.01, momentum=0.8, weight_decay=1e-3, dropout=0.2, batch_size=batch_size)
     s0 = mlp.init_state(8, [24, 12], 3, activation="gelu", optimizer=optimizer, seed=9)
-    one = mlp.train(s0, X, y, 9, **kw).state  # type: ignore[arg-type]
+    one = mlp.train(s0, X, y, 9, **kw).state
     s = s0
     for upto in (1, 3, 9):
-        s = mlp.train(s, X, y, upto - mlp.info(s).epochs_done, **kw).state  # type: ignore[arg-type]
+        s = mlp.train(s, X, y, upto - mlp.info(s).epochs_done, **kw).state
     assert s == one
     assert mlp.info(one).epochs_done == 9
 
@@ -176,3 +186,39 @@ def test_mlp_class_roundtrip() -> None:
     again = mlp.MLP(net.state)
     assert again.evaluate(X, y) == net.evaluate(X, y)
     assert [w.shape for w, _ in again.params()] == [(3, 16), (16, 3)]
+
+
+_ISA_SCRIPT = """
+import sys, numpy as np
+from ash.native import isa, mlp
+rng = np.random.default_rng(0)
+X = rng.normal(size=(300, 37)).astype(np.float32)
+y = (np.arange(300) % 5).astype(np.int32)
+s = mlp.init_state(37, [45, 19], 5, activation="tanh", seed=1)
+s = mlp.train(s, X, y, 2, lr=0.05, momentum=0.9, batch_size=64).state
+loss, grads = mlp.loss_grad(s, X, y, weight_decay=1e-3)
+flat = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in grads])
+sys.stdout.write(isa() + " " + repr(loss) + "\\n")
+np.save(sys.argv[1], flat)
+"""
+
+
+@pytest.mark.parametrize("forced", ["avx2", "generic"])
+def test_every_gemm_path_agrees(forced: str, tmp_path: Path) -> None:
+    """The AVX2 and portable micro-kernels give what the default one gives (odd sizes, edges)."""
+    out = {}
+    for name, env in (("default", {}), (forced, {"ASH_GEMM_ISA": forced})):
+        path = tmp_path / f"{name}.npy"
+        proc = subprocess.run(
+            [sys.executable, "-c", _ISA_SCRIPT, str(path)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        chosen, loss = proc.stdout.split()
+        if name != "default" and chosen != forced:
+            pytest.skip(f"this CPU cannot run the {forced} kernel")
+        out[name] = (float(loss), np.load(path))
+    assert out[forced][0] == pytest.approx(out["default"][0], rel=1e-4)
+    np.testing.assert_allclose(out[forced][1], out["default"][1], rtol=2e-3, atol=2e-5)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from ash.native import _kernel, mlp
 
 
-def _data() -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+def _data() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]:
     rng = np.random.default_rng(0)
     return rng.normal(size=(40, 4)).astype(np.float32), (np.arange(40) % 3).astype(np.int32)
 
@@ -65,7 +67,7 @@ def test_bad_hyperparameters(kw: dict[str, float], match: str) -> None:
     X, y = _data()
     args: dict[str, float] = {"lr": 0.1, **kw}
     with pytest.raises(ValueError, match=match):
-        mlp.train(STATE, X, y, 1, **args)  # type: ignore[arg-type]
+        mlp.train(STATE, X, y, 1, **args)
 
 
 def test_bad_architecture() -> None:
@@ -124,12 +126,13 @@ def test_checksum_is_fnv1a64() -> None:
 def test_corrupted_state(corrupt: object, match: str) -> None:
     X, y = _data()
     bad = corrupt(STATE)  # type: ignore[operator]
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: mlp.train(bad, X, y, 1, lr=0.1),
         lambda: mlp.evaluate(bad, X, y),
         lambda: mlp.info(bad),
         lambda: mlp.loss_grad(bad, X, y),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ValueError, match=match):
             call()
 

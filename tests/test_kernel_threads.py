@@ -14,7 +14,7 @@ from ash.native import _kernel, mlp, omp_max_threads
 needs_two = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
 
 
-def _data(n: int = 3000, d: int = 32, c: int = 5) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+def _data(n: int = 3000, d: int = 32, c: int = 5) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     y = (np.arange(n) % c).astype(np.int32)
     X = (rng.normal(size=(c, d))[y] + rng.normal(size=(n, d))).astype(np.float32)
@@ -29,7 +29,7 @@ def test_threadpool_info_lists_the_kernels_openmp() -> None:
 @needs_two
 def test_limit_is_honoured_inside_the_kernel() -> None:
     X, y = _data()
-    state = mlp.init_state(32, [128], 5, seed=0)
+    state = mlp.init_state(32, [256], 5, seed=0)
     for k in (1, 2):
         with threadpool_limits(limits=k, user_api="openmp"):
             assert omp_max_threads() == k

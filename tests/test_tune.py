@@ -17,53 +17,7 @@ import ash
 from ash.scheduler.audit import audit_for
 from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
-from helpers import BIN, EXAMPLES
-
-PY_SPEC = """
-[study]
-name = "py"
-metric = "loss"
-seed = 3
-algorithm = "asha"
-[asha]
-min_resource = 1
-max_resource = 9
-reduction_factor = 3
-max_trials = {max_trials}
-max_attempts = 2
-[trainer]
-type = "python"
-entrypoint = "user_trainer:fit"
-[space]
-x = {{ uniform = [0.0, 1.0] }}
-mode = {{ choice = ["ok", "ok2", "raise", "nan", "crash", "slow"] }}
-"""
-
-TRAINER = """
-import json, math, os, time
-from ash.native import omp_max_threads
-
-def fit(config, start, stop, state):
-    done = 0.0 if state is None else json.loads(state)["done"]
-    if done != start:
-        raise RuntimeError(f"resumed from {done}, expected {start}")
-    mode = config["mode"]
-    if mode == "raise":
-        raise ValueError("bad trial")
-    if mode == "crash":
-        os._exit(9)
-    if mode == "slow":
-        time.sleep(float(os.environ.get("SLOW", "0")))
-    loss = math.nan if mode == "nan" else (config["x"] - 0.3) ** 2 + 1.0 / stop
-    return {"loss": loss, "threads": omp_max_threads()}, json.dumps({"done": stop}).encode()
-"""
-
-
-def write_study(tmp_path: Path, max_trials: int = 24) -> Path:
-    (tmp_path / "user_trainer.py").write_text(TRAINER)
-    spec = tmp_path / "study.toml"
-    spec.write_text(PY_SPEC.format(max_trials=max_trials))
-    return spec
+from helpers import BIN, EXAMPLES, PY_SPEC, write_study
 
 
 def ash_cli(

@@ -92,6 +92,7 @@ class WorkerDaemon:
         self.session: _Session | None = None
         self.lock = threading.Lock()
         self.fatal: str | None = None  # set when nothing can work (a trainer that cannot start)
+        self._driver_thread: threading.Thread | None = None
 
     # -- the reconnect loop ---------------------------------------------------------------
 
@@ -138,8 +139,16 @@ class WorkerDaemon:
                     return 0
                 backoff = min(backoff * 2, 10.0)
         finally:
-            if self.slots is not None:
-                self.slots.shutdown()
+            self._stop_slots()
+
+    def _stop_slots(self) -> None:
+        """Stop the driving thread first (it owns the slots), then the slot processes."""
+        slots, self.slots = self.slots, None
+        if self._driver_thread is not None:
+            self._driver_thread.join(timeout=10)
+            self._driver_thread = None
+        if slots is not None:
+            slots.shutdown()
 
     def _channel(self) -> grpc.Channel:
         from ash.scheduler.server import server_options
@@ -218,11 +227,13 @@ class WorkerDaemon:
             spec = parse_spec(
                 tomllib.loads(w.spec_toml), source=f"{self.target}:{w.study}", base_dir=Path.cwd()
             )
-            if self.slots is not None:
-                self.slots.shutdown()
+            self._stop_slots()
             self.spec, self.spec_toml = spec, w.spec_toml
             self.slots = Slots(spec, self.n_slots, self.threads, prefix=f"{self.worker_id}/")
-            threading.Thread(target=self._drive, args=(self.slots,), daemon=True).start()
+            self._driver_thread = threading.Thread(
+                target=self._drive, args=(self.slots,), daemon=True
+            )
+            self._driver_thread.start()
             print(
                 f"ash-worker: joined {w.study}: {self.n_slots} slots x {self.threads} threads",
                 flush=True,
@@ -232,7 +243,7 @@ class WorkerDaemon:
 
     def _drive(self, slots: Slots) -> None:
         """Feed idle slots from the pending queue; send results of the current session."""
-        while self.slots is slots and slots.slots:
+        while self.slots is slots:
             for slot in slots.idle():
                 try:
                     a = self.pending.get_nowait()
