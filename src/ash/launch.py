@@ -59,6 +59,7 @@ def run_grpc(
         out = tmp.name
     cmd = [
         sys.executable,
+        "-P",  # never import from the working directory
         "-m",
         "ash.scheduler.server",
         str(spec_path),
@@ -81,6 +82,7 @@ def run_grpc(
                 subprocess.Popen(
                     [
                         sys.executable,
+                        "-P",
                         "-m",
                         "ash.worker.daemon",
                         "--scheduler",
