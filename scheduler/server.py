@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
+from ash.scheduler.auth import TokenAuth
 from ash.scheduler.driver import open_study
 from ash.scheduler.service import SchedulerService, ServiceConfig
 from ash.scheduler.spec import load_spec
@@ -117,10 +118,10 @@ async def serve(args: argparse.Namespace) -> int:
         lease_s=args.lease,
         heartbeat_s=args.heartbeat,
         max_checkpoint_bytes=max_ckpt,
-        token=token,
     )
     service = SchedulerService(driver, config)
-    server = grpc.aio.server(options=server_options(max_ckpt))
+    interceptors = [TokenAuth(token)] if token is not None else []
+    server = grpc.aio.server(options=server_options(max_ckpt), interceptors=interceptors)
     pb_grpc.add_SchedulerServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -136,6 +137,10 @@ async def serve(args: argparse.Namespace) -> int:
         bound = server.add_insecure_port(address)
     if bound == 0:
         raise UserError(f"--listen {args.listen}: cannot bind")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     await server.start()
     for name in ("", SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -147,10 +152,6 @@ async def serve(args: argparse.Namespace) -> int:
         metrics_server = await start_metrics(
             service, host if is_loopback(host) else "0.0.0.0", args.metrics_port
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     leases = asyncio.create_task(service.expire_leases())
     service._check_finished()
     done = asyncio.create_task(service.done.wait())

@@ -21,7 +21,6 @@ is refused with FAILED_PRECONDITION; a job id never issued is INVALID_ARGUMENT.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import json
 import math
@@ -59,7 +58,6 @@ class ServiceConfig:
     lease_s: float = 30.0
     heartbeat_s: float = 5.0
     max_checkpoint_bytes: int = 64 << 20
-    token: str | None = None
 
 
 class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
@@ -91,12 +89,6 @@ class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
             else:
                 q.put_nowait(line)
 
-    # -- auth -----------------------------------------------------------------------------
-
-    def _authorised(self, token: str) -> bool:
-        expected = self.config.token
-        return expected is None or hmac.compare_digest(token.encode(), expected.encode())
-
     # -- sessions -------------------------------------------------------------------------
 
     async def Session(
@@ -108,8 +100,6 @@ class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "first message must be hello")
         hello = first.hello
-        if not self._authorised(hello.token):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
         if not hello.worker_id or len(hello.worker_id) > 256:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.worker_id: 1-256 chars")
         if not 1 <= hello.slots <= MAX_SLOTS:
@@ -320,8 +310,6 @@ class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.StudyStatus:
-        if not self._authorised(request.token):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
         return self.status()
 
     def status(self) -> pb.StudyStatus:
@@ -358,8 +346,6 @@ class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
     async def Watch(
         self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StudyEvent]:
-        if not self._authorised(request.token):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
         q: asyncio.Queue[str | None] = asyncio.Queue()
         self.watchers.add(q)
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,3 +86,48 @@ def write_study(tmp_path: Path, max_trials: int = 24) -> Path:
     spec = tmp_path / "study.toml"
     spec.write_text(PY_SPEC.format(max_trials=max_trials))
     return spec
+
+
+class Scheduler:
+    def __init__(self, spec: Path, cwd: Path, *args: str, port: int = 0) -> None:
+        self.proc = subprocess.Popen(
+            [str(BIN / "ash-scheduler"), str(spec), "--listen", f"127.0.0.1:{port}", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = ""
+        for line in self.proc.stdout:
+            if "listening on" in line:
+                break
+        assert "listening on" in line, self.proc.stderr.read() if self.proc.stderr else ""
+        self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        self.target = f"127.0.0.1:{self.port}"
+
+    def wait(self, timeout: float = 120) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def worker(
+    target: str, cwd: Path, name: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "ash-worker"), "--scheduler", target, "--id", name, "--threads", "1", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def results(out: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return doc

@@ -4,7 +4,6 @@ ash-worker subprocesses, and a raw client for the protocol's edges."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,63 +22,7 @@ from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.audit import audit_for
 from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
-from helpers import BIN, EXAMPLES, write_study
-
-
-class Scheduler:
-    def __init__(self, spec: Path, cwd: Path, *args: str, port: int = 0) -> None:
-        self.proc = subprocess.Popen(
-            [str(BIN / "ash-scheduler"), str(spec), "--listen", f"127.0.0.1:{port}", *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = ""
-        for line in self.proc.stdout:
-            if "listening on" in line:
-                break
-        assert "listening on" in line, self.proc.stderr.read() if self.proc.stderr else ""
-        self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-        self.target = f"127.0.0.1:{self.port}"
-
-    def wait(self, timeout: float = 120) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def worker(
-    target: str, cwd: Path, name: str, *args: str, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(BIN / "ash-worker"), "--scheduler", target, "--id", name, "--threads", "1", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def results(out: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((out / "results.json").read_text())
-    return doc
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Any]]:
-    procs: list[Any] = []
-    yield procs
-    for p in procs:
-        proc = p.proc if isinstance(p, Scheduler) else p
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+from helpers import BIN, EXAMPLES, Scheduler, results, worker, write_study
 
 
 def test_study_end_to_end_with_health_and_reflection(tmp_path: Path, cleanup: list[Any]) -> None:

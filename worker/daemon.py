@@ -36,6 +36,7 @@ from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler import wire
+from ash.scheduler.auth import bearer
 from ash.scheduler.server import read_secret
 from ash.scheduler.spec import StudySpec, parse_spec
 from ash.worker.slots import Died, Slots, auto_threads
@@ -173,7 +174,9 @@ class WorkerDaemon:
             )
         )
         with self._channel() as channel:
-            call = pb_grpc.SchedulerStub(channel).Session(_requests(session.out))
+            call = pb_grpc.SchedulerStub(channel).Session(
+                _requests(session.out), metadata=bearer(self.token)
+            )
             with self.lock:
                 self.session = session
                 self.pending = queue.Queue()  # assignments of an old session are void

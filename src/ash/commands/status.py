@@ -15,13 +15,14 @@ from rich.console import Console
 from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
+from ash.scheduler.auth import bearer
 
 
 def run(args: argparse.Namespace) -> int:
     from ash.progress import Progress, Snapshot, from_status, render
     from ash.scheduler.server import read_secret
 
-    token = read_secret(args.token_file, "--token-file") or ""
+    token = read_secret(args.token_file, "--token-file")
     if args.tls_ca:
         creds = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes())
         channel = grpc.secure_channel(args.scheduler, creds)
@@ -32,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
         def fetch() -> pb.StudyStatus:
             try:
-                st: pb.StudyStatus = stub.Status(pb.StatusRequest(token=token), timeout=5)
+                st: pb.StudyStatus = stub.Status(
+                    pb.StatusRequest(), timeout=5, metadata=bearer(token)
+                )
                 return st
             except grpc.RpcError as exc:
                 raise UserError(
