@@ -23,11 +23,11 @@ from grpc_reflection.v1alpha import reflection
 
 from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
-from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.auth import TokenAuth
 from ash.scheduler.driver import open_study
 from ash.scheduler.service import SchedulerService, ServiceConfig
 from ash.scheduler.spec import load_spec
+from ash.scheduler.wire import add_scheduler_servicer
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
 
@@ -122,7 +122,7 @@ async def serve(args: argparse.Namespace) -> int:
     service = SchedulerService(driver, config)
     interceptors = [TokenAuth(token)] if token is not None else []
     server = grpc.aio.server(options=server_options(max_ckpt), interceptors=interceptors)
-    pb_grpc.add_SchedulerServicer_to_server(service, server)
+    add_scheduler_servicer(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

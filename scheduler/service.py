@@ -60,7 +60,7 @@ class ServiceConfig:
     max_checkpoint_bytes: int = 64 << 20
 
 
-class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
+class SchedulerService(pb_grpc.SchedulerServicer):
     def __init__(self, driver: Driver, config: ServiceConfig) -> None:
         self.driver = driver
         self.config = config
@@ -135,6 +135,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):  # type: ignore[misc]
                 if isinstance(msg, tuple):
                     self.metrics["rejected"] += 1
                     await context.abort(msg[0], msg[1])
+                    return
                 yield msg
         finally:
             reader.cancel()

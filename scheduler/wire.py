@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from ash.proto import ash_pb2 as pb
+from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.space import Config, Value
 
 
@@ -33,6 +34,15 @@ def invalid(message: str) -> WireError:
 
 def precondition(message: str) -> WireError:
     return WireError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def scheduler_stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
+    """A client stub of the Scheduler service (the generated code is untyped)."""
+    return pb_grpc.SchedulerStub(channel)  # type: ignore[no-untyped-call]
+
+
+def add_scheduler_servicer(servicer: Any, server: grpc.aio.Server) -> None:
+    pb_grpc.add_SchedulerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
 
 def value_to_pb(v: Value, out: pb.Value) -> None:

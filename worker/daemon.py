@@ -34,11 +34,11 @@ import grpc
 from ash import __version__
 from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
-from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler import wire
 from ash.scheduler.auth import bearer
 from ash.scheduler.server import read_secret
 from ash.scheduler.spec import StudySpec, parse_spec
+from ash.scheduler.wire import scheduler_stub
 from ash.worker.slots import Died, Slots, auto_threads
 
 RETRYABLE = {
@@ -174,7 +174,7 @@ class WorkerDaemon:
             )
         )
         with self._channel() as channel:
-            call = pb_grpc.SchedulerStub(channel).Session(
+            call = scheduler_stub(channel).Session(
                 _requests(session.out), metadata=bearer(self.token)
             )
             with self.lock:

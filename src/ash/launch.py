@@ -21,8 +21,8 @@ import grpc
 
 from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
-from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.spec import StudySpec
+from ash.scheduler.wire import scheduler_stub
 
 
 def _wait_port(proc: subprocess.Popen[str], timeout: float = 60.0) -> int:
@@ -100,7 +100,7 @@ def run_grpc(
                 )
             )
         with grpc.insecure_channel(target) as channel:
-            stub = pb_grpc.SchedulerStub(channel)
+            stub = scheduler_stub(channel)
             last = [pb.StudyStatus(study=spec.name, algorithm=spec.algorithm)]
 
             def snapshot() -> Any:

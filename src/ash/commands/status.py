@@ -14,8 +14,8 @@ from rich.console import Console
 
 from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
-from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.auth import bearer
+from ash.scheduler.wire import scheduler_stub
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         channel = grpc.insecure_channel(args.scheduler)
     with channel:
-        stub = pb_grpc.SchedulerStub(channel)
+        stub = scheduler_stub(channel)
 
         def fetch() -> pb.StudyStatus:
             try:

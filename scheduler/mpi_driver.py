@@ -1,0 +1,185 @@
+"""Rank 0 of ``mpiexec -n N ash tune SPEC --transport mpi``: a Driver fed over MPI.
+
+One loop, like the embedded pool (worker/pool.py): wait for Results from the worker ranks (each
+runs one job at a time), hand them to the driver, then offer work to idle ranks; assignments
+leave only after ``driver.sync()``, so every job a worker sees is in the journal. Rank 0 starts
+by collecting every rank's Hello, and ends by sending Finished to each, so all ranks exit 0.
+
+MPI gives no way to survive a rank's death (mpiexec ends the whole job), so there are no leases
+here: a study outlives a crash through its journal, and the same command started again resumes
+it. If rank 0 itself fails while jobs are in flight it calls MPI_Abort rather than leave worker
+ranks blocked; with none in flight it sends Finished first and the error is reported normally.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ash.proto import ash_pb2 as pb
+from ash.scheduler import wire
+from ash.scheduler.driver import Assignment, Driver
+from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
+
+MAX_CHECKPOINT_BYTES = 1 << 40  # the workers are the job's own processes
+
+
+class MpiStuckError(RuntimeError):
+    """Nothing in flight and nothing to hand out: the study cannot go on."""
+
+
+def assignment_to_pb(a: Assignment) -> pb.SchedulerMessage:
+    j = a.job
+    msg = pb.Assignment(
+        job_id=j.job_id,
+        trial=j.trial,
+        rung=j.rung,
+        bracket=j.bracket,
+        start=j.start,
+        stop=j.stop,
+        attempt=j.attempt,
+    )
+    wire.config_to_pb(j.config, msg.config)
+    if a.checkpoint is not None:
+        wire.checkpoint_to_pb(a.checkpoint, msg.checkpoint)
+    return pb.SchedulerMessage(assignment=msg)
+
+
+def _warn(text: str) -> None:
+    print(f"ash: mpi: {text}", file=sys.stderr, flush=True)
+
+
+def handshake(link: Link) -> None:
+    """Wait for every worker rank's Hello (sent once its trainer is set up)."""
+    waiting = set(range(1, link.size))
+    while waiting:
+        got = link.wait(link.any_source, TAG_UP)
+        assert got is not None
+        src, data = got
+        msg = pb.WorkerMessage.FromString(data)
+        if msg.WhichOneof("msg") != "hello" or src not in waiting:
+            _warn(f"rank {src}: unexpected message before the start; ignored")
+            continue
+        waiting.discard(src)
+
+
+def finish(link: Link, reason: str) -> None:
+    """Tell every worker rank to exit (each must be idle, waiting for a message)."""
+    msg = pb.SchedulerMessage(finished=pb.Finished(reason=reason))
+    for rank in range(1, link.size):
+        link.send(msg, rank, TAG_DOWN)
+
+
+class MpiScheduler:
+    """Feeds the worker ranks from a Driver; the ranks must have said Hello."""
+
+    def __init__(self, link: Link, driver: Driver) -> None:
+        self.link = link
+        self.driver = driver
+        self.idle: deque[int] = deque(range(1, link.size))
+        self.busy: dict[int, int] = {}  # rank -> job id
+
+    def run(self, tick: Callable[[], None] | None = None, tick_every: float = 0.25) -> None:
+        """Serve the worker ranks until the driver's study is finished."""
+        last = time.monotonic()
+        self._dispatch()
+        while not self.driver.finished:
+            if not self.busy:
+                raise MpiStuckError("no job in flight and none to hand out: the study is stuck")
+            got = self.link.wait(self.link.any_source, TAG_UP, timeout=tick_every)
+            while got is not None:  # take every waiting result, then decide once
+                self._handle(*got)
+                got = self.link.poll(self.link.any_source, TAG_UP)
+            self._dispatch()
+            now = time.monotonic()
+            if tick is not None and now - last >= tick_every:
+                tick()
+                last = now
+
+    def _dispatch(self) -> None:
+        out: list[tuple[int, Assignment]] = []
+        while self.idle:
+            rank = self.idle[0]
+            a = self.driver.request(f"rank{rank}")
+            if a is None:
+                break
+            self.idle.popleft()
+            self.busy[rank] = a.job.job_id
+            out.append((rank, a))
+        self.driver.sync()  # journal first: no worker sees a decision the journal lacks
+        for rank, a in out:
+            self.link.send(assignment_to_pb(a), rank, TAG_DOWN)
+
+    def _handle(self, src: int, data: bytes) -> None:
+        try:
+            msg = pb.WorkerMessage.FromString(data)
+        except Exception:  # protobuf's DecodeError; a bug, not a user's mistake
+            _warn(f"rank {src}: undecodable message of {len(data)} bytes; ignored")
+            return
+        if msg.WhichOneof("msg") != "result":
+            _warn(f"rank {src}: unexpected {msg.WhichOneof('msg')} message; ignored")
+            return
+        r = msg.result
+        if self.busy.get(src) != r.job_id:
+            _warn(f"rank {src}: result for job {r.job_id}, which it was not given; ignored")
+            return
+        del self.busy[src]
+        self.idle.append(src)
+        error = r.error or None
+        try:
+            metrics = wire.config_from_pb(r.metrics, "result.metrics", finite=False)
+            state = wire.checkpoint_from_pb(r, "checkpoint", MAX_CHECKPOINT_BYTES)
+            value: float | None = r.value if r.ok and math.isfinite(r.value) else None
+        except wire.WireError as exc:
+            metrics, state, value, error = {}, None, None, f"bad result from rank {src}: {exc}"
+        self.driver.complete(r.job_id, value, metrics, state, error)
+
+
+def run_rank0(
+    link: Link,
+    driver: Driver,
+    *,
+    title: str,
+    out: str | Path | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Run the study from rank 0 (the workers said Hello); return the results document."""
+    from ash.progress import Progress, from_driver
+    from ash.report import write_report
+
+    sched = MpiScheduler(link, driver)
+    interrupted = False
+    try:
+        with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
+            sched.run(tick=view.tick)
+        finish(link, "study finished")
+    except KeyboardInterrupt:
+        interrupted = True  # mpiexec sends Ctrl-C to every rank: the workers are stopping too
+    except BaseException as exc:
+        if sched.busy:
+            driver.close()
+            if not isinstance(exc, RuntimeError | ValueError | OSError):
+                traceback.print_exc()
+            _warn(
+                f"error: {exc}; aborting the MPI job "
+                "(the same command with the same --journal resumes the study)"
+            )
+            link.abort(1)
+        finish(link, f"error: {exc}")
+        raise
+    finally:
+        driver.close()
+    extra = {
+        "interrupted": interrupted,
+        "errors": [{"trial": t, "error": msg} for t, msg in driver.errors[:100]],
+    }
+    doc = {**driver.results.to_json(), **extra}
+    if out is not None:
+        write_report(doc, driver.results.write(out, extra))
+    return doc

@@ -1,0 +1,134 @@
+"""The MPI link of ``ash tune --transport mpi``, shared by rank 0 and the worker ranks.
+
+It owns what both ends need from MPI: importing mpi4py lazily (with an error naming the ``mpi``
+extra), the two message tags, moving ash.proto messages as raw bytes, waiting for them, and each
+rank's thread budget. Messages are the gRPC wire's own (``pb.WorkerMessage`` up to rank 0,
+``pb.SchedulerMessage`` down), serialized and sent as ``MPI.BYTE`` buffers whose size the
+receiver probes first: nothing a peer sends is ever unpickled. Waits poll (``Iprobe``, then
+sleeps that back off to 1 ms) because a blocking receive busy-spins a core in MPICH and Open MPI,
+and an idle rank must not take it from the ranks that train.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ash.errors import UserError
+
+TAG_UP = 11  # worker rank -> rank 0: pb.WorkerMessage
+TAG_DOWN = 12  # rank 0 -> worker rank: pb.SchedulerMessage
+MIN_PAUSE = 20e-6
+MAX_PAUSE = 1e-3
+
+INSTALL_HINT = (
+    "pip install 'ash-hpo[mpi]' (mpi4py and MPICH's mpiexec), or mpi4py built against your "
+    "site's MPI: env MPICC=mpicc pip install --no-binary mpi4py mpi4py"
+)
+
+
+class Message(Protocol):
+    def SerializeToString(self) -> bytes: ...
+
+
+def import_mpi() -> Any:
+    """mpi4py's MPI module (initialising MPI), or a UserError that says how to get it."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise UserError(f"--transport mpi needs mpi4py ({exc}): {INSTALL_HINT}") from None
+    except RuntimeError as exc:  # mpi4py is there but cannot load an MPI library
+        raise UserError(f"--transport mpi: mpi4py cannot load MPI ({exc}): {INSTALL_HINT}") from None
+    return MPI
+
+
+class Link:
+    """This rank's end of the job's MPI_COMM_WORLD."""
+
+    def __init__(self, mpi: Any) -> None:
+        self.mpi = mpi
+        self.comm = mpi.COMM_WORLD
+        self.rank: int = self.comm.Get_rank()
+        self.size: int = self.comm.Get_size()
+        self.any_source: int = mpi.ANY_SOURCE
+
+    def send(self, msg: Message, dest: int, tag: int) -> None:
+        self.comm.Send([msg.SerializeToString(), self.mpi.BYTE], dest=dest, tag=tag)
+
+    def poll(self, source: int, tag: int) -> tuple[int, bytes] | None:
+        """A waiting message as (source rank, bytes), or None if there is none."""
+        status = self.mpi.Status()
+        if not self.comm.Iprobe(source=source, tag=tag, status=status):
+            return None
+        src: int = status.Get_source()
+        buf = bytearray(status.Get_count(self.mpi.BYTE))
+        self.comm.Recv([buf, self.mpi.BYTE], source=src, tag=tag)
+        return src, bytes(buf)
+
+    def wait(self, source: int, tag: int, timeout: float | None = None) -> tuple[int, bytes] | None:
+        """The next message from ``source``; None once ``timeout`` seconds passed without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0
+        while True:
+            got = self.poll(source, tag)
+            if got is not None:
+                return got
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            if pause:
+                time.sleep(pause)
+            pause = min(MAX_PAUSE, 2 * pause if pause else MIN_PAUSE)
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job now (MPI_Abort); does not return."""
+        self.comm.Abort(code)
+
+
+@dataclass(frozen=True)
+class Layout:
+    threads: int  # this rank's kernel threads
+    nodes: int
+    threads_by_rank: list[int]  # every rank's budget (0 for a rank that does not train)
+
+
+def _cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def layout(link: Link, *, trains: bool, requested: int | str) -> Layout:
+    """Every rank's thread budget; collective (every rank calls it).
+
+    ``auto``: the cores this node's ranks may run on (the union of their CPU affinities, which
+    is ``os.cpu_count()`` unless Slurm or the launcher restricts it) shared out among the node's
+    training ranks (found with ``Split_type(COMM_TYPE_SHARED)``), but never more than this
+    rank's own affinity, so ranks that Open MPI binds to a core get one thread each."""
+    import numpy as np
+
+    mpi = link.mpi
+    node = link.comm.Split_type(mpi.COMM_TYPE_SHARED)
+    try:
+        cpus = _cpus()
+        width = np.array([max(cpus) + 1], dtype=np.int64)
+        node.Allreduce(mpi.IN_PLACE, width, op=mpi.MAX)
+        mask = np.zeros(int(width[0]), dtype=np.uint8)
+        mask[cpus] = 1
+        node.Allreduce(mpi.IN_PLACE, mask, op=mpi.BOR)
+        trainers = np.array([1 if trains else 0], dtype=np.int64)
+        node.Allreduce(mpi.IN_PLACE, trainers, op=mpi.SUM)
+        nodes = np.array([1 if node.Get_rank() == 0 else 0], dtype=np.int64)
+    finally:
+        node.Free()
+    link.comm.Allreduce(mpi.IN_PLACE, nodes, op=mpi.SUM)
+    if not trains:
+        threads = 0
+    elif requested == "auto":
+        threads = max(1, min(len(cpus), int(mask.sum()) // max(1, int(trainers[0]))))
+    else:
+        threads = int(requested)
+    everyone = np.zeros(link.size, dtype=np.int64)
+    link.comm.Allgather(np.array([threads], dtype=np.int64), everyone)
+    return Layout(threads, int(nodes[0]), [int(x) for x in everyone])
