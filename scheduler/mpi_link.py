@@ -40,7 +40,9 @@ def import_mpi() -> Any:
     except ImportError as exc:
         raise UserError(f"--transport mpi needs mpi4py ({exc}): {INSTALL_HINT}") from None
     except RuntimeError as exc:  # mpi4py is there but cannot load an MPI library
-        raise UserError(f"--transport mpi: mpi4py cannot load MPI ({exc}): {INSTALL_HINT}") from None
+        raise UserError(
+            f"--transport mpi: mpi4py cannot load MPI ({exc}): {INSTALL_HINT}"
+        ) from None
     return MPI
 
 

@@ -55,7 +55,7 @@ class TrainerSpec:
     dataset: str = "iris"
     validation_fraction: float = 0.3
     entrypoint: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None  # a job running longer fails (its process is killed)
 
 
 @dataclass(frozen=True)
@@ -246,14 +246,16 @@ def _trainer(v: _Validator, t: Any) -> TrainerSpec:
             v.bad("trainer.entrypoint", f"expected 'pkg.mod:fn', got {entrypoint!r}")
     elif entrypoint is not None:
         v.bad("trainer.entrypoint", "only a python trainer takes an entrypoint")
-    options = v.get(t, "trainer", "options", dict, {})
-    v.unknown(t, "trainer", ("type", "dataset", "validation_fraction", "entrypoint", "options"))
+    timeout = v.get(t, "trainer", "timeout_s", float, None)
+    if timeout is not None and timeout <= 0:
+        v.bad("trainer.timeout_s", f"must be > 0 seconds, got {timeout}")
+    v.unknown(t, "trainer", ("type", "dataset", "validation_fraction", "entrypoint", "timeout_s"))
     return TrainerSpec(
         type=kind,
         dataset=dataset,
         validation_fraction=fraction,
         entrypoint=entrypoint,
-        options=dict(options),
+        timeout_s=timeout,
     )
 
 

@@ -199,3 +199,29 @@ def test_example_trainables(tmp_path: Path, name: str) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "o/results.json").read_text())
     assert doc["errors"] == [] and doc["best"] is not None
+
+
+def test_hung_trainer_times_out_and_fails_its_trial(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=8)
+    text = spec.read_text().replace(
+        'entrypoint = "user_trainer:fit"', 'entrypoint = "user_trainer:fit"\ntimeout_s = 1.0'
+    )
+    spec.write_text(text)
+    t0 = time.monotonic()
+    proc = ash_cli(
+        "tune",
+        str(spec),
+        "--workers",
+        "2",
+        "--out",
+        "out",
+        "--quiet",
+        cwd=tmp_path,
+        env={"SLOW": "600"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 120
+    doc = json.loads((tmp_path / "out/results.json").read_text())
+    slow = [t for t in doc["trials"] if t["config"]["mode"] == "slow"]
+    assert slow and all(t["status"] == "failed" for t in slow)
+    assert any("timed out after 1 s" in e["error"] for e in doc["errors"])

@@ -88,6 +88,7 @@ class _Slot:
     process: Any
     conn: Connection
     job: int | None = None
+    started: float = 0.0
 
 
 class Slots:
@@ -131,6 +132,7 @@ class Slots:
 
     def submit(self, slot: _Slot, job: JobMsg) -> None:
         slot.job = job[0]
+        slot.started = time.monotonic()
         with contextlib.suppress(OSError, ValueError):  # a dead slot: wait() reports it Died
             slot.conn.send(job)
 
@@ -139,7 +141,7 @@ class Slots:
         waitables: list[Any] = [s.conn for s in self.slots]
         waitables += [s.process.sentinel for s in self.slots]
         ready = wait(waitables, timeout=timeout)
-        events: list[Finished | Died] = []
+        events: list[Finished | Died] = self._timeouts()
         for slot in list(self.slots):
             if slot.conn in ready:
                 ev = self._receive(slot)
@@ -150,6 +152,24 @@ class Slots:
             if ev is not None:
                 events.append(ev)
         return events
+
+    def _timeouts(self) -> list[Finished | Died]:
+        """Jobs past the trainer's timeout_s fail; their processes are killed and replaced."""
+        limit = self.spec.trainer.timeout_s if self.spec.trainer is not None else None
+        if limit is None:
+            return []
+        now = time.monotonic()
+        out: list[Finished | Died] = []
+        for slot in list(self.slots):
+            if slot.job is not None and now - slot.started > limit:
+                job, slot.job = slot.job, None
+                slot.process.kill()
+                slot.process.join(timeout=5)
+                slot.conn.close()
+                self.slots[self.slots.index(slot)] = self._start(slot.name)
+                why = f"timed out after {limit:g} s (trainer.timeout_s); its process was killed"
+                out.append(Finished(job, None, {}, None, why, now - slot.started))
+        return out
 
     def _receive(self, slot: _Slot) -> Finished | Died | None:
         try:

@@ -1,0 +1,140 @@
+"""The journal: replay equals live, torn tails are tolerated, another study's journal is
+refused, and a journal that cannot be written stops all decisions."""
+
+from __future__ import annotations
+
+import errno
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from ash.scheduler.driver import Driver, open_study
+from ash.scheduler.journal import Journal, JournalError, spec_digest
+from helpers import make_spec
+
+
+def drive(driver: Driver, steps: int, seed: int = 0) -> list[tuple[int, int, int]]:
+    """Random asks, results and losses; returns the jobs handed out."""
+    rng = random.Random(seed)
+    inflight: list[int] = []
+    jobs = []
+    for _ in range(steps):
+        r = rng.random()
+        if r < 0.45 or not inflight:
+            a = driver.request(f"w{rng.randrange(3)}")
+            if a is not None:
+                inflight.append(a.job.job_id)
+                jobs.append((a.job.job_id, a.job.trial, a.job.rung))
+        elif r < 0.9:
+            job = inflight.pop(rng.randrange(len(inflight)))
+            driver.complete(job, rng.random(), {"loss": 1.0}, f"state{job}".encode())
+        else:
+            driver.lose(inflight.pop(rng.randrange(len(inflight))))
+        driver.sync()
+    return jobs
+
+
+def test_resume_rebuilds_the_core_exactly(tmp_path: Path) -> None:
+    spec = make_spec("asha", max_trials=60, max_attempts=2)
+    journal, trace = tmp_path / "j.jsonl", tmp_path / "t.jsonl"
+    live = open_study(spec, journal=journal, trace=trace).driver
+    drive(live, 400)
+    inflight = set(live.core.inflight)
+    snapshot = [[len(r) for r in b.rungs] for b in live.core.brackets]
+    live.close()  # a crash after the last sync loses nothing journaled
+    opened = open_study(spec, journal=journal, trace=trace)
+    back = opened.driver
+    assert opened.lost_on_resume == len(inflight)
+    assert back.core.n_trials == live.core.n_trials
+    assert back.core.next_id == live.core.next_id
+    assert [[len(r) for r in b.rungs] for b in back.core.brackets] == snapshot
+    # the in-flight jobs were lost and come back first, to the same trials and rungs
+    again = [back.request("w0") for _ in range(len(inflight))]
+    assert all(a is not None for a in again)
+    back.close()
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert sum(e["event"] == "lost" for e in events) >= len(inflight)
+    from ash.scheduler.audit import audit_for
+
+    assert audit_for(events, spec) == []
+
+
+def test_promoted_trial_gets_its_checkpoint_after_resume(tmp_path: Path) -> None:
+    spec = make_spec("asha", min_resource=1, max_resource=4, reduction_factor=2, max_trials=10)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal).driver
+    a, b = d.request("w"), d.request("w")
+    assert a is not None and b is not None
+    d.complete(a.job.job_id, 0.1, {}, b"weights-of-trial-0")
+    d.complete(b.job.job_id, 0.9, {}, b"weights-of-trial-1")
+    d.sync()
+    del d  # killed: no close
+    back = open_study(spec, journal=journal).driver
+    up = back.request("w")
+    assert up is not None and (up.job.trial, up.job.rung) == (0, 1)
+    assert up.checkpoint == b"weights-of-trial-0"
+
+
+def test_torn_tail_is_ignored_and_cut(tmp_path: Path) -> None:
+    spec = make_spec("asha", max_trials=20)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal).driver
+    drive(d, 50)
+    d.close()
+    good = journal.read_bytes()
+    journal.write_bytes(good + b'{"r": 3, "v": 0.')  # a crash mid-write
+    again = open_study(spec, journal=journal)
+    assert again.resumed_records == good.count(b"\n") - 1
+    again.driver.close()
+    assert journal.read_bytes().startswith(good)
+    assert b'{"r": 3, "v": 0.' not in journal.read_bytes()
+
+
+def test_another_studys_journal_is_refused(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    open_study(make_spec("asha", max_trials=20), journal=journal).driver.close()
+    with pytest.raises(JournalError, match="another spec"):
+        open_study(make_spec("asha", max_trials=21), journal=journal)
+    (tmp_path / "x.jsonl").write_text("hello\n")
+    with pytest.raises(JournalError, match="not an ash journal"):
+        Journal(tmp_path / "x.jsonl", study="t", digest=spec_digest({}))
+
+
+class FullDisk:
+    """A file whose writes fail as on a full disk (what cannot be provoked safely here)."""
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        pass
+
+
+def test_unwritable_journal_stops_all_decisions(tmp_path: Path) -> None:
+    spec = make_spec("asha", max_trials=20)
+    d = open_study(spec, journal=tmp_path / "j.jsonl").driver
+    assert d.request("w") is not None
+    d.sync()
+    assert d.journal is not None
+    d.journal._f = FullDisk()  # type: ignore[assignment]
+    a = d.request("w")
+    assert a is not None
+    with pytest.raises(JournalError, match="No space left"):
+        d.sync()  # the transport sends nothing: this assignment never leaves the process
+    assert d.request("w") is None  # and nothing more is decided
+    with pytest.raises(JournalError, match="no more decisions"):
+        d.sync()
+
+
+def test_unwritable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
+    spec = make_spec("asha", max_trials=20)
+    with pytest.raises(JournalError, match="cannot be opened"):
+        open_study(spec, journal=tmp_path / "missing-dir" / "j.jsonl")
