@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
@@ -94,7 +95,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     async def Session(
         self, request_iterator: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SchedulerMessage]:
-        first = await self._read(request_iterator)
+        try:
+            first = await self._read(request_iterator)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed message")
+            return
         if first is None:
             return
         if first.WhichOneof("msg") != "hello":
@@ -165,6 +170,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             session.outbox.put_nowait(None)  # the worker closed its side
         except asyncio.CancelledError:
             raise
+        except DecodeError:
+            session.outbox.put_nowait((grpc.StatusCode.INVALID_ARGUMENT, "malformed message"))
         except Exception:  # a broken stream: the session ends, its jobs are lost
             session.outbox.put_nowait(None)
 
