@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 import pytest
-from helpers import Scheduler, worker, write_study
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from ash.scheduler.audit import audit_for
 from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
 from ash.scheduler.wire import scheduler_stub
+from helpers import Scheduler, worker, write_study
 
 # Statuses a peer's bad message may earn; never INTERNAL or UNKNOWN (a crash in a handler).
 ANSWERS = {
