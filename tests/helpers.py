@@ -131,3 +131,85 @@ def worker(
 def results(out: Path) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((out / "results.json").read_text())
     return doc
+
+
+class FaultyProxy:
+    """A loopback TCP proxy that can drop every connection or stall them without closing.
+
+    Modes: "forward" (a plain proxy), "drop" (close every connection and refuse new ones), and
+    "stall" (keep connections open but move no bytes). Threads end when it is closed."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+        import threading
+
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.mode = "forward"
+        self.lock = threading.Lock()
+        self.conns: list[Any] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.target = f"127.0.0.1:{self.port}"
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set(self, mode: str) -> None:
+        with self.lock:
+            self.mode = mode
+            if mode == "drop":
+                for c in self.conns:
+                    c.close()
+                self.conns.clear()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except (TimeoutError, OSError):
+                continue
+            if self.mode == "drop":
+                client.close()
+                continue
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, up]
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        import select
+        import time
+
+        try:
+            while not self.closed:
+                if self.mode == "stall":
+                    time.sleep(0.05)
+                    continue
+                ready, _, _ = select.select([src], [], [], 0.1)
+                if not ready:
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.set("drop")
+        self.server.close()

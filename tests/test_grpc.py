@@ -356,3 +356,43 @@ def test_status_command(tmp_path: Path, cleanup: list[Any]) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytest.skip("process tests need Linux", allow_module_level=True)
+
+
+def test_network_drops_and_stalls(tmp_path: Path, cleanup: list[Any]) -> None:
+    """Workers behind a proxy that drops every connection for a while, then stalls them
+    without closing: workers reconnect, leases expire and re-issue, nothing counts twice."""
+    from helpers import FaultyProxy
+
+    spec = write_study(tmp_path, max_trials=40)
+    s = Scheduler(
+        spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--lease", "2", "--heartbeat", "0.3"
+    )
+    cleanup.append(s)
+    proxy = FaultyProxy(s.port)
+    try:
+        workers = [
+            worker(proxy.target, tmp_path, f"w{i}", "--retry-for", "60", env={"SLEEP": "0.05"})
+            for i in range(2)
+        ]
+        cleanup.extend(workers)
+        time.sleep(1.5)
+        proxy.set("drop")
+        time.sleep(2.5)
+        proxy.set("forward")
+        time.sleep(1.5)
+        proxy.set("stall")
+        time.sleep(4.0)  # longer than the lease: the scheduler gives the jobs back
+        proxy.set("forward")
+        assert s.wait(timeout=180) == 0
+        for w in workers:
+            assert w.wait(timeout=60) == 0
+    finally:
+        proxy.close()
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(spec)) == []
+    assert sum(e["event"] == "lost" for e in events) >= 2
+    jobs = [e["job"] for e in events if e["event"] == "result"]
+    assert len(jobs) == len(set(jobs))  # no result counted twice
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 40
+    assert sum(len(t["results"]) for t in doc["trials"]) == len(jobs)
