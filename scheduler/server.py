@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
     p.add_argument("--max-checkpoint-mb", type=float, default=64.0, help="checkpoint size limit")
     p.add_argument("--drain-timeout", type=float, default=60.0, help="SIGTERM: seconds to drain")
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=10.0,
+        help="after the study ends, seconds to wait for disconnected workers to come back and "
+        "hear that it is finished",
+    )
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--no-fsync", action="store_true", help="journal without fsync (faster)")
     return p
@@ -167,6 +174,9 @@ async def serve(args: argparse.Namespace) -> int:
             f"ash-scheduler: stopped; {len(driver.core.inflight)} jobs still in flight", flush=True
         )
     else:
+        deadline = time.monotonic() + args.linger
+        while service.absent and time.monotonic() < deadline and not stop.is_set():
+            await asyncio.sleep(0.1)  # a reconnecting worker's hello is answered Finished
         await asyncio.sleep(0.2)  # let the sessions deliver Finished
     leases.cancel()
     for task in (done, stopping):

@@ -73,6 +73,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.draining = False
         self.watchers: set[asyncio.Queue[str | None]] = set()
         self.finished_sent = False
+        self.absent: set[str] = set()  # workers whose stream broke and who have not come back
         self.metrics = {"assigned": 0, "completed": 0, "lost": 0, "rejected": 0}
         self.decision_seconds: list[float] = []
         driver.trace.listeners.append(self._on_event)
@@ -112,6 +113,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"hello.slots: must be 1..{MAX_SLOTS}"
             )
         sid = f"s{next(self.ids)}"
+        self.absent.discard(hello.worker_id)
         session = WorkerSession(sid, hello.worker_id, hello.slots, asyncio.Queue())
         self.sessions[sid] = session
         welcome = pb.SchedulerMessage(
@@ -228,6 +230,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         """The session is over: its jobs are lost and go back to the core."""
         self.sessions.pop(session.sid, None)
         self.hungry.pop(session.sid, None)
+        if not self.finished_sent:
+            self.absent.add(session.worker)
         for job_id in sorted(session.jobs):
             if self.lease_of.pop(job_id, None) is not None:
                 self.driver.lose(job_id)

@@ -58,7 +58,9 @@ def test_study_end_to_end_with_health_and_reflection(tmp_path: Path, cleanup: li
 
 def test_worker_killed_mid_job_is_released(tmp_path: Path, cleanup: list[Any]) -> None:
     spec = write_study(tmp_path, max_trials=12)
-    s = Scheduler(spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--lease", "3")
+    s = Scheduler(
+        spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--lease", "3", "--linger", "1"
+    )
     cleanup.append(s)
     victim = worker(s.target, tmp_path, "victim", env={"SLEEP": "60"})
     cleanup.append(victim)
@@ -169,7 +171,7 @@ def hello(name: str, slots: int = 1) -> pb.Hello:
 
 def test_duplicate_late_and_malformed_messages(tmp_path: Path, cleanup: list[Any]) -> None:
     spec = write_study(tmp_path, max_trials=6)
-    s = Scheduler(spec, tmp_path, "--out", "out", "--trace", "t.jsonl")
+    s = Scheduler(spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--linger", "1")
     cleanup.append(s)
     with grpc.insecure_channel(s.target) as ch:
         status = pb_grpc.SchedulerStub(ch).Status

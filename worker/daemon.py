@@ -138,7 +138,7 @@ class WorkerDaemon:
                 )
                 if self.stopping.wait(delay):
                     return 0
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)
         finally:
             self._stop_slots()
 
