@@ -106,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print once as JSON and exit")
     status.set_defaults(run=_run_status)
 
+    record = sub.add_parser(
+        "record",
+        help="record learning curves of random configs (for ash simulate)",
+        description="Train N random configurations to max_resource, recording the metric after "
+        "every unit of resource and the seconds per unit, as a curves file for ash simulate.",
+    )
+    record.add_argument("spec", help="study spec (TOML) whose trainer and space to record")
+    record.add_argument("--trials", type=_positive_int, required=True, help="configurations")
+    record.add_argument("--out", required=True, help="curves file to write (.json or .json.gz)")
+    record.add_argument("--workers", type=_positive_int, help="processes (default: cores)")
+    record.add_argument("--threads", type=_threads, default="auto", help="threads per process")
+    record.add_argument("--seed", type=int, help="seed for the configurations (default: spec)")
+    record.add_argument("--quiet", action="store_true", help="no progress")
+    record.set_defaults(run=_run_record)
+
     sim = sub.add_parser(
         "simulate",
         help="simulate a study on a virtual clock with N workers",
@@ -140,6 +155,12 @@ def _run_tune(args: argparse.Namespace) -> int:
 
 def _run_status(args: argparse.Namespace) -> int:
     from ash.commands.status import run
+
+    return run(args)
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    from ash.commands.record import run
 
     return run(args)
 
