@@ -19,14 +19,16 @@ class Value(_message.Message):
     def __init__(self, number: _Optional[float] = ..., integer: _Optional[int] = ..., text: _Optional[str] = ..., flag: _Optional[bool] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
-    __slots__ = ("data", "crc32", "size")
+    __slots__ = ("data", "crc32", "size", "ref")
     DATA_FIELD_NUMBER: _ClassVar[int]
     CRC32_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     crc32: int
     size: int
-    def __init__(self, data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+    ref: str
+    def __init__(self, data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., size: _Optional[int] = ..., ref: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("worker_id", "slots", "token", "capabilities", "version")
@@ -94,7 +96,7 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes")
+    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +104,7 @@ class Welcome(_message.Message):
     SPEC_TOML_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MAX_CHECKPOINT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHARED_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     study: str
     session: str
     heartbeat_s: float
@@ -109,7 +112,8 @@ class Welcome(_message.Message):
     spec_toml: str
     metric: str
     max_checkpoint_bytes: int
-    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ...) -> None: ...
+    shared_checkpoints: bool
+    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "trial", "rung", "bracket", "start", "stop", "config", "checkpoint", "attempt")

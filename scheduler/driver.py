@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
+from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore, State
 from ash.scheduler.core import Job, Scheduler
 from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
@@ -39,7 +39,7 @@ from ash.scheduler.trace import TraceWriter, count_events
 class Assignment:
     job: Job
     worker: str
-    checkpoint: bytes | None
+    checkpoint: State | None
 
 
 class Driver:
@@ -98,7 +98,7 @@ class Driver:
         job_id: int,
         value: float | None,
         metrics: dict[str, Any] | None = None,
-        state: bytes | None = None,
+        state: State | None = None,
         error: str | None = None,
     ) -> bool:
         """Record a job's result; False if it was a duplicate or late report (ignored)."""

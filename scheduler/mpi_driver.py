@@ -3,7 +3,8 @@
 One loop, like the embedded pool (worker/pool.py): wait for Results from the worker ranks (each
 runs one job at a time), hand them to the driver, then offer work to idle ranks; assignments
 leave only after ``driver.sync()``, so every job a worker sees is in the journal. Rank 0 starts
-by collecting every rank's Hello, and ends by sending Finished to each, so all ranks exit 0.
+by collecting every rank's Hello and answering Welcome (or Finished if it cannot start the
+study: a bad spec, journal or trainer), and ends by sending Finished to each, so all ranks exit 0.
 
 MPI gives no way to survive a rank's death (mpiexec ends the whole job), so there are no leases
 here: a study outlives a crash through its journal, and the same command started again resumes
@@ -67,6 +68,14 @@ def handshake(link: Link) -> None:
             _warn(f"rank {src}: unexpected message before the start; ignored")
             continue
         waiting.discard(src)
+
+
+def welcome(link: Link, driver: Driver) -> None:
+    """Tell every worker rank to set up its trainer: jobs follow."""
+    spec = driver.spec
+    msg = pb.SchedulerMessage(welcome=pb.Welcome(study=spec.name, metric=spec.metric))
+    for rank in range(1, link.size):
+        link.send(msg, rank, TAG_DOWN)
 
 
 def finish(link: Link, reason: str) -> None:
@@ -153,6 +162,7 @@ def run_rank0(
     from ash.progress import Progress, from_driver
     from ash.report import write_report
 
+    welcome(link, driver)
     sched = MpiScheduler(link, driver)
     interrupted = False
     try:

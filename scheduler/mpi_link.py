@@ -20,7 +20,7 @@ from ash.errors import UserError
 
 TAG_UP = 11  # worker rank -> rank 0: pb.WorkerMessage
 TAG_DOWN = 12  # rank 0 -> worker rank: pb.SchedulerMessage
-MIN_PAUSE = 20e-6
+MIN_PAUSE = 1e-6  # the first sleeps are the kernel's shortest (~50 us), then they double
 MAX_PAUSE = 1e-3
 
 INSTALL_HINT = (

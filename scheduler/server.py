@@ -56,6 +56,17 @@ def read_secret(path: str | None, what: str) -> str | None:
     return text
 
 
+def shared_dir(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--checkpoint-dir {path}: cannot be created ({exc.strerror})") from None
+    return p.resolve()
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return host == "localhost"
@@ -85,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease", type=float, default=30.0, help="seconds a silent worker keeps jobs")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
     p.add_argument("--max-checkpoint-mb", type=float, default=64.0, help="checkpoint size limit")
+    p.add_argument(
+        "--checkpoint-dir",
+        help="a directory shared with the workers: large states go there by reference",
+    )
     p.add_argument("--drain-timeout", type=float, default=60.0, help="SIGTERM: seconds to drain")
     p.add_argument(
         "--linger",
@@ -125,6 +140,7 @@ async def serve(args: argparse.Namespace) -> int:
         lease_s=args.lease,
         heartbeat_s=args.heartbeat,
         max_checkpoint_bytes=max_ckpt,
+        checkpoint_dir=shared_dir(args.checkpoint_dir),
     )
     service = SchedulerService(driver, config)
     interceptors = [TokenAuth(token)] if token is not None else []

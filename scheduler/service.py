@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -59,6 +60,7 @@ class ServiceConfig:
     lease_s: float = 30.0
     heartbeat_s: float = 5.0
     max_checkpoint_bytes: int = 64 << 20
+    checkpoint_dir: Path | None = None  # shared-directory mode
 
 
 class SchedulerService(pb_grpc.SchedulerServicer):
@@ -125,6 +127,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 spec_toml=self.config.spec_toml,
                 metric=self.driver.spec.metric,
                 max_checkpoint_bytes=self.config.max_checkpoint_bytes,
+                shared_checkpoints=self.config.checkpoint_dir is not None,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -206,7 +209,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         if owner != session.sid:
             raise wire.precondition(f"result: job {r.job_id} is leased to another worker")
         metrics = wire.config_from_pb(r.metrics, "result.metrics", finite=False)
-        state = wire.checkpoint_from_pb(r, "checkpoint", self.config.max_checkpoint_bytes)
+        state = wire.checkpoint_from_pb(
+            r, "checkpoint", self.config.max_checkpoint_bytes, self.config.checkpoint_dir
+        )
         value: float | None = r.value if r.ok else None
         if value is not None and not math.isfinite(value):
             value = None

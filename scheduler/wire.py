@@ -9,14 +9,17 @@ table and never crashes on a peer's message.
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
+from ash.scheduler.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
 from ash.scheduler.space import Config, Value
 
 
@@ -90,19 +93,44 @@ def metrics_to_pb(metrics: Mapping[str, Any], out: Any) -> None:
             value_to_pb(v, out[k])
 
 
-def checkpoint_to_pb(data: bytes | None, out: pb.Checkpoint) -> None:
-    if data is None:
+def checkpoint_to_pb(state: State | None, out: pb.Checkpoint) -> None:
+    if state is None:
         return
-    out.data = data
-    out.crc32 = zlib.crc32(data)
-    out.size = len(data)
+    if isinstance(state, CheckpointRef):
+        out.ref, out.crc32, out.size = state.name, state.crc32, state.size
+        return
+    out.data = state
+    out.crc32 = zlib.crc32(state)
+    out.size = len(state)
 
 
-def checkpoint_from_pb(msg: Any, field: str, limit: int) -> bytes | None:
-    """The checkpoint of ``msg.<field>`` after checking size and checksum, or None if absent."""
+def checkpoint_from_pb(
+    msg: Any, field: str, limit: int, shared_dir: Path | None = None
+) -> State | None:
+    """The checkpoint of ``msg.<field>`` after checking size and checksum, or None if absent.
+
+    A reference (shared-directory mode) is accepted only with ``shared_dir``: its name must be a
+    plain file inside it, present, of the announced size."""
     if not msg.HasField(field):
         return None
     ck = getattr(msg, field)
+    if ck.ref:
+        if shared_dir is None:
+            raise invalid("checkpoint by reference, but there is no shared checkpoint directory")
+        try:
+            path = shared_file(shared_dir, ck.ref)
+        except CheckpointPathError as exc:
+            raise invalid(str(exc)) from None
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise WireError(grpc.StatusCode.NOT_FOUND, f"checkpoint {ck.ref!r} not found") from None
+        if size != ck.size:
+            raise WireError(
+                grpc.StatusCode.DATA_LOSS,
+                f"checkpoint {ck.ref!r}: {size} bytes, announced {ck.size}",
+            )
+        return CheckpointRef(ck.ref, ck.crc32, ck.size)
     data = bytes(ck.data)
     if len(data) > limit:
         raise WireError(
@@ -114,3 +142,23 @@ def checkpoint_from_pb(msg: Any, field: str, limit: int) -> bytes | None:
     if zlib.crc32(data) != ck.crc32:
         raise WireError(grpc.StatusCode.DATA_LOSS, "checkpoint checksum mismatch")
     return data
+
+
+def read_shared(shared_dir: Path, ref: CheckpointRef) -> bytes:
+    """The bytes of a referenced checkpoint, checked against its size and checksum."""
+    data = shared_file(shared_dir, ref.name).read_bytes()
+    if len(data) != ref.size or zlib.crc32(data) != ref.crc32:
+        raise WireError(grpc.StatusCode.DATA_LOSS, f"checkpoint {ref.name!r} is corrupt")
+    return data
+
+
+def write_shared(shared_dir: Path, name: str, data: bytes) -> CheckpointRef:
+    """Write a state into the shared directory atomically; return its reference."""
+    path = shared_file(shared_dir, name)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return CheckpointRef(name, zlib.crc32(data), len(data))

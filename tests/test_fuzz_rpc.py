@@ -91,7 +91,7 @@ sessions = st.tuples(st.one_of(hellos, messages), st.lists(messages, max_size=6)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scheduler, Path]]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    spec = write_study(tmp, max_trials=150)
+    spec = write_study(tmp, max_trials=400)
     s = Scheduler(
         spec, tmp, "--trace", "t.jsonl", "--lease", "5", "--max-checkpoint-mb", "0.00003"
     )  # ~31 bytes: oversized checkpoints too
@@ -113,18 +113,6 @@ def run_session(target: str, msgs: list[pb.WorkerMessage]) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-@given(session=sessions)
-def test_every_message_gets_a_status_and_the_server_lives(
-    server: tuple[Scheduler, Path], session: tuple[pb.WorkerMessage, list[pb.WorkerMessage]]
-) -> None:
-    s, _ = server
-    first, rest = session
-    code = run_session(s.target, [first, *rest])
-    assert code in ANSWERS, code
-    assert s.proc.poll() is None
-
-
 def test_raw_garbage_bytes_do_not_hurt(server: tuple[Scheduler, Path]) -> None:
     s, _ = server
     with grpc.insecure_channel(s.target) as ch:
@@ -138,6 +126,18 @@ def test_raw_garbage_bytes_do_not_hurt(server: tuple[Scheduler, Path]) -> None:
             with pytest.raises(grpc.RpcError) as info:
                 list(raw(iter(junk), timeout=10))
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert s.proc.poll() is None
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(session=sessions)
+def test_every_message_gets_a_status_and_the_server_lives(
+    server: tuple[Scheduler, Path], session: tuple[pb.WorkerMessage, list[pb.WorkerMessage]]
+) -> None:
+    s, _ = server
+    first, rest = session
+    code = run_session(s.target, [first, *rest])
+    assert code in ANSWERS, code
     assert s.proc.poll() is None
 
 

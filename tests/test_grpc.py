@@ -398,3 +398,35 @@ def test_network_drops_and_stalls(tmp_path: Path, cleanup: list[Any]) -> None:
     doc = results(tmp_path / "out")
     assert len(doc["trials"]) == 40
     assert sum(len(t["results"]) for t in doc["trials"]) == len(jobs)
+
+
+def test_shared_directory_checkpoints(tmp_path: Path, cleanup: list[Any]) -> None:
+    """Large states go through a shared directory by reference; promoted trials still resume
+    from the right state, and a reference cannot name a path outside the directory."""
+    spec = write_study(tmp_path, max_trials=20)
+    shared = tmp_path / "shared"
+    s = Scheduler(spec, tmp_path, "--out", "out", "--checkpoint-dir", str(shared), "--linger", "1")
+    cleanup.append(s)
+    with grpc.insecure_channel(s.target) as ch:
+        for name in ("../../etc/passwd", "/etc/passwd", "a/b", ".hidden", "x" * 300):
+            bad = RawSession(ch)
+            bad.send(hello=hello("evil"))
+            bad.recv()
+            job = bad.recv().assignment
+            bad.send(
+                result=pb.Result(
+                    job_id=job.job_id,
+                    ok=True,
+                    value=0.1,
+                    checkpoint=pb.Checkpoint(ref=name, crc32=0, size=4),
+                )
+            )
+            assert bad.status() == grpc.StatusCode.INVALID_ARGUMENT, name
+    w = worker(s.target, tmp_path, "w", "--checkpoint-dir", str(shared), "--inline-mb", "0")
+    cleanup.append(w)
+    assert s.wait() == 0
+    assert w.wait(timeout=30) == 0
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 20
+    assert not [e for e in doc["errors"] if "resumed from" in e["error"]]
+    assert any(shared.glob("t*-r*-j*.ckpt"))

@@ -138,3 +138,12 @@ def test_unwritable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
     spec = make_spec("asha", max_trials=20)
     with pytest.raises(JournalError, match="cannot be opened"):
         open_study(spec, journal=tmp_path / "missing-dir" / "j.jsonl")
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", ".hidden", "", "x" * 300, ".."])
+def test_shared_checkpoint_names_cannot_escape(tmp_path: Path, name: str) -> None:
+    from ash.scheduler.checkpoints import CheckpointPathError, shared_file
+
+    with pytest.raises(CheckpointPathError):
+        shared_file(tmp_path, name)
+    assert shared_file(tmp_path, "t1-r3-j7.ckpt") == tmp_path.resolve() / "t1-r3-j7.ckpt"

@@ -193,8 +193,8 @@ import sys, numpy as np
 from ash.native import isa, mlp
 rng = np.random.default_rng(0)
 X = rng.normal(size=(300, 37)).astype(np.float32)
-y = (np.arange(300) % 5).astype(np.int32)
-s = mlp.init_state(37, [45, 19], 5, activation="tanh", seed=1)
+y = (np.arange(300) % 3).astype(np.int32)
+s = mlp.init_state(37, [45, 19], 3, activation="tanh", seed=1)
 s = mlp.train(s, X, y, 2, lr=0.05, momentum=0.9, batch_size=64).state
 loss, grads = mlp.loss_grad(s, X, y, weight_decay=1e-3)
 flat = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in grads])

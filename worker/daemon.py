@@ -36,10 +36,11 @@ from ash.errors import UserError
 from ash.proto import ash_pb2 as pb
 from ash.scheduler import wire
 from ash.scheduler.auth import bearer
+from ash.scheduler.checkpoints import CheckpointRef
 from ash.scheduler.server import read_secret
 from ash.scheduler.spec import StudySpec, parse_spec
 from ash.scheduler.wire import scheduler_stub
-from ash.worker.slots import Died, Slots, auto_threads
+from ash.worker.slots import Died, Finished, Slots, auto_threads
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -75,10 +76,16 @@ class WorkerDaemon:
         retry_for: float = 120.0,
         grace: float = 30.0,
         prefetch: int = 0,
+        checkpoint_dir: Path | None = None,
+        inline_bytes: int = 1 << 20,
     ) -> None:
         self.target = target
         self.n_slots = slots
         self.prefetch = prefetch
+        self.checkpoint_dir = checkpoint_dir
+        self.inline_bytes = inline_bytes
+        self.shared = False  # the scheduler takes states by reference (and we have the dir)
+        self.jobs: dict[int, tuple[int, float]] = {}  # job id -> (trial, stop), for file names
         self.threads = threads
         self.worker_id = worker_id
         self.token = token or ""
@@ -166,7 +173,7 @@ class WorkerDaemon:
             pb.WorkerMessage(
                 hello=pb.Hello(
                     worker_id=self.worker_id,
-                    slots=self.n_slots,
+                    slots=self.n_slots + self.prefetch,
                     token=self.token,
                     capabilities=["mlp", "python"],
                     version=__version__,
@@ -242,6 +249,7 @@ class WorkerDaemon:
                 flush=True,
             )
         self.heartbeat_s = max(0.05, w.heartbeat_s)
+        self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
         session.sid = w.session
 
     def _drive(self, slots: Slots) -> None:
@@ -252,8 +260,13 @@ class WorkerDaemon:
                     a = self.pending.get_nowait()
                 except queue.Empty:
                     break
-                checkpoint = wire.checkpoint_from_pb(a, "checkpoint", 1 << 40)
+                try:
+                    checkpoint = self._load(a)
+                except (wire.WireError, OSError, ValueError) as exc:
+                    self._report(Finished(a.job_id, None, {}, None, f"checkpoint: {exc}", 0.0))
+                    continue
                 config = wire.config_from_pb(a.config, "assignment.config")
+                self.jobs[a.job_id] = (a.trial, a.stop)
                 slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint))
             try:
                 events = slots.wait(0.05)
@@ -263,6 +276,13 @@ class WorkerDaemon:
                 return
             for ev in events:
                 self._report(ev)
+
+    def _load(self, a: pb.Assignment) -> bytes | None:
+        state = wire.checkpoint_from_pb(a, "checkpoint", 1 << 40, self.checkpoint_dir)
+        if isinstance(state, CheckpointRef):
+            assert self.checkpoint_dir is not None
+            return wire.read_shared(self.checkpoint_dir, state)
+        return state
 
     def _report(self, ev: Any) -> None:
         with self.lock:
@@ -285,7 +305,13 @@ class WorkerDaemon:
                 seconds=ev.seconds,
             )
             wire.metrics_to_pb(ev.metrics, r.metrics)
-            wire.checkpoint_to_pb(ev.state, r.checkpoint)
+            state = ev.state
+            trial, stop = self.jobs.pop(ev.job_id, (0, 0.0))
+            if self.shared and state is not None and len(state) > self.inline_bytes:
+                assert self.checkpoint_dir is not None
+                name = f"t{trial}-r{stop:g}-j{ev.job_id}.ckpt"
+                state = wire.write_shared(self.checkpoint_dir, name, state)
+            wire.checkpoint_to_pb(state, r.checkpoint)
             msg = pb.WorkerMessage(result=r)
         session.out.put(msg)
 
@@ -348,6 +374,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grace", type=float, default=30.0, help="on SIGTERM: seconds running jobs get to finish"
     )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=0,
+        help="jobs to queue beyond the slots (hides latency for tiny jobs; ASHA then decides "
+        "those jobs earlier, with fewer results to go on)",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        help="directory shared with the scheduler for large states (sent by reference)",
+    )
+    p.add_argument(
+        "--inline-mb",
+        type=float,
+        default=1.0,
+        help="states larger than this go through --checkpoint-dir",
+    )
     return p
 
 
@@ -383,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
             credentials=creds,
             retry_for=args.retry_for,
             grace=args.grace,
+            prefetch=max(0, args.prefetch),
+            checkpoint_dir=Path(args.checkpoint_dir).resolve() if args.checkpoint_dir else None,
+            inline_bytes=int(args.inline_mb * (1 << 20)),
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stopping.set())

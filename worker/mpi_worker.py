@@ -1,29 +1,54 @@
 """A worker rank (1..N-1) of ``mpiexec -n N ash tune SPEC --transport mpi``.
 
-The rank builds its trainer, says Hello to rank 0 and then waits for ``pb.SchedulerMessage``s:
-each Assignment is trained in this process (``make_trainer`` + ``run_job``, under threadpoolctl
-limits set in this thread, the one that calls the kernel) and answered with a Result carrying
-the metrics and the checkpoint; Finished ends the rank with exit code 0. A trainer's exception
-fails that result, not the rank; a rank that dies takes the MPI job down with it (the study
-resumes from rank 0's ``--journal``).
+The rank says Hello to rank 0 and waits for its Welcome (or Finished, if rank 0 could not start
+the study), builds its trainer, then trains each Assignment in this process (``make_trainer`` +
+``run_job``, under threadpoolctl limits set in this thread, the one that calls the kernel) and
+answers with a Result carrying the metrics and the checkpoint; Finished ends the rank (exit 0).
+A trainer's exception fails that result, not the rank, and so does ``trainer.timeout_s``:
+SIGALRM raises TimeoutError in the trainer (in-process, so code that never returns to Python, a
+hung C call, cannot be cut short). A rank that dies takes the MPI job down with it; the study
+resumes from rank 0's ``--journal``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from ash import __version__
 from ash.proto import ash_pb2 as pb
 from ash.scheduler import wire
 from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
 from ash.scheduler.spec import StudySpec
-from ash.worker.trainers import TrainerError, TrainerFn, make_trainer, run_job
+from ash.worker.trainers import Outcome, TrainerError, TrainerFn, make_trainer, run_job
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend
 
 
-def train(trainer: TrainerFn, metric: str, a: pb.Assignment) -> pb.Result:
+@contextlib.contextmanager
+def _alarm(limit: float | None) -> Iterator[None]:
+    """Raise TimeoutError in this thread after ``limit`` seconds (trainer.timeout_s)."""
+    if limit is None:
+        yield
+        return
+
+    def ring(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"timed out after {limit:g} s (trainer.timeout_s)")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def train(trainer: TrainerFn, spec: StudySpec, a: pb.Assignment) -> pb.Result:
     """Run one assignment; whatever goes wrong becomes a failed Result."""
     t0 = time.perf_counter()
     try:
@@ -31,7 +56,12 @@ def train(trainer: TrainerFn, metric: str, a: pb.Assignment) -> pb.Result:
         checkpoint = wire.checkpoint_from_pb(a, "checkpoint", MAX_CHECKPOINT_BYTES)
     except wire.WireError as exc:
         return pb.Result(job_id=a.job_id, ok=False, error=f"bad assignment: {exc}")
-    out = run_job(trainer, metric, config, a.start, a.stop, checkpoint)
+    limit = spec.trainer.timeout_s if spec.trainer is not None else None
+    try:
+        with _alarm(limit):
+            out = run_job(trainer, spec.metric, config, a.start, a.stop, checkpoint)
+    except TimeoutError as exc:  # the alarm rang just as the trainer returned
+        out = Outcome(None, {}, None, f"trainer raised TimeoutError: {exc}")
     r = pb.Result(
         job_id=a.job_id,
         ok=out.value is not None,
@@ -44,10 +74,13 @@ def train(trainer: TrainerFn, metric: str, a: pb.Assignment) -> pb.Result:
     return r
 
 
-def serve(link: Link, spec: StudySpec, threads: int) -> int:
-    """Work for rank 0 until it says Finished; returns the rank's exit code."""
-    from threadpoolctl import threadpool_limits
+def _next(link: Link) -> pb.SchedulerMessage:
+    got = link.wait(0, TAG_DOWN)
+    assert got is not None
+    return pb.SchedulerMessage.FromString(got[1])
 
+
+def _setup(link: Link, spec: StudySpec) -> TrainerFn:
     from ash.worker.datasets import DataError
 
     try:
@@ -55,23 +88,31 @@ def serve(link: Link, spec: StudySpec, threads: int) -> int:
         data = getattr(trainer, "data", None)
         if data is not None:
             data()  # load the dataset now, as rank 0 did to check it
-    except (TrainerError, DataError) as exc:  # rank 0 checked the same spec: this node differs
+    except (TrainerError, DataError) as exc:  # rank 0's passed: this node differs
         print(f"ash: rank {link.rank}: error: {exc}", file=sys.stderr, flush=True)
         link.abort(2)
-        return 2
+        raise
+    return trainer
+
+
+def serve(link: Link, spec: StudySpec, threads: int) -> int:
+    """Work for rank 0 until it says Finished; returns the rank's exit code."""
+    from threadpoolctl import threadpool_limits
+
     hello = pb.Hello(worker_id=f"rank{link.rank}", slots=1, version=__version__)
     link.send(pb.WorkerMessage(hello=hello), 0, TAG_UP)
     try:
+        if _next(link).WhichOneof("msg") != "welcome":
+            return 0  # rank 0 could not start the study and reports why
+        trainer = _setup(link, spec)
         with threadpool_limits(limits=threads):
             while True:
-                got = link.wait(0, TAG_DOWN)
-                assert got is not None
-                msg = pb.SchedulerMessage.FromString(got[1])
+                msg = _next(link)
                 kind = msg.WhichOneof("msg")
                 if kind == "finished":
                     return 0
                 if kind == "assignment":
-                    result = train(trainer, spec.metric, msg.assignment)
+                    result = train(trainer, spec, msg.assignment)
                     link.send(pb.WorkerMessage(result=result), 0, TAG_UP)
     except KeyboardInterrupt:  # mpiexec forwards Ctrl-C to every rank; rank 0 reports it
         return 130

@@ -59,7 +59,9 @@ class LocalPool:
         self.driver.sync()
         for slot, a in out:
             j = a.job
-            slots.submit(slot, (j.job_id, j.config, j.start, j.stop, a.checkpoint))
+            state = a.checkpoint
+            assert state is None or isinstance(state, bytes)  # no shared directory here
+            slots.submit(slot, (j.job_id, j.config, j.start, j.stop, state))
 
     def _loop(self, slots: Slots, tick: Callable[[], None] | None, tick_every: float) -> None:
         last = 0.0
