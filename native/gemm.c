@@ -2,25 +2,30 @@
 #include "gemm.h"
 
 #include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define GEMM_KC 256      /* k block: one B micro-panel (KC x 32 floats) stays in L1/L2 */
 #define GEMM_NCB 256     /* column block */
 #define GEMM_MCB 96      /* row block: a packed A block (MCB x KC) stays in L2 */
 #define GEMM_MCB_PAD 120 /* MCB rounded up to a multiple of every MR below */
 #define GEMM_MR_MAX 24
+#define GEMM_SMALLN 4 /* at most this many columns: the row-vector kernel (small_t) */
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
-/* ---- AVX-512 (16 floats a vector; 12 x 32 and 24 x 16 register tiles) ---- */
+/* ---- AVX-512 (16 floats a vector; 8 x 32 and 16 x 16 register tiles) ---- */
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define FN(name) CAT(name, avx512)
 #define VT __m512
 #define MT __mmask16
 #define VL 16
-#define MR2 12
-#define MR1 24
+#define MR2 8
+#define MR1 16
+#define MRN2 8
+#define MRN1 8
 #define V_ZERO() _mm512_setzero_ps()
 #define V_SET1(x) _mm512_set1_ps(x)
 #define V_LOAD(p) _mm512_loadu_ps(p)
@@ -36,6 +41,8 @@
 #undef VL
 #undef MR2
 #undef MR1
+#undef MRN2
+#undef MRN1
 #undef V_ZERO
 #undef V_SET1
 #undef V_LOAD
@@ -55,6 +62,8 @@
 #define VL 8
 #define MR2 6
 #define MR1 12
+#define MRN2 6
+#define MRN1 8
 #define V_ZERO() _mm256_setzero_ps()
 #define V_SET1(x) _mm256_set1_ps(x)
 #define V_LOAD(p) _mm256_loadu_ps(p)
@@ -70,6 +79,8 @@
 #undef VL
 #undef MR2
 #undef MR1
+#undef MRN2
+#undef MRN1
 #undef V_ZERO
 #undef V_SET1
 #undef V_LOAD
@@ -99,13 +110,17 @@ typedef void (*block_fn)(const ash_gemm *, int, int, int, int, float *);
 static block_fn g_block = block_generic;
 static const char *g_isa = "generic";
 
+/* The best micro-kernel this CPU runs; ASH_GEMM_ISA=avx2|generic forces a lesser one (tests). */
 __attribute__((constructor)) static void gemm_pick_isa(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+    const char *force = getenv("ASH_GEMM_ISA");
+    int allow512 = !force || strcmp(force, "avx512") == 0;
+    int allow2 = allow512 || strcmp(force, "avx2") == 0;
+    if (allow512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
         g_block = block_avx512;
         g_isa = "avx512";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    } else if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         g_block = block_avx2;
         g_isa = "avx2";
     }

@@ -1,11 +1,12 @@
 /* ash native kernel: the state format, MLP training and evaluation (OpenMP) behind kernel.h.
  *
- * One training call runs a whole span of epochs inside one OpenMP parallel region. Each
- * mini-batch is a fixed sequence of phases (gather, forward per layer, softmax, backward per
- * layer); a phase is a list of chunks (blocks of a GEMM output plus the element-wise work on
- * them, or slices of the parameter update) that depends on the shapes only. Chunks are dealt
- * to threads by cost, threads meet at a barrier between phases, and each chunk computes the
- * same numbers whichever thread runs it: the result is identical for any thread count. */
+ * One training call runs a whole span of epochs inside one OpenMP parallel region. A
+ * mini-batch is cut into row chunks whose number and size depend on the batch size only; each
+ * chunk runs forward and backward on its own rows (GEMMs from gemm.c, element-wise work here)
+ * and leaves a partial gradient. After a barrier the partials are summed in chunk order and
+ * the optimizer steps, each thread on fixed slices of the parameters; a second barrier ends
+ * the batch. Every number is computed by the same operations in the same order whichever
+ * thread runs it, so any thread count gives bit-identical results. */
 #include "kernel.h"
 
 #include <math.h>
@@ -23,13 +24,14 @@
 
 #define MAXL (ASH_MAX_HIDDEN + 1) /* weight layers */
 #define MAX_LAYER_SIZE 65536u
-#define CHUNK_ROWS 64
-#define CHUNK_COLS 64
-#define UPD_CHUNK 4096
+#define MAX_CHUNKS 8
+#define UPD_CHUNK 1024
+#define RED_BLOCK 1024
+#define CHUNK_ROWS 128 /* rows of a mini-batch chunk (fewer when that leaves one chunk) */
 #define EVAL_ROWS 256
-/* Below this much work per mini-batch (in multiply-add lanes) the barriers cost more than a
- * second thread saves, so the region runs on one thread (an `if` clause, not a thread count). */
-#define PAR_MIN_WORK 150000.0
+/* Below this much work per mini-batch (multiply-adds) the barriers cost more than a second
+ * thread saves, so the region runs on one thread (an `if` clause, not a thread count). */
+#define PAR_MIN_WORK 2.0e6
 
 static int fail(ash_error *err, int code, const char *fmt, ...) {
     if (err) {
@@ -292,6 +294,15 @@ int ash_mlp_init(const ash_mlp_arch *arch, uint64_t seed, void *state, size_t st
 /* ------------------------------------------------------------------------------------------ */
 /* Element-wise math (plain loops that gcc -O3 vectorises)                                     */
 
+/* Element-wise loops are built for AVX-512, AVX2 and the baseline, and the loader picks one
+ * (GCC function multiversioning). Without -ffast-math or FMA contraction (-std=c11 keeps
+ * fp-contract off) every clone rounds exactly alike, so the choice never changes a result. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
 static inline float f_exp(float x) {
     x = x > 88.0f ? 88.0f : x;
     x = x < -87.0f ? -87.0f : x;
@@ -330,22 +341,22 @@ static inline float f_tanh(float x) {
 #define GELU_A 0.044715f
 #define LEAKY 0.01f
 
-static void act_forward(int act, const float *z, float *h, int n) {
+CLONES static void act_forward(int act, const float *z, float *h, size_t n) {
     switch (act) {
     case ASH_RELU:
-        for (int j = 0; j < n; j++) h[j] = z[j] > 0.0f ? z[j] : 0.0f;
+        for (size_t j = 0; j < n; j++) h[j] = z[j] > 0.0f ? z[j] : 0.0f;
         break;
     case ASH_LEAKY_RELU:
-        for (int j = 0; j < n; j++) h[j] = z[j] > 0.0f ? z[j] : LEAKY * z[j];
+        for (size_t j = 0; j < n; j++) h[j] = z[j] > 0.0f ? z[j] : LEAKY * z[j];
         break;
     case ASH_TANH:
-        for (int j = 0; j < n; j++) h[j] = f_tanh(z[j]);
+        for (size_t j = 0; j < n; j++) h[j] = f_tanh(z[j]);
         break;
     case ASH_SIGMOID:
-        for (int j = 0; j < n; j++) h[j] = 1.0f / (1.0f + f_exp(-z[j]));
+        for (size_t j = 0; j < n; j++) h[j] = 1.0f / (1.0f + f_exp(-z[j]));
         break;
     default: /* ASH_GELU */
-        for (int j = 0; j < n; j++) {
+        for (size_t j = 0; j < n; j++) {
             float x = z[j];
             float t = f_tanh(GELU_C * (x + GELU_A * x * x * x));
             h[j] = 0.5f * x * (1.0f + t);
@@ -355,23 +366,23 @@ static void act_forward(int act, const float *z, float *h, int n) {
 }
 
 /* g *= f'(z) (and the dropout scale m when given); h = f(z) before dropout. */
-static void act_backward(int act, const float *z, const float *h, const float *m, float *g,
-                         int n) {
+CLONES static void act_backward(int act, const float *z, const float *h, const float *m,
+                                float *g, size_t n) {
     switch (act) {
     case ASH_RELU:
-        for (int j = 0; j < n; j++) g[j] = z[j] > 0.0f ? g[j] : 0.0f;
+        for (size_t j = 0; j < n; j++) g[j] = z[j] > 0.0f ? g[j] : 0.0f;
         break;
     case ASH_LEAKY_RELU:
-        for (int j = 0; j < n; j++) g[j] = z[j] > 0.0f ? g[j] : LEAKY * g[j];
+        for (size_t j = 0; j < n; j++) g[j] = z[j] > 0.0f ? g[j] : LEAKY * g[j];
         break;
     case ASH_TANH:
-        for (int j = 0; j < n; j++) g[j] = g[j] * (1.0f - h[j] * h[j]);
+        for (size_t j = 0; j < n; j++) g[j] = g[j] * (1.0f - h[j] * h[j]);
         break;
     case ASH_SIGMOID:
-        for (int j = 0; j < n; j++) g[j] = g[j] * (h[j] * (1.0f - h[j]));
+        for (size_t j = 0; j < n; j++) g[j] = g[j] * (h[j] * (1.0f - h[j]));
         break;
     default: /* ASH_GELU */
-        for (int j = 0; j < n; j++) {
+        for (size_t j = 0; j < n; j++) {
             float x = z[j];
             float t = f_tanh(GELU_C * (x + GELU_A * x * x * x));
             float d = 0.5f * (1.0f + t) +
@@ -381,10 +392,10 @@ static void act_backward(int act, const float *z, const float *h, const float *m
         break;
     }
     if (m)
-        for (int j = 0; j < n; j++) g[j] = g[j] * m[j];
+        for (size_t j = 0; j < n; j++) g[j] = g[j] * m[j];
 }
 
-static void dropout_row(const float *h, float *a, float *m, int j0, int n, uint32_t rk,
+CLONES static void dropout_row(const float *h, float *a, float *m, int j0, int n, uint32_t rk,
                         uint32_t thresh, float scale) {
     for (int j = 0; j < n; j++) {
         uint32_t r = fmix32(rk ^ ((uint32_t)(j0 + j) * 0x9E3779B9u));
@@ -395,26 +406,39 @@ static void dropout_row(const float *h, float *a, float *m, int j0, int n, uint3
 }
 
 /* Softmax cross-entropy of rows [i0, i1): g = (p - onehot) * inv_b; returns the summed loss. */
-static double softmax_rows(const float *z, float *g, const int32_t *y, int i0, int i1, int C,
-                           float inv_b) {
-    double sum = 0.0;
+CLONES static double softmax_rows(const float *z, float *g, const int32_t *y, int i0, int i1, int C,
+                                  float inv_b) {
+    /* loss_i = log(s_i) - (z_iy - max_i) with s_i in [1, C]: the logs are taken of products of
+     * 16 rows' s_i (in double, at most C^16 <= 2^256), one log call per 16 rows. */
+    double sum = 0.0, prod = 1.0;
     for (int i = i0; i < i1; i++) {
         const float *zr = z + (size_t)i * C;
         float *gr = g + (size_t)i * C;
         float mx = zr[0];
         for (int j = 1; j < C; j++) mx = zr[j] > mx ? zr[j] : mx;
+        for (int j = 0; j < C; j++) gr[j] = f_exp(zr[j] - mx);
         float s = 0.0f;
-        for (int j = 0; j < C; j++) {
-            float e = expf(zr[j] - mx);
-            gr[j] = e;
-            s += e;
-        }
+        for (int j = 0; j < C; j++) s += gr[j];
         float inv = inv_b / s;
         for (int j = 0; j < C; j++) gr[j] = gr[j] * inv;
         gr[y[i]] -= inv_b;
-        sum += (double)(logf(s) - (zr[y[i]] - mx));
+        sum -= (double)(zr[y[i]] - mx);
+        prod *= (double)s;
+        if ((i - i0) % 16 == 15 || i == i1 - 1) {
+            sum += log(prod);
+            prod = 1.0;
+        }
     }
     return sum;
+}
+
+/* out[j] = sum over rows r (in order) of g[r*ld + j], j < nc. */
+CLONES static void colsum(const float *restrict g, int ld, int rows, int nc, float *restrict out) {
+    for (int j = 0; j < nc; j++) out[j] = 0.0f;
+    for (int r = 0; r < rows; r++) {
+        const float *restrict gr = g + (size_t)r * ld;
+        for (int j = 0; j < nc; j++) out[j] += gr[j];
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -426,7 +450,7 @@ typedef struct {
     float lr_t, bc2; /* adam: lr / (1 - b1^t), 1 - b2^t */
 } upd_t;
 
-static void update_range(const upd_t *u, float *p, const float *g, float *o1, float *o2,
+CLONES static void update_range(const upd_t *u, float *p, const float *g, float *o1, float *o2,
                          size_t n, int is_weight) {
     const float wd = is_weight ? u->wd : 0.0f;
     if (u->opt == ASH_SGD) {
@@ -452,134 +476,36 @@ static void update_range(const upd_t *u, float *p, const float *g, float *o1, fl
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Phases and chunks                                                                           */
+/* Mini-batch chunks                                                                           */
 
-enum { CK_GATHER, CK_FWD, CK_OUT, CK_DW, CK_DA, CK_UPD };
-
+/* A mini-batch of B rows is cut into nch row chunks of cr rows (the last may be shorter); the
+ * cut depends on B only. Each chunk runs forward and backward on its own and leaves a partial
+ * gradient; the partials are then summed in chunk order. */
 typedef struct {
-    int kind, w, slot;
-    int i0, i1, j0, j1;
-    double cost;
-} chunk_t;
+    int nch, cr;
+} split_t;
 
-typedef struct {
-    int first, n; /* range in plan.c */
-    int is_out;
-    double total;
-} phase_t;
+static double batch_work(const net_t *net, int B) { return 3.0 * (double)B * (double)net->np; }
 
-typedef struct {
-    chunk_t *c;
-    int n, cap;
-    phase_t ph[3 + 2 * MAXL];
-    int nph;
-    int nslots;
-    double work;
-    int oom;
-} plan_t;
-
-static void plan_push(plan_t *pl, chunk_t ch) {
-    if (pl->oom) return;
-    if (pl->n == pl->cap) {
-        int cap = pl->cap ? 2 * pl->cap : 64;
-        chunk_t *c = (chunk_t *)realloc(pl->c, sizeof(chunk_t) * (size_t)cap);
-        if (!c) {
-            pl->oom = 1;
-            return;
-        }
-        pl->c = c;
-        pl->cap = cap;
+static split_t split_rows(const net_t *net, int B) {
+    if (batch_work(net, B) < PAR_MIN_WORK) { /* serial anyway: one chunk, no partial sums */
+        split_t one = {1, B};
+        return one;
     }
-    pl->c[pl->n++] = ch;
+    int nch = B / CHUNK_ROWS;
+    if (nch > MAX_CHUNKS) nch = MAX_CHUNKS;
+    if (nch < 2) nch = B >= 16 ? 2 : 1;
+    int cr = (B + nch - 1) / nch;
+    cr = (cr + 7) / 8 * 8;
+    split_t s = {(B + cr - 1) / cr, cr};
+    return s;
 }
-
-static void plan_begin(plan_t *pl, int is_out) {
-    phase_t *ph = &pl->ph[pl->nph];
-    ph->first = pl->n;
-    ph->n = 0;
-    ph->is_out = is_out;
-    ph->total = 0.0;
-}
-
-static void plan_end(plan_t *pl) {
-    phase_t *ph = &pl->ph[pl->nph];
-    ph->n = pl->n - ph->first;
-    for (int i = ph->first; i < pl->n && !pl->oom; i++) ph->total += pl->c[i].cost;
-    pl->work += ph->total;
-    pl->nph++;
-}
-
-static double pad16(int n) { return (double)((n + 15) / 16 * 16); }
-
-/* Output blocks of an M x N GEMM with inner size K: column blocks outer, row blocks inner. */
-static void plan_gemm(plan_t *pl, int kind, int w, int M, int N, int K, double extra) {
-    for (int j0 = 0; j0 < N; j0 += CHUNK_COLS) {
-        int j1 = j0 + CHUNK_COLS < N ? j0 + CHUNK_COLS : N;
-        for (int i0 = 0; i0 < M; i0 += CHUNK_ROWS) {
-            int i1 = i0 + CHUNK_ROWS < M ? i0 + CHUNK_ROWS : M;
-            double cells = (double)(i1 - i0) * pad16(j1 - j0);
-            chunk_t ch = {kind, w, 0, i0, i1, j0, j1, cells * ((double)K + extra) + 64.0};
-            plan_push(pl, ch);
-        }
-    }
-}
-
-static void plan_update(plan_t *pl, const net_t *net, int w) {
-    size_t lo = net->woff[w], hi = net->boff[w] + (size_t)net->sz[w + 1];
-    for (size_t a = lo; a < hi; a += UPD_CHUNK) {
-        size_t b = a + UPD_CHUNK < hi ? a + UPD_CHUNK : hi;
-        chunk_t ch = {CK_UPD, w, 0, (int)(a - lo), (int)(b - lo), 0, 0, 6.0 * (double)(b - a)};
-        plan_push(pl, ch);
-    }
-}
-
-static double act_cost(int act) { return (act == ASH_RELU || act == ASH_LEAKY_RELU) ? 1.0 : 12.0; }
-
-/* The phases of one mini-batch of B rows. */
-static void plan_build(plan_t *pl, const net_t *net, int B, int gather, int update,
-                       int dropout) {
-    const int L = net->L;
-    const double ac = act_cost(net->act) + (dropout ? 4.0 : 0.0);
-    if (gather) {
-        plan_begin(pl, 0);
-        for (int i0 = 0; i0 < B; i0 += CHUNK_ROWS) {
-            int i1 = i0 + CHUNK_ROWS < B ? i0 + CHUNK_ROWS : B;
-            chunk_t ch = {CK_GATHER, 0, 0, i0, i1, 0, 0, 2.0 * (i1 - i0) * net->sz[0] + 64.0};
-            plan_push(pl, ch);
-        }
-        plan_end(pl);
-    }
-    for (int w = 0; w < L - 1; w++) {
-        plan_begin(pl, 0);
-        plan_gemm(pl, CK_FWD, w, B, net->sz[w + 1], net->sz[w], ac);
-        plan_end(pl);
-    }
-    plan_begin(pl, 1);
-    int slot = 0;
-    for (int i0 = 0; i0 < B; i0 += CHUNK_ROWS) {
-        int i1 = i0 + CHUNK_ROWS < B ? i0 + CHUNK_ROWS : B;
-        double cost = (double)(i1 - i0) * pad16(net->sz[L]) * (net->sz[L - 1] + 12.0);
-        chunk_t ch = {CK_OUT, L - 1, slot++, i0, i1, 0, net->sz[L], cost};
-        plan_push(pl, ch);
-    }
-    pl->nslots = slot;
-    plan_end(pl);
-    for (int w = L - 1; w >= 0; w--) {
-        plan_begin(pl, 0);
-        plan_gemm(pl, CK_DW, w, net->sz[w], net->sz[w + 1], B,
-                  (update && w == 0) ? 6.0 / B : 0.0);
-        if (w >= 1) plan_gemm(pl, CK_DA, w, B, net->sz[w], net->sz[w + 1], ac);
-        if (update && w + 1 <= L - 1) plan_update(pl, net, w + 1);
-        plan_end(pl);
-    }
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Training / gradient context                                                                 */
 
 typedef struct {
     const net_t *net;
-    float *P, *G, *O1, *O2;
+    float *P, *O1, *O2;
+    float *Gp; /* MAX_CHUNKS partial gradients, gstride floats apart */
+    size_t gstride;
     const float *X;
     const int32_t *y;
     size_t n, d;
@@ -590,8 +516,6 @@ typedef struct {
     double *loss_part;
     float *ws;
     size_t ws_floats;
-    upd_t upd;
-    int update;
     uint64_t seed;
     uint32_t drop_thresh;
     float drop_scale;
@@ -600,125 +524,105 @@ typedef struct {
 
 /* What changes per mini-batch (each thread holds its own identical copy). */
 typedef struct {
-    int B;
+    int B, gather;
+    split_t sp;
     size_t b0;
-    const float *a0;
-    const int32_t *yb;
     uint64_t step;
     upd_t upd;
 } batch_t;
 
-static void run_chunk(const ctx_t *cx, const batch_t *bt, const chunk_t *ch, float *ws) {
+/* Forward and backward of rows [c*cr, ...) of the batch: loss_part[c] and partial gradient c. */
+static void run_chunk(const ctx_t *cx, const batch_t *bt, int c, float *ws) {
     const net_t *net = cx->net;
-    const int w = ch->w;
-    switch (ch->kind) {
-    case CK_GATHER: {
+    const int L = net->L;
+    const int r0 = c * bt->sp.cr, r1 = r0 + bt->sp.cr < bt->B ? r0 + bt->sp.cr : bt->B;
+    const int R = r1 - r0;
+    const float *a0;
+    const int32_t *yb;
+    if (bt->gather) {
         const size_t d = cx->d;
-        for (int r = ch->i0; r < ch->i1; r++) {
+        for (int r = r0; r < r1; r++) {
             uint32_t src = cx->perm[bt->b0 + (size_t)r];
             memcpy(cx->xb + (size_t)r * d, cx->X + (size_t)src * d, 4 * d);
             cx->yb[r] = cx->y[src];
         }
-        break;
+        a0 = cx->xb;
+        yb = cx->yb;
+    } else {
+        a0 = cx->X + bt->b0 * cx->d;
+        yb = cx->y + bt->b0;
     }
-    case CK_FWD: {
+    for (int w = 0; w < L; w++) {
         const int K = net->sz[w], N = net->sz[w + 1];
-        const float *A = w == 0 ? bt->a0 : cx->a[w];
-        ash_gemm gm = {A, K, 1, cx->P + net->woff[w], N, 1, cx->z[w + 1], N,
-                       cx->P + net->boff[w], 0, K};
-        ash_gemm_block(&gm, ch->i0, ch->i1, ch->j0, ch->j1, ws);
-        const int l = w + 1, nc = ch->j1 - ch->j0;
+        ash_gemm gm = {w == 0 ? a0 : cx->a[w], K, 1, cx->P + net->woff[w], N, 1, cx->z[w + 1],
+                       N, cx->P + net->boff[w], 0, K};
+        ash_gemm_block(&gm, r0, r1, 0, N, ws);
+        if (w == L - 1) break;
+        const int l = w + 1;
         uint64_t key = mix64(cx->seed ^ mix64(bt->step * 8u + (uint64_t)l));
-        for (int i = ch->i0; i < ch->i1; i++) {
-            size_t o = (size_t)i * N + (size_t)ch->j0;
-            act_forward(net->act, cx->z[l] + o, cx->h[l] + o, nc);
-            if (cx->dropout)
-                dropout_row(cx->h[l] + o, cx->a[l] + o, cx->m[l] + o, ch->j0, nc,
-                            (uint32_t)mix64(key + (uint64_t)i), cx->drop_thresh, cx->drop_scale);
-        }
-        break;
+        const size_t o = (size_t)r0 * N;
+        act_forward(net->act, cx->z[l] + o, cx->h[l] + o, (size_t)R * N);
+        if (cx->dropout)
+            for (int i = r0; i < r1; i++)
+                dropout_row(cx->h[l] + (size_t)i * N, cx->a[l] + (size_t)i * N,
+                            cx->m[l] + (size_t)i * N, 0, N, (uint32_t)mix64(key + (uint64_t)i),
+                            cx->drop_thresh, cx->drop_scale);
     }
-    case CK_OUT: {
-        const int K = net->sz[w], N = net->sz[w + 1];
-        const float *A = w == 0 ? bt->a0 : cx->a[w];
-        ash_gemm gm = {A, K, 1, cx->P + net->woff[w], N, 1, cx->z[w + 1], N,
-                       cx->P + net->boff[w], 0, K};
-        ash_gemm_block(&gm, ch->i0, ch->i1, 0, N, ws);
-        cx->loss_part[ch->slot] = softmax_rows(cx->z[w + 1], cx->g[w + 1], bt->yb, ch->i0,
-                                               ch->i1, N, 1.0f / (float)bt->B);
-        break;
-    }
-    case CK_DW: {
+    cx->loss_part[c] = softmax_rows(cx->z[L], cx->g[L], yb, r0, r1, net->sz[L],
+                                    1.0f / (float)bt->B);
+    float *Gc = cx->Gp + cx->gstride * (size_t)c;
+    for (int w = L - 1; w >= 0; w--) {
         const int M = net->sz[w], N = net->sz[w + 1];
-        const float *A = w == 0 ? bt->a0 : cx->a[w];
-        float *Gw = cx->G + net->woff[w];
-        ash_gemm gm = {A, 1, M, cx->g[w + 1], N, 1, Gw, N, NULL, 0, bt->B};
-        ash_gemm_block(&gm, ch->i0, ch->i1, ch->j0, ch->j1, ws);
-        float *gb = cx->G + net->boff[w];
-        const int nc = ch->j1 - ch->j0;
-        if (ch->i0 == 0) {
-            for (int j = 0; j < nc; j++) gb[ch->j0 + j] = 0.0f;
-            for (int k = 0; k < bt->B; k++) {
-                const float *gr = cx->g[w + 1] + (size_t)k * N + ch->j0;
-                for (int j = 0; j < nc; j++) gb[ch->j0 + j] += gr[j];
-            }
-        }
-        if (cx->update && w == 0) {
-            for (int i = ch->i0; i < ch->i1; i++) {
-                size_t o = net->woff[0] + (size_t)i * N + (size_t)ch->j0;
-                update_range(&bt->upd, cx->P + o, cx->G + o, cx->O1 + o, cx->O2 ? cx->O2 + o : NULL,
-                             (size_t)nc, 1);
-            }
-            if (ch->i0 == 0) {
-                size_t o = net->boff[0] + (size_t)ch->j0;
-                update_range(&bt->upd, cx->P + o, cx->G + o, cx->O1 + o, cx->O2 ? cx->O2 + o : NULL,
-                             (size_t)nc, 0);
-            }
-        }
-        break;
-    }
-    case CK_DA: {
-        const int M = net->sz[w], N = net->sz[w + 1];
-        ash_gemm gm = {cx->g[w + 1], N, 1, cx->P + net->woff[w], 1, N, cx->g[w], M, NULL, 0, N};
-        ash_gemm_block(&gm, ch->i0, ch->i1, ch->j0, ch->j1, ws);
-        const int nc = ch->j1 - ch->j0;
-        for (int i = ch->i0; i < ch->i1; i++) {
-            size_t o = (size_t)i * M + (size_t)ch->j0;
-            act_backward(net->act, cx->z[w] + o, cx->h[w] + o, cx->dropout ? cx->m[w] + o : NULL,
-                         cx->g[w] + o, nc);
-        }
-        break;
-    }
-    default: { /* CK_UPD */
-        size_t lo = net->woff[w] + (size_t)ch->i0, hi = net->woff[w] + (size_t)ch->i1;
-        size_t bo = net->boff[w];
-        if (lo < bo) {
-            size_t e = hi < bo ? hi : bo;
-            update_range(&bt->upd, cx->P + lo, cx->G + lo, cx->O1 + lo, cx->O2 ? cx->O2 + lo : NULL,
-                         e - lo, 1);
-        }
-        if (hi > bo) {
-            size_t s = lo > bo ? lo : bo;
-            update_range(&bt->upd, cx->P + s, cx->G + s, cx->O1 + s, cx->O2 ? cx->O2 + s : NULL,
-                         hi - s, 0);
-        }
-        break;
-    }
+        const float *A = (w == 0 ? a0 : cx->a[w]) + (size_t)r0 * M;
+        const float *gn = cx->g[w + 1] + (size_t)r0 * N;
+        ash_gemm dw = {A, 1, M, gn, N, 1, Gc + net->woff[w], N, NULL, 0, R};
+        ash_gemm_block(&dw, 0, M, 0, N, ws);
+        colsum(gn, N, R, N, Gc + net->boff[w]);
+        if (w == 0) break;
+        ash_gemm da = {cx->g[w + 1], N, 1, cx->P + net->woff[w], 1, N, cx->g[w], M, NULL, 0, N};
+        ash_gemm_block(&da, r0, r1, 0, M, ws);
+        const size_t o = (size_t)r0 * M;
+        act_backward(net->act, cx->z[w] + o, cx->h[w] + o, cx->dropout ? cx->m[w] + o : NULL,
+                     cx->g[w] + o, (size_t)R * M);
     }
 }
 
-/* Run this thread's share of a phase: chunk c goes to the thread whose slice of the phase's
- * total cost holds the middle of c. */
-static void run_phase(const ctx_t *cx, const batch_t *bt, const plan_t *pl, const phase_t *ph,
-                      int tid, int nth, float *ws) {
-    double pre = 0.0;
-    for (int i = 0; i < ph->n; i++) {
-        const chunk_t *ch = &pl->c[ph->first + i];
-        int owner = nth == 1 ? 0 : (int)((pre + 0.5 * ch->cost) / ph->total * nth);
-        if (owner >= nth) owner = nth - 1;
-        pre += ch->cost;
-        if (owner == tid) run_chunk(cx, bt, ch, ws);
+/* Sum the partial gradients (chunk order) into partial 0 and, if update, step the optimizer;
+ * this thread's share is a contiguous run of fixed UPD_CHUNK slices of the parameters. The sum
+ * runs block by block so that each block is summed and applied while it sits in L1. */
+static void reduce_update(const ctx_t *cx, const batch_t *bt, int tid, int nth, int update) {
+    const net_t *net = cx->net;
+    const size_t np = net->np, npieces = (np + UPD_CHUNK - 1) / UPD_CHUNK;
+    const size_t p0 = npieces * (size_t)tid / (size_t)nth;
+    const size_t p1 = npieces * (size_t)(tid + 1) / (size_t)nth;
+    const size_t lo = p0 * UPD_CHUNK, hi = p1 * UPD_CHUNK < np ? p1 * UPD_CHUNK : np;
+    float *restrict g0 = cx->Gp;
+    for (size_t b0 = lo; b0 < hi; b0 += RED_BLOCK) {
+        const size_t b1 = b0 + RED_BLOCK < hi ? b0 + RED_BLOCK : hi;
+        for (int c = 1; c < bt->sp.nch; c++) {
+            const float *restrict gc = cx->Gp + cx->gstride * (size_t)c;
+            for (size_t i = b0; i < b1; i++) g0[i] += gc[i];
+        }
+        if (!update) continue;
+        for (int w = 0; w < net->L; w++) {
+            const size_t ranges[2][2] = {{net->woff[w], net->boff[w]},
+                                         {net->boff[w], net->boff[w] + (size_t)net->sz[w + 1]}};
+            for (int k = 0; k < 2; k++) {
+                size_t a = ranges[k][0] > b0 ? ranges[k][0] : b0;
+                size_t b = ranges[k][1] < b1 ? ranges[k][1] : b1;
+                if (a < b)
+                    update_range(&bt->upd, cx->P + a, g0 + a, cx->O1 + a,
+                                 cx->O2 ? cx->O2 + a : NULL, b - a, k == 0);
+            }
+        }
     }
+}
+
+/* The chunks of thread tid: a contiguous run, the same one for every batch of this size. */
+static void run_chunks(const ctx_t *cx, const batch_t *bt, int tid, int nth, float *ws) {
+    const int nch = bt->sp.nch;
+    const int c0 = nch * tid / nth, c1 = nch * (tid + 1) / nth;
+    for (int c = c0; c < c1; c++) run_chunk(cx, bt, c, ws);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -779,19 +683,20 @@ typedef struct {
 
 static int ctx_alloc(ctx_t *cx, arena_t *ar, const net_t *net, size_t Bm, size_t n, int gather,
                      int dropout, int nth_max, ash_error *err) {
-    size_t off = 0, o_P, o_G, o_O1, o_O2 = 0, o_z[MAXL + 1], o_h[MAXL + 1], o_m[MAXL + 1],
+    size_t off = 0, o_P, o_O1, o_O2 = 0, o_Gp, o_z[MAXL + 1], o_h[MAXL + 1], o_m[MAXL + 1],
            o_a[MAXL + 1], o_g[MAXL + 1], o_xb = 0, o_yb, o_perm = 0, o_loss, o_ws;
     const int L = net->L;
+    const size_t gstride = rup16(net->np);
     o_P = off;
-    off += rup16(net->np);
-    o_G = off;
-    off += rup16(net->np);
+    off += gstride;
     o_O1 = off;
-    off += rup16(net->np);
+    off += gstride;
     if (net->opt == ASH_ADAM) {
         o_O2 = off;
-        off += rup16(net->np);
+        off += gstride;
     }
+    o_Gp = off;
+    off += gstride * MAX_CHUNKS;
     for (int l = 1; l <= L; l++) {
         size_t s = rup16(Bm * (size_t)net->sz[l]);
         o_z[l] = off;
@@ -818,7 +723,7 @@ static int ctx_alloc(ctx_t *cx, arena_t *ar, const net_t *net, size_t Bm, size_t
     o_yb = off;
     off += rup16(Bm);
     o_loss = off;
-    off += rup16(2 * (Bm / CHUNK_ROWS + 2));
+    off += rup16(2 * MAX_CHUNKS);
     const size_t wsf = rup16(ash_gemm_workspace_floats());
     o_ws = off;
     off += wsf * (size_t)nth_max;
@@ -829,9 +734,10 @@ static int ctx_alloc(ctx_t *cx, arena_t *ar, const net_t *net, size_t Bm, size_t
     float *b = ar->base;
     cx->net = net;
     cx->P = b + o_P;
-    cx->G = b + o_G;
     cx->O1 = b + o_O1;
     cx->O2 = net->opt == ASH_ADAM ? b + o_O2 : NULL;
+    cx->Gp = b + o_Gp;
+    cx->gstride = gstride;
     for (int l = 0; l <= MAXL; l++) cx->z[l] = cx->h[l] = cx->a[l] = cx->m[l] = cx->g[l] = NULL;
     for (int l = 1; l <= L; l++) {
         cx->z[l] = b + o_z[l];
@@ -913,18 +819,6 @@ int ash_mlp_train(const void *state_in, size_t state_size, void *state_out, cons
     rc = ctx_alloc(&cx, &ar, &net, Bm, n, gather, dropout, nth_max, err);
     if (rc != ASH_OK) return rc;
 
-    plan_t plans[2];
-    memset(plans, 0, sizeof plans);
-    const size_t last = n % Bm;
-    plan_build(&plans[0], &net, (int)Bm, gather, 1, dropout);
-    if (last) plan_build(&plans[1], &net, (int)last, gather, 1, dropout);
-    if (plans[0].oom || plans[1].oom) {
-        free(plans[0].c);
-        free(plans[1].c);
-        free(ar.base);
-        return fail(err, ASH_E_NOMEM, "out of memory");
-    }
-
     const unsigned char *src = (const unsigned char *)state_in + ASH_STATE_HEADER_BYTES;
     memcpy(cx.P, src, 4 * net.np);
     memcpy(cx.O1, src + 4 * net.np, 4 * net.np);
@@ -933,21 +827,22 @@ int ash_mlp_train(const void *state_in, size_t state_size, void *state_out, cons
     cx.y = y;
     cx.n = n;
     cx.d = d;
-    cx.update = 1;
     cx.seed = info.seed;
     cx.dropout = dropout;
     cx.drop_thresh = (uint32_t)((double)cfg->dropout * 16777216.0);
     cx.drop_scale = dropout ? 1.0f / (1.0f - cfg->dropout) : 1.0f;
-    cx.upd.opt = net.opt;
-    cx.upd.lr = cfg->lr;
-    cx.upd.mu = cfg->momentum;
-    cx.upd.wd = cfg->weight_decay;
-    cx.upd.b1 = cfg->beta1;
-    cx.upd.b2 = cfg->beta2;
-    cx.upd.eps = cfg->eps;
+    upd_t upd;
+    memset(&upd, 0, sizeof upd);
+    upd.opt = net.opt;
+    upd.lr = cfg->lr;
+    upd.mu = cfg->momentum;
+    upd.wd = cfg->weight_decay;
+    upd.b1 = cfg->beta1;
+    upd.b2 = cfg->beta2;
+    upd.eps = cfg->eps;
 
     const size_t nbatches = (n + Bm - 1) / Bm;
-    const int par = plans[0].work >= PAR_MIN_WORK;
+    const int par = split_rows(&net, (int)Bm).nch > 1;
     int threads_used = 1, diverged = 0;
     uint32_t epochs_run = 0;
     double last_loss = NAN;
@@ -958,7 +853,8 @@ int ash_mlp_train(const void *state_in, size_t state_size, void *state_out, cons
         float *ws = cx.ws + cx.ws_floats * (size_t)tid;
         batch_t bt;
         memset(&bt, 0, sizeof bt);
-        bt.upd = cx.upd;
+        bt.upd = upd;
+        bt.gather = gather;
         int stop = 0;
         uint32_t e;
         double eloss = 0.0;
@@ -969,32 +865,26 @@ int ash_mlp_train(const void *state_in, size_t state_size, void *state_out, cons
             }
             eloss = 0.0;
             for (size_t b = 0; b < nbatches; b++) {
-                const size_t b0 = b * Bm;
-                const plan_t *pl = (b0 + Bm <= n) ? &plans[0] : &plans[1];
-                bt.B = (int)(n - b0 < Bm ? n - b0 : Bm);
-                bt.b0 = b0;
-                bt.a0 = gather ? cx.xb : X + b0 * d;
-                bt.yb = gather ? cx.yb : y + b0;
+                bt.b0 = b * Bm;
+                bt.B = (int)(n - bt.b0 < Bm ? n - bt.b0 : Bm);
+                bt.sp = split_rows(&net, bt.B);
                 bt.step = info.step + (uint64_t)e * nbatches + b;
                 if (net.opt == ASH_ADAM) {
                     double t = (double)(bt.step + 1);
                     bt.upd.lr_t = (float)((double)cfg->lr / (1.0 - pow((double)cfg->beta1, t)));
                     bt.upd.bc2 = (float)(1.0 - pow((double)cfg->beta2, t));
                 }
-                for (int p = 0; p < pl->nph; p++) {
-                    run_phase(&cx, &bt, pl, &pl->ph[p], tid, nth, ws);
+                run_chunks(&cx, &bt, tid, nth, ws);
 #pragma omp barrier
-                    if (pl->ph[p].is_out) {
-                        double s = 0.0;
-                        for (int k = 0; k < pl->nslots; k++) s += cx.loss_part[k];
-                        if (!isfinite(s)) {
-                            stop = 1;
-                            break;
-                        }
-                        eloss += s;
-                    }
+                double s = 0.0;
+                for (int k = 0; k < bt.sp.nch; k++) s += cx.loss_part[k];
+                if (!isfinite(s)) {
+                    stop = 1;
+                    break;
                 }
-                if (stop) break;
+                eloss += s;
+                reduce_update(&cx, &bt, tid, nth, 1);
+#pragma omp barrier
             }
         }
         if (tid == 0) {
@@ -1005,8 +895,6 @@ int ash_mlp_train(const void *state_in, size_t state_size, void *state_out, cons
         }
     }
 
-    free(plans[0].c);
-    free(plans[1].c);
     if (!diverged && !all_finite(cx.P, net.np)) diverged = 1;
     info.step += (uint64_t)epochs_run * nbatches;
     info.epochs_done += epochs_run;
@@ -1042,14 +930,6 @@ int ash_mlp_loss_grad(const void *state, size_t state_size, const float *X, cons
     if (nth_max < 1) nth_max = 1;
     rc = ctx_alloc(&cx, &ar, &net, n, n, 0, 0, nth_max, err);
     if (rc != ASH_OK) return rc;
-    plan_t pl;
-    memset(&pl, 0, sizeof pl);
-    plan_build(&pl, &net, (int)n, 0, 0, 0);
-    if (pl.oom) {
-        free(pl.c);
-        free(ar.base);
-        return fail(err, ASH_E_NOMEM, "out of memory");
-    }
     memcpy(cx.P, (const unsigned char *)state + ASH_STATE_HEADER_BYTES, 4 * net.np);
     cx.X = X;
     cx.y = y;
@@ -1057,33 +937,32 @@ int ash_mlp_loss_grad(const void *state, size_t state_size, const float *X, cons
     cx.d = d;
     cx.seed = info.seed;
     double total = 0.0;
-#pragma omp parallel if (pl.work >= PAR_MIN_WORK)
+    batch_t bt0;
+    memset(&bt0, 0, sizeof bt0);
+    bt0.B = (int)n;
+    bt0.sp = split_rows(&net, (int)n);
+    bt0.step = info.step;
+#pragma omp parallel if (bt0.sp.nch > 1)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
         float *ws = cx.ws + cx.ws_floats * (size_t)tid;
-        batch_t bt;
-        memset(&bt, 0, sizeof bt);
-        bt.B = (int)n;
-        bt.a0 = X;
-        bt.yb = y;
-        bt.step = info.step;
-        for (int p = 0; p < pl.nph; p++) {
-            run_phase(&cx, &bt, &pl, &pl.ph[p], tid, nth, ws);
+        batch_t bt = bt0;
+        run_chunks(&cx, &bt, tid, nth, ws);
 #pragma omp barrier
-        }
+        reduce_update(&cx, &bt, tid, nth, 0);
         if (tid == 0)
-            for (int k = 0; k < pl.nslots; k++) total += cx.loss_part[k];
+            for (int k = 0; k < bt.sp.nch; k++) total += cx.loss_part[k];
     }
+    float *G = cx.Gp;
     double reg = 0.0;
     for (int w = 0; w < net.L; w++) {
         for (size_t i = net.woff[w]; i < net.boff[w]; i++) {
             reg += (double)cx.P[i] * (double)cx.P[i];
-            cx.G[i] += weight_decay * cx.P[i];
+            G[i] += weight_decay * cx.P[i];
         }
     }
     *loss = total / (double)n + 0.5 * (double)weight_decay * reg;
-    memcpy(grad, cx.G, 4 * net.np);
-    free(pl.c);
+    memcpy(grad, G, 4 * net.np);
     free(ar.base);
     return ASH_OK;
 }
@@ -1135,8 +1014,7 @@ int ash_mlp_evaluate(const void *state, size_t state_size, const float *X, const
                                P + net.boff[w], 0, K};
                 ash_gemm_block(&gm, 0, R, 0, N, ws);
                 if (w < net.L - 1) {
-                    for (int i = 0; i < R; i++)
-                        act_forward(net.act, out + (size_t)i * N, out + (size_t)i * N, N);
+                    act_forward(net.act, out, out, (size_t)R * N);
                     in = out;
                     out = out == ba ? bb : ba;
                 }
@@ -1153,7 +1031,7 @@ int ash_mlp_evaluate(const void *state, size_t state_size, const float *X, const
                         arg = j;
                     }
                 float s = 0.0f;
-                for (int j = 0; j < C; j++) s += expf(zr[j] - mx);
+                for (int j = 0; j < C; j++) s += f_exp(zr[j] - mx);
                 const int32_t t = y[r0 + (size_t)i];
                 ls += (double)(logf(s) - (zr[t] - mx));
                 correct += arg == t ? 1.0 : 0.0;

@@ -91,7 +91,7 @@ sessions = st.tuples(st.one_of(hellos, messages), st.lists(messages, max_size=6)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scheduler, Path]]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    spec = write_study(tmp, max_trials=400)
+    spec = write_study(tmp, max_trials=150)
     s = Scheduler(
         spec, tmp, "--trace", "t.jsonl", "--lease", "5", "--max-checkpoint-mb", "0.00003"
     )  # ~31 bytes: oversized checkpoints too

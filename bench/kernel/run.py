@@ -63,8 +63,13 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
         X, y = d.data, d.target
     else:
         X, y = datasets.make_classification(
-            100000, 64, n_informative=32, n_redundant=16, n_classes=10,
-            n_clusters_per_class=1, random_state=0,
+            100000,
+            64,
+            n_informative=32,
+            n_redundant=16,
+            n_classes=10,
+            n_clusters_per_class=1,
+            random_state=0,
         )
     X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-8)
     return np.ascontiguousarray(X, dtype=np.float32), np.asarray(y, dtype=np.int32)
@@ -82,8 +87,34 @@ def init_params(d: int, h: int, c: int, seed: int = 0) -> list[np.ndarray]:
     return [a.astype(np.float32) for a in (w1, np.zeros(h), w2, np.zeros(c))]
 
 
+WAIT_QUIET_S = 0.0  # --wait-quiet: wait up to this long for an idle machine before timing
+
+
+def _busy_fraction(interval: float = 0.5) -> float:
+    """Share of all CPUs busy (any process) over `interval`, from /proc/stat."""
+
+    def snap() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v) - idle, sum(v)
+
+    b0, t0 = snap()
+    time.sleep(interval)
+    b1, t1 = snap()
+    return (b1 - b0) / max(1, t1 - t0)
+
+
+def wait_quiet() -> None:
+    """On a shared machine, wait (bounded) until other work leaves the CPUs idle."""
+    deadline = time.monotonic() + WAIT_QUIET_S
+    while time.monotonic() < deadline and _busy_fraction() > 0.08:
+        pass
+
+
 def timed(run_epochs: Callable[[int], Any]) -> tuple[float, Any]:
     """Median seconds per epoch: grow the epoch count to ~TARGET_S, then time REPS runs."""
+    wait_quiet()
     e, out = 1, run_epochs(1)  # warm-up
     while True:
         t = time.perf_counter()
@@ -176,9 +207,19 @@ def bench_sklearn(X: np.ndarray, y: np.ndarray, case: Case) -> dict[str, Any]:
 
     def run(e: int) -> float:
         clf = MLPClassifier(
-            hidden_layer_sizes=(case.hidden,), activation="relu", solver="sgd", alpha=0.0,
-            batch_size=bs, learning_rate_init=LR, momentum=MOMENTUM, nesterovs_momentum=False,
-            shuffle=True, random_state=0, max_iter=e, tol=0.0, n_iter_no_change=e + 1,
+            hidden_layer_sizes=(case.hidden,),
+            activation="relu",
+            solver="sgd",
+            alpha=0.0,
+            batch_size=bs,
+            learning_rate_init=LR,
+            momentum=MOMENTUM,
+            nesterovs_momentum=False,
+            shuffle=True,
+            random_state=0,
+            max_iter=e,
+            tol=0.0,
+            n_iter_no_change=e + 1,
         )
         clf.fit(X, y)
         return float(clf.loss_)
@@ -288,17 +329,27 @@ def bench_jax(X: np.ndarray, y: np.ndarray, case: Case, threads: int, tmp: str) 
     np.savez(path, X=X, y=y, w1=w1, b1=b1, w2=w2, b2=b2)
     env = dict(os.environ)
     if threads == 1:
-        env["XLA_FLAGS"] = (
-            "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        )
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     else:
         env.pop("XLA_FLAGS", None)
     cpus = sorted(os.sched_getaffinity(0))[:threads]
-    args = {"data": path, "hidden": case.hidden, "batch": case.batch, "lr": LR,
-            "momentum": MOMENTUM, "target": TARGET_S, "reps": REPS}
+    args = {
+        "data": path,
+        "hidden": case.hidden,
+        "batch": case.batch,
+        "lr": LR,
+        "momentum": MOMENTUM,
+        "target": TARGET_S,
+        "reps": REPS,
+    }
     cmd = [sys.executable, "-c", JAX_CHILD, json.dumps(args)]
+    wait_quiet()
     proc = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, check=False,
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
         preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     )
     if proc.returncode != 0:
@@ -309,6 +360,7 @@ def bench_jax(X: np.ndarray, y: np.ndarray, case: Case, threads: int, tmp: str) 
 
 def sgemm_gflops(threads: int) -> float:
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    wait_quiet()
     with threadpool_limits(threads):
         a @ a
         best = min(_time(lambda: a @ a) for _ in range(5))
@@ -327,7 +379,16 @@ def main() -> None:
     ap.add_argument("--cases", default="all", help="comma-separated case indexes (0-3) or all")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for an idle machine",
+    )
     opts = ap.parse_args()
+    global WAIT_QUIET_S
+    WAIT_QUIET_S = opts.wait_quiet
     import tempfile
 
     from ash.native import isa
@@ -349,13 +410,20 @@ def main() -> None:
             row: dict[str, Any] = {"n": len(X), "d": X.shape[1], "c": int(y.max()) + 1}
             for t in thread_counts:
                 with threadpool_limits(t):
-                    r = {"ash": bench_ash(X, y, case), "numpy": bench_numpy(X, y, case),
-                         "sklearn": bench_sklearn(X, y, case)}
+                    r = {
+                        "ash": bench_ash(X, y, case),
+                        "numpy": bench_numpy(X, y, case),
+                        "sklearn": bench_sklearn(X, y, case),
+                    }
                 if have_jax:
                     r.update(bench_jax(X, y, case, t, tmp))
                 row[t] = r
-                print(case.name, t, {k: round(v["s"] * 1e3, 3) for k, v in r.items()
-                                     if isinstance(v, dict)}, file=sys.stderr)
+                print(
+                    case.name,
+                    t,
+                    {k: round(v["s"] * 1e3, 3) for k, v in r.items() if isinstance(v, dict)},
+                    file=sys.stderr,
+                )
             results["cases"][case.name] = row
     if opts.json:
         with open(opts.json, "w") as f:
@@ -365,13 +433,20 @@ def main() -> None:
 
 def markdown(res: dict[str, Any], threads: list[int], have_jax: bool) -> str:
     cols = ["ash", "numpy", "sklearn"] + (["jax_step", "jax_loop"] if have_jax else [])
-    head = {"ash": "ash (threads used)", "numpy": "numpy (OpenBLAS)",
-            "sklearn": "sklearn MLPClassifier", "jax_step": "JAX jit per step",
-            "jax_loop": "JAX whole loop jitted"}
+    head = {
+        "ash": "ash (threads used)",
+        "numpy": "numpy (OpenBLAS)",
+        "sklearn": "sklearn MLPClassifier",
+        "jax_step": "JAX jit per step",
+        "jax_loop": "JAX whole loop jitted",
+    }
     tl = " / ".join(str(t) for t in threads)
-    lines = [f"ms per epoch, median, {tl} threads (GEMM kernel: {res['isa']})", "",
-             "| case | " + " | ".join(head[c] for c in cols) + " | ash speedup vs best |",
-             "|---" * (len(cols) + 2) + "|"]
+    lines = [
+        f"ms per epoch, median, {tl} threads (GEMM kernel: {res['isa']})",
+        "",
+        "| case | " + " | ".join(head[c] for c in cols) + " | ash speedup vs best |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
     big = None
     for name, row in res["cases"].items():
         cells = []
@@ -395,8 +470,10 @@ def markdown(res: dict[str, Any], threads: list[int], have_jax: bool) -> str:
         comp = []
         for name, row in res["cases"].items():
             t = threads[0]
-            comp.append(f"{name}: step {row[t]['jax_step']['compile_s']:.2f} s, "
-                        f"loop {row[t]['jax_loop']['compile_s']:.2f} s")
+            comp.append(
+                f"{name}: step {row[t]['jax_step']['compile_s']:.2f} s, "
+                f"loop {row[t]['jax_loop']['compile_s']:.2f} s"
+            )
         lines += ["", "JAX first-call (compile) time, excluded above: " + "; ".join(comp) + "."]
     if big is not None:
         fl = flops_per_epoch(big["n"], big["d"], 256, big["c"])
@@ -404,8 +481,10 @@ def markdown(res: dict[str, Any], threads: list[int], have_jax: bool) -> str:
         for t in threads:
             gf = fl / big[t]["ash"]["s"] / 1e9
             sg = res["sgemm"][t]
-            parts.append(f"{t} thread{'s' if t > 1 else ''}: {gf:.1f} GFLOP/s = "
-                         f"{100 * gf / sg:.0f}% of numpy sgemm 2048^3 ({sg:.1f} GFLOP/s)")
+            parts.append(
+                f"{t} thread{'s' if t > 1 else ''}: {gf:.1f} GFLOP/s = "
+                f"{100 * gf / sg:.0f}% of numpy sgemm 2048^3 ({sg:.1f} GFLOP/s)"
+            )
         lines += ["", f"100k case, {fl / 1e9:.2f} GFLOP per epoch: " + "; ".join(parts) + "."]
         if len(threads) >= 2:
             a, b = threads[0], threads[1]
