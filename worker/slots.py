@@ -5,7 +5,9 @@ threads, so that a Python trainer uses every core as well as the native one, and
 trainer that kills its process (a segfault, an abort) costs one job, not the worker: the slot
 reports the job as ``died`` and is restarted. Each child sets its thread budget with
 threadpoolctl in the thread that calls the trainer (OpenMP limits are per calling thread) and
-ignores SIGINT and SIGTERM, so that the parent alone decides how to stop.
+ignores SIGINT and SIGTERM, so that the parent alone decides how to stop. A job may carry its own
+thread count (``--threads auto``: ash.worker.threads plans it per job); the child then sets that
+limit around that job only, so a slot's threads can change from job to job.
 
 Messages between parent and children are our own (a pipe between processes of one program), so
 they may be pickled; nothing from the network travels this way without being validated first.
@@ -46,9 +48,14 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
                 return
             if msg is None:
                 return
-            job_id, config, start, stop, checkpoint = msg
+            job_id, config, start, stop, checkpoint, job_threads = msg
+            conn.send(("start", job_id))  # the job's timeout counts from here, not from spawn
             t0 = time.perf_counter()
-            out = run_job(fn, spec.metric, config, start, stop, checkpoint)
+            if job_threads == threads:
+                out = run_job(fn, spec.metric, config, start, stop, checkpoint)
+            else:  # this job's own budget, in the thread that calls the trainer
+                with threadpool_limits(limits=job_threads):
+                    out = run_job(fn, spec.metric, config, start, stop, checkpoint)
             conn.send(
                 (
                     "result",
@@ -89,6 +96,7 @@ class _Slot:
     conn: Connection
     job: int | None = None
     started: float = 0.0
+    threads: int = 0  # of the running job
 
 
 class Slots:
@@ -130,11 +138,17 @@ class Slots:
     def busy(self) -> list[int]:
         return [s.job for s in self.slots if s.job is not None]
 
-    def submit(self, slot: _Slot, job: JobMsg) -> None:
+    def threads_in_use(self) -> int:
+        """Kernel threads of the running jobs."""
+        return sum(s.threads for s in self.slots if s.job is not None)
+
+    def submit(self, slot: _Slot, job: JobMsg, threads: int | None = None) -> None:
+        """Run ``job`` on ``slot`` with ``threads`` kernel threads (default: the slots' own)."""
         slot.job = job[0]
-        slot.started = time.monotonic()
+        slot.threads = threads or self.threads
+        slot.started = 0.0  # set when the child says it started (a fresh one imports first)
         with contextlib.suppress(OSError, ValueError):  # a dead slot: wait() reports it Died
-            slot.conn.send(job)
+            slot.conn.send((*job, slot.threads))
 
     def wait(self, timeout: float) -> list[Finished | Died]:
         """Results and deaths that arrive within ``timeout`` seconds."""
@@ -161,7 +175,7 @@ class Slots:
         now = time.monotonic()
         out: list[Finished | Died] = []
         for slot in list(self.slots):
-            if slot.job is not None and now - slot.started > limit:
+            if slot.job is not None and slot.started and now - slot.started > limit:
                 job, slot.job = slot.job, None
                 slot.process.kill()
                 slot.process.join(timeout=5)
@@ -178,6 +192,9 @@ class Slots:
             return self._died(slot)
         if msg[0] == "setup-error":
             raise SlotError(msg[1])
+        if msg[0] == "start":
+            slot.started = time.monotonic()
+            return None
         _, job_id, value, metrics, state, error, seconds = msg
         slot.job = None
         return Finished(job_id, value, metrics, state, error, seconds)
