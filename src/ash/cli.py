@@ -38,24 +38,23 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def _fraction(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {x}")
-    return x
+def _number(ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """An argparse type: a float for which ``ok`` holds, else an error stating ``rule``."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not ok(x):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {x}")
+        return x
+
+    return parse
 
 
-def _alpha(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not x > 1:
-        raise argparse.ArgumentTypeError(f"must be > 1 (finite mean), got {x}")
-    return x
+_fraction = _number(lambda x: 0 <= x <= 1, "between 0 and 1")
+_alpha = _number(lambda x: x > 1, "> 1 (finite mean)")
 
 
 def _threads(text: str) -> int | str:
