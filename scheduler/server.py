@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -110,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--no-fsync", action="store_true", help="journal without fsync (faster)")
+    p.add_argument(
+        "--stay",
+        action="store_true",
+        help="when the study is finished, keep serving status and health until SIGTERM "
+        "(for orchestrators that restart processes that exit)",
+    )
     return p
 
 
@@ -195,25 +202,31 @@ async def serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.1)  # a reconnecting worker's hello is answered Finished
         await asyncio.sleep(0.2)  # let the sessions deliver Finished
     leases.cancel()
+    driver.close()
+    if args.out:
+        write_out(driver, args.out, interrupted=not service.done.is_set())
+    if service.done.is_set():
+        print(f"ash-scheduler: study finished; best {driver.results.best()}", flush=True)
+        if args.stay and not stop.is_set():
+            print("ash-scheduler: --stay: serving status and health until SIGTERM", flush=True)
+            await stop.wait()
     for task in (done, stopping):
         task.cancel()
     await server.stop(grace=1.0)
     if metrics_server is not None:
         metrics_server.close()
-    driver.close()
-    if args.out:
-        from ash.report import write_report
-
-        extra = {
-            "interrupted": not service.done.is_set(),
-            "errors": [{"trial": t, "error": m} for t, m in driver.errors[:100]],
-        }
-        folder = driver.results.write(args.out, extra)
-        write_report({**driver.results.to_json(), **extra}, folder)
-    if service.done.is_set():
-        best = driver.results.best()
-        print(f"ash-scheduler: study finished; best {best}", flush=True)
     return 0
+
+
+def write_out(driver: Any, out: str, *, interrupted: bool) -> None:
+    from ash.report import write_report
+
+    extra = {
+        "interrupted": interrupted,
+        "errors": [{"trial": t, "error": m} for t, m in driver.errors[:100]],
+    }
+    folder = driver.results.write(out, extra)
+    write_report({**driver.results.to_json(), **extra}, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ash.proto import ash_pb2 as pb
-from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.audit import audit_for
 from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
+from ash.scheduler.wire import scheduler_stub
 from helpers import BIN, EXAMPLES, Scheduler, results, worker, write_study
 
 
@@ -144,7 +144,7 @@ class RawSession:
             while (m := self.q.get()) is not None:
                 yield m
 
-        self.call = pb_grpc.SchedulerStub(channel).Session(gen())
+        self.call = scheduler_stub(channel).Session(gen())
 
     def send(self, **kw: Any) -> None:
         self.q.put(pb.WorkerMessage(**kw))
@@ -174,7 +174,7 @@ def test_duplicate_late_and_malformed_messages(tmp_path: Path, cleanup: list[Any
     s = Scheduler(spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--linger", "1")
     cleanup.append(s)
     with grpc.insecure_channel(s.target) as ch:
-        status = pb_grpc.SchedulerStub(ch).Status
+        status = scheduler_stub(ch).Status
         a = RawSession(ch)
         a.send(hello=hello("a"))
         assert a.recv().WhichOneof("msg") == "welcome"
@@ -430,3 +430,24 @@ def test_shared_directory_checkpoints(tmp_path: Path, cleanup: list[Any]) -> Non
     assert len(doc["trials"]) == 20
     assert not [e for e in doc["errors"] if "resumed from" in e["error"]]
     assert any(shared.glob("t*-r*-j*.ckpt"))
+
+
+def test_stay_keeps_serving_after_the_study(tmp_path: Path, cleanup: list[Any]) -> None:
+    spec = write_study(tmp_path, max_trials=4)
+    s = Scheduler(spec, tmp_path, "--out", "out", "--stay", "--linger", "0")
+    cleanup.append(s)
+    w = worker(s.target, tmp_path, "w")
+    cleanup.append(w)
+    assert w.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "out/results.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert results(tmp_path / "out")["interrupted"] is False
+    assert s.proc.poll() is None  # still serving
+    with grpc.insecure_channel(s.target) as ch:
+        assert scheduler_stub(ch).Status(pb.StatusRequest(), timeout=10).finished
+    again = worker(s.target, tmp_path, "late")  # a restarted worker hears it is finished
+    cleanup.append(again)
+    assert again.wait(timeout=60) == 0
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait(timeout=30) == 0
