@@ -5,8 +5,9 @@ extra), the two message tags, moving ash.proto messages as raw bytes, waiting fo
 rank's thread budget. Messages are the gRPC wire's own (``pb.WorkerMessage`` up to rank 0,
 ``pb.SchedulerMessage`` down), serialized and sent as ``MPI.BYTE`` buffers whose size the
 receiver probes first: nothing a peer sends is ever unpickled. Waits poll (``Iprobe``, then
-sleeps that back off to 1 ms) because a blocking receive busy-spins a core in MPICH and Open MPI,
-and an idle rank must not take it from the ranks that train.
+sleeps that double up to 1 ms, and up to 10 ms once nothing came for 0.1 s) because a blocking
+receive busy-spins a core in MPICH and Open MPI, and an idle rank must not take it from the
+ranks that train.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ TAG_UP = 11  # worker rank -> rank 0: pb.WorkerMessage
 TAG_DOWN = 12  # rank 0 -> worker rank: pb.SchedulerMessage
 MIN_PAUSE = 1e-6  # the first sleeps are the kernel's shortest (~50 us), then they double
 MAX_PAUSE = 1e-3
+QUIET = 0.1  # after this long without a message (jobs that take a while), sleep longer:
+QUIET_PAUSE = 10e-3  # an idle rank then wakes 100 times a second, not 1,000
 
 INSTALL_HINT = (
     "pip install 'ash-hpo[mpi]' (mpi4py and MPICH's mpiexec), or mpi4py built against your "
@@ -55,6 +58,7 @@ class Link:
         self.rank: int = self.comm.Get_rank()
         self.size: int = self.comm.Get_size()
         self.any_source: int = mpi.ANY_SOURCE
+        self._quiet_since: float | None = None  # when waits last started finding nothing
 
     def send(self, msg: Message, dest: int, tag: int) -> None:
         self.comm.Send([msg.SerializeToString(), self.mpi.BYTE], dest=dest, tag=tag)
@@ -76,12 +80,17 @@ class Link:
         while True:
             got = self.poll(source, tag)
             if got is not None:
+                self._quiet_since = None
                 return got
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return None
+            if self._quiet_since is None:
+                self._quiet_since = now
             if pause:
                 time.sleep(pause)
-            pause = min(MAX_PAUSE, 2 * pause if pause else MIN_PAUSE)
+            cap = MAX_PAUSE if now - self._quiet_since < QUIET else QUIET_PAUSE
+            pause = min(cap, 2 * pause if pause else MIN_PAUSE)
 
     def abort(self, code: int) -> None:
         """End every rank of the job now (MPI_Abort); does not return."""

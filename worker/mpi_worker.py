@@ -53,9 +53,10 @@ def train(trainer: TrainerFn, spec: StudySpec, a: pb.Assignment) -> pb.Result:
     t0 = time.perf_counter()
     try:
         config = wire.config_from_pb(a.config, "assignment.config")
-        checkpoint = wire.checkpoint_from_pb(a, "checkpoint", MAX_CHECKPOINT_BYTES)
+        state = wire.checkpoint_from_pb(a, "checkpoint", MAX_CHECKPOINT_BYTES)
     except wire.WireError as exc:
         return pb.Result(job_id=a.job_id, ok=False, error=f"bad assignment: {exc}")
+    checkpoint = state if isinstance(state, bytes) else None  # no shared dir: never a reference
     limit = spec.trainer.timeout_s if spec.trainer is not None else None
     try:
         with _alarm(limit):
@@ -77,7 +78,8 @@ def train(trainer: TrainerFn, spec: StudySpec, a: pb.Assignment) -> pb.Result:
 def _next(link: Link) -> pb.SchedulerMessage:
     got = link.wait(0, TAG_DOWN)
     assert got is not None
-    return pb.SchedulerMessage.FromString(got[1])
+    msg: pb.SchedulerMessage = pb.SchedulerMessage.FromString(got[1])
+    return msg
 
 
 def _setup(link: Link, spec: StudySpec) -> TrainerFn:

@@ -56,6 +56,10 @@ def run_mpi(spec: StudySpec, args: argparse.Namespace) -> dict[str, Any] | int:
         return _rank0(link, spec, lay, args)
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("s" if count != 1 else "")
+
+
 def _rank0(link: Link, spec: StudySpec, lay: Layout, args: argparse.Namespace) -> dict[str, Any]:
     from ash.api import check_trainer
     from ash.scheduler.driver import open_study
@@ -64,9 +68,8 @@ def _rank0(link: Link, spec: StudySpec, lay: Layout, args: argparse.Namespace) -
     workers = link.size - 1
     counts = sorted(set(lay.threads_by_rank[1:]))
     per = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    nodes = f"{lay.nodes} node" + ("s" if lay.nodes > 1 else "")
     print(
-        f"ash: mpi: {link.size} ranks ({workers} workers) on {nodes}, "
+        f"ash: mpi: {link.size} ranks ({_n(workers, 'worker')}) on {_n(lay.nodes, 'node')}, "
         f"{per} thread{'s' if counts[-1] > 1 else ''} per rank",
         file=sys.stderr,
         flush=True,
@@ -78,6 +81,7 @@ def _rank0(link: Link, spec: StudySpec, lay: Layout, args: argparse.Namespace) -
         handshake(link)
         finish(link, f"error: {exc}")
         raise
+    handshake(link)
     if opened.resumed_records:
         print(
             f"ash: mpi: resumed {spec.name} from {args.journal}: {opened.resumed_records} "
@@ -85,6 +89,5 @@ def _rank0(link: Link, spec: StudySpec, lay: Layout, args: argparse.Namespace) -
             file=sys.stderr,
             flush=True,
         )
-    handshake(link)
     title = f"{spec.name}: {spec.algorithm}, {workers} MPI ranks x {per} threads"
     return run_rank0(link, opened.driver, title=title, out=args.out, progress=not args.quiet)

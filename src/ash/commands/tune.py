@@ -8,7 +8,6 @@ import sys
 from rich.console import Console
 
 from ash.cli import EXIT_USAGE
-from ash.errors import UserError
 from ash.scheduler.spec import load_spec
 
 
@@ -18,8 +17,13 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     if args.transport == "mpi":
-        raise UserError("--transport mpi: run it under mpiexec (not available yet)")
-    if args.transport == "grpc":
+        from ash.mpirun import run_mpi
+
+        got = run_mpi(spec, args)
+        if isinstance(got, int):
+            return got  # a worker rank: rank 0 reports the study
+        doc = got
+    elif args.transport == "grpc":
         import os
 
         from ash.api import check_trainer, resolve_threads
