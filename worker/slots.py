@@ -31,6 +31,9 @@ JobMsg = tuple[int, dict[str, Any], float, float, "bytes | None"]
 
 
 def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads: int) -> None:
+    # Before libgomp loads (spawn): a pool sized for every core would leave idle OpenMP threads
+    # spinning beside a one-thread job; threadpool_limits can still raise it per job.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
