@@ -101,6 +101,10 @@ class WorkerDaemon:
         self.lock = threading.Lock()
         self.fatal: str | None = None  # set when nothing can work (a trainer that cannot start)
         self._driver_thread: threading.Thread | None = None
+        # The reader thread wakes the slot driver when an assignment arrives, so a job starts
+        # at once instead of at the driver's next poll.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
 
     # -- the reconnect loop ---------------------------------------------------------------
 
@@ -220,6 +224,7 @@ class WorkerDaemon:
                     with self.lock:
                         session.jobs.add(msg.assignment.job_id)
                     self.pending.put(msg.assignment)
+                    self._wake_w.send(b"!")
                 elif kind == "finished":
                     session.finished.set()
                     break
@@ -269,7 +274,7 @@ class WorkerDaemon:
                 self.jobs[a.job_id] = (a.trial, a.stop)
                 slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint))
             try:
-                events = slots.wait(0.05)
+                events = slots.wait(0.5, wake=self._wake_r)
             except Exception as exc:  # a trainer that cannot be set up: nothing will work
                 self.fatal = str(exc)
                 self.stopping.set()

@@ -153,11 +153,18 @@ class Slots:
         with contextlib.suppress(OSError, ValueError):  # a dead slot: wait() reports it Died
             slot.conn.send((*job, slot.threads))
 
-    def wait(self, timeout: float) -> list[Finished | Died]:
-        """Results and deaths that arrive within ``timeout`` seconds."""
+    def wait(self, timeout: float, wake: Any = None) -> list[Finished | Died]:
+        """Results and deaths that arrive within ``timeout`` seconds; a readable ``wake``
+        socket (drained here) ends the wait early, e.g. when new work arrived."""
         waitables: list[Any] = [s.conn for s in self.slots]
         waitables += [s.process.sentinel for s in self.slots]
+        if wake is not None:
+            waitables.append(wake)
         ready = wait(waitables, timeout=timeout)
+        if wake is not None and wake in ready:
+            with contextlib.suppress(BlockingIOError):
+                while wake.recv(4096):
+                    pass
         events: list[Finished | Died] = self._timeouts()
         for slot in list(self.slots):
             if slot.conn in ready:
