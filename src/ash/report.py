@@ -41,9 +41,7 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
     top_rung = max((r["rung"] for t in trials for r in t["results"]), default=0)
     cmap = plt.get_cmap("viridis")
     for ax, b in zip(axes[0], brackets, strict=True):
-        for t in trials:
-            if t.get("bracket", 0) != b:
-                continue
+        for t in _plotted([t for t in trials if t.get("bracket", 0) == b]):
             pts = [(r["resource"], r["value"]) for r in t["results"] if r["value"] is not None]
             if not pts:
                 continue
@@ -87,6 +85,19 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
     fig.savefig(out / "rungs.png", dpi=110)
     plt.close(fig)
     return ["curves.png", "rungs.png"]
+
+
+def _plotted(trials: list[dict[str, Any]], cap: int = 1500) -> list[dict[str, Any]]:
+    """At most ``cap`` curves per panel (one matplotlib line each costs ~1 ms): every trial
+    that was promoted, highest rungs first, then an even sample of the others."""
+    if len(trials) <= cap:
+        return trials
+    ranked = sorted(trials, key=lambda t: -max((r["rung"] for r in t["results"]), default=0))
+    promoted = [t for t in ranked if any(r["rung"] > 0 for r in t["results"])][:cap]
+    rest = [t for t in ranked[len(promoted) :]]
+    room = cap - len(promoted)
+    step = max(1, len(rest) // room) if room > 0 else len(rest) + 1
+    return promoted + rest[::step][:room]
 
 
 def _html(doc: dict[str, Any], plots: list[str], limit: int) -> str:
