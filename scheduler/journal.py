@@ -83,8 +83,9 @@ class Journal:
             if self.broken:
                 raise JournalError(self.broken)
             with self._buf_lock:
-                if self.durable >= target and not self._pending:
-                    return
+                if self.durable >= target:
+                    return  # what this caller appended is on disk: others' records can wait
+                # (a caller's own records are synced together with everything appended so far)
                 lines, self._pending = self._pending, []
                 count = self.appended
             if not lines:
