@@ -67,7 +67,7 @@ class Journal:
             raise JournalError(f"{self.path}: cannot be opened for writing ({exc})") from None
         if not exists:
             header = {"format": FORMAT, "version": VERSION, "study": study, "spec": digest}
-            self._pending.append(json.dumps(header))
+            self.append(header)
             self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
