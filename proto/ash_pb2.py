@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61sh/proto/ash.proto\x12\x06\x61sh.v1\"T\n\x05Value\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x12H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"D\n\nCheckpoint\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0b\n\x03ref\x18\x04 \x01(\t\"_\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\r\n\x05token\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"\x1c\n\tHeartbeat\x12\x0f\n\x07job_ids\x18\x01 \x03(\x04\"\xe8\x01\n\x06Result\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x01\x12,\n\x07metrics\x18\x04 \x03(\x0b\x32\x1b.ash.v1.Result.MetricsEntry\x12&\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\x1a=\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\")\n\x07Release\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\rWorkerMessage\x12\x1e\n\x05hello\x18\x01 \x01(\x0b\x32\r.ash.v1.HelloH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.ash.v1.HeartbeatH\x00\x12 \n\x06result\x18\x03 \x01(\x0b\x32\x0e.ash.v1.ResultH\x00\x12\"\n\x07release\x18\x04 \x01(\x0b\x32\x0f.ash.v1.ReleaseH\x00\x42\x05\n\x03msg\"\xac\x01\n\x07Welcome\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x13\n\x0bheartbeat_s\x18\x03 \x01(\x01\x12\x0f\n\x07lease_s\x18\x04 \x01(\x01\x12\x11\n\tspec_toml\x18\x05 \x01(\t\x12\x0e\n\x06metric\x18\x06 \x01(\t\x12\x1c\n\x14max_checkpoint_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12shared_checkpoints\x18\x08 \x01(\x08\"\x8e\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\r\n\x05trial\x18\x02 \x01(\x04\x12\x0c\n\x04rung\x18\x03 \x01(\r\x12\x0f\n\x07\x62racket\x18\x04 \x01(\r\x12\r\n\x05start\x18\x05 \x01(\x01\x12\x0c\n\x04stop\x18\x06 \x01(\x01\x12.\n\x06\x63onfig\x18\x07 \x03(\x0b\x32\x1e.ash.v1.Assignment.ConfigEntry\x12&\n\ncheckpoint\x18\x08 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\"\x1a\n\x08\x46inished\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x8d\x01\n\x10SchedulerMessage\x12\"\n\x07welcome\x18\x01 \x01(\x0b\x32\x0f.ash.v1.WelcomeH\x00\x12(\n\nassignment\x18\x02 \x01(\x0b\x32\x12.ash.v1.AssignmentH\x00\x12$\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x10.ash.v1.FinishedH\x00\x42\x05\n\x03msg\"\x1e\n\rStatusRequest\x12\r\n\x05token\x18\x01 \x01(\t\"N\n\nRungStatus\x12\x0f\n\x07\x62racket\x18\x01 \x01(\r\x12\x0c\n\x04rung\x18\x02 \x01(\r\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0f\n\x07results\x18\x04 \x01(\x04\"\xb8\x01\n\nBestResult\x12\r\n\x05trial\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0c\n\x04rung\x18\x04 \x01(\r\x12.\n\x06\x63onfig\x18\x05 \x03(\x0b\x32\x1e.ash.v1.BestResult.ConfigEntry\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\"\xb4\x02\n\x0bStudyStatus\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06trials\x18\x05 \x01(\x04\x12\x12\n\nmax_trials\x18\x06 \x01(\x03\x12\x0f\n\x07results\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0f\n\x07running\x18\t \x01(\x04\x12\x0f\n\x07workers\x18\n \x01(\r\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\x10\n\x08\x66inished\x18\x0c \x01(\x08\x12!\n\x05rungs\x18\r \x03(\x0b\x32\x12.ash.v1.RungStatus\x12 \n\x04\x62\x65st\x18\x0e \x01(\x0b\x32\x12.ash.v1.BestResult\x12\x14\n\x0ctime_limit_s\x18\x0f \x01(\x01\"\x1d\n\x0cWatchRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\x1a\n\nStudyEvent\x12\x0c\n\x04json\x18\x01 \x01(\t2\xb6\x01\n\tScheduler\x12>\n\x07Session\x12\x15.ash.v1.WorkerMessage\x1a\x18.ash.v1.SchedulerMessage(\x01\x30\x01\x12\x34\n\x06Status\x12\x15.ash.v1.StatusRequest\x1a\x13.ash.v1.StudyStatus\x12\x33\n\x05Watch\x12\x14.ash.v1.WatchRequest\x1a\x12.ash.v1.StudyEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61sh/proto/ash.proto\x12\x06\x61sh.v1\"T\n\x05Value\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x12H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"D\n\nCheckpoint\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0b\n\x03ref\x18\x04 \x01(\t\"p\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\r\n\x05token\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0f\n\x07threads\x18\x06 \x01(\r\"\x1c\n\tHeartbeat\x12\x0f\n\x07job_ids\x18\x01 \x03(\x04\"\xf9\x01\n\x06Result\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x01\x12,\n\x07metrics\x18\x04 \x03(\x0b\x32\x1b.ash.v1.Result.MetricsEntry\x12&\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\x12\x0f\n\x07threads\x18\x08 \x01(\r\x1a=\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\")\n\x07Release\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\rWorkerMessage\x12\x1e\n\x05hello\x18\x01 \x01(\x0b\x32\r.ash.v1.HelloH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.ash.v1.HeartbeatH\x00\x12 \n\x06result\x18\x03 \x01(\x0b\x32\x0e.ash.v1.ResultH\x00\x12\"\n\x07release\x18\x04 \x01(\x0b\x32\x0f.ash.v1.ReleaseH\x00\x42\x05\n\x03msg\"\xac\x01\n\x07Welcome\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x13\n\x0bheartbeat_s\x18\x03 \x01(\x01\x12\x0f\n\x07lease_s\x18\x04 \x01(\x01\x12\x11\n\tspec_toml\x18\x05 \x01(\t\x12\x0e\n\x06metric\x18\x06 \x01(\t\x12\x1c\n\x14max_checkpoint_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12shared_checkpoints\x18\x08 \x01(\x08\"\x8e\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\r\n\x05trial\x18\x02 \x01(\x04\x12\x0c\n\x04rung\x18\x03 \x01(\r\x12\x0f\n\x07\x62racket\x18\x04 \x01(\r\x12\r\n\x05start\x18\x05 \x01(\x01\x12\x0c\n\x04stop\x18\x06 \x01(\x01\x12.\n\x06\x63onfig\x18\x07 \x03(\x0b\x32\x1e.ash.v1.Assignment.ConfigEntry\x12&\n\ncheckpoint\x18\x08 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\"\x1a\n\x08\x46inished\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x8d\x01\n\x10SchedulerMessage\x12\"\n\x07welcome\x18\x01 \x01(\x0b\x32\x0f.ash.v1.WelcomeH\x00\x12(\n\nassignment\x18\x02 \x01(\x0b\x32\x12.ash.v1.AssignmentH\x00\x12$\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x10.ash.v1.FinishedH\x00\x42\x05\n\x03msg\"\x1e\n\rStatusRequest\x12\r\n\x05token\x18\x01 \x01(\t\"N\n\nRungStatus\x12\x0f\n\x07\x62racket\x18\x01 \x01(\r\x12\x0c\n\x04rung\x18\x02 \x01(\r\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0f\n\x07results\x18\x04 \x01(\x04\"\xb8\x01\n\nBestResult\x12\r\n\x05trial\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0c\n\x04rung\x18\x04 \x01(\r\x12.\n\x06\x63onfig\x18\x05 \x03(\x0b\x32\x1e.ash.v1.BestResult.ConfigEntry\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\"\xb4\x02\n\x0bStudyStatus\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06trials\x18\x05 \x01(\x04\x12\x12\n\nmax_trials\x18\x06 \x01(\x03\x12\x0f\n\x07results\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0f\n\x07running\x18\t \x01(\x04\x12\x0f\n\x07workers\x18\n \x01(\r\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\x10\n\x08\x66inished\x18\x0c \x01(\x08\x12!\n\x05rungs\x18\r \x03(\x0b\x32\x12.ash.v1.RungStatus\x12 \n\x04\x62\x65st\x18\x0e \x01(\x0b\x32\x12.ash.v1.BestResult\x12\x14\n\x0ctime_limit_s\x18\x0f \x01(\x01\"\x1d\n\x0cWatchRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\x1a\n\nStudyEvent\x12\x0c\n\x04json\x18\x01 \x01(\t2\xb6\x01\n\tScheduler\x12>\n\x07Session\x12\x15.ash.v1.WorkerMessage\x1a\x18.ash.v1.SchedulerMessage(\x01\x30\x01\x12\x34\n\x06Status\x12\x15.ash.v1.StatusRequest\x1a\x13.ash.v1.StudyStatus\x12\x33\n\x05Watch\x12\x14.ash.v1.WatchRequest\x1a\x12.ash.v1.StudyEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,41 +42,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKPOINT']._serialized_start=117
   _globals['_CHECKPOINT']._serialized_end=185
   _globals['_HELLO']._serialized_start=187
-  _globals['_HELLO']._serialized_end=282
-  _globals['_HEARTBEAT']._serialized_start=284
-  _globals['_HEARTBEAT']._serialized_end=312
-  _globals['_RESULT']._serialized_start=315
-  _globals['_RESULT']._serialized_end=547
-  _globals['_RESULT_METRICSENTRY']._serialized_start=486
-  _globals['_RESULT_METRICSENTRY']._serialized_end=547
-  _globals['_RELEASE']._serialized_start=549
-  _globals['_RELEASE']._serialized_end=590
-  _globals['_WORKERMESSAGE']._serialized_start=593
-  _globals['_WORKERMESSAGE']._serialized_end=757
-  _globals['_WELCOME']._serialized_start=760
-  _globals['_WELCOME']._serialized_end=932
-  _globals['_ASSIGNMENT']._serialized_start=935
-  _globals['_ASSIGNMENT']._serialized_end=1205
-  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_start=1145
-  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_end=1205
-  _globals['_FINISHED']._serialized_start=1207
-  _globals['_FINISHED']._serialized_end=1233
-  _globals['_SCHEDULERMESSAGE']._serialized_start=1236
-  _globals['_SCHEDULERMESSAGE']._serialized_end=1377
-  _globals['_STATUSREQUEST']._serialized_start=1379
-  _globals['_STATUSREQUEST']._serialized_end=1409
-  _globals['_RUNGSTATUS']._serialized_start=1411
-  _globals['_RUNGSTATUS']._serialized_end=1489
-  _globals['_BESTRESULT']._serialized_start=1492
-  _globals['_BESTRESULT']._serialized_end=1676
-  _globals['_BESTRESULT_CONFIGENTRY']._serialized_start=1145
-  _globals['_BESTRESULT_CONFIGENTRY']._serialized_end=1205
-  _globals['_STUDYSTATUS']._serialized_start=1679
-  _globals['_STUDYSTATUS']._serialized_end=1987
-  _globals['_WATCHREQUEST']._serialized_start=1989
-  _globals['_WATCHREQUEST']._serialized_end=2018
-  _globals['_STUDYEVENT']._serialized_start=2020
-  _globals['_STUDYEVENT']._serialized_end=2046
-  _globals['_SCHEDULER']._serialized_start=2049
-  _globals['_SCHEDULER']._serialized_end=2231
+  _globals['_HELLO']._serialized_end=299
+  _globals['_HEARTBEAT']._serialized_start=301
+  _globals['_HEARTBEAT']._serialized_end=329
+  _globals['_RESULT']._serialized_start=332
+  _globals['_RESULT']._serialized_end=581
+  _globals['_RESULT_METRICSENTRY']._serialized_start=520
+  _globals['_RESULT_METRICSENTRY']._serialized_end=581
+  _globals['_RELEASE']._serialized_start=583
+  _globals['_RELEASE']._serialized_end=624
+  _globals['_WORKERMESSAGE']._serialized_start=627
+  _globals['_WORKERMESSAGE']._serialized_end=791
+  _globals['_WELCOME']._serialized_start=794
+  _globals['_WELCOME']._serialized_end=966
+  _globals['_ASSIGNMENT']._serialized_start=969
+  _globals['_ASSIGNMENT']._serialized_end=1239
+  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_start=1179
+  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_end=1239
+  _globals['_FINISHED']._serialized_start=1241
+  _globals['_FINISHED']._serialized_end=1267
+  _globals['_SCHEDULERMESSAGE']._serialized_start=1270
+  _globals['_SCHEDULERMESSAGE']._serialized_end=1411
+  _globals['_STATUSREQUEST']._serialized_start=1413
+  _globals['_STATUSREQUEST']._serialized_end=1443
+  _globals['_RUNGSTATUS']._serialized_start=1445
+  _globals['_RUNGSTATUS']._serialized_end=1523
+  _globals['_BESTRESULT']._serialized_start=1526
+  _globals['_BESTRESULT']._serialized_end=1710
+  _globals['_BESTRESULT_CONFIGENTRY']._serialized_start=1179
+  _globals['_BESTRESULT_CONFIGENTRY']._serialized_end=1239
+  _globals['_STUDYSTATUS']._serialized_start=1713
+  _globals['_STUDYSTATUS']._serialized_end=2021
+  _globals['_WATCHREQUEST']._serialized_start=2023
+  _globals['_WATCHREQUEST']._serialized_end=2052
+  _globals['_STUDYEVENT']._serialized_start=2054
+  _globals['_STUDYEVENT']._serialized_end=2080
+  _globals['_SCHEDULER']._serialized_start=2083
+  _globals['_SCHEDULER']._serialized_end=2265
 # @@protoc_insertion_point(module_scope)

@@ -31,18 +31,20 @@ class Checkpoint(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., size: _Optional[int] = ..., ref: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "slots", "token", "capabilities", "version")
+    __slots__ = ("worker_id", "slots", "token", "capabilities", "version", "threads")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     slots: int
     token: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     version: str
-    def __init__(self, worker_id: _Optional[str] = ..., slots: _Optional[int] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+    threads: int
+    def __init__(self, worker_id: _Optional[str] = ..., slots: _Optional[int] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., threads: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("job_ids",)
@@ -51,7 +53,7 @@ class Heartbeat(_message.Message):
     def __init__(self, job_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("job_id", "ok", "value", "metrics", "checkpoint", "error", "seconds")
+    __slots__ = ("job_id", "ok", "value", "metrics", "checkpoint", "error", "seconds", "threads")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,7 @@ class Result(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     ok: bool
     value: float
@@ -73,7 +76,8 @@ class Result(_message.Message):
     checkpoint: Checkpoint
     error: str
     seconds: float
-    def __init__(self, job_id: _Optional[int] = ..., ok: _Optional[bool] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, Value]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., error: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+    threads: int
+    def __init__(self, job_id: _Optional[int] = ..., ok: _Optional[bool] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, Value]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., error: _Optional[str] = ..., seconds: _Optional[float] = ..., threads: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("job_id", "reason")

@@ -22,7 +22,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ class Assignment:
     job: Job
     worker: str
     checkpoint: State | None
+    t: float = 0.0  # when it was decided (seconds since the start)
 
 
 class Driver:
@@ -74,8 +75,19 @@ class Driver:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def request(self, worker: str) -> Assignment | None:
-        """A job for ``worker`` with the checkpoint it resumes from, or None for now."""
+    def request(
+        self,
+        worker: str,
+        *,
+        trace_extra: Mapping[str, Any] | None = None,
+        defer_trace: bool = False,
+    ) -> Assignment | None:
+        """A job for ``worker`` with the checkpoint it resumes from, or None for now.
+
+        ``trace_extra`` adds fields to its assign event (e.g. ``threads``). With ``defer_trace``
+        the caller writes that event itself with ``trace_assign`` (before ``sync``, and before
+        anything else happens to the job): for a transport that decides something about the
+        job once it has seen it, such as its threads, and wants that in the trace."""
         with self.lock:
             if self.journal is not None and self.journal.broken:
                 return None  # never decide what cannot be journaled
@@ -87,11 +99,17 @@ class Driver:
             checkpoint = None
             if job.start and not self.replaying:
                 checkpoint = self.checkpoints.get(job.trial, job.start)
-            a = Assignment(job, worker, checkpoint)
+            a = Assignment(job, worker, checkpoint, now)
             self.assigned[job.job_id] = a
-            self.trace.assign(now, job, worker)
+            if not defer_trace:
+                self.trace.assign(now, job, worker, **(trace_extra or {}))
             self.results.assign(job)
             return a
+
+    def trace_assign(self, a: Assignment, **extra: Any) -> None:
+        """The assign event of a ``request(..., defer_trace=True)``, with ``extra`` fields."""
+        with self.lock:
+            self.trace.assign(a.t, a.job, a.worker, **extra)
 
     def complete(
         self,
@@ -100,8 +118,10 @@ class Driver:
         metrics: dict[str, Any] | None = None,
         state: State | None = None,
         error: str | None = None,
+        trace_extra: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Record a job's result; False if it was a duplicate or late report (ignored)."""
+        """Record a job's result; False if it was a duplicate or late report (ignored).
+        ``trace_extra`` adds fields to its result event."""
         with self.lock:
             if job_id not in self.core.inflight:
                 self.core.report(job_id, value, self.clock())  # raises for unknown ids
@@ -117,7 +137,7 @@ class Driver:
             assert reported is not None
             job = reported
             self.assigned.pop(job_id, None)
-            self.trace.result(now, job, value)
+            self.trace.result(now, job, value, **(trace_extra or {}))
             self.results.result(job, value, metrics)
             if error is not None:
                 self.errors.append((job.trial, error))

@@ -42,6 +42,7 @@ from ash.scheduler.driver import Assignment, Driver
 from ash.scheduler.journal import JournalError
 
 MAX_SLOTS = 1024
+MAX_THREADS = 65536
 
 
 @dataclass
@@ -52,6 +53,7 @@ class WorkerSession:
     outbox: asyncio.Queue[pb.SchedulerMessage | tuple[grpc.StatusCode, str] | None]
     jobs: set[int] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
+    threads: int = 0  # kernel threads per job the worker announced; 0: it plans them per job
 
 
 @dataclass
@@ -114,9 +116,15 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"hello.slots: must be 1..{MAX_SLOTS}"
             )
+        if hello.threads > MAX_THREADS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"hello.threads: must be 0..{MAX_THREADS}"
+            )
         sid = f"s{next(self.ids)}"
         self.absent.discard(hello.worker_id)
-        session = WorkerSession(sid, hello.worker_id, hello.slots, asyncio.Queue())
+        session = WorkerSession(
+            sid, hello.worker_id, hello.slots, asyncio.Queue(), threads=hello.threads
+        )
         self.sessions[sid] = session
         welcome = pb.SchedulerMessage(
             welcome=pb.Welcome(
@@ -215,9 +223,13 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         value: float | None = r.value if r.ok else None
         if value is not None and not math.isfinite(value):
             value = None
+        if r.threads > MAX_THREADS:
+            raise wire.invalid(f"result.threads: must be 0..{MAX_THREADS}")
+        # a worker that plans threads per job says in its result what the job ran with
+        extra = {"threads": r.threads} if r.threads and not session.threads else None
         self._settle(r.job_id)
         try:
-            self.driver.complete(r.job_id, value, metrics, state, r.error or None)
+            self.driver.complete(r.job_id, value, metrics, state, r.error or None, extra)
         except UnknownJobError:
             raise wire.invalid(f"result: job {r.job_id} was never issued") from None
         self.metrics["completed"] += 1
@@ -249,7 +261,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         while self.hungry and not self.draining:
             sid, session = next(iter(self.hungry.items()))
             t0 = time.perf_counter()
-            a = self.driver.request(session.worker)
+            known = {"threads": session.threads} if session.threads else None
+            a = self.driver.request(session.worker, trace_extra=known)
             self.decision_seconds.append(time.perf_counter() - t0)
             if len(self.decision_seconds) > 4096:
                 del self.decision_seconds[:2048]

@@ -68,7 +68,7 @@ class TraceWriter:
             }
         )
 
-    def result(self, t: float, job: Job, value: float | None) -> None:
+    def result(self, t: float, job: Job, value: float | None, **extra: Any) -> None:
         if self._f is None and not self.listeners:
             return
         if value is not None and not math.isfinite(value):
@@ -82,6 +82,7 @@ class TraceWriter:
                 "bracket": job.bracket,
                 "value": value,
                 "job": job.job_id,
+                **extra,
             }
         )
 

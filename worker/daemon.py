@@ -6,6 +6,12 @@ in slot processes (ash.worker.slots) with K kernel threads each, heartbeats whil
 reports each result with its checkpoint. Threads: one reads the stream, one drives the slots
 (submit, collect), one heartbeats; the main thread only waits, so signals act at once.
 
+With ``--threads auto`` the worker plans each job's kernel threads within its cores
+(ash.worker.threads: calibrated per model shape when the study's spec arrives, the split printed
+here); its Hello says threads 0 and each Result says what the job ran with, which the scheduler
+puts on the trace's result event. With ``--threads K`` the Hello says K and the scheduler puts
+it on the assign events.
+
 While the scheduler is unreachable it reconnects with exponential backoff and jitter for at most
 ``--retry-for`` seconds (then exits 3). A reconnect is a fresh hello: jobs of the old session are
 the scheduler's to re-issue, so their results are dropped, not sent. It exits 0 when told the
@@ -38,9 +44,11 @@ from ash.scheduler import wire
 from ash.scheduler.auth import bearer
 from ash.scheduler.checkpoints import CheckpointRef
 from ash.scheduler.server import read_secret
+from ash.scheduler.space import Config
 from ash.scheduler.spec import StudySpec, parse_spec
 from ash.scheduler.wire import scheduler_stub
-from ash.worker.slots import Died, Finished, Slots, auto_threads
+from ash.worker.slots import Died, Finished, Slots, _Slot, auto_threads
+from ash.worker.threads import Planner, available_cores, planner_for
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -78,8 +86,13 @@ class WorkerDaemon:
         prefetch: int = 0,
         checkpoint_dir: Path | None = None,
         inline_bytes: int = 1 << 20,
+        plan_threads: bool = False,
     ) -> None:
         self.target = target
+        self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
+        self.planner: Planner | None = None
+        self.job_threads: dict[int, int] = {}  # job id -> the threads it runs with
+        self.planned: dict[int, tuple[Config, float]] = {}  # running job -> (config, span)
         self.n_slots = slots
         self.prefetch = prefetch
         self.checkpoint_dir = checkpoint_dir
@@ -181,6 +194,7 @@ class WorkerDaemon:
                     token=self.token,
                     capabilities=["mlp", "python"],
                     version=__version__,
+                    threads=0 if self.plan_threads else self.threads,
                 )
             )
         )
@@ -244,35 +258,75 @@ class WorkerDaemon:
             )
             self._stop_slots()
             self.spec, self.spec_toml = spec, w.spec_toml
+            split = f"{self.n_slots} slots x {self.threads} threads"
+            if self.plan_threads:
+                self.planner = self._planner(spec)
+                split = f"{self.n_slots} slots, threads auto ({self.planner.cores} cores)"
             self.slots = Slots(spec, self.n_slots, self.threads, prefix=f"{self.worker_id}/")
             self._driver_thread = threading.Thread(
                 target=self._drive, args=(self.slots,), daemon=True
             )
             self._driver_thread.start()
-            print(
-                f"ash-worker: joined {w.study}: {self.n_slots} slots x {self.threads} threads",
-                flush=True,
-            )
+            print(f"ash-worker: joined {w.study}: {split}", flush=True)
         self.heartbeat_s = max(0.05, w.heartbeat_s)
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
         session.sid = w.session
 
+    def _planner(self, spec: StudySpec) -> Planner:
+        def log(line: str) -> None:
+            print(f"ash-worker: {line}", flush=True)
+
+        try:
+            planner = planner_for(spec, self.n_slots, log=log)
+        except Exception as exc:  # e.g. no dataset here: the slots will say so; share equally
+            log(f"threads auto: cannot calibrate ({exc}); cores shared equally")
+            return Planner(available_cores(), self.n_slots, log=log)
+        planner.warm()  # before the slots start, so that nothing else runs
+        return planner
+
+    def _feed(self, slots: Slots) -> None:
+        """Start pending jobs on idle slots: with a planner, while cores are free and with the
+        threads it gives each; with a fixed split, with the slots' own."""
+        planner = self.planner
+        free = planner.budget - slots.threads_in_use() if planner is not None else 0
+        if planner is not None:
+            now = time.monotonic()
+            running = [
+                (*self.planned[s.job], s.threads, now - s.started if s.started else 0.0)
+                for s in slots.slots
+                if s.job is not None and s.job in self.planned
+            ]
+            if planner.hold(running, free) > 0:
+                return  # a job is about to end: plan the next ones on its cores too
+        picked: list[tuple[_Slot, pb.Assignment, Config, bytes | None]] = []
+        for slot in slots.idle():
+            if planner is not None and not planner.fits(_spans(picked), free):
+                break
+            try:
+                a = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                checkpoint = self._load(a)
+            except (wire.WireError, OSError, ValueError) as exc:
+                self._report(Finished(a.job_id, None, {}, None, f"checkpoint: {exc}", 0.0))
+                continue
+            config = wire.config_from_pb(a.config, "assignment.config")
+            picked.append((slot, a, config, checkpoint))
+        threads: list[int | None] = [None] * len(picked)
+        if planner is not None and picked:
+            threads = list(planner.plan(_spans(picked), free, more=not self.pending.empty()))
+        for (slot, a, config, checkpoint), t in zip(picked, threads, strict=True):
+            self.jobs[a.job_id] = (a.trial, a.stop)
+            if t is not None:
+                self.job_threads[a.job_id] = t
+                self.planned[a.job_id] = (config, a.stop - a.start)
+            slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint), t)
+
     def _drive(self, slots: Slots) -> None:
         """Feed idle slots from the pending queue; send results of the current session."""
         while self.slots is slots:
-            for slot in slots.idle():
-                try:
-                    a = self.pending.get_nowait()
-                except queue.Empty:
-                    break
-                try:
-                    checkpoint = self._load(a)
-                except (wire.WireError, OSError, ValueError) as exc:
-                    self._report(Finished(a.job_id, None, {}, None, f"checkpoint: {exc}", 0.0))
-                    continue
-                config = wire.config_from_pb(a.config, "assignment.config")
-                self.jobs[a.job_id] = (a.trial, a.stop)
-                slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint))
+            self._feed(slots)
             try:
                 events = slots.wait(0.5, wake=self._wake_r)
             except Exception as exc:  # a trainer that cannot be set up: nothing will work
@@ -290,6 +344,8 @@ class WorkerDaemon:
         return state
 
     def _report(self, ev: Any) -> None:
+        threads = self.job_threads.pop(ev.job_id, self.threads)
+        self.planned.pop(ev.job_id, None)
         with self.lock:
             session = self.session
             if session is None or ev.job_id not in session.jobs:
@@ -308,6 +364,7 @@ class WorkerDaemon:
                 value=ev.value or 0.0,
                 error=ev.error or "",
                 seconds=ev.seconds,
+                threads=threads,
             )
             wire.metrics_to_pb(ev.metrics, r.metrics)
             state = ev.state
@@ -352,6 +409,10 @@ class WorkerDaemon:
                 pb.WorkerMessage(release=pb.Release(job_id=job_id, reason="worker stopping"))
             )
         time.sleep(0.2)  # let the stream carry the last messages
+
+
+def _spans(picked: list[tuple[Any, pb.Assignment, Config, Any]]) -> list[tuple[Config, float]]:
+    return [(config, a.stop - a.start) for _, a, config, _ in picked]
 
 
 def _requests(out: queue.Queue[pb.WorkerMessage | None]) -> Any:
@@ -415,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         cores = os.cpu_count() or 1
         slots = _count(args.slots, "--slots", cores)
-        threads = _count(args.threads, "--threads", auto_threads(slots))
+        threads = _count(args.threads, "--threads", auto_threads(slots))  # auto: the slots' default
         creds = None
         if args.tls_ca:
             try:
@@ -434,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             prefetch=max(0, args.prefetch),
             checkpoint_dir=Path(args.checkpoint_dir).resolve() if args.checkpoint_dir else None,
             inline_bytes=int(args.inline_mb * (1 << 20)),
+            plan_threads=args.threads == "auto",
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stopping.set())

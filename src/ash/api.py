@@ -10,6 +10,7 @@ is still written and returned, marked ``"interrupted": true``.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,20 @@ def run_embedded(
     k = resolve_threads(threads, n)
     if trainer is None:
         check_trainer(spec)
-    driver = open_study(spec, journal=journal, trace=trace).driver
-    pool = LocalPool(spec, driver, n, k, trainer=trainer)
+    planner = None
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
+    if threads == "auto":  # threads are planned per job within the cores (ash.worker.threads)
+        from ash.worker.threads import planner_for
+
+        def log(line: str) -> None:
+            print(f"ash: {line}", file=sys.stderr, flush=True)
+
+        planner = planner_for(
+            spec, n, custom_trainer=trainer is not None, log=log if progress else None
+        )
+        title = f"{spec.name}: {spec.algorithm}, {n} workers, threads auto ({planner.cores} cores)"
+    driver = open_study(spec, journal=journal, trace=trace).driver
+    pool = LocalPool(spec, driver, n, k, trainer=trainer, planner=planner)
     interrupted = False
     try:
         with Progress(lambda: from_driver(driver), title, enabled=progress) as view:

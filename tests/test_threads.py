@@ -1,0 +1,239 @@
+"""Threads as a scheduled resource (``--threads auto``): calibration, planner, slots, traces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ash.scheduler.audit import audit_for
+from ash.scheduler.space import Config, SearchSpace
+from ash.scheduler.spec import load_spec
+from ash.scheduler.trace import read_trace
+from ash.worker import threads as th
+from ash.worker.slots import Finished, Slots
+from ash.worker.threads import Planner, Shape, Speeds, best_threads, lone_threads
+from helpers import BIN, EXAMPLES, Scheduler, worker, write_study
+
+BIG = Speeds(2, alone={1: 1.0e6, 2: 1.95e6}, packed={1: 1.6e6})  # memory-bound when packed
+TINY = Speeds(2, alone={1: 5.0e6, 2: 5.0e6}, packed={1: 10.0e6}, parallel=False)
+MID = Speeds(2, alone={1: 1.0e6, 2: 1.7e6}, packed={1: 1.95e6})  # 2 x 1 wins, alone 2 helps
+
+
+def planner(table: dict[int, Speeds], cores: int = 2, slots: int = 2) -> Planner:
+    """A planner whose shapes are the config's ``hidden`` and whose speeds are ``table``."""
+
+    def shape_of(config: Config) -> Shape:
+        return Shape(4, (int(str(config["hidden"])),), 3, 32, 1000)
+
+    return Planner(cores, slots, shape_of=shape_of, measure=lambda s: table[s.hidden[0]])
+
+
+def job(hidden: int, span: float = 1.0) -> tuple[Config, float]:
+    return {"hidden": hidden}, span
+
+
+# -- the planner, on injected speed tables (deterministic) ---------------------------------
+
+
+def test_big_model_gets_one_slot_with_two_threads() -> None:
+    assert best_threads(BIG, slots=2) == 2
+    p = planner({256: BIG})
+    assert p.plan([job(256)], free=2, more=True) == [2]
+    assert not p.fits([job(256)], 2)  # a second job would have no core: 1 slot x 2 threads
+
+
+def test_tiny_model_gets_two_slots_with_one_thread() -> None:
+    assert best_threads(TINY, slots=2) == 1
+    p = planner({8: TINY})
+    assert p.fits([job(8)], 2)
+    assert p.plan([job(8), job(8)], free=2, more=True) == [1, 1]
+    assert p.plan([job(8)], free=2, more=False) == [1]  # alone it still cannot use 2
+
+
+def test_mixed_shapes_are_planned_per_job() -> None:
+    p = planner({8: TINY, 256: BIG})
+    assert p.plan([job(256)], free=2, more=True) == [2]
+    assert p.plan([job(8), job(8)], free=2, more=True) == [1, 1]
+    assert p.plan([job(8), job(256)], free=2, more=True) == [1, 1]  # capped by the free cores
+
+
+def test_spare_cores_go_to_the_longest_job_that_speeds_up() -> None:
+    p = planner({64: MID, 8: TINY})
+    assert best_threads(MID, slots=2) == 1
+    assert p.plan([job(64)], free=2, more=True) == [1]  # others may be runnable: keep 1
+    assert p.plan([job(64)], free=2, more=False) == [2]  # nothing else to run: boost
+    assert p.plan([job(8)], free=2, more=False) == [1]  # the kernel keeps it on one thread
+    q = planner({64: Speeds(4, {1: 1.0, 2: 1.8, 3: 2.5, 4: 3.0}, {1: 3.9, 2: 3.0})}, 4, 4)
+    assert q.plan([job(64, 1), job(64, 9)], free=4, more=False) == [1, 3]
+
+
+def test_a_job_about_to_end_is_waited_for() -> None:
+    p = planner({64: MID})
+    est = 2 * 1000 / MID.per_job(1)  # span 2 of 1000 rows at the packed one-thread speed
+    assert p.hold([({"hidden": 64}, 2.0, 1, 0.9 * est)], free=1) == pytest.approx(0.4 * est)
+    assert p.hold([({"hidden": 64}, 2.0, 1, 0.5 * est)], free=1) == 0.0  # far from its end
+    assert p.hold([({"hidden": 64}, 2.0, 1, 2.0 * est)], free=1) == 0.0  # overdue: give up
+    assert p.hold([], free=2) == 0.0
+    assert Planner(2, 2).hold([({"hidden": 64}, 2.0, 1, 1.0)], free=1) == 0.0  # unknown shape
+
+
+def test_fewer_slots_than_cores_judge_a_job_alone() -> None:
+    assert best_threads(MID, slots=1) == 2
+    assert best_threads(MID, slots=2) == 1
+    almost = Speeds(2, alone={1: 1.0, 2: 1.0}, packed={1: 1.01})
+    assert best_threads(almost, slots=2) == 1  # within noise: the smaller count
+    assert lone_threads(Speeds(2, {1: 1.0, 2: 1.05}, {1: 2.0}), 2) == 1
+
+
+def test_unknown_shapes_share_cores_equally() -> None:
+    assert Planner(2, 2).plan([job(1), job(1)], free=2, more=False) == [1, 1]
+    assert Planner(2, 2).plan([job(1)], free=2, more=False) == [2]
+    assert Planner(4, 2).plan([job(1)], free=4, more=True) == [2]
+    more_slots = Planner(2, 4)  # more slots than cores: each still runs, with one thread
+    assert more_slots.budget == 4 and more_slots.fits([job(1)] * 3, 4)
+    assert more_slots.plan([job(1)] * 4, free=4, more=True) == [1, 1, 1, 1]
+    assert more_slots.plan([job(1)], free=4, more=False) == [2]  # never more than the cores
+
+
+def test_shape_configs_enumerates_small_spaces_only() -> None:
+    spec = load_spec(EXAMPLES / "iris.toml")
+    got = th.shape_configs(spec.space)
+    assert got is not None and len(got) == 12
+    assert {c["hidden"] for c in got} == {8, 16, 32, 64}
+    wide = SearchSpace.from_table({"hidden": {"int": [4, 512], "log": True}})
+    assert th.shape_configs(wide) is None
+
+
+# -- calibration --------------------------------------------------------------------------
+
+
+def test_calibration_is_cached_per_shape_and_keeps_its_budget() -> None:
+    big = Shape(64, (256,), 10, 256, 70_000)
+    th._cache.pop((big, 2), None)
+    t0 = time.perf_counter()
+    sp = th.speeds(big, 2, budget_s=0.25)
+    first = time.perf_counter() - t0
+    assert sp.parallel and set(sp.alone) == {1, 2} and set(sp.packed) == {1}
+    assert all(v > 0 for v in [*sp.alone.values(), *sp.packed.values()])
+    # one round of three timed runs always completes; on a quiet machine it is ~0.25 s, and a
+    # full epoch of this shape alone costs ~0.1 s per thread count: generous for a shared box
+    assert first < 1.5, first
+    t0 = time.perf_counter()
+    assert th.speeds(big, 2, budget_s=0.25) is sp
+    assert time.perf_counter() - t0 < 0.005
+    iris = Shape(4, (64,), 3, 150, 105)
+    th._cache.pop((iris, 2), None)
+    t0 = time.perf_counter()
+    small = th.speeds(iris, 2)
+    assert not small.parallel and best_threads(small, 2) == 1
+    assert time.perf_counter() - t0 < 0.3
+    assert th.speeds(iris, 2) is small and th.speeds(big, 2) is sp
+
+
+# -- per-job limits in the slot processes -----------------------------------------------------
+
+
+def test_slot_applies_each_jobs_threads(tmp_path: Path) -> None:
+    write_study(tmp_path)
+    spec = load_spec(tmp_path / "study.toml")
+    slots = Slots(spec, 1, 1)
+    seen = []
+    try:
+        for i, t in enumerate([2, 1, 2, None]):
+            slots.submit(slots.slots[0], (i, {"x": 0.5, "mode": "ok"}, 0.0, 1.0, None), t)
+            assert slots.threads_in_use() == (t or 1)
+            done: list[Finished] = []
+            deadline = time.monotonic() + 60
+            while not done and time.monotonic() < deadline:
+                done = [e for e in slots.wait(0.2) if isinstance(e, Finished)]
+            assert done and done[0].error is None, done
+            seen.append(done[0].metrics["threads"])
+    finally:
+        slots.shutdown()
+    assert seen == [2, 1, 2, 1]
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+
+def ash_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ash"), *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def assigns(trace: Path) -> list[dict[str, Any]]:
+    return [e for e in read_trace(trace) if e["event"] == "assign"]
+
+
+def test_tune_threads_auto_traces_threads_on_every_assign(tmp_path: Path) -> None:
+    text = (EXAMPLES / "iris.toml").read_text().replace("max_trials = 200", "max_trials = 20")
+    spec = tmp_path / "iris.toml"
+    spec.write_text(text)
+    proc = ash_cli("tune", str(spec), "--threads", "auto", "--trace", "t.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ash: threads auto: mlp 4-64-3, batch 32, 105 rows: " in proc.stderr
+    events = assigns(tmp_path / "t.jsonl")
+    assert events and all(e["threads"] == 1 for e in events)  # the kernel keeps Iris on one
+    assert audit_for(read_trace(tmp_path / "t.jsonl"), load_spec(spec)) == []
+
+
+def test_python_trainer_sees_the_planned_threads(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=12)
+    text = spec.read_text().replace('"crash", ', "")  # no re-issued jobs: one assign per result
+    spec.write_text(text)
+    proc = ash_cli(
+        "tune", str(spec), "--workers", "2", "--threads", "auto", "--out", "o", "--trace", "t",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    planned = {(e["trial"], e["resource"]): e["threads"] for e in assigns(tmp_path / "t")}
+    doc = json.loads((tmp_path / "o/results.json").read_text())
+    used = {
+        (t["trial"], r["resource"]): r["metrics"]["threads"]
+        for t in doc["trials"]
+        for r in t["results"]
+        if "threads" in r["metrics"]
+    }
+    assert used and all(used[k] == planned[k] for k in used), (used, planned)
+    assert set(planned.values()) <= {1, 2}
+
+
+def test_fixed_threads_are_traced_and_unchanged(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=4)
+    proc = ash_cli(
+        "tune", str(spec), "--workers", "1", "--threads", "2", "--trace", "t", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert {e["threads"] for e in assigns(tmp_path / "t")} == {2}
+
+
+@pytest.mark.parametrize("threads", ["auto", "1"])
+def test_grpc_worker_threads_reach_the_trace(
+    tmp_path: Path, cleanup: list[Any], threads: str
+) -> None:
+    text = (EXAMPLES / "iris.toml").read_text().replace("max_trials = 200", "max_trials = 10")
+    spec = tmp_path / "iris.toml"
+    spec.write_text(text)
+    sched = Scheduler(spec, tmp_path, "--trace", "t.jsonl", "--linger", "0")
+    cleanup.append(sched)
+    w = worker(sched.target, tmp_path, "w1", "--slots", "2", "--threads", threads)
+    cleanup.append(w)
+    out, err = w.communicate(timeout=120)
+    assert w.returncode == 0, err
+    assert sched.wait() == 0
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    if threads == "auto":
+        assert "2 slots, threads auto" in out and "threads auto: mlp 4-" in out, out
+        results = [e for e in events if e["event"] == "result"]
+        assert results and all(e["threads"] == 1 for e in results)
+        assert all("threads" not in e for e in events if e["event"] == "assign")
+    else:
+        assert "2 slots x 1 threads" in out
+        assert all(e["threads"] == 1 for e in events if e["event"] == "assign")

@@ -1,0 +1,446 @@
+"""Threads as a scheduled resource: kernel calibration per model shape and the thread planner.
+
+A worker with C cores can run S jobs at once with T kernel threads each (S * T <= C). Few jobs
+with many threads suit big models; many jobs with one thread suit ASHA's many small early-rung
+jobs (the kernel keeps small batches on one thread anyway). With ``--threads auto`` this module
+decides, per job, how many threads it gets:
+
+- ``calibrate`` times the native kernel on synthetic data of a job's shape (features, hidden
+  sizes, classes, batch size, rows): one job alone at 1..C threads, and C // t concurrent jobs at
+  t threads (Python threads, each under its own threadpool limit: OpenMP limits are per calling
+  thread), so contention between jobs is measured, not assumed. It uses a subsample of rows and
+  a time budget (about a quarter of a second for a shape the kernel parallelises, milliseconds
+  for one it does not) and is cached per shape in this process (``speeds``).
+- ``best_threads`` is the uniform-workload rule: the t that completes the most jobs per second,
+  ``min(S, C // t) * speed(t)``; ``lone_threads`` is how many threads still speed one job up.
+- ``Planner`` applies them per job: each job gets its shape's best t (capped by the free cores);
+  when a dispatch round finds fewer runnable jobs than free cores, the spare cores go to the
+  round's longest jobs (higher rungs train longer) as far as they make those jobs faster. When
+  a running job is about to end by its calibrated estimate, new jobs wait for it (``hold``)
+  rather than take the leftover cores for their whole run: jobs that start together (a rung's
+  jobs at an SH barrier) end together, and the next round then sees all the cores. A trainer
+  whose shape is unknown (a Python trainer) gets an equal share, ``C // S``, plus spare cores
+  when the round leaves some, and is never held.
+
+Nothing here does I/O beyond timing the kernel and an optional log callback; the slot
+processes apply the decision (``ash.worker.slots``) and the transports record it in the trace.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ash.scheduler.space import Choice, Config, Constant, Int, SearchSpace
+from ash.scheduler.spec import StudySpec
+from ash.worker.mlp_params import PARAMS
+
+#: The parameters of the mlp trainer that change a job's shape (and so its best thread count).
+SHAPE_PARAMS = ("hidden", "layers", "batch_size")
+
+
+@dataclass(frozen=True, order=True)
+class Shape:
+    """What the kernel's speed depends on: layer sizes, batch size and rows per epoch."""
+
+    n_in: int
+    hidden: tuple[int, ...]
+    n_out: int
+    batch_size: int
+    rows: int
+
+    def __str__(self) -> str:
+        layers = "-".join(str(x) for x in (self.n_in, *self.hidden, self.n_out))
+        batch = "full batch" if self.batch_size >= self.rows else f"batch {self.batch_size}"
+        return f"mlp {layers}, {batch}, {self.rows} rows"
+
+
+@dataclass(frozen=True)
+class Speeds:
+    """Measured kernel throughput of one shape, in training rows per second.
+
+    ``alone[t]``: one job with t threads; ``packed[t]``: ``cores // t`` jobs with t threads each,
+    running together (their sum). ``parallel`` is False when the kernel keeps this shape on one
+    thread whatever it is allowed (then more threads cannot help and nothing else is timed)."""
+
+    cores: int
+    alone: Mapping[int, float]
+    packed: Mapping[int, float]
+    parallel: bool = True
+    seconds: float = 0.0
+
+    def per_job(self, t: int, jobs: int | None = None) -> float:
+        """Rows/s of one job with t threads while ``jobs`` jobs like it run (default: as many as
+        fit, ``cores // t``); one job alone is ``alone[t]``, more are taken as packed."""
+        copies = max(1, self.cores // t)
+        if (jobs if jobs is not None else copies) <= 1 or t not in self.packed:
+            return self.alone[t]
+        return self.packed[t] / copies
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def best_threads(speeds: Speeds, slots: int, margin: float = 0.03) -> int:
+    """Threads per job that complete the most jobs per second for a stream of jobs of this
+    shape on ``slots`` slots: argmax over t of ``min(slots, cores // t) * per_job(t)``. More
+    threads must win by ``margin`` (measurement noise); otherwise the smaller count stays."""
+    best_t, best_rate = 1, 0.0
+    for t in range(1, speeds.cores + 1):
+        k = min(slots, speeds.cores // t)
+        if k < 1:
+            continue
+        rate = k * speeds.per_job(t, k)
+        if rate > best_rate * (1.0 + margin):
+            best_t, best_rate = t, rate
+    return best_t
+
+
+def lone_threads(speeds: Speeds, limit: int, gain: float = 0.10) -> int:
+    """The most threads (up to ``limit``) worth giving one job running alone: each step up must
+    make it at least ``gain`` faster than the best count below it."""
+    best = 1
+    for t in range(2, min(limit, speeds.cores) + 1):
+        if speeds.alone.get(t, 0.0) > speeds.alone[best] * (1.0 + gain):
+            best = t
+    return best
+
+
+# -- calibration --------------------------------------------------------------------------
+
+
+def _data(shape: Shape, rows: int, seed: int) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, shape.n_in), dtype=np.float32)
+    y = rng.integers(0, shape.n_out, rows, dtype=np.int32)
+    return X, y
+
+
+_omp: Any = None
+
+
+def _omp_limit(threads: int) -> Any:
+    """A context that limits OpenMP to ``threads`` in the calling thread. One controller for the
+    process: ``threadpool_limits`` would scan the loaded libraries on every call (milliseconds)."""
+    global _omp
+    if _omp is None:
+        from threadpoolctl import ThreadpoolController
+
+        import ash.native  # noqa: F401  (loads libgomp before the scan)
+
+        _omp = ThreadpoolController().select(user_api="openmp")
+    return _omp.limit(limits=threads)
+
+
+def _run(state: bytes, data: Sequence[tuple[Any, Any]], batch: int, threads: int) -> float:
+    """Seconds for ``len(data)`` concurrent one-epoch trainings, each with ``threads`` threads
+    (each in its own Python thread, which holds its own OpenMP limit)."""
+    from ash.native import mlp
+
+    start = threading.Barrier(len(data) + 1)
+    ends: list[float] = []
+
+    def one(X: Any, y: Any) -> None:
+        with _omp_limit(threads):
+            start.wait()
+            mlp.train(state, X, y, 1, lr=1e-3, batch_size=batch)
+            ends.append(time.perf_counter())
+
+    if len(data) == 1:  # in the calling thread: no thread start in the timing
+        with _omp_limit(threads):
+            t0 = time.perf_counter()
+            mlp.train(state, data[0][0], data[0][1], 1, lr=1e-3, batch_size=batch)
+            return time.perf_counter() - t0
+    workers = [threading.Thread(target=one, args=xy) for xy in data]
+    for w in workers:
+        w.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    return max(ends) - t0
+
+
+def calibrate(shape: Shape, cores: int, *, budget_s: float = 0.25, reps: int = 3) -> Speeds:
+    """Time the native kernel on ``shape`` at 1..cores threads, alone and packed.
+
+    Synthetic data of the shape's width (the kernel is dense: values do not change its speed).
+    A probe of one mini-batch at 1 and at ``cores`` threads tells whether the kernel splits this
+    shape at all; if not, the probe's timing is all (milliseconds). Otherwise every
+    configuration (one job at t threads; ``cores // t`` jobs at t threads) is timed on a
+    subsample of rows sized from the probe so that ``reps`` rounds fit the budget, in rotating
+    order, keeping each one's best (other processes only ever slow a run down). One round
+    always runs; later ones only while the budget lasts."""
+    from ash.native import mlp
+
+    t_start = time.perf_counter()
+    full = shape.batch_size >= shape.rows
+    # the probe: one mini-batch (a full batch is subsampled, and stays a full batch)
+    step = min(shape.rows, 2048) if full else shape.batch_size
+    state = mlp.init_state(shape.n_in, list(shape.hidden), shape.n_out, seed=0)
+    X, y = _data(shape, step, 0)
+
+    def probe(threads: int) -> tuple[float, int]:
+        with _omp_limit(threads):
+            mlp.train(state, X, y, 1, lr=1e-3, batch_size=step)  # warm up (and the team)
+            t0 = time.perf_counter()
+            used = mlp.train(state, X, y, 1, lr=1e-3, batch_size=step).threads
+            return max(time.perf_counter() - t0, 1e-7) / step, used
+
+    per_row = {1: probe(1)[0]}
+    parallel = False
+    if cores > 1:
+        per_row[cores], used = probe(cores)
+        parallel = used > 1
+    if not parallel:
+        one = 1.0 / per_row[1]
+        return Speeds(
+            cores,
+            {t: one for t in range(1, cores + 1)},
+            {1: one * cores} if cores > 1 else {},
+            parallel=False,
+            seconds=time.perf_counter() - t_start,
+        )
+
+    configs = [(1, t) for t in range(1, cores + 1)]  # (copies, threads)
+    configs += [(cores // t, t) for t in range(1, cores + 1) if cores // t >= 2]
+    target = budget_s / (max(1, reps) * len(configs) * 1.5)
+
+    def rows_for(t: int) -> int:
+        cost = per_row.get(t, max(per_row[1] / t, per_row[cores]))
+        if full:
+            return max(step, min(shape.rows, int(target / cost)))
+        return max(step, min(shape.rows, math.floor(target / cost / step) * step))
+
+    rows = {t: rows_for(t) for _, t in configs}
+    most = max(rows.values())
+    data = [_data(shape, most, 1 + i) for i in range(max(c for c, _ in configs))]
+    best: dict[tuple[int, int], float] = {}
+    for r in range(max(1, reps)):
+        if r > 0 and time.perf_counter() - t_start > budget_s:
+            break
+        order = configs[r % len(configs) :] + configs[: r % len(configs)]
+        for copies, t in order:
+            n = rows[t]
+            part = [(X[:n], y[:n]) for X, y in data[:copies]]
+            seconds = _run(state, part, n if full else shape.batch_size, t)
+            best[copies, t] = max(best.get((copies, t), 0.0), copies * n / max(seconds, 1e-9))
+    alone = {t: best[1, t] for t in range(1, cores + 1)}
+    packed = {t: best[c, t] for c, t in configs if c >= 2}
+    return Speeds(cores, alone, packed, parallel=True, seconds=time.perf_counter() - t_start)
+
+
+_cache: dict[tuple[Shape, int], Speeds] = {}
+_cache_lock = threading.Lock()
+
+
+def speeds(shape: Shape, cores: int, *, budget_s: float = 0.25) -> Speeds:
+    """``calibrate``, once per shape and core count in this process."""
+    key = (shape, cores)
+    with _cache_lock:
+        got = _cache.get(key)
+        if got is None:
+            got = _cache[key] = calibrate(shape, cores, budget_s=budget_s)
+        return got
+
+
+def describe(shape: Shape, sp: Speeds, slots: int) -> str:
+    """One log line: the shape, what was measured and the split it gives."""
+    t = best_threads(sp, slots)
+    k = min(slots, sp.cores // t)
+    split = f"{k} slot{'s' if k != 1 else ''} x {t} thread{'s' if t != 1 else ''}"
+    if not sp.parallel:
+        seen = f"the kernel keeps it on 1 thread ({sp.alone[1] / 1e6:.2f} M rows/s)"
+    else:
+        alone = " / ".join(f"{sp.alone[t] / 1e6:.2f}" for t in sorted(sp.alone))
+        packed = ", ".join(
+            f"{sp.cores // t} x {t}: {v / 1e6:.2f}" for t, v in sorted(sp.packed.items())
+        )
+        seen = f"one job on 1..{sp.cores} threads {alone} M rows/s; together {packed}"
+    return f"{shape}: {seen} -> {split} (calibrated in {sp.seconds:.2f} s)"
+
+
+# -- the mlp trainer's shapes ---------------------------------------------------------------
+
+
+def mlp_shape(config: Config, n_in: int, n_out: int, rows: int) -> Shape:
+    """The shape of an mlp-trainer job with ``config`` on data of that size."""
+    p = {name: config.get(name, PARAMS[name][0]) for name in SHAPE_PARAMS}
+    hidden = (int(str(p["hidden"])),) * int(str(p["layers"]))
+    return Shape(n_in, hidden, n_out, int(str(p["batch_size"])), rows)
+
+
+def shape_configs(space: SearchSpace, limit: int = 16) -> list[Config] | None:
+    """Every combination of the shape parameters the space can produce, if they are few
+    (choices, constants, small integer ranges); None when they are not."""
+    values: list[list[Any]] = []
+    for name in SHAPE_PARAMS:
+        d = space.domains.get(name)
+        if d is None:
+            values.append([PARAMS[name][0]])
+        elif isinstance(d, Choice):
+            values.append(list(d.values))
+        elif isinstance(d, Constant):
+            values.append([d.value])
+        elif isinstance(d, Int) and d.high - d.low < limit:
+            values.append(list(range(d.low, d.high + 1)))
+        else:
+            return None
+    if math.prod(len(v) for v in values) > limit:
+        return None
+    return [dict(zip(SHAPE_PARAMS, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+# -- the planner ----------------------------------------------------------------------------
+
+
+class Planner:
+    """Decides each job's kernel threads within a budget of ``cores`` on ``slots`` slots.
+
+    The budget is ``max(cores, slots)``: every slot may run a job with at least one thread, so
+    more slots than cores oversubscribe as they would with a fixed split of one thread.
+
+    ``shape_of`` maps a job's config to its Shape (None: a trainer whose speed cannot be
+    measured, which gets an equal share); ``measure`` gives a shape's Speeds (default: the
+    cached calibration). Deterministic for given speeds, so tests inject ``measure``."""
+
+    def __init__(
+        self,
+        cores: int,
+        slots: int,
+        *,
+        shape_of: Callable[[Config], Shape | None] | None = None,
+        measure: Callable[[Shape], Speeds] | None = None,
+        log: Callable[[str], None] | None = None,
+        warm: Iterable[Config] = (),
+    ) -> None:
+        self.cores = max(1, cores)
+        self.slots = max(1, slots)
+        self.budget = max(self.cores, self.slots)  # threads that may run at once
+        self.shape_of = shape_of
+        self.measure = measure or (lambda shape: speeds(shape, self.cores))
+        self.log = log
+        self.warm_configs = list(warm)
+        self._known: dict[Shape, Speeds] = {}
+
+    def speeds(self, config: Config) -> tuple[Shape, Speeds] | None:
+        shape = self.shape_of(config) if self.shape_of is not None else None
+        if shape is None:
+            return None
+        sp = self._known.get(shape)
+        if sp is None:
+            sp = self._known[shape] = self.measure(shape)
+            if self.log is not None:
+                self.log(f"threads auto: {describe(shape, sp, self.slots)}")
+        return shape, sp
+
+    def warm(self, budget_s: float = 2.0) -> None:
+        """Calibrate the shapes the study can produce, before any job runs (a calibration
+        beside running jobs would measure them too), within ``budget_s``; others come lazily."""
+        t0 = time.perf_counter()
+        for config in self.warm_configs:
+            if time.perf_counter() - t0 > budget_s:
+                break
+            self.speeds(config)
+
+    def base(self, config: Config) -> int:
+        """Threads for this job when every core is wanted: its shape's best split."""
+        got = self.speeds(config)
+        if got is None:
+            return max(1, self.cores // self.slots)
+        return best_threads(got[1], self.slots)
+
+    def plan(self, jobs: Sequence[tuple[Config, float]], free: int, more: bool) -> list[int]:
+        """Threads for a round of jobs, in order: ``(config, resource span)`` each, on ``free``
+        cores. The caller asks for one job at a time and stops once the threads so far fill
+        ``free`` (``fits``); ``more`` says whether further jobs were runnable. When none were
+        and cores are left, they go to the longest jobs as long as those get faster."""
+        threads: list[int] = []
+        left = free
+        for config, _ in jobs:
+            t = max(1, min(self.base(config), left))
+            threads.append(t)
+            left -= t
+        if more or left <= 0:
+            return threads
+        est: list[tuple[float, int]] = []
+        for i, (config, span) in enumerate(jobs):
+            got = self.speeds(config)
+            rows = got[0].rows if got is not None else 1
+            rate = got[1].alone[threads[i]] if got is not None else 1.0
+            est.append((span * rows / rate, i))
+        for _, i in sorted(est, key=lambda e: (-e[0], e[1])):
+            if left <= 0:
+                break
+            got = self.speeds(jobs[i][0])
+            limit = min(self.cores, threads[i] + left)
+            want = lone_threads(got[1], limit) if got is not None else limit
+            add = max(0, want - threads[i])
+            threads[i] += add
+            left -= add
+        return threads
+
+    def hold(self, running: Sequence[tuple[Config, float, int, float]], free: int) -> float:
+        """Seconds to wait before starting jobs on ``free`` leftover cores: when a running job is
+        about to end (past 85% of its calibrated time and not yet 30% over it), waiting for it
+        lets the next round plan on more cores (a job that turns out to be alone can take them
+        all) instead of starting on the leftover ones and keeping them for its whole run.
+        ``running``: (config, span, threads, seconds since it started) per running job. 0.0:
+        start now (always so for jobs of an unknown shape, or when no core is busy)."""
+        if free <= 0 or free >= self.budget:
+            return 0.0
+        wait = 0.0
+        for config, span, threads, elapsed in running:
+            got = self.speeds(config)
+            if got is None:
+                continue
+            est = span * got[0].rows / got[1].per_job(threads)
+            if 0.85 * est <= elapsed < 1.3 * est:
+                wait = max(wait, 1.3 * est - elapsed)
+        return wait
+
+    def fits(self, jobs: Sequence[tuple[Config, float]], free: int) -> bool:
+        """Whether another job may start after ``jobs`` on ``free`` cores."""
+        used = 0
+        for config, _ in jobs:
+            used += max(1, min(self.base(config), free - used))
+        return used < free
+
+
+def planner_for(
+    spec: StudySpec,
+    slots: int,
+    *,
+    cores: int | None = None,
+    custom_trainer: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Planner:
+    """The planner of ``--threads auto`` for a study: mlp trainers are calibrated per shape
+    (the dataset is loaded here for its size), other trainers share the cores equally."""
+    n = cores or available_cores()
+    t = spec.trainer
+    if custom_trainer or t is None or t.type != "mlp":
+        return Planner(n, slots, log=log)
+    from ash.worker.datasets import cached_split
+
+    d = cached_split(t.dataset, str(spec.base_dir), t.validation_fraction, spec.seed)
+    n_in, n_out, rows = int(d.X_train.shape[1]), int(d.n_classes), len(d.X_train)
+
+    def shape_of(config: Config) -> Shape:
+        return mlp_shape(config, n_in, n_out, rows)
+
+    warm = shape_configs(spec.space) or []
+    return Planner(n, slots, shape_of=shape_of, log=log, warm=warm)
