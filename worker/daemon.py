@@ -308,10 +308,12 @@ class WorkerDaemon:
                 break
             try:
                 checkpoint = self._load(a)
+                config = wire.config_from_pb(a.config, "assignment.config")
+                if self.spec is not None:
+                    self.spec.space.check(config)  # NaN, unknown or out-of-range parameters
             except (wire.WireError, OSError, ValueError) as exc:
-                self._report(Finished(a.job_id, None, {}, None, f"checkpoint: {exc}", 0.0))
+                self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
                 continue
-            config = wire.config_from_pb(a.config, "assignment.config")
             picked.append((slot, a, config, checkpoint))
         threads: list[int | None] = [None] * len(picked)
         if planner is not None and picked:
