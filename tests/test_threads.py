@@ -6,17 +6,20 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from ash.scheduler.audit import audit_for
+from ash.scheduler.core import Job
+from ash.scheduler.driver import Assignment
 from ash.scheduler.space import Config, SearchSpace
 from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
 from ash.worker import threads as th
+from ash.worker.pool import LocalPool
 from ash.worker.slots import Finished, Slots
-from ash.worker.threads import Planner, Shape, Speeds, best_threads, lone_threads
+from ash.worker.threads import Planner, Shape, Speeds, Task, best_threads, lone_threads
 from helpers import BIN, EXAMPLES, Scheduler, worker, write_study
 
 BIG = Speeds(2, alone={1: 1.0e6, 2: 1.95e6}, packed={1: 1.6e6})  # memory-bound when packed
@@ -33,8 +36,13 @@ def planner(table: dict[int, Speeds], cores: int = 2, slots: int = 2) -> Planner
     return Planner(cores, slots, shape_of=shape_of, measure=lambda s: table[s.hidden[0]])
 
 
-def job(hidden: int, span: float = 1.0) -> tuple[Config, float]:
-    return {"hidden": hidden}, span
+def ts(p: Planner, *jobs: int | tuple[int, float]) -> list[Task]:
+    """Tasks of jobs given as ``hidden`` (span 1) or ``(hidden, span)``."""
+    out = []
+    for j in jobs:
+        hidden, span = j if isinstance(j, tuple) else (j, 1.0)
+        out.append(p.task({"hidden": hidden}, span))
+    return out
 
 
 # -- the planner, on injected speed tables (deterministic) ---------------------------------
@@ -43,43 +51,137 @@ def job(hidden: int, span: float = 1.0) -> tuple[Config, float]:
 def test_big_model_gets_one_slot_with_two_threads() -> None:
     assert best_threads(BIG, slots=2) == 2
     p = planner({256: BIG})
-    assert p.plan([job(256)], free=2, more=True) == [2]
-    assert not p.fits([job(256)], 2)  # a second job would have no core: 1 slot x 2 threads
+    assert p.plan(ts(p, 256), free=2, more=True) == [2]
+    assert not p.fits(ts(p, 256), 2)  # a second job would have no core: 1 slot x 2 threads
 
 
 def test_tiny_model_gets_two_slots_with_one_thread() -> None:
     assert best_threads(TINY, slots=2) == 1
     p = planner({8: TINY})
-    assert p.fits([job(8)], 2)
-    assert p.plan([job(8), job(8)], free=2, more=True) == [1, 1]
-    assert p.plan([job(8)], free=2, more=False) == [1]  # alone it still cannot use 2
+    assert p.fits(ts(p, 8), 2)
+    assert p.plan(ts(p, 8, 8), free=2, more=True) == [1, 1]
+    assert p.plan(ts(p, 8), free=2, more=False) == [1]  # alone it still cannot use 2
 
 
 def test_mixed_shapes_are_planned_per_job() -> None:
     p = planner({8: TINY, 256: BIG})
-    assert p.plan([job(256)], free=2, more=True) == [2]
-    assert p.plan([job(8), job(8)], free=2, more=True) == [1, 1]
-    assert p.plan([job(8), job(256)], free=2, more=True) == [1, 1]  # capped by the free cores
+    assert p.plan(ts(p, 256), free=2, more=True) == [2]
+    assert p.plan(ts(p, 8, 8), free=2, more=True) == [1, 1]
+    assert p.plan(ts(p, 8, 256), free=2, more=True) == [1, 1]  # capped by the free cores
 
 
 def test_spare_cores_go_to_the_longest_job_that_speeds_up() -> None:
     p = planner({64: MID, 8: TINY})
     assert best_threads(MID, slots=2) == 1
-    assert p.plan([job(64)], free=2, more=True) == [1]  # others may be runnable: keep 1
-    assert p.plan([job(64)], free=2, more=False) == [2]  # nothing else to run: boost
-    assert p.plan([job(8)], free=2, more=False) == [1]  # the kernel keeps it on one thread
+    assert p.plan(ts(p, 64), free=2, more=True) == [1]  # others may be runnable: keep 1
+    assert p.plan(ts(p, 64), free=2, more=False) == [2]  # nothing else to run: boost
+    assert p.plan(ts(p, 8), free=2, more=False) == [1]  # the kernel keeps it on one thread
     q = planner({64: Speeds(4, {1: 1.0, 2: 1.8, 3: 2.5, 4: 3.0}, {1: 3.9, 2: 3.0})}, 4, 4)
-    assert q.plan([job(64, 1), job(64, 9)], free=4, more=False) == [1, 3]
+    assert q.plan(ts(q, (64, 1), (64, 9)), free=4, more=False) == [1, 3]
 
 
-def test_a_job_about_to_end_is_waited_for() -> None:
-    p = planner({64: MID})
+def test_jobs_about_to_end_are_found() -> None:
+    p = planner({64: MID, 8: TINY})
+    (t,) = ts(p, (64, 2.0))
     est = 2 * 1000 / MID.per_job(1)  # span 2 of 1000 rows at the packed one-thread speed
-    assert p.hold([({"hidden": 64}, 2.0, 1, 0.9 * est)], free=1) == pytest.approx(0.4 * est)
-    assert p.hold([({"hidden": 64}, 2.0, 1, 0.5 * est)], free=1) == 0.0  # far from its end
-    assert p.hold([({"hidden": 64}, 2.0, 1, 2.0 * est)], free=1) == 0.0  # overdue: give up
-    assert p.hold([], free=2) == 0.0
-    assert Planner(2, 2).hold([({"hidden": 64}, 2.0, 1, 1.0)], free=1) == 0.0  # unknown shape
+    assert t.seconds(1) == pytest.approx(est)
+    assert p.ending([(t, 1, 0.9 * est)]) == [0]
+    assert p.ending([(t, 1, 0.5 * est), (t, 1, 1.1 * est)]) == [1]  # the first is half way
+    assert p.ending([(t, 1, 2.0 * est)]) == []  # overdue: no idea when it ends
+    unknown = Planner(2, 2)
+    assert unknown.ending([(unknown.task({}, 2.0), 1, 1.0)]) == []  # no estimate at all
+
+
+def test_finished_jobs_correct_the_estimates() -> None:
+    p = planner({64: MID})
+    (t,) = ts(p, (64, 2.0))
+    est = t.seconds(1)
+    p.observe(t, 1, 2.0 * est)  # jobs take twice what the calibration says
+    assert p.expected(t, 1) == pytest.approx(2.0 * est)
+    assert p.expected(t, 2) == pytest.approx(t.seconds(2))  # per thread count
+    assert p.ending([(t, 1, 1.0 * est)]) == []  # half way, by what jobs really take
+    assert p.ending([(t, 1, 1.8 * est)]) == [0]
+    p.observe(t, 1, 1.0 * est)
+    assert p.expected(t, 1) == pytest.approx(1.7 * est)  # a moving average
+
+
+class FakeSlot:
+    def __init__(self, name: str) -> None:
+        self.name, self.job, self.threads, self.started = name, None, 0, 0.0
+
+
+class FakeSlots:
+    """Just what the pool's planning reads and calls."""
+
+    def __init__(self, n: int) -> None:
+        self.slots = [FakeSlot(f"w{i}") for i in range(n)]
+        self.started: list[tuple[str, int, int]] = []  # (slot, job, threads)
+
+    def idle(self) -> list[FakeSlot]:
+        return [s for s in self.slots if s.job is None]
+
+    def threads_in_use(self) -> int:
+        return sum(s.threads for s in self.slots if s.job is not None)
+
+    def submit(self, slot: Any, job: Any, threads: int | None = None) -> None:
+        slot.job, slot.threads, slot.started = job[0], threads, time.monotonic()
+        self.started.append((slot.name, job[0], threads or 0))
+
+
+class FakeDriver:
+    def __init__(self, configs: list[Config]) -> None:
+        self.configs = list(configs)
+        self.traced: list[tuple[str, int, int]] = []  # (worker, job, threads)
+        self.next_id = 100
+
+    def request(self, worker: str, *, defer_trace: bool = False) -> Assignment | None:
+        if not self.configs:
+            return None
+        job_id = self.next_id
+        self.next_id += 1
+        job = Job(job_id, job_id, 0, 1, 1.0, 3.0, self.configs.pop(0))
+        return Assignment(job, worker, None, 0.0)
+
+    def trace_assign(self, a: Assignment, **extra: Any) -> None:
+        self.traced.append((a.worker, a.job.job_id, extra["threads"]))
+
+    def sync(self) -> None:
+        pass
+
+
+def pool_with_one_job_ending(configs: list[Config]) -> tuple[LocalPool, FakeSlots, FakeDriver]:
+    """Two cores, two slots; w1 runs a 1-thread job (hidden 64) that is about to end."""
+    p = planner({64: MID})
+    driver = FakeDriver(configs)
+    pool = LocalPool(cast(Any, None), cast(Any, driver), 2, 1, planner=p)
+    slots = FakeSlots(2)
+    (running,) = ts(p, (64, 2.0))
+    slots.submit(slots.slots[1], (7,), 1)
+    slots.slots[1].started = time.monotonic() - 0.95 * running.seconds(1)
+    pool.planned[7] = (running, 1)
+    return pool, slots, driver
+
+
+def test_a_lone_job_waits_for_the_cores_of_one_about_to_end() -> None:
+    pool, slots, driver = pool_with_one_job_ending([{"hidden": 64}])
+    assert pool.planner is not None
+    pool._dispatch_planned(cast(Any, slots), pool.planner)
+    assert driver.traced == [("w0", 100, 2)]  # alone: planned on both cores, traced so
+    assert slots.started == [("w1", 7, 1)]  # ... and waits for them
+    slots.slots[1].job = None  # the running job ends
+    pool._start_waiting(cast(Any, slots))
+    assert slots.started[-1] == ("w0", 100, 2)
+
+
+def test_with_more_jobs_one_starts_now_and_one_takes_the_ending_slot() -> None:
+    pool, slots, driver = pool_with_one_job_ending([{"hidden": 64}, {"hidden": 64}])
+    assert pool.planner is not None
+    pool._dispatch_planned(cast(Any, slots), pool.planner)
+    assert driver.traced == [("w0", 100, 1), ("w1", 101, 1)]
+    assert slots.started[-1] == ("w0", 100, 1)  # no core idles meanwhile
+    slots.slots[1].job = None
+    pool._start_waiting(cast(Any, slots))
+    assert slots.started[-1] == ("w1", 101, 1)
 
 
 def test_fewer_slots_than_cores_judge_a_job_alone() -> None:
@@ -91,13 +193,15 @@ def test_fewer_slots_than_cores_judge_a_job_alone() -> None:
 
 
 def test_unknown_shapes_share_cores_equally() -> None:
-    assert Planner(2, 2).plan([job(1), job(1)], free=2, more=False) == [1, 1]
-    assert Planner(2, 2).plan([job(1)], free=2, more=False) == [2]
-    assert Planner(4, 2).plan([job(1)], free=4, more=True) == [2]
+    p = Planner(2, 2)
+    assert p.plan(ts(p, 1, 1), free=2, more=False) == [1, 1]
+    assert p.plan(ts(p, 1), free=2, more=False) == [2]
+    q = Planner(4, 2)
+    assert q.plan(ts(q, 1), free=4, more=True) == [2]
     more_slots = Planner(2, 4)  # more slots than cores: each still runs, with one thread
-    assert more_slots.budget == 4 and more_slots.fits([job(1)] * 3, 4)
-    assert more_slots.plan([job(1)] * 4, free=4, more=True) == [1, 1, 1, 1]
-    assert more_slots.plan([job(1)], free=4, more=False) == [2]  # never more than the cores
+    assert more_slots.budget == 4 and more_slots.fits(ts(more_slots, 1, 1, 1), 4)
+    assert more_slots.plan(ts(more_slots, 1, 1, 1, 1), free=4, more=True) == [1, 1, 1, 1]
+    assert more_slots.plan(ts(more_slots, 1), free=4, more=False) == [2]  # at most the cores
 
 
 def test_shape_configs_enumerates_small_spaces_only() -> None:

@@ -48,7 +48,7 @@ from ash.scheduler.space import Config
 from ash.scheduler.spec import StudySpec, parse_spec
 from ash.scheduler.wire import scheduler_stub
 from ash.worker.slots import Died, Finished, Slots, _Slot, auto_threads
-from ash.worker.threads import Planner, available_cores, planner_for
+from ash.worker.threads import Planner, Task, available_cores, planner_for
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -92,7 +92,6 @@ class WorkerDaemon:
         self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
         self.planner: Planner | None = None
         self.job_threads: dict[int, int] = {}  # job id -> the threads it runs with
-        self.planned: dict[int, tuple[Config, float]] = {}  # running job -> (config, span)
         self.n_slots = slots
         self.prefetch = prefetch
         self.checkpoint_dir = checkpoint_dir
@@ -289,18 +288,10 @@ class WorkerDaemon:
         threads it gives each; with a fixed split, with the slots' own."""
         planner = self.planner
         free = planner.budget - slots.threads_in_use() if planner is not None else 0
-        if planner is not None:
-            now = time.monotonic()
-            running = [
-                (*self.planned[s.job], s.threads, now - s.started if s.started else 0.0)
-                for s in slots.slots
-                if s.job is not None and s.job in self.planned
-            ]
-            if planner.hold(running, free) > 0:
-                return  # a job is about to end: plan the next ones on its cores too
         picked: list[tuple[_Slot, pb.Assignment, Config, bytes | None]] = []
+        tasks: list[Task] = []
         for slot in slots.idle():
-            if planner is not None and not planner.fits(_spans(picked), free):
+            if planner is not None and not planner.fits(tasks, free):
                 break
             try:
                 a = self.pending.get_nowait()
@@ -315,14 +306,15 @@ class WorkerDaemon:
                 self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
                 continue
             picked.append((slot, a, config, checkpoint))
+            if planner is not None:
+                tasks.append(planner.task(config, a.stop - a.start))
         threads: list[int | None] = [None] * len(picked)
         if planner is not None and picked:
-            threads = list(planner.plan(_spans(picked), free, more=not self.pending.empty()))
+            threads = list(planner.plan(tasks, free, more=not self.pending.empty()))
         for (slot, a, config, checkpoint), t in zip(picked, threads, strict=True):
             self.jobs[a.job_id] = (a.trial, a.stop)
             if t is not None:
                 self.job_threads[a.job_id] = t
-                self.planned[a.job_id] = (config, a.stop - a.start)
             slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint), t)
 
     def _drive(self, slots: Slots) -> None:
@@ -347,7 +339,6 @@ class WorkerDaemon:
 
     def _report(self, ev: Any) -> None:
         threads = self.job_threads.pop(ev.job_id, self.threads)
-        self.planned.pop(ev.job_id, None)
         with self.lock:
             session = self.session
             if session is None or ev.job_id not in session.jobs:
@@ -411,10 +402,6 @@ class WorkerDaemon:
                 pb.WorkerMessage(release=pb.Release(job_id=job_id, reason="worker stopping"))
             )
         time.sleep(0.2)  # let the stream carry the last messages
-
-
-def _spans(picked: list[tuple[Any, pb.Assignment, Config, Any]]) -> list[tuple[Config, float]]:
-    return [(config, a.stop - a.start) for _, a, config, _ in picked]
 
 
 def _requests(out: queue.Queue[pb.WorkerMessage | None]) -> Any:

@@ -9,9 +9,10 @@ Threads: with a fixed split every job gets the slots' count. With a ``Planner``
 (``--threads auto``) the cores are a budget: a round asks the driver for one job at a time while
 the jobs so far leave cores free, the planner gives each its threads (spare cores of a round that
 ran out of jobs go to its longest ones), and only then are the round's assign events traced, with
-``threads``, so the trace says what each job ran with. While a running job is about to end (by
-its calibrated estimate), no new job starts on the leftover cores (``Planner.hold``): the loop
-waits for that job, at most until its estimate runs out.
+``threads``, so the trace says what each job ran with. Running jobs about to end
+(``Planner.ending``) lend their cores and slots to the round: a job planned on them is traced
+and waits (``waiting``) until they are free, so a job that turns out to be alone can have all
+the cores.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import time
 from collections.abc import Callable
 
 from ash.scheduler.driver import Assignment, Driver
-from ash.scheduler.space import Config
 from ash.scheduler.spec import StudySpec
 from ash.worker.slots import Died, Slots, _Slot, auto_threads
-from ash.worker.threads import Planner
+from ash.worker.threads import Planner, Task
 from ash.worker.trainers import TrainerFn
 
 __all__ = ["LocalPool", "PoolError", "auto_threads"]
@@ -51,8 +51,9 @@ class LocalPool:
         self.trainer = trainer
         self.planner = planner
         self.job_seconds = 0.0
-        self.planned: dict[int, tuple[Config, float]] = {}  # running job -> (config, span)
-        self.wake: float | None = None  # a planner's hold: dispatch again after this long
+        self.planned: dict[int, tuple[Task, int]] = {}  # running jobs: (task, threads)
+        # planned and traced, waiting for their slot (by name) and cores: (slot, job, task, threads)
+        self.waiting: list[tuple[str, Assignment, Task, int]] = []
         self.slots: Slots | None = None
 
     def run(self, tick: Callable[[], None] | None = None, tick_every: float = 0.25) -> None:
@@ -80,32 +81,50 @@ class LocalPool:
             self._submit(slots, slot, a, None)
 
     def _dispatch_planned(self, slots: Slots, planner: Planner) -> None:
-        free = planner.budget - slots.threads_in_use()
+        self._start_waiting(slots)
         now = time.monotonic()
+        busy = [s for s in slots.slots if s.job is not None and s.job in self.planned]
         running = [
-            (*self.planned[s.job], s.threads, now - s.started if s.started else 0.0)
-            for s in slots.slots
-            if s.job is not None and s.job in self.planned
+            (self.planned[s.job][0], s.threads, now - s.started if s.started else 0.0)
+            for s in busy
+            if s.job is not None
         ]
-        self.wake = planner.hold(running, free) or None
-        if self.wake is not None:
-            return  # a job is about to end: plan the next ones on its cores too
-        out: list[tuple[_Slot, Assignment]] = []
-        jobs: list[tuple[Config, float]] = []
-        for slot in slots.idle():
-            if not planner.fits(jobs, free):
+        ending = [busy[i] for i in planner.ending(running)]
+        promised = {w[0] for w in self.waiting}
+        names = [s.name for s in slots.idle() if s.name not in promised]
+        names += [s.name for s in ending if s.name not in promised]
+        cores = planner.budget - slots.threads_in_use() - sum(w[3] for w in self.waiting)
+        cores += sum(s.threads for s in ending)
+        out: list[tuple[str, Assignment]] = []
+        tasks: list[Task] = []
+        more = True
+        for name in names:
+            if not planner.fits(tasks, cores):
                 break
-            a = self.driver.request(slot.name, defer_trace=True)
+            a = self.driver.request(name, defer_trace=True)
             if a is None:
+                more = False
                 break
-            out.append((slot, a))
-            jobs.append((a.job.config, a.job.stop - a.job.start))
-        threads = planner.plan(jobs, free, more=False) if out else []
+            out.append((name, a))
+            tasks.append(planner.task(a.job.config, a.job.stop - a.job.start))
+        threads = planner.plan(tasks, cores, more) if out else []
         for (_, a), t in zip(out, threads, strict=True):
             self.driver.trace_assign(a, threads=t)
         self.driver.sync()
-        for (slot, a), t in zip(out, threads, strict=True):
-            self.planned[a.job.job_id] = (a.job.config, a.job.stop - a.job.start)
+        for (name, a), t, task in zip(out, threads, tasks, strict=True):
+            self.waiting.append((name, a, task, t))
+        self._start_waiting(slots)
+
+    def _start_waiting(self, slots: Slots) -> None:
+        """Start planned jobs, in order, as their slots and cores come free."""
+        assert self.planner is not None
+        while self.waiting:
+            name, a, task, t = self.waiting[0]
+            slot = next(s for s in slots.slots if s.name == name)
+            if slot.job is not None or self.planner.budget - slots.threads_in_use() < t:
+                return
+            self.waiting.pop(0)
+            self.planned[a.job.job_id] = (task, t)
             self._submit(slots, slot, a, t)
 
     def _submit(self, slots: Slots, slot: _Slot, a: Assignment, threads: int | None) -> None:
@@ -118,16 +137,18 @@ class LocalPool:
         last = 0.0
         self._dispatch(slots)
         while not self.driver.finished:
-            if not slots.busy():
+            if not slots.busy() and not self.waiting:
                 raise PoolError("no job in flight and none to hand out: the study is stuck")
-            for ev in slots.wait(tick_every if self.wake is None else min(tick_every, self.wake)):
-                self.planned.pop(ev.job_id, None)
+            for ev in slots.wait(tick_every):
+                planned = self.planned.pop(ev.job_id, None)
                 if isinstance(ev, Died):
                     self.driver.lose(ev.job_id)
                     why = f"worker process died (exit code {ev.exitcode}) during job {ev.job_id}"
                     self.driver.errors.append((-1, why))
                 else:
                     self.job_seconds += ev.seconds
+                    if planned is not None and self.planner is not None and ev.error is None:
+                        self.planner.observe(*planned, ev.seconds)
                     self.driver.complete(ev.job_id, ev.value, ev.metrics, ev.state, ev.error)
             self._dispatch(slots)
             now = time.monotonic()

@@ -9,18 +9,19 @@ decides, per job, how many threads it gets:
   sizes, classes, batch size, rows): one job alone at 1..C threads, and C // t concurrent jobs at
   t threads (Python threads, each under its own threadpool limit: OpenMP limits are per calling
   thread), so contention between jobs is measured, not assumed. It uses a subsample of rows and
-  a time budget (about a quarter of a second for a shape the kernel parallelises, milliseconds
-  for one it does not) and is cached per shape in this process (``speeds``).
+  a time budget (0.25 s; about 0.1 s in practice for a shape the kernel parallelises,
+  milliseconds for one it does not) and is cached per shape in this process (``speeds``).
 - ``best_threads`` is the uniform-workload rule: the t that completes the most jobs per second,
   ``min(S, C // t) * speed(t)``; ``lone_threads`` is how many threads still speed one job up.
 - ``Planner`` applies them per job: each job gets its shape's best t (capped by the free cores);
   when a dispatch round finds fewer runnable jobs than free cores, the spare cores go to the
-  round's longest jobs (higher rungs train longer) as far as they make those jobs faster. When
-  a running job is about to end by its calibrated estimate, new jobs wait for it (``hold``)
-  rather than take the leftover cores for their whole run: jobs that start together (a rung's
-  jobs at an SH barrier) end together, and the next round then sees all the cores. A trainer
+  round's longest jobs (higher rungs train longer) as far as they make those jobs faster. A
+  running job about to end (``ending``: by its calibrated time, corrected by what finished jobs
+  took, ``observe``) lends its cores to the next round (the embedded pool does this): a job
+  planned on them waits for them, so that a job that turns out to be alone (the last of a rung
+  at an SH barrier, ASHA's tail) can take every core instead of the leftover ones. A trainer
   whose shape is unknown (a Python trainer) gets an equal share, ``C // S``, plus spare cores
-  when the round leaves some, and is never held.
+  when the round leaves some.
 
 Nothing here does I/O beyond timing the kernel and an optional log callback; the slot
 processes apply the decision (``ash.worker.slots``) and the transports record it in the trace.
@@ -35,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ash.scheduler.space import Choice, Config, Constant, Int, SearchSpace
 from ash.scheduler.spec import StudySpec
@@ -92,10 +93,12 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def best_threads(speeds: Speeds, slots: int, margin: float = 0.03) -> int:
+def best_threads(speeds: Speeds, slots: int, margin: float = 0.10) -> int:
     """Threads per job that complete the most jobs per second for a stream of jobs of this
     shape on ``slots`` slots: argmax over t of ``min(slots, cores // t) * per_job(t)``. More
-    threads must win by ``margin`` (measurement noise); otherwise the smaller count stays."""
+    threads must win by ``margin``, otherwise the smaller count stays: beyond measurement noise,
+    a job on more threads loses the most when a core is disturbed later (its barriers wait for
+    the slowest thread), while one-thread jobs slow down gracefully."""
     best_t, best_rate = 1, 0.0
     for t in range(1, speeds.cores + 1):
         k = min(slots, speeds.cores // t)
@@ -307,6 +310,25 @@ def shape_configs(space: SearchSpace, limit: int = 16) -> list[Config] | None:
 # -- the planner ----------------------------------------------------------------------------
 
 
+class Task(NamedTuple):
+    """One job as the planner sees it, worked out once when the job is handed out."""
+
+    span: float  # resource to train (epochs for the mlp trainer)
+    base: int  # threads of its shape's best split for a stream of such jobs
+    lone: int  # the most threads worth giving it when it runs alone
+    rows: int = 1  # rows per epoch (1: unknown shape)
+    speeds: Speeds | None = None  # None: a trainer whose speed cannot be measured
+    shape: Shape | None = None
+
+    def seconds(self, threads: int, alone: bool = False) -> float:
+        """Estimated run time on ``threads`` threads, alone or beside jobs like it (for an
+        unknown shape: its span, which only orders jobs by length)."""
+        if self.speeds is None:
+            return self.span
+        rate = self.speeds.alone[threads] if alone else self.speeds.per_job(threads)
+        return self.span * self.rows / rate
+
+
 class Planner:
     """Decides each job's kernel threads within a budget of ``cores`` on ``slots`` slots.
 
@@ -315,7 +337,9 @@ class Planner:
 
     ``shape_of`` maps a job's config to its Shape (None: a trainer whose speed cannot be
     measured, which gets an equal share); ``measure`` gives a shape's Speeds (default: the
-    cached calibration). Deterministic for given speeds, so tests inject ``measure``."""
+    cached calibration). A transport turns each job into a ``Task`` once (``task``) and asks
+    ``fits``, ``plan`` and ``ending`` about lists of them. Deterministic for given speeds, so
+    tests inject ``measure``."""
 
     def __init__(
         self,
@@ -335,6 +359,8 @@ class Planner:
         self.log = log
         self.warm_configs = list(warm)
         self._known: dict[Shape, Speeds] = {}
+        self._split: dict[Shape, tuple[int, int]] = {}  # shape -> (base, lone) threads
+        self._scale: dict[tuple[Shape | None, int], float] = {}  # (shape, threads) -> observed
 
     def speeds(self, config: Config) -> tuple[Shape, Speeds] | None:
         shape = self.shape_of(config) if self.shape_of is not None else None
@@ -356,68 +382,78 @@ class Planner:
                 break
             self.speeds(config)
 
-    def base(self, config: Config) -> int:
-        """Threads for this job when every core is wanted: its shape's best split."""
+    def task(self, config: Config, span: float) -> Task:
+        """A job with ``config`` training ``span`` of the resource, as the planner sees it."""
         got = self.speeds(config)
         if got is None:
-            return max(1, self.cores // self.slots)
-        return best_threads(got[1], self.slots)
+            return Task(span, max(1, self.cores // self.slots), self.cores)
+        shape, sp = got
+        split = self._split.get(shape)
+        if split is None:
+            split = (best_threads(sp, self.slots), lone_threads(sp, self.cores))
+            self._split[shape] = split
+        return Task(span, split[0], split[1], shape.rows, sp, shape)
 
-    def plan(self, jobs: Sequence[tuple[Config, float]], free: int, more: bool) -> list[int]:
-        """Threads for a round of jobs, in order: ``(config, resource span)`` each, on ``free``
-        cores. The caller asks for one job at a time and stops once the threads so far fill
-        ``free`` (``fits``); ``more`` says whether further jobs were runnable. When none were
-        and cores are left, they go to the longest jobs as long as those get faster."""
+    def expected(self, task: Task, threads: int) -> float:
+        """Seconds a job should take on ``threads`` threads: the calibrated estimate, scaled by
+        what finished jobs of its shape and thread count actually took (``observe``)."""
+        return task.seconds(threads) * self._scale.get((task.shape, threads), 1.0)
+
+    def observe(self, task: Task, threads: int, seconds: float) -> None:
+        """A job finished in ``seconds`` (as its slot timed it): learn how far the calibration's
+        estimate is off for its shape and thread count. The calibration times the kernel alone
+        on a subsample; a job also evaluates, moves its state and runs in its own process."""
+        if task.shape is None or seconds <= 0.0:
+            return
+        ratio = seconds / max(task.seconds(threads), 1e-9)
+        key = (task.shape, threads)
+        old = self._scale.get(key)
+        self._scale[key] = ratio if old is None else 0.7 * old + 0.3 * ratio
+
+    def fits(self, tasks: Sequence[Task], free: int) -> bool:
+        """Whether another job may start after ``tasks`` on ``free`` cores."""
+        used = 0
+        for task in tasks:
+            used += max(1, min(task.base, free - used))
+        return used < free
+
+    def plan(self, tasks: Sequence[Task], free: int, more: bool) -> list[int]:
+        """Threads for a round of jobs on ``free`` cores, in order. The caller asks for one job
+        at a time and stops once the threads so far fill ``free`` (``fits``); ``more`` says
+        whether further jobs were runnable. When none were and cores are left, they go to the
+        longest jobs as long as those get faster."""
         threads: list[int] = []
         left = free
-        for config, _ in jobs:
-            t = max(1, min(self.base(config), left))
+        for task in tasks:
+            t = max(1, min(task.base, left))
             threads.append(t)
             left -= t
         if more or left <= 0:
             return threads
-        est: list[tuple[float, int]] = []
-        for i, (config, span) in enumerate(jobs):
-            got = self.speeds(config)
-            rows = got[0].rows if got is not None else 1
-            rate = got[1].alone[threads[i]] if got is not None else 1.0
-            est.append((span * rows / rate, i))
-        for _, i in sorted(est, key=lambda e: (-e[0], e[1])):
+        longest = sorted(range(len(tasks)), key=lambda i: (-tasks[i].seconds(threads[i]), i))
+        for i in longest:
             if left <= 0:
                 break
-            got = self.speeds(jobs[i][0])
-            limit = min(self.cores, threads[i] + left)
-            want = lone_threads(got[1], limit) if got is not None else limit
-            add = max(0, want - threads[i])
+            add = max(0, min(tasks[i].lone, threads[i] + left, self.cores) - threads[i])
             threads[i] += add
             left -= add
         return threads
 
-    def hold(self, running: Sequence[tuple[Config, float, int, float]], free: int) -> float:
-        """Seconds to wait before starting jobs on ``free`` leftover cores: when a running job is
-        about to end (past 85% of its calibrated time and not yet 30% over it), waiting for it
-        lets the next round plan on more cores (a job that turns out to be alone can take them
-        all) instead of starting on the leftover ones and keeping them for its whole run.
-        ``running``: (config, span, threads, seconds since it started) per running job. 0.0:
-        start now (always so for jobs of an unknown shape, or when no core is busy)."""
-        if free <= 0 or free >= self.budget:
-            return 0.0
-        wait = 0.0
-        for config, span, threads, elapsed in running:
-            got = self.speeds(config)
-            if got is None:
+    def ending(self, running: Sequence[tuple[Task, int, float]]) -> list[int]:
+        """Which running jobs are about to end: past 85% of their expected time and not yet 30%
+        over it. ``running``: (task, threads, seconds since it started) per running job. A
+        transport plans its next round on the free cores plus theirs: a job that fits now
+        starts now, one planned on their cores waits for them, so a job that turns out to be
+        alone can take all the cores instead of keeping the leftover ones for its whole run.
+        Jobs of an unknown shape are never about to end (there is no estimate)."""
+        out = []
+        for i, (task, threads, elapsed) in enumerate(running):
+            if task.speeds is None:
                 continue
-            est = span * got[0].rows / got[1].per_job(threads)
+            est = self.expected(task, threads)
             if 0.85 * est <= elapsed < 1.3 * est:
-                wait = max(wait, 1.3 * est - elapsed)
-        return wait
-
-    def fits(self, jobs: Sequence[tuple[Config, float]], free: int) -> bool:
-        """Whether another job may start after ``jobs`` on ``free`` cores."""
-        used = 0
-        for config, _ in jobs:
-            used += max(1, min(self.base(config), free - used))
-        return used < free
+                out.append(i)
+        return out
 
 
 def planner_for(
@@ -439,8 +475,14 @@ def planner_for(
     d = cached_split(t.dataset, str(spec.base_dir), t.validation_fraction, spec.seed)
     n_in, n_out, rows = int(d.X_train.shape[1]), int(d.n_classes), len(d.X_train)
 
-    def shape_of(config: Config) -> Shape:
-        return mlp_shape(config, n_in, n_out, rows)
+    shapes: dict[tuple[Any, ...], Shape] = {}
+
+    def shape_of(config: Config) -> Shape:  # called per job: memoised on the raw values
+        key = tuple(config.get(name) for name in SHAPE_PARAMS)
+        got = shapes.get(key)
+        if got is None:
+            got = shapes[key] = mlp_shape(config, n_in, n_out, rows)
+        return got
 
     warm = shape_configs(spec.space) or []
     return Planner(n, slots, shape_of=shape_of, log=log, warm=warm)
