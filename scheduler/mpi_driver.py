@@ -35,23 +35,6 @@ class MpiStuckError(RuntimeError):
     """Nothing in flight and nothing to hand out: the study cannot go on."""
 
 
-def assignment_to_pb(a: Assignment) -> pb.SchedulerMessage:
-    j = a.job
-    msg = pb.Assignment(
-        job_id=j.job_id,
-        trial=j.trial,
-        rung=j.rung,
-        bracket=j.bracket,
-        start=j.start,
-        stop=j.stop,
-        attempt=j.attempt,
-    )
-    wire.config_to_pb(j.config, msg.config)
-    if a.checkpoint is not None:
-        wire.checkpoint_to_pb(a.checkpoint, msg.checkpoint)
-    return pb.SchedulerMessage(assignment=msg)
-
-
 def _warn(text: str) -> None:
     print(f"ash: mpi: {text}", file=sys.stderr, flush=True)
 
@@ -123,7 +106,7 @@ class MpiScheduler:
             out.append((rank, a))
         self.driver.sync()  # journal first: no worker sees a decision the journal lacks
         for rank, a in out:
-            self.link.send(assignment_to_pb(a), rank, TAG_DOWN)
+            self.link.send(wire.assignment_to_pb(a), rank, TAG_DOWN)
 
     def _handle(self, src: int, data: bytes) -> None:
         try:

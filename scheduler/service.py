@@ -281,24 +281,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             self._journal_broken(str(exc))
             return
         for session, a in out:
-            session.outbox.put_nowait(self._assignment(a))
+            session.outbox.put_nowait(wire.assignment_to_pb(a))
         self._check_finished()
-
-    def _assignment(self, a: Assignment) -> pb.SchedulerMessage:
-        j = a.job
-        msg = pb.Assignment(
-            job_id=j.job_id,
-            trial=j.trial,
-            rung=j.rung,
-            bracket=j.bracket,
-            start=j.start,
-            stop=j.stop,
-            attempt=j.attempt,
-        )
-        wire.config_to_pb(j.config, msg.config)
-        if a.checkpoint is not None:
-            wire.checkpoint_to_pb(a.checkpoint, msg.checkpoint)
-        return pb.SchedulerMessage(assignment=msg)
 
     def _journal_broken(self, why: str) -> None:
         self.draining = True

@@ -13,7 +13,7 @@ import os
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -21,6 +21,9 @@ from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
 from ash.scheduler.space import Config, Value
+
+if TYPE_CHECKING:
+    from ash.scheduler.driver import Assignment
 
 
 class WireError(ValueError):
@@ -102,6 +105,24 @@ def checkpoint_to_pb(state: State | None, out: pb.Checkpoint) -> None:
     out.data = state
     out.crc32 = zlib.crc32(state)
     out.size = len(state)
+
+
+def assignment_to_pb(a: Assignment) -> pb.SchedulerMessage:
+    """The scheduler's message handing job ``a`` (with its checkpoint) to a worker."""
+    j = a.job
+    msg = pb.Assignment(
+        job_id=j.job_id,
+        trial=j.trial,
+        rung=j.rung,
+        bracket=j.bracket,
+        start=j.start,
+        stop=j.stop,
+        attempt=j.attempt,
+    )
+    config_to_pb(j.config, msg.config)
+    if a.checkpoint is not None:
+        checkpoint_to_pb(a.checkpoint, msg.checkpoint)
+    return pb.SchedulerMessage(assignment=msg)
 
 
 def checkpoint_from_pb(
