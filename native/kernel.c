@@ -639,7 +639,8 @@ static int check_xy(const net_t *net, const float *X, const int32_t *y, size_t n
                     net->sz[0]);
     const size_t total = n * d;
     int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static)
+    /* a team only pays off for large inputs (forking one costs microseconds, more when busy) */
+#pragma omp parallel for reduction(| : bad) schedule(static) if (total >= ((size_t)1 << 20))
     for (size_t i = 0; i < total; i++) {
         uint32_t u;
         memcpy(&u, &X[i], 4);

@@ -105,6 +105,44 @@ def test_finished_jobs_correct_the_estimates() -> None:
     assert p.expected(t, 1) == pytest.approx(1.7 * est)  # a moving average
 
 
+FAR = Speeds(2, alone={1: 1.0e6, 2: 1.2e6}, packed={1: 2.0e6})  # 2 x 1 by far
+
+
+def finish(p: Planner, hidden: int, threads: int, times: float, n: int = 2) -> None:
+    """``n`` jobs of ``hidden`` ran on ``threads`` threads, taking ``times`` their estimate."""
+    for _ in range(n):
+        (t,) = ts(p, hidden)
+        p.observe(t, threads, times * t.seconds(threads))
+
+
+def test_a_close_call_is_checked_with_jobs_and_decided_by_them() -> None:
+    p = planner({256: BIG})
+    assert ts(p, 256)[0].base == 2  # the calibration: 1 x 2 beats 2 x 1 by 22%
+    finish(p, 256, 2, 1.5, n=1)
+    assert ts(p, 256)[0].base == 2  # one job is no check yet
+    finish(p, 256, 2, 1.5, n=1)
+    assert ts(p, 256)[0].base == 1  # two did: now the close alternative runs jobs
+    finish(p, 256, 1, 1.0)
+    assert ts(p, 256)[0].base == 1  # 2 threads took 1.5x their estimate, 1 thread as said
+    finish(p, 256, 1, 1.0, n=5)
+    assert ts(p, 256)[0].base == 1  # settled: nothing left to check
+
+
+def test_a_check_that_confirms_the_calibration_goes_back_to_it() -> None:
+    p = planner({256: BIG})
+    finish(p, 256, 2, 1.1)
+    assert ts(p, 256)[0].base == 1
+    finish(p, 256, 1, 1.1)
+    assert ts(p, 256)[0].base == 2  # both as estimated (x 1.1): the calibration was right
+
+
+def test_clear_calls_and_serial_shapes_are_not_checked() -> None:
+    p = planner({256: FAR, 8: TINY})
+    finish(p, 256, 1, 1.0, n=4)
+    finish(p, 8, 1, 1.0, n=4)
+    assert ts(p, 256)[0].base == 1 and ts(p, 8)[0].base == 1  # 2 x 1 wins FAR by 67%
+
+
 class FakeSlot:
     def __init__(self, name: str) -> None:
         self.name, self.job, self.threads, self.started = name, None, 0, 0.0

@@ -92,6 +92,7 @@ class WorkerDaemon:
         self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
         self.planner: Planner | None = None
         self.job_threads: dict[int, int] = {}  # job id -> the threads it runs with
+        self.job_tasks: dict[int, Task] = {}  # job id -> what the planner made of it
         self.n_slots = slots
         self.prefetch = prefetch
         self.checkpoint_dir = checkpoint_dir
@@ -311,10 +312,11 @@ class WorkerDaemon:
         threads: list[int | None] = [None] * len(picked)
         if planner is not None and picked:
             threads = list(planner.plan(tasks, free, more=not self.pending.empty()))
-        for (slot, a, config, checkpoint), t in zip(picked, threads, strict=True):
+        for i, ((slot, a, config, checkpoint), t) in enumerate(zip(picked, threads, strict=True)):
             self.jobs[a.job_id] = (a.trial, a.stop)
             if t is not None:
                 self.job_threads[a.job_id] = t
+                self.job_tasks[a.job_id] = tasks[i]
             slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint), t)
 
     def _drive(self, slots: Slots) -> None:
@@ -339,6 +341,10 @@ class WorkerDaemon:
 
     def _report(self, ev: Any) -> None:
         threads = self.job_threads.pop(ev.job_id, self.threads)
+        task = self.job_tasks.pop(ev.job_id, None)
+        ok = isinstance(ev, Finished) and ev.error is None
+        if task is not None and self.planner is not None and ok:
+            self.planner.observe(task, threads, ev.seconds)  # corrects the planner's estimates
         with self.lock:
             session = self.session
             if session is None or ev.job_id not in session.jobs:

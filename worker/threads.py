@@ -93,18 +93,30 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def best_threads(speeds: Speeds, slots: int, margin: float = 0.10) -> int:
-    """Threads per job that complete the most jobs per second for a stream of jobs of this
-    shape on ``slots`` slots: argmax over t of ``min(slots, cores // t) * per_job(t)``. More
-    threads must win by ``margin``, otherwise the smaller count stays: beyond measurement noise,
-    a job on more threads loses the most when a core is disturbed later (its barriers wait for
-    the slowest thread), while one-thread jobs slow down gracefully."""
-    best_t, best_rate = 1, 0.0
+def stream_rates(
+    speeds: Speeds, slots: int, scale: Mapping[int, float] | None = None
+) -> dict[int, float]:
+    """Rows per second a stream of jobs of this shape completes on ``slots`` slots with t
+    threads each, for every t that fits: ``min(slots, cores // t) * per_job(t)``, divided by
+    ``scale[t]`` (how much longer than calibrated real jobs took, when known)."""
+    out = {}
     for t in range(1, speeds.cores + 1):
         k = min(slots, speeds.cores // t)
-        if k < 1:
-            continue
-        rate = k * speeds.per_job(t, k)
+        if k >= 1:
+            out[t] = k * speeds.per_job(t, k) / (scale.get(t, 1.0) if scale else 1.0)
+    return out
+
+
+def best_threads(
+    speeds: Speeds, slots: int, margin: float = 0.10, scale: Mapping[int, float] | None = None
+) -> int:
+    """Threads per job that complete the most jobs per second for a stream of jobs of this
+    shape on ``slots`` slots (``stream_rates``). More threads must win by ``margin``, otherwise
+    the smaller count stays: beyond measurement noise, a job on more threads loses the most when
+    a core is disturbed later (its barriers wait for the slowest thread), while one-thread jobs
+    slow down gracefully."""
+    best_t, best_rate = 1, 0.0
+    for t, rate in stream_rates(speeds, slots, scale).items():
         if rate > best_rate * (1.0 + margin):
             best_t, best_rate = t, rate
     return best_t
@@ -150,17 +162,19 @@ def _omp_limit(threads: int) -> Any:
 
 def _run(state: bytes, data: Sequence[tuple[Any, Any]], batch: int, threads: int) -> float:
     """Seconds for ``len(data)`` concurrent one-epoch trainings, each with ``threads`` threads
-    (each in its own Python thread, which holds its own OpenMP limit)."""
+    (each in its own Python thread, which holds its own OpenMP limit): from the first one's
+    start to the last one's end."""
     from ash.native import mlp
 
-    start = threading.Barrier(len(data) + 1)
-    ends: list[float] = []
+    start = threading.Barrier(len(data))
+    spans: list[tuple[float, float]] = []
 
     def one(X: Any, y: Any) -> None:
         with _omp_limit(threads):
             start.wait()
+            t0 = time.perf_counter()
             mlp.train(state, X, y, 1, lr=1e-3, batch_size=batch)
-            ends.append(time.perf_counter())
+            spans.append((t0, time.perf_counter()))
 
     if len(data) == 1:  # in the calling thread: no thread start in the timing
         with _omp_limit(threads):
@@ -170,11 +184,11 @@ def _run(state: bytes, data: Sequence[tuple[Any, Any]], batch: int, threads: int
     workers = [threading.Thread(target=one, args=xy) for xy in data]
     for w in workers:
         w.start()
-    start.wait()
-    t0 = time.perf_counter()
     for w in workers:
         w.join()
-    return max(ends) - t0
+    # from the first start to the last end, as each job timed itself: a job that got going late
+    # (the GIL after the barrier) lengthens the window instead of shortening it
+    return max(e for _, e in spans) - min(s for s, _ in spans)
 
 
 def calibrate(shape: Shape, cores: int, *, budget_s: float = 0.25, reps: int = 3) -> Speeds:
@@ -309,6 +323,11 @@ def shape_configs(space: SearchSpace, limit: int = 16) -> list[Config] | None:
 
 # -- the planner ----------------------------------------------------------------------------
 
+#: A split whose calibrated rate is within this share of the chosen one's is checked with jobs.
+EXPLORE = 0.75
+#: Jobs that must finish on a thread count before its observed time counts.
+TRIES = 2
+
 
 class Task(NamedTuple):
     """One job as the planner sees it, worked out once when the job is handed out."""
@@ -361,6 +380,8 @@ class Planner:
         self._known: dict[Shape, Speeds] = {}
         self._split: dict[Shape, tuple[int, int]] = {}  # shape -> (base, lone) threads
         self._scale: dict[tuple[Shape | None, int], float] = {}  # (shape, threads) -> observed
+        self._seen: dict[tuple[Shape, int], int] = {}  # (shape, threads) -> jobs finished
+        self._logged: dict[Shape, int] = {}  # shape -> the base threads last decided
 
     def speeds(self, config: Config) -> tuple[Shape, Speeds] | None:
         shape = self.shape_of(config) if self.shape_of is not None else None
@@ -390,9 +411,38 @@ class Planner:
         shape, sp = got
         split = self._split.get(shape)
         if split is None:
-            split = (best_threads(sp, self.slots), lone_threads(sp, self.cores))
-            self._split[shape] = split
+            split = self._split[shape] = self._decide(shape, sp)
         return Task(span, split[0], split[1], shape.rows, sp, shape)
+
+    def _decide(self, shape: Shape, sp: Speeds) -> tuple[int, int]:
+        """(base, lone) threads for jobs of ``shape``, from the calibration corrected by the
+        jobs seen so far; and the check of a close call: once ``TRIES`` jobs ran on the
+        calibration's choice, a split whose calibrated rate came within ``EXPLORE`` of it runs
+        ``TRIES`` jobs too, and from then on the two compare by what their jobs really took.
+        (The calibration is a tenth of a second on a machine whose cores come and go.)"""
+        seen = {t: self._seen.get((shape, t), 0) for t in range(1, self.cores + 1)}
+        observed = [self._scale[shape, t] for t in seen if seen[t]]
+        default = sum(observed) / len(observed) if observed else 1.0  # unseen: like the seen
+        scale = {t: self._scale[shape, t] if seen[t] else default for t in seen}
+        base = best_threads(sp, self.slots, scale=scale)
+        why = "calibration" if not observed else "jobs seen"
+        if sp.parallel and seen[base] >= TRIES:
+            rates = stream_rates(sp, self.slots)  # the calibration alone: how close was it
+            for t, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
+                if t != base and seen[t] < TRIES and rate >= EXPLORE * rates[base]:
+                    base, why = t, "checking a close call"
+                    break
+        split = (base, lone_threads(sp, self.cores))
+        if self.log is not None and observed and split[0] != self._logged.get(shape, split[0]):
+            took = ", ".join(f"{t}: {self._scale[shape, t]:.2f}x" for t in seen if seen[t])
+            k = min(self.slots, self.cores // base)
+            self.log(
+                f"threads auto: {shape}: jobs took {took} their calibrated time on 1..n threads"
+                f" -> {k} slot{'s' if k != 1 else ''} x {base} thread"
+                f"{'s' if base != 1 else ''} ({why})"
+            )
+        self._logged[shape] = split[0]
+        return split
 
     def expected(self, task: Task, threads: int) -> float:
         """Seconds a job should take on ``threads`` threads: the calibrated estimate, scaled by
@@ -401,14 +451,18 @@ class Planner:
 
     def observe(self, task: Task, threads: int, seconds: float) -> None:
         """A job finished in ``seconds`` (as its slot timed it): learn how far the calibration's
-        estimate is off for its shape and thread count. The calibration times the kernel alone
-        on a subsample; a job also evaluates, moves its state and runs in its own process."""
-        if task.shape is None or seconds <= 0.0:
+        estimate is off for its shape and thread count, and decide that shape's split again.
+        The calibration times the kernel alone on a subsample for a tenth of a second; a job
+        also evaluates, moves its state, runs in its own process and meets the machine's load."""
+        shape = task.shape
+        if shape is None or seconds <= 0.0:
             return
         ratio = seconds / max(task.seconds(threads), 1e-9)
-        key = (task.shape, threads)
+        key = (shape, threads)
         old = self._scale.get(key)
         self._scale[key] = ratio if old is None else 0.7 * old + 0.3 * ratio
+        self._seen[key] = self._seen.get(key, 0) + 1
+        self._split.pop(shape, None)
 
     def fits(self, tasks: Sequence[Task], free: int) -> bool:
         """Whether another job may start after ``tasks`` on ``free`` cores."""
