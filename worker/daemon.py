@@ -294,18 +294,10 @@ class WorkerDaemon:
         for slot in slots.idle():
             if planner is not None and not planner.fits(tasks, free):
                 break
-            try:
-                a = self.pending.get_nowait()
-            except queue.Empty:
+            got = self._accept()
+            if got is None:
                 break
-            try:
-                checkpoint = self._load(a)
-                config = wire.config_from_pb(a.config, "assignment.config")
-                if self.spec is not None:
-                    self.spec.space.check(config)  # NaN, unknown or out-of-range parameters
-            except (wire.WireError, OSError, ValueError) as exc:
-                self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
-                continue
+            a, config, checkpoint = got
             picked.append((slot, a, config, checkpoint))
             if planner is not None:
                 tasks.append(planner.task(config, a.stop - a.start))
@@ -318,6 +310,24 @@ class WorkerDaemon:
                 self.job_threads[a.job_id] = t
                 self.job_tasks[a.job_id] = tasks[i]
             slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint), t)
+
+    def _accept(self) -> tuple[pb.Assignment, Config, bytes | None] | None:
+        """The next pending job this worker can run (a refused one is reported failed and the
+        next one taken, so its slot does not idle until the next wake-up); None: none left."""
+        while True:
+            try:
+                a = self.pending.get_nowait()
+            except queue.Empty:
+                return None
+            try:
+                checkpoint = self._load(a)
+                config = wire.config_from_pb(a.config, "assignment.config")
+                if self.spec is not None:
+                    self.spec.space.check(config)  # NaN, unknown or out-of-range parameters
+            except (wire.WireError, OSError, ValueError) as exc:
+                self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
+                continue
+            return a, config, checkpoint
 
     def _drive(self, slots: Slots) -> None:
         """Feed idle slots from the pending queue; send results of the current session."""
