@@ -3,8 +3,15 @@
 One loop, like the embedded pool (worker/pool.py): wait for Results from the worker ranks (each
 runs one job at a time), hand them to the driver, then offer work to idle ranks; assignments
 leave only after ``driver.sync()``, so every job a worker sees is in the journal. Rank 0 starts
-by collecting every rank's Hello and answering Welcome (or Finished if it cannot start the
-study: a bad spec, journal or trainer), and ends by sending Finished to each, so all ranks exit 0.
+by collecting every rank's Hello and answering Welcome, and ends by sending Finished to each, so
+all ranks exit 0. (A study that cannot start, a bad spec, journal or trainer, is settled before
+this: ``ash.mpirun`` has every rank agree on it.)
+
+With ``--rank0-trains`` rank 0 is a worker too: one slot process beside the driver
+(``ash.worker.slots``, as in the embedded pool: its own thread budget, ``trainer.timeout_s``
+enforced by killing it), fed the same way as a worker rank and traced as ``rank0``. The waits
+between MPI polls are then waits on that slot's pipe, so its results are taken at once. A
+trainer that kills the slot process costs that job (traced ``lost``, re-issued), not the job.
 
 MPI gives no way to survive a rank's death (mpiexec ends the whole job), so there are no leases
 here: a study outlives a crash through its journal, and the same command started again resumes
@@ -21,13 +28,17 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ash.proto import ash_pb2 as pb
 from ash.scheduler import wire
 from ash.scheduler.driver import Assignment, Driver
 from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
 
+if TYPE_CHECKING:
+    from ash.worker.slots import Died, Finished, Slots
+
+LOCAL = 0  # rank 0's own slot (--rank0-trains), in the same books as the worker ranks
 MAX_CHECKPOINT_BYTES = 1 << 40  # the workers are the job's own processes
 
 
@@ -69,13 +80,19 @@ def finish(link: Link, reason: str) -> None:
 
 
 class MpiScheduler:
-    """Feeds the worker ranks from a Driver; the ranks must have said Hello."""
+    """Feeds the worker ranks (and ``local``, rank 0's slot) from a Driver; the ranks must have
+    said Hello."""
 
-    def __init__(self, link: Link, driver: Driver) -> None:
+    def __init__(self, link: Link, driver: Driver, local: Slots | None = None) -> None:
         self.link = link
         self.driver = driver
-        self.idle: deque[int] = deque(range(1, link.size))
+        self.local = local
+        # rank 0 last: when there are fewer jobs than workers, the ranks that only train get them
+        self.idle: deque[int] = deque(
+            [*range(1, link.size), *([LOCAL] if local is not None else [])]
+        )
         self.busy: dict[int, int] = {}  # rank -> job id
+        self.local_events: list[Finished | Died] = []
 
     def run(self, tick: Callable[[], None] | None = None, tick_every: float = 0.25) -> None:
         """Serve the worker ranks until the driver's study is finished."""
@@ -84,10 +101,12 @@ class MpiScheduler:
         while not self.driver.finished:
             if not self.busy:
                 raise MpiStuckError("no job in flight and none to hand out: the study is stuck")
-            got = self.link.wait(self.link.any_source, TAG_UP, timeout=tick_every)
+            sleep = self._sleep if self.local is not None else None
+            got = self.link.wait(self.link.any_source, TAG_UP, timeout=tick_every, sleep=sleep)
             while got is not None:  # take every waiting result, then decide once
                 self._handle(*got)
                 got = self.link.poll(self.link.any_source, TAG_UP)
+            self._settle_local()
             self._dispatch()
             now = time.monotonic()
             if tick is not None and now - last >= tick_every:
@@ -106,7 +125,39 @@ class MpiScheduler:
             out.append((rank, a))
         self.driver.sync()  # journal first: no worker sees a decision the journal lacks
         for rank, a in out:
-            self.link.send(wire.assignment_to_pb(a), rank, TAG_DOWN)
+            if rank == LOCAL:
+                self._submit_local(a)
+            else:
+                self.link.send(wire.assignment_to_pb(a), rank, TAG_DOWN)
+
+    def _submit_local(self, a: Assignment) -> None:
+        assert self.local is not None
+        j = a.job
+        state = a.checkpoint if isinstance(a.checkpoint, bytes) else None  # never a reference
+        self.local.submit(self.local.idle()[0], (j.job_id, j.config, j.start, j.stop, state))
+
+    def _sleep(self, pause: float) -> bool:
+        """Wait up to ``pause`` seconds on rank 0's slot; True once it has news."""
+        assert self.local is not None
+        self.local_events += self.local.wait(pause)
+        return bool(self.local_events)
+
+    def _settle_local(self) -> None:
+        from ash.worker.slots import Died
+
+        events, self.local_events = self.local_events, []
+        for ev in events:
+            if self.busy.get(LOCAL) != ev.job_id:
+                _warn(f"rank 0: result for job {ev.job_id}, which it was not given; ignored")
+                continue
+            del self.busy[LOCAL]
+            self.idle.append(LOCAL)
+            if isinstance(ev, Died):  # the slot is restarted; the job is re-issued
+                self.driver.lose(ev.job_id)
+                why = f"rank 0's trainer process died (exit code {ev.exitcode}) in job {ev.job_id}"
+                self.driver.errors.append((-1, why))
+            else:
+                self.driver.complete(ev.job_id, ev.value, ev.metrics, ev.state, ev.error)
 
     def _handle(self, src: int, data: bytes) -> None:
         try:
@@ -133,6 +184,17 @@ class MpiScheduler:
         self.driver.complete(r.job_id, value, metrics, state, error)
 
 
+def stop_local(local: Slots, grace: float = 2.0) -> None:
+    """Stop rank 0's slot: it finishes its job within ``grace`` seconds or is killed (it ignores
+    SIGINT and SIGTERM, and multiprocessing would wait for it at exit)."""
+    processes = [s.process for s in local.slots]
+    local.shutdown(grace)
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
 def run_rank0(
     link: Link,
     driver: Driver,
@@ -140,13 +202,15 @@ def run_rank0(
     title: str,
     out: str | Path | None,
     progress: bool,
+    local: Slots | None = None,
 ) -> dict[str, Any]:
-    """Run the study from rank 0 (the workers said Hello); return the results document."""
+    """Run the study from rank 0 (the workers said Hello), training on ``local`` too if given;
+    return the results document. ``local`` is shut down here."""
     from ash.progress import Progress, from_driver
     from ash.report import write_report
 
     welcome(link, driver)
-    sched = MpiScheduler(link, driver)
+    sched = MpiScheduler(link, driver, local)
     interrupted = False
     try:
         with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
@@ -155,7 +219,9 @@ def run_rank0(
     except KeyboardInterrupt:
         interrupted = True  # mpiexec sends Ctrl-C to every rank: the workers are stopping too
     except BaseException as exc:
-        if sched.busy:
+        if local is not None:
+            stop_local(local, grace=0.0)
+        if set(sched.busy) - {LOCAL}:
             driver.close()
             if not isinstance(exc, RuntimeError | ValueError | OSError):
                 traceback.print_exc()
@@ -167,6 +233,8 @@ def run_rank0(
         finish(link, f"error: {exc}")
         raise
     finally:
+        if local is not None:
+            stop_local(local)
         driver.close()
     extra = {
         "interrupted": interrupted,

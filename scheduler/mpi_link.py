@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,8 +74,17 @@ class Link:
         self.comm.Recv([buf, self.mpi.BYTE], source=src, tag=tag)
         return src, bytes(buf)
 
-    def wait(self, source: int, tag: int, timeout: float | None = None) -> tuple[int, bytes] | None:
-        """The next message from ``source``; None once ``timeout`` seconds passed without one."""
+    def wait(
+        self,
+        source: int,
+        tag: int,
+        timeout: float | None = None,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> tuple[int, bytes] | None:
+        """The next message from ``source``; None once ``timeout`` seconds passed without one.
+
+        ``sleep(seconds)`` replaces the pauses between polls: it may wait on something else
+        (rank 0's own trainer process) and returns True to end the wait early (None)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.0
         while True:
@@ -87,7 +97,11 @@ class Link:
                 return None
             if self._quiet_since is None:
                 self._quiet_since = now
-            if pause:
+            if sleep is not None:
+                if sleep(pause):
+                    self._quiet_since = None
+                    return None
+            elif pause:
                 time.sleep(pause)
             cap = MAX_PAUSE if now - self._quiet_since < QUIET else QUIET_PAUSE
             pause = min(cap, 2 * pause if pause else MIN_PAUSE)

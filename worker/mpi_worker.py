@@ -1,7 +1,8 @@
 """A worker rank (1..N-1) of ``mpiexec -n N ash tune SPEC --transport mpi``.
 
-The rank says Hello to rank 0 and waits for its Welcome (or Finished, if rank 0 could not start
-the study), builds its trainer, then trains each Assignment in this process (``make_trainer`` +
+The rank builds its trainer (``setup``, while rank 0 checks the spec and opens the study; every
+rank then agrees that all of them could start, see ``ash.mpirun``), says Hello to rank 0 and
+waits for its Welcome (or Finished), then trains each Assignment in this process (``make_trainer`` +
 ``run_job``, under threadpoolctl limits set in this thread, the one that calls the kernel) and
 answers with a Result carrying the metrics and the checkpoint; Finished ends the rank (exit 0).
 A trainer's exception fails that result, not the rank, and so does ``trainer.timeout_s``:
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +24,7 @@ from ash.proto import ash_pb2 as pb
 from ash.scheduler import wire
 from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
 from ash.scheduler.spec import StudySpec
-from ash.worker.trainers import Outcome, TrainerError, TrainerFn, make_trainer, run_job
+from ash.worker.trainers import Outcome, TrainerFn, make_trainer, run_job
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend
 
@@ -82,22 +82,16 @@ def _next(link: Link) -> pb.SchedulerMessage:
     return msg
 
 
-def _setup(link: Link, spec: StudySpec) -> TrainerFn:
-    from ash.worker.datasets import DataError
-
-    try:
-        trainer = make_trainer(spec)
-        data = getattr(trainer, "data", None)
-        if data is not None:
-            data()  # load the dataset now, as rank 0 did to check it
-    except (TrainerError, DataError) as exc:  # rank 0's passed: this node differs
-        print(f"ash: rank {link.rank}: error: {exc}", file=sys.stderr, flush=True)
-        link.abort(2)
-        raise
+def setup(spec: StudySpec) -> TrainerFn:
+    """This rank's trainer, its dataset loaded (a TrainerError or DataError if it cannot be)."""
+    trainer = make_trainer(spec)
+    data = getattr(trainer, "data", None)
+    if data is not None:
+        data()  # load the dataset now: a node that lacks it fails before the study starts
     return trainer
 
 
-def serve(link: Link, spec: StudySpec, threads: int) -> int:
+def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
     """Work for rank 0 until it says Finished; returns the rank's exit code."""
     from threadpoolctl import threadpool_limits
 
@@ -105,8 +99,7 @@ def serve(link: Link, spec: StudySpec, threads: int) -> int:
     link.send(pb.WorkerMessage(hello=hello), 0, TAG_UP)
     try:
         if _next(link).WhichOneof("msg") != "welcome":
-            return 0  # rank 0 could not start the study and reports why
-        trainer = _setup(link, spec)
+            return 0  # rank 0 stopped before the first job and reports why
         with threadpool_limits(limits=threads):
             while True:
                 msg = _next(link)

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="inproc",
         help="how the scheduler reaches its workers (default: inproc)",
     )
+    tune.add_argument(
+        "--rank0-trains",
+        action="store_true",
+        help="with --transport mpi: rank 0 also trains (one trainer process beside the "
+        "scheduler, counted in the node's threads); by default it only schedules",
+    )
     tune.add_argument("--quiet", action="store_true", help="no progress and no summary")
     tune.set_defaults(run=_run_tune)
 
@@ -183,7 +189,10 @@ def guard(fn: Callable[[], int], prog: str = "ash") -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from ash.mpirun import only_rank0_speaks
+
+    with only_rank0_speaks():  # under mpiexec every rank makes the same usage error: say it once
+        args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     return guard(lambda: run(args))
 

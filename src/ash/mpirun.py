@@ -1,24 +1,75 @@
 """``mpiexec -n N ash tune SPEC --transport mpi``: every rank's entry, and the role it takes.
 
-It checks the flags (the same way on every rank, so a mistake stops them all with exit code 2),
-joins MPI, shares out kernel threads per node (``ash.scheduler.mpi_link.layout``) and gives each
-rank its role: rank 0 the driver, the core and the journal (``ash.scheduler.mpi_driver``), ranks
+It joins MPI, then has every rank check what it was given (the flags and the spec; rank 0 the
+trainer and the study it opens, the others their trainer and dataset) and agree on the outcome
+(``agree``): a mistake stops every rank with the same exit code (2 for the user's), printed once
+by the lowest rank that made it (rank 0 when all did), never once per rank, and no rank is left
+blocked in MPI. Then it shares out kernel threads per node (``ash.scheduler.mpi_link.layout``)
+and gives each rank its role: rank 0 the driver, the core and the journal
+(``ash.scheduler.mpi_driver``), plus a trainer slot beside them with ``--rank0-trains``; ranks
 1..N-1 the trainers (``ash.worker.mpi_worker``). SIGTERM (Slurm's notice at a time limit) counts
 as Ctrl-C: rank 0 writes what is done and the same command resumes it from ``--journal``.
+
+Mistakes found before MPI starts (argparse, a missing mpi4py) are made alike by every rank, which
+all exit 2; ranks other than 0 keep quiet about them (``launched_rank`` reads the rank the
+launcher put in the environment).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
+import traceback
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ash.errors import UserError
-from ash.scheduler.mpi_link import Layout, Link, import_mpi, layout
-from ash.scheduler.spec import StudySpec
+
+if TYPE_CHECKING:
+    from ash.scheduler.driver import Opened
+    from ash.scheduler.mpi_link import Layout, Link
+    from ash.scheduler.spec import StudySpec
+    from ash.worker.trainers import TrainerFn
+
+T = TypeVar("T")
+EXIT_USAGE = 2
+# where launchers put a process's rank: MPICH/Intel MPI (Hydra), PMIx (Open MPI 5, srun
+# --mpi=pmix), Open MPI, MVAPICH, and srun itself
+RANK_VARIABLES = (
+    "PMI_RANK",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "MV2_COMM_WORLD_RANK",
+    "SLURM_PROCID",
+)
+
+
+def launched_rank() -> int:
+    """This process's rank as its launcher set it in the environment (read without starting
+    MPI); 0 when it was not launched as one of several."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+@contextlib.contextmanager
+def only_rank0_speaks() -> Iterator[None]:
+    """Silence stdout and stderr here on ranks other than 0: for what every rank says alike
+    before MPI starts (argparse's usage errors and help)."""
+    if launched_rank() == 0:
+        yield
+        return
+    with (
+        open(os.devnull, "w") as null,
+        contextlib.redirect_stdout(null),
+        contextlib.redirect_stderr(null),
+    ):
+        yield
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -34,60 +85,156 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_mpi(spec: StudySpec, args: argparse.Namespace) -> dict[str, Any] | int:
-    """Rank 0: the results document. Other ranks: their exit code (rank 0 reports the study)."""
-    if args.workers is not None:
-        raise UserError(
-            "--workers does not apply to --transport mpi: the workers are ranks 1..N-1 of "
-            "mpiexec -n N"
-        )
-    link = Link(import_mpi())
-    if link.size < 2:
-        raise UserError(
-            "--transport mpi needs at least 2 MPI ranks (rank 0 schedules, the others train): "
-            "run it as mpiexec -n 3 ash tune SPEC --transport mpi"
-        )
-    lay = layout(link, trains=link.rank > 0, requested=args.threads)
+class _Stop(Exception):
+    """A rank could not start; every rank returns ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def agree(link: Link, step: Callable[[], T], undo: Callable[[T], None] | None = None) -> T:
+    """Run ``step`` on every rank (collective) and return its value if it succeeded on every
+    rank; else raise ``_Stop`` with the same exit code on every rank. The lowest rank that
+    failed prints its error, once: one line for a user's mistake (exit code 2), the traceback
+    for anything else (1). ``undo`` releases this rank's value when another rank failed."""
+    import numpy as np
+
+    from ash.cli import _user_errors
+
+    code, error, value, ok = 0, "", None, False
+    try:
+        value, ok = step(), True
+    except _user_errors() as exc:
+        code, error = EXIT_USAGE, f"error: {exc}"
+    except Exception:
+        code, error = 1, traceback.format_exc().rstrip()
+    codes = np.zeros(link.size, dtype=np.int64)
+    link.comm.Allgather(np.array([code], dtype=np.int64), codes)
+    failed = [rank for rank in range(link.size) if codes[rank]]
+    if not failed:
+        return value  # type: ignore[return-value]  # step() returned it
+    if ok and undo is not None:
+        undo(value)  # type: ignore[arg-type]
+    first = failed[0]
+    if link.rank == first:
+        who = "ash" if first == 0 else f"ash: rank {first}"
+        print(f"{who}: {error}", file=sys.stderr, flush=True)
+    raise _Stop(int(codes[first]))
+
+
+def run_mpi(args: argparse.Namespace) -> dict[str, Any] | int:
+    """Rank 0: the results document. Other ranks, or every rank when the study could not
+    start: the exit code (rank 0 reports the study, or the first rank that failed its error)."""
+    from ash.scheduler.mpi_link import Link, import_mpi, layout
+
+    try:
+        mpi = import_mpi()
+    except UserError:
+        if launched_rank() > 0:
+            return EXIT_USAGE  # every rank lacks it alike; rank 0 says so
+        raise
+    link = Link(mpi)
+    rank0_trains = bool(getattr(args, "rank0_trains", False))
+
+    def open_on_rank0() -> Opened | None:
+        return _open(spec, args) if link.rank == 0 else None
+
+    def close(o: Opened | None) -> None:
+        if o is not None:
+            o.driver.close()
+
+    try:
+        spec, trainer = agree(link, lambda: _check(link, args, rank0_trains))
+        opened = agree(link, open_on_rank0, close)
+    except _Stop as stop:
+        return stop.code
+    lay = layout(link, trains=link.rank > 0 or rank0_trains, requested=args.threads)
     with _sigterm_as_interrupt():
         if link.rank > 0:
             from ash.worker.mpi_worker import serve
 
-            return serve(link, spec, lay.threads)
-        return _rank0(link, spec, lay, args)
+            assert trainer is not None
+            return serve(link, spec, trainer, lay.threads)
+        assert opened is not None
+        return _rank0(link, spec, lay, opened, args, rank0_trains)
+
+
+def _check(
+    link: Link, args: argparse.Namespace, rank0_trains: bool
+) -> tuple[StudySpec, TrainerFn | None]:
+    """Every rank: the flags and the spec; each rank that trains, its trainer and dataset
+    (rank 0 checks them even when it does not train, as every other transport does)."""
+    from ash.api import check_trainer
+    from ash.scheduler.spec import load_spec
+
+    if args.workers is not None:
+        raise UserError(
+            "--workers does not apply to --transport mpi: the workers are the ranks of "
+            "mpiexec -n N (1..N-1, and 0 with --rank0-trains)"
+        )
+    if link.size < 2 and not rank0_trains:
+        raise UserError(
+            "--transport mpi needs at least 2 MPI ranks (rank 0 schedules, the others train): "
+            "run it as mpiexec -n 3 ash tune SPEC --transport mpi, or add --rank0-trains"
+        )
+    spec = load_spec(args.spec)
+    if link.rank == 0:
+        check_trainer(spec)
+        return spec, None
+    from ash.worker.mpi_worker import setup
+
+    return spec, setup(spec)
+
+
+def _open(spec: StudySpec, args: argparse.Namespace) -> Opened:
+    from ash.scheduler.driver import open_study
+
+    return open_study(spec, journal=args.journal, trace=args.trace)
 
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}" + ("s" if count != 1 else "")
 
 
-def _rank0(link: Link, spec: StudySpec, lay: Layout, args: argparse.Namespace) -> dict[str, Any]:
-    from ash.api import check_trainer
-    from ash.scheduler.driver import open_study
-    from ash.scheduler.mpi_driver import finish, handshake, run_rank0
+def _rank0(
+    link: Link,
+    spec: StudySpec,
+    lay: Layout,
+    opened: Opened,
+    args: argparse.Namespace,
+    rank0_trains: bool,
+) -> dict[str, Any]:
+    from ash.scheduler.mpi_driver import handshake, run_rank0, stop_local
 
-    workers = link.size - 1
-    counts = sorted(set(lay.threads_by_rank[1:]))
-    per = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    print(
-        f"ash: mpi: {link.size} ranks ({_n(workers, 'worker')}) on {_n(lay.nodes, 'node')}, "
-        f"{per} thread{'s' if counts[-1] > 1 else ''} per rank",
-        file=sys.stderr,
-        flush=True,
-    )
+    local = None
+    if rank0_trains:  # started first: it imports while the workers say Hello
+        from ash.worker.slots import Slots
+
+        local = Slots(spec, 1, lay.threads, prefix="rank0-slot")
     try:
-        check_trainer(spec)
-        opened = open_study(spec, journal=args.journal, trace=args.trace)
-    except Exception as exc:  # stop the workers, then report it like any other run would
-        handshake(link)
-        finish(link, f"error: {exc}")
-        raise
-    handshake(link)
-    if opened.resumed_records:
+        workers = link.size - 1 + (1 if rank0_trains else 0)
+        counts = sorted({t for t in lay.threads_by_rank if t > 0})
+        per = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        who = _n(workers, "worker") + (": rank 0 trains too" if rank0_trains else "")
         print(
-            f"ash: mpi: resumed {spec.name} from {args.journal}: {opened.resumed_records} "
-            f"records, {opened.lost_on_resume} in-flight jobs lost (re-issued)",
+            f"ash: mpi: {_n(link.size, 'rank')} ({who}) on {_n(lay.nodes, 'node')}, "
+            f"{per} thread{'s' if counts[-1] > 1 else ''} per rank",
             file=sys.stderr,
             flush=True,
         )
-    title = f"{spec.name}: {spec.algorithm}, {workers} MPI ranks x {per} threads"
-    return run_rank0(link, opened.driver, title=title, out=args.out, progress=not args.quiet)
+        handshake(link)
+        if opened.resumed_records:
+            print(
+                f"ash: mpi: resumed {spec.name} from {args.journal}: {opened.resumed_records} "
+                f"records, {opened.lost_on_resume} in-flight jobs lost (re-issued)",
+                file=sys.stderr,
+                flush=True,
+            )
+        title = f"{spec.name}: {spec.algorithm}, {workers} MPI workers x {per} threads"
+        return run_rank0(
+            link, opened.driver, title=title, out=args.out, progress=not args.quiet, local=local
+        )
+    finally:
+        if local is not None:
+            stop_local(local)

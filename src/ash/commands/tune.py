@@ -1,29 +1,25 @@
-"""``ash tune``: run a study embedded on this machine and print the best trials."""
+"""``ash tune``: run a study embedded on this machine (or over gRPC or MPI) and print the best
+trials."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from rich.console import Console
 
 from ash.cli import EXIT_USAGE
+from ash.errors import UserError
 from ash.scheduler.spec import load_spec
 
 
-def run(args: argparse.Namespace) -> int:
+def _run_local(args: argparse.Namespace) -> dict[str, Any]:
+    """The study on this machine: embedded slots, or a scheduler and workers over gRPC."""
     from ash.api import run_embedded
-    from ash.progress import best_table
 
     spec = load_spec(args.spec)
-    if args.transport == "mpi":
-        from ash.mpirun import run_mpi
-
-        got = run_mpi(spec, args)
-        if isinstance(got, int):
-            return got  # a worker rank: rank 0 reports the study
-        doc = got
-    elif args.transport == "grpc":
+    if args.transport == "grpc":
         import os
 
         from ash.api import check_trainer, resolve_threads
@@ -31,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_trainer(spec)
         workers = args.workers or os.cpu_count() or 1
-        doc = run_grpc(
+        return run_grpc(
             spec,
             args.spec,
             workers=workers,
@@ -41,16 +37,33 @@ def run(args: argparse.Namespace) -> int:
             journal=args.journal,
             progress=not args.quiet,
         )
+    return run_embedded(
+        spec,
+        workers=args.workers,
+        threads=args.threads,
+        out=args.out,
+        trace=args.trace,
+        journal=args.journal,
+        progress=not args.quiet,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ash.progress import best_table
+
+    if args.transport == "mpi":
+        from ash.mpirun import run_mpi
+
+        # every rank loads the spec in there, once MPI has started, so that a mistake is
+        # printed once and every rank stops with the same exit code
+        got = run_mpi(args)
+        if isinstance(got, int):
+            return got  # a worker rank (rank 0 reports the study), or a study that cannot start
+        doc = got
+    elif getattr(args, "rank0_trains", False):
+        raise UserError(f"--rank0-trains applies to --transport mpi only, not {args.transport}")
     else:
-        doc = run_embedded(
-            spec,
-            workers=args.workers,
-            threads=args.threads,
-            out=args.out,
-            trace=args.trace,
-            journal=args.journal,
-            progress=not args.quiet,
-        )
+        doc = _run_local(args)
     if not args.quiet:
         console = Console()
         console.print(best_table(doc))
