@@ -40,6 +40,9 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
 
     try:
         fn = trainer if trainer is not None else make_trainer(spec)
+        load = getattr(fn, "data", None)
+        if load is not None:  # the dataset now, not in the first job's time (and its timeout)
+            load()
     except Exception as exc:  # reported to the parent, which stops
         conn.send(("setup-error", str(exc)))
         return

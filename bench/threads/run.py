@@ -62,12 +62,12 @@ validation_fraction = 0.3
 WORKLOADS: dict[str, tuple[str, str]] = {
     # name: (what, spec body)
     "iris": (
-        "Iris (105 train rows), hidden 64, full batch, 27 epochs a job; random search, 2000 jobs",
+        "Iris (105 train rows), hidden 64, full batch, 27 epochs a job; random search, 6000 jobs",
         """
 [asha]
 min_resource = 27
 max_resource = 27
-max_trials = 2000
+max_trials = 6000
 [space]
 lr = { log_uniform = [0.001, 0.5] }
 hidden = 64
@@ -75,12 +75,12 @@ batch_size = 150
 """,
     ),
     "100k": (
-        "100k x 64 (70k train rows), hidden 256, batch 256, 3 epochs a job; random search, 16 jobs",
+        "100k x 64 (70k train rows), hidden 256, batch 256, 3 epochs a job; random search, 48 jobs",
         """
 [asha]
 min_resource = 3
 max_resource = 3
-max_trials = 16
+max_trials = 48
 [space]
 lr = { log_uniform = [0.001, 0.1] }
 momentum = 0.9
@@ -89,15 +89,15 @@ batch_size = 256
 """,
     ),
     "mixed": (
-        "100k x 64, hidden 16 or 256, batch 256; synchronous SH, 27 trials at 1 epoch, "
-        "9 -> 3, 3 -> 9, 1 -> 27 (40 jobs)",
+        "100k x 64, hidden 16 or 256, batch 256; synchronous SH, 3 brackets one after the "
+        "other, each 27 trials at 1 epoch, 9 -> 3, 3 -> 9, 1 -> 27 (120 jobs)",
         """
 [asha]
 min_resource = 1
 max_resource = 27
 reduction_factor = 3
 bracket_trials = 27
-max_trials = 27
+max_trials = 81
 [space]
 lr = { log_uniform = [0.001, 0.1] }
 momentum = 0.9
