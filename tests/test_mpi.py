@@ -1,6 +1,7 @@
 """``ash tune --transport mpi`` under a real ``mpiexec`` (the venv's own, from the mpich wheel):
 Algorithm 2 on the trace, every worker rank busy, the same study as gRPC, a dead rank ending the
-job and the journal resuming it, and the user's mistakes."""
+job and the journal resuming it, rank 0 training when asked, and the user's mistakes (said once,
+not once per rank)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def fit(config, start, stop, state):
     if done != start:
         raise RuntimeError(f"resumed from {done}, expected {start}")
     marker = Path(os.environ["CRASH_MARKER"])
-    if stop == 3 and not marker.exists():  # the first promotion kills its rank, once
-        marker.touch()
+    rank = os.environ.get("PMI_RANK", "0")  # Hydra's; rank 0's trainer process inherits it
+    if stop == 3 and os.environ.get("CRASH_RANK", rank) == rank and not marker.exists():
+        marker.touch()  # the first promotion (on CRASH_RANK, if set) kills its process, once
         os._exit(7)
     return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / stop}, json.dumps({"done": stop}).encode()
 """
@@ -135,14 +137,7 @@ def test_one_worker_rank_runs_the_very_study_of_one_grpc_worker(tmp_path: Path) 
 
 
 def test_a_dead_rank_ends_the_job_and_the_same_command_resumes_it(tmp_path: Path) -> None:
-    (tmp_path / "crashy.py").write_text(CRASHY)
-    spec = tmp_path / "study.toml"
-    spec.write_text(
-        study(tmp_path)
-        .read_text()
-        .replace("user_trainer:fit", "crashy:fit")
-        .replace('mode = { choice = ["ok", "ok2", "raise", "nan", "slow"] }', "")
-    )
+    spec = crashy_study(tmp_path)
     cmd = ["tune", str(spec), "--transport", "mpi", "--journal", "j.jsonl", "--trace", "t.jsonl"]
     cmd += ["--out", "out", "--quiet"]
     env = {"CRASH_MARKER": str(tmp_path / "marker")}
@@ -159,17 +154,129 @@ def test_a_dead_rank_ends_the_job_and_the_same_command_resumes_it(tmp_path: Path
     assert any(e["event"] == "lost" for e in events)  # the dead rank's job, re-issued
 
 
-def test_user_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
+def crashy_study(tmp_path: Path) -> Path:
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    spec = tmp_path / "study.toml"
+    spec.write_text(
+        study(tmp_path)
+        .read_text()
+        .replace("user_trainer:fit", "crashy:fit")
+        .replace('mode = { choice = ["ok", "ok2", "raise", "nan", "slow"] }', "")
+    )
+    return spec
+
+
+def test_rank0_trains_when_asked(tmp_path: Path) -> None:
+    spec = study(tmp_path)
+    args = ["tune", str(spec), "--transport", "mpi", "--rank0-trains", "--out", "out"]
+    proc = run(*args, "--trace", "t.jsonl", cwd=tmp_path, ranks=2, env={"SLEEP": "0.02"})
+    assert proc.returncode == 0, proc.stderr
+    banner = re.search(
+        r"ash: mpi: 2 ranks \(2 workers: rank 0 trains too\) on 1 node, (\d+) threads? per rank",
+        proc.stderr,
+    )
+    assert banner, proc.stderr
+    if (os.cpu_count() or 1) <= 2:
+        assert banner.group(1) == "1"  # both ranks train: the cores are shared by two
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(spec)) == []
+    assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank0", "rank1"}
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 30 and doc["best"]["resource"] == 9
+    errors = " ".join(e["error"] for e in doc["errors"])
+    assert "bad trial" in errors and "resumed from" not in errors
+    threads = {r["metrics"]["threads"] for t in doc["trials"] for r in t["results"] if r["metrics"]}
+    assert threads == {int(banner.group(1))}  # rank 0's jobs too ran within its budget
+
+
+def test_rank0_trains_and_a_dead_rank_resumes_from_the_journal(tmp_path: Path) -> None:
+    spec = crashy_study(tmp_path)
+    cmd = ["tune", str(spec), "--transport", "mpi", "--rank0-trains", "--journal", "j.jsonl"]
+    cmd += ["--trace", "t.jsonl", "--out", "out", "--quiet"]
+    env = {"CRASH_MARKER": str(tmp_path / "marker"), "CRASH_RANK": "1"}
+    first = run(*cmd, cwd=tmp_path, ranks=2, env=env)
+    assert first.returncode != 0, first.stderr
+    assert (tmp_path / "marker").exists()
+    again = run(*cmd, cwd=tmp_path, ranks=2, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "ash: mpi: resumed py from j.jsonl" in again.stderr
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 30 and doc["errors"] == [] and not doc["interrupted"]
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(spec)) == []
+    assert any(e["event"] == "lost" for e in events)
+    assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank0", "rank1"}
+
+
+def test_rank0_trainer_process_dying_costs_its_job_not_the_mpi_job(tmp_path: Path) -> None:
+    """Rank 0 trains in a process of its own: when that dies the job is lost and re-issued (a
+    worker rank's death would end the MPI job). One rank alone may train with --rank0-trains."""
+    spec = crashy_study(tmp_path)
+    cmd = ["tune", str(spec), "--transport", "mpi", "--rank0-trains", "--trace", "t.jsonl"]
+    env = {"CRASH_MARKER": str(tmp_path / "marker"), "CRASH_RANK": "0"}
+    proc = run(*cmd, "--out", "out", "--quiet", cwd=tmp_path, ranks=1, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 rank (1 worker: rank 0 trains too)" in proc.stderr
+    assert (tmp_path / "marker").exists()
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 30 and not doc["interrupted"]
+    [died] = [e["error"] for e in doc["errors"]]
+    assert re.fullmatch(r"rank 0's trainer process died \(exit code 7\) in job \d+", died)
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(spec)) == []
+    assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank0"}
+    assert sum(e["event"] == "lost" for e in events) == 1  # the job, re-issued
+
+
+def said(stderr: str, text: str) -> int:
+    return stderr.count(text)
+
+
+def test_user_mistakes_are_said_once_and_every_rank_exits_2(tmp_path: Path) -> None:
     spec = study(tmp_path, max_trials=5)
+
+    def once(proc: subprocess.CompletedProcess[str], text: str) -> None:
+        assert proc.returncode == 2, proc.stderr
+        assert said(proc.stderr, text) == 1, proc.stderr
+        assert said(proc.stderr, "error") == 1, proc.stderr  # one error, one line about it
+        for noise in ("Traceback", "BAD TERMINATION", "Abort", "ash: mpi:"):
+            assert noise not in proc.stderr
+
     alone = run("tune", str(spec), "--transport", "mpi", cwd=tmp_path, ranks=None)
-    assert alone.returncode == 2 and "needs at least 2 MPI ranks" in alone.stderr
-    workers = run("tune", str(spec), "--transport", "mpi", "--workers", "2", cwd=tmp_path)
-    assert workers.returncode == 2 and "--workers does not apply" in workers.stderr
+    once(alone, "needs at least 2 MPI ranks")
+    once(
+        run("tune", str(spec), "--transport", "mpi", "--workers", "2", cwd=tmp_path),
+        "--workers does not apply",
+    )
     bad = tmp_path / "bad.toml"
-    bad.write_text(spec.read_text().replace("user_trainer:fit", "nowhere:fit"))
-    entry = run("tune", str(bad), "--transport", "mpi", cwd=tmp_path)  # every rank must stop
-    assert entry.returncode == 2 and "cannot import 'nowhere'" in entry.stderr
-    assert "Traceback" not in entry.stderr
+    bad.write_text(spec.read_text().replace('metric = "loss"', "metric = 3"))
+    once(run("tune", str(bad), "--transport", "mpi", cwd=tmp_path), "study.metric")
+    once(run("tune", "nowhere.toml", "--transport", "mpi", cwd=tmp_path), "nowhere.toml")
+    flag = run("tune", str(spec), "--transport", "mpi", "--threads", "0", cwd=tmp_path)
+    once(flag, "argument --threads: must be >= 1")
+    assert said(flag.stderr, "usage:") == 1
+    entry = tmp_path / "entry.toml"
+    entry.write_text(spec.read_text().replace("user_trainer:fit", "nowhere:fit"))
+    once(run("tune", str(entry), "--transport", "mpi", cwd=tmp_path), "cannot import 'nowhere'")
+    (tmp_path / "j.jsonl").write_text("not a journal\n")  # only rank 0 opens it
+    journal = run("tune", str(spec), "--transport", "mpi", "--journal", "j.jsonl", cwd=tmp_path)
+    once(journal, "not an ash journal")
+    # a mistake only one rank makes (here a module that rank 1 cannot import): that rank says
+    # it, and no rank is left waiting for the others
+    (tmp_path / "rank1_only.py").write_text(
+        "import os\n"
+        "if os.environ.get('PMI_RANK') == '1':\n"
+        "    raise ImportError('not on this node')\n"
+        "from user_trainer import fit  # noqa: F401\n"
+    )
+    node = tmp_path / "node.toml"
+    node.write_text(spec.read_text().replace("user_trainer:fit", "rank1_only:fit"))
+    one = run("tune", str(node), "--transport", "mpi", cwd=tmp_path)
+    once(one, "ash: rank 1: error: trainer.entrypoint 'rank1_only:fit': cannot import")
+    once(
+        run("tune", str(spec), "--rank0-trains", cwd=tmp_path, ranks=None),
+        "--rank0-trains applies to --transport mpi only",
+    )
     no_mpi = subprocess.run(
         [
             sys.executable,
