@@ -434,11 +434,13 @@ class Planner:
                     break
         split = (base, lone_threads(sp, self.cores))
         if self.log is not None and observed and split[0] != self._logged.get(shape, split[0]):
-            took = ", ".join(f"{t}: {self._scale[shape, t]:.2f}x" for t in seen if seen[t])
+            ts = [t for t in seen if seen[t]]
+            counts = " / ".join(str(t) for t in ts)
+            took = " / ".join(f"{self._scale[shape, t]:.2f}x" for t in ts)
             k = min(self.slots, self.cores // base)
             self.log(
-                f"threads auto: {shape}: jobs took {took} their calibrated time on 1..n threads"
-                f" -> {k} slot{'s' if k != 1 else ''} x {base} thread"
+                f"threads auto: {shape}: jobs on {counts} threads took {took} their calibrated"
+                f" time -> {k} slot{'s' if k != 1 else ''} x {base} thread"
                 f"{'s' if base != 1 else ''} ({why})"
             )
         self._logged[shape] = split[0]
