@@ -306,3 +306,14 @@ def test_trainer_timeout_fails_the_job_not_the_rank(tmp_path: Path) -> None:
     slow = {t["trial"] for t in doc["trials"] if t["config"]["mode"] == "slow"}
     timed_out = {e["trial"] for e in doc["errors"] if "timed out after 0.5 s" in e["error"]}
     assert slow and timed_out == slow and len(doc["trials"]) == 8
+
+
+def test_only_mpi_runs_keep_ranks_above_0_quiet_before_mpi_starts() -> None:
+    from ash.mpirun import wants_mpi
+
+    assert wants_mpi(["tune", "s.toml", "--transport", "mpi"])
+    assert wants_mpi(["tune", "s.toml", "--transport=mpi", "--threads", "0"])
+    assert wants_mpi(["tune", "s.toml", "--tran", "mpi"])  # argparse takes unique prefixes
+    assert not wants_mpi(["tune", "s.toml", "--tra", "mpi"])  # --trace or --transport
+    assert not wants_mpi(["tune", "s.toml", "--transport", "grpc"])
+    assert not wants_mpi(["tune", "s.toml", "--transport"])

@@ -191,7 +191,7 @@ def guard(fn: Callable[[], int], prog: str = "ash") -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from ash.mpirun import only_rank0_speaks
 
-    with only_rank0_speaks():  # under mpiexec every rank makes the same usage error: say it once
+    with only_rank0_speaks(argv):  # mpiexec: every rank makes the same usage error; say it once
         args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     return guard(lambda: run(args))

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ash.errors import UserError
@@ -57,11 +57,27 @@ def launched_rank() -> int:
     return 0
 
 
+def wants_mpi(argv: Sequence[str]) -> bool:
+    """Whether these command-line arguments ask for ``--transport mpi`` (before argparse reads
+    them, as it would: ``--transport mpi``, ``--transport=mpi``, or an unambiguous prefix)."""
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if len(name) < len("--tran") or not "--transport".startswith(name):
+            continue
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if value == "mpi":
+            return True
+    return False
+
+
 @contextlib.contextmanager
-def only_rank0_speaks() -> Iterator[None]:
-    """Silence stdout and stderr here on ranks other than 0: for what every rank says alike
-    before MPI starts (argparse's usage errors and help)."""
-    if launched_rank() == 0:
+def only_rank0_speaks(argv: Sequence[str] | None = None) -> Iterator[None]:
+    """On ranks other than 0 of ``--transport mpi``, silence stdout and stderr here: for what
+    every rank says alike before MPI starts (argparse's usage errors and help). Other commands
+    keep their say, e.g. independent studies started by one ``srun`` each print their own."""
+    args = sys.argv[1:] if argv is None else argv
+    if launched_rank() == 0 or not wants_mpi(args):
         yield
         return
     with (
