@@ -294,12 +294,18 @@ def test_user_mistakes_are_said_once_and_every_rank_exits_2(tmp_path: Path) -> N
     assert "Traceback" not in no_mpi.stderr
 
 
-def test_trainer_timeout_fails_the_job_not_the_rank(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rank0", [False, True], ids=["worker-ranks", "rank0-alone"])
+def test_trainer_timeout_fails_the_job_not_the_rank(tmp_path: Path, rank0: bool) -> None:
+    """On worker ranks (SIGALRM in-process) and in rank 0's trainer process (killed)."""
     spec = study(tmp_path, max_trials=8)  # seed 3: trials 0, 1, 2 and 7 draw mode = "slow"
     text = spec.read_text().replace('"user_trainer:fit"', '"user_trainer:fit"\ntimeout_s = 0.5')
     spec.write_text(text)
+    flags = ["--rank0-trains"] if rank0 else []
     proc = run(
-        "tune", str(spec), "--transport", "mpi", "--out", "out", cwd=tmp_path, env={"SLOW": "60"}
+        *["tune", str(spec), "--transport", "mpi", *flags, "--out", "out"],
+        cwd=tmp_path,
+        ranks=1 if rank0 else 3,
+        env={"SLOW": "60"},
     )
     assert proc.returncode == 0, proc.stderr
     doc = results(tmp_path / "out")
