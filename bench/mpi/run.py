@@ -6,6 +6,8 @@ trial). Both transports run two workers on this machine with one kernel thread e
 
 - mpi:  ``mpiexec -n 3 ash tune SPEC --transport mpi`` (rank 0 schedules, ranks 1-2 train; the
   ``mpiexec`` next to this Python, i.e. the ``mpich`` wheel's Hydra)
+- mpi-r0: ``mpiexec -n 2 ash tune SPEC --transport mpi --rank0-trains`` (rank 0 schedules and
+  trains in a slot process beside it, rank 1 trains)
 - grpc: ``ash tune SPEC --transport grpc --workers 2`` (one ``ash-scheduler`` and two
   ``ash-worker`` processes on 127.0.0.1)
 
@@ -58,11 +60,18 @@ x = {{ uniform = [0.0, 1.0] }}
 """
 
 
+TRANSPORTS = ("mpi", "mpi-r0", "grpc")
+
+
 def command(transport: str, spec: Path, out: Path, trace: Path) -> list[str]:
     tail = ["--threads", "1", "--out", str(out), "--trace", str(trace), "--quiet"]
     if transport == "mpi":
         launcher = [str(BIN / "mpiexec"), "-n", "3"]
         return [*launcher, str(BIN / "ash"), "tune", str(spec), "--transport", "mpi", *tail]
+    if transport == "mpi-r0":
+        launcher = [str(BIN / "mpiexec"), "-n", "2"]
+        tail = ["--transport", "mpi", "--rank0-trains", *tail]
+        return [*launcher, str(BIN / "ash"), "tune", str(spec), *tail]
     return [str(BIN / "ash"), "tune", str(spec), "--transport", "grpc", "--workers", "2", *tail]
 
 
@@ -106,10 +115,10 @@ def main() -> None:
         work = Path(tmp)
         for trials in args.trials:
             for _ in range(args.repeat):
-                for transport in ("mpi", "grpc"):
+                for transport in TRANSPORTS:
                     r = run_once(transport, trials, work)
                     print(
-                        f"{transport:4} {trials:>6} trials: {r['results']} results, "
+                        f"{transport:6} {trials:>6} trials: {r['results']} results, "
                         f"study {r['study_s']:.2f} s, wall {r['wall_s']:.2f} s, "
                         f"{r['results_per_s']:,.0f} results/s",
                         file=sys.stderr,
@@ -121,23 +130,24 @@ def main() -> None:
         f"Python {platform.python_version()}, repeat {args.repeat} (medians)\n"
     )
     print(
-        "| trials | results | mpi results/s (study / wall) | grpc results/s (study / wall) "
-        "| mpi / grpc |"
+        "| trials | results | mpi results/s (study / wall) "
+        "| mpi, rank 0 trains (-n 2) results/s (study / wall) "
+        "| grpc results/s (study / wall) | mpi / grpc |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for trials in args.trials:
         row: dict[str, tuple[float, float, int]] = {}
-        for transport in ("mpi", "grpc"):
+        for transport in TRANSPORTS:
             mine = [r for r in runs if r["transport"] == transport and r["trials"] == trials]
             row[transport] = (
                 statistics.median(r["results_per_s"] for r in mine),
                 statistics.median(r["results_per_wall_s"] for r in mine),
                 int(statistics.median(r["results"] for r in mine)),
             )
-        m, g = row["mpi"], row["grpc"]
+        m, r0, g = row["mpi"], row["mpi-r0"], row["grpc"]
         print(
-            f"| {trials:,} | {m[2]:,} | {m[0]:,.0f} / {m[1]:,.0f} | {g[0]:,.0f} / {g[1]:,.0f} "
-            f"| {m[0] / g[0]:.0f}x |"
+            f"| {trials:,} | {m[2]:,} | {m[0]:,.0f} / {m[1]:,.0f} | {r0[0]:,.0f} / {r0[1]:,.0f} "
+            f"| {g[0]:,.0f} / {g[1]:,.0f} | {m[0] / g[0]:.0f}x |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
