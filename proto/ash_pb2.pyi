@@ -87,20 +87,28 @@ class Release(_message.Message):
     reason: str
     def __init__(self, job_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class ResultBatch(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Result]
+    def __init__(self, results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ...) -> None: ...
+
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "result", "release")
+    __slots__ = ("hello", "heartbeat", "result", "release", "results")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     result: Result
     release: Release
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
+    results: ResultBatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints")
+    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +117,7 @@ class Welcome(_message.Message):
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MAX_CHECKPOINT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHARED_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     study: str
     session: str
     heartbeat_s: float
@@ -117,7 +126,8 @@ class Welcome(_message.Message):
     metric: str
     max_checkpoint_bytes: int
     shared_checkpoints: bool
-    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ...) -> None: ...
+    batches: bool
+    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "trial", "rung", "bracket", "start", "stop", "config", "checkpoint", "attempt")
@@ -148,6 +158,12 @@ class Assignment(_message.Message):
     attempt: int
     def __init__(self, job_id: _Optional[int] = ..., trial: _Optional[int] = ..., rung: _Optional[int] = ..., bracket: _Optional[int] = ..., start: _Optional[float] = ..., stop: _Optional[float] = ..., config: _Optional[_Mapping[str, Value]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
+class AssignmentBatch(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
+
 class Finished(_message.Message):
     __slots__ = ("reason",)
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -155,14 +171,16 @@ class Finished(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignment", "finished")
+    __slots__ = ("welcome", "assignment", "finished", "assignments")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignment: Assignment
     finished: Finished
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ...) -> None: ...
+    assignments: AssignmentBatch
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., assignments: _Optional[_Union[AssignmentBatch, _Mapping]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("token",)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol, TypeAlias
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+_FILE = re.compile(r"t(\d+)-r[0-9p.e+-]+\.(?:ckpt|ref)")  # DirectoryStore's own files
 
 
 @dataclass(frozen=True)
@@ -83,22 +84,37 @@ def _resource_tag(resource: float) -> str:
 
 
 class DirectoryStore:
+    """States as files in ``root``, which this store alone writes. The names present are indexed
+    in memory (scanned once at start, then kept up to date by ``put``), so asking for a state
+    that was never stored (a trainer that returns none, the usual case for a promotion of a
+    stateless trainer) costs no system call."""
+
     def __init__(self, root: str | Path, *, fsync: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._kept: dict[int, list[Path]] = {}
+        self._names: set[str] = set()
+        found: list[tuple[int, int, Path]] = []
+        for entry in os.scandir(self.root):
+            m = _FILE.fullmatch(entry.name)
+            if m is not None and entry.is_file():
+                self._names.add(entry.name)
+                found.append((entry.stat().st_mtime_ns, int(m.group(1)), Path(entry.path)))
+        for _, trial, path in sorted(found):  # oldest first, as put() keeps them
+            self._kept.setdefault(trial, []).append(path)
 
-    def _path(self, trial: int, resource: float) -> Path:
-        return self.root / f"t{int(trial)}-r{_resource_tag(resource)}.ckpt"
+    def _stem(self, trial: int, resource: float) -> str:
+        return f"t{int(trial)}-r{_resource_tag(resource)}"
 
     def put(self, trial: int, resource: float, state: State | None) -> None:
         if state is None:
             return
-        path = self._path(trial, resource)
+        name = self._stem(trial, resource) + ".ckpt"
         if isinstance(state, CheckpointRef):
-            path = path.with_suffix(".ref")
+            name = self._stem(trial, resource) + ".ref"
             state = json.dumps([state.name, state.crc32, state.size]).encode()
+        path = self.root / name
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(state)
@@ -106,20 +122,26 @@ class DirectoryStore:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        self._names.add(name)
         kept = self._kept.setdefault(trial, [])
         if path not in kept:
             kept.append(path)
         while len(kept) > 2:
-            kept.pop(0).unlink(missing_ok=True)
+            old = kept.pop(0)
+            self._names.discard(old.name)
+            old.unlink(missing_ok=True)
 
     def get(self, trial: int, resource: float) -> State | None:
-        path = self._path(trial, resource)
+        stem = self._stem(trial, resource)
+        if stem + ".ckpt" in self._names:
+            try:
+                return (self.root / (stem + ".ckpt")).read_bytes()
+            except FileNotFoundError:
+                pass
+        if stem + ".ref" not in self._names:
+            return None
         try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            pass
-        try:
-            name, crc, size = json.loads(path.with_suffix(".ref").read_text())
+            name, crc, size = json.loads((self.root / (stem + ".ref")).read_text())
         except (FileNotFoundError, ValueError):
             return None
         return CheckpointRef(str(name), int(crc), int(size))

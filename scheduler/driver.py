@@ -169,11 +169,36 @@ class Driver:
             self.journal.append(_jsonable(record))
 
     def sync(self) -> None:
-        """Make every input so far durable, then flush the trace (which must trail the journal).
-        Raises JournalError if the journal cannot be written."""
-        if self.journal is not None:
-            self.journal.sync()
-        self.trace.flush()
+        """Make every input so far durable, then write the trace lines of those inputs (the
+        trace must trail the journal). Raises JournalError if the journal cannot be written.
+
+        Safe to call from a thread while others call the driver: the journal records and the
+        trace lines are taken together under the driver's lock, so the trace written never
+        holds an event whose record is not yet durable, and concurrent callers share one write
+        and fsync (a caller whose records are already durable returns at once)."""
+        j = self.journal
+        if j is None:
+            with self.lock:
+                self.trace.flush()
+            return
+        target = j.appended
+        with j.io_lock:
+            if j.durable >= target and not j.broken and not self.trace._lines:
+                return
+            with self.lock:
+                records, count = j.take()
+                # TraceWriter buffers unflushed lines in _lines; taken with the records
+                lines, self.trace._lines = self.trace._lines, []
+            j.write(records, count)
+            out = self.trace._f
+            if out is not None and lines:
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+
+    def pending(self) -> bool:
+        """Whether ``sync`` has anything to do."""
+        j = self.journal
+        return bool(self.trace._lines) or (j is not None and j.appended > j.durable)
 
     def resume(self, records: list[dict[str, Any]], trace_events_present: int) -> int:
         """Replay journal records; then lose the jobs that were in flight. Returns how many."""

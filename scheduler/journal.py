@@ -46,7 +46,7 @@ class Journal:
         self.fsync = fsync
         self._pending: list[str] = []
         self._buf_lock = threading.Lock()  # guards _pending and appended (held briefly)
-        self._io_lock = threading.Lock()  # one writer+fsync at a time
+        self.io_lock = threading.Lock()  # one writer+fsync at a time
         self.appended = 0  # records appended (this process)
         self.durable = 0  # records known written and synced
         self.broken: str | None = None
@@ -79,18 +79,28 @@ class Journal:
     def sync(self) -> None:
         """Write and fsync everything appended so far; raises JournalError if that fails."""
         target = self.appended
-        with self._io_lock:
-            if self.broken:
-                raise JournalError(self.broken)
-            with self._buf_lock:
-                if self.durable >= target:
-                    return  # what this caller appended is on disk: others' records can wait
-                # (a caller's own records are synced together with everything appended so far)
-                lines, self._pending = self._pending, []
-                count = self.appended
-            if not lines:
-                self.durable = count
-                return
+        with self.io_lock:
+            if self.durable >= target and not self.broken:
+                return  # what this caller appended is on disk: others' records can wait
+            # (a caller's own records are synced together with everything appended so far)
+            self._write(*self.take())
+
+    def take(self) -> tuple[list[str], int]:
+        """The records appended and not yet taken, and the count they bring ``appended`` to.
+        For a caller that snapshots the journal together with other buffers (the driver: its
+        trace) and then calls ``write`` with them, under ``io_lock``, in the order taken."""
+        with self._buf_lock:
+            lines, self._pending = self._pending, []
+            return lines, self.appended
+
+    def write(self, lines: list[str], count: int) -> None:
+        """Write and fsync records from ``take``; hold ``io_lock`` from ``take`` to here."""
+        self._write(lines, count)
+
+    def _write(self, lines: list[str], count: int) -> None:
+        if self.broken:
+            raise JournalError(self.broken)
+        if lines:
             try:
                 self._f.write(("\n".join(lines) + "\n").encode())
                 self._f.flush()
@@ -101,7 +111,7 @@ class Journal:
                     f"{self.path}: write failed ({exc.strerror or exc}); no more decisions"
                 )
                 raise JournalError(self.broken) from None
-            self.durable = count
+        self.durable = max(self.durable, count)
 
     def close(self) -> None:
         try:

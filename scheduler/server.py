@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import signal
 import sys
@@ -43,6 +44,32 @@ def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
+
+
+GC_THRESHOLDS = (20_000, 50, 100)
+FREEZE_EVERY_S = 5.0
+
+
+def tune_gc() -> None:
+    """Keep the cyclic GC's pauses short in a scheduler whose heap only grows.
+
+    The study's state (rungs, results, trials) is long-lived and grows with every result; left
+    to itself, each full collection walks all of it (over 200 ms at 1,000 sessions), and every
+    assignment waits behind it. So what exists after start-up (the spec, a resumed study) is
+    frozen out of the collector, and then, every few seconds, whatever survived since: a full
+    collection then walks only the young part of the heap. Gen 0 runs every 20,000 allocations
+    instead of 700."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+async def freeze_periodically(period: float = FREEZE_EVERY_S) -> None:
+    """Forever: collect what is not frozen (garbage cycles included), then freeze the rest."""
+    while True:
+        await asyncio.sleep(period)
+        gc.collect()
+        gc.freeze()
 
 
 def read_secret(path: str | None, what: str) -> str | None:
@@ -150,6 +177,7 @@ async def serve(args: argparse.Namespace) -> int:
         checkpoint_dir=shared_dir(args.checkpoint_dir),
     )
     service = SchedulerService(driver, config)
+    tune_gc()
     interceptors = [TokenAuth(token)] if token is not None else []
     server = grpc.aio.server(options=server_options(max_ckpt), interceptors=interceptors)
     add_scheduler_servicer(service, server)
@@ -183,6 +211,7 @@ async def serve(args: argparse.Namespace) -> int:
             service, host if is_loopback(host) else "0.0.0.0", args.metrics_port
         )
     leases = asyncio.create_task(service.expire_leases())
+    gc_task = asyncio.create_task(freeze_periodically())
     service._check_finished()
     done = asyncio.create_task(service.done.wait())
     stopping = asyncio.create_task(stop.wait())
@@ -202,6 +231,8 @@ async def serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.1)  # a reconnecting worker's hello is answered Finished
         await asyncio.sleep(0.2)  # let the sessions deliver Finished
     leases.cancel()
+    gc_task.cancel()
+    service.close()
     driver.close()
     if args.out:
         write_out(driver, args.out, interrupted=not service.done.is_set())

@@ -6,10 +6,18 @@ peer's message crash the server: a bad message ends that stream only, with INVAL
 FAILED_PRECONDITION or the fitting status, and the jobs of that stream go back to the core.
 
 Everything runs on one asyncio event loop, so driver calls (microseconds each) are serialised
-without contention; only the journal's fsync runs in a thread, and concurrent syncs share one
-fsync (group commit). An assignment leaves the process only after the ask that made it is
-durable. Work is pushed to sessions with free slots ("hungry" sessions, in FIFO order) whenever
-something may have changed: a hello, a result, a release, a lost lease.
+without contention. A message is handled without waiting for the disk: the assignments it
+causes wait in ``_unsent`` for one committer task, which makes the journal durable (write and
+fsync in one thread; without fsync, a write on the loop) for everything appended so far and then
+sends them: an assignment leaves the process only after the ask that made it is durable, and
+however many messages arrive during one fsync share the next one (group commit). Work is pushed
+to sessions with free slots ("hungry" sessions, in FIFO order) whenever something may have
+changed: a hello, a result, a release, a lost lease.
+
+Batches: a worker whose Hello lists the capability "batch" gets the assignments decided for it
+at once in one AssignmentBatch; the Welcome says ``batches``, and such a worker may send several
+results in one ResultBatch, each handled exactly as a Result message of its own. Older peers
+keep the one-result, one-assignment messages.
 
 Leases: each session must send something (a heartbeat at least) every ``lease_s``; otherwise,
 or when its stream breaks, its jobs are lost (traced ``lost``) and re-issued. A reconnect is a
@@ -21,12 +29,14 @@ is refused with FAILED_PRECONDITION; a job id never issued is INVALID_ARGUMENT.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +53,7 @@ from ash.scheduler.journal import JournalError
 
 MAX_SLOTS = 1024
 MAX_THREADS = 65536
+MAX_BATCH = 4096  # results in one ResultBatch
 
 
 @dataclass
@@ -54,6 +65,7 @@ class WorkerSession:
     jobs: set[int] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
     threads: int = 0  # kernel threads per job the worker announced; 0: it plans them per job
+    batch: bool = False  # takes AssignmentBatch messages
 
 
 @dataclass
@@ -77,9 +89,14 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.draining = False
         self.watchers: set[asyncio.Queue[str | None]] = set()
         self.finished_sent = False
+        self.journal_error: str | None = None
         self.absent: set[str] = set()  # workers whose stream broke and who have not come back
         self.metrics = {"assigned": 0, "completed": 0, "lost": 0, "rejected": 0}
-        self.decision_seconds: list[float] = []
+        self.decision_seconds: collections.deque[float] = collections.deque(maxlen=4096)
+        self._unsent: list[tuple[WorkerSession, Assignment]] = []  # decided, not yet durable
+        self._commit_wanted = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._io: ThreadPoolExecutor | None = None  # the fsync thread
         driver.trace.listeners.append(self._on_event)
 
     # -- watch ----------------------------------------------------------------------------
@@ -123,7 +140,12 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         sid = f"s{next(self.ids)}"
         self.absent.discard(hello.worker_id)
         session = WorkerSession(
-            sid, hello.worker_id, hello.slots, asyncio.Queue(), threads=hello.threads
+            sid,
+            hello.worker_id,
+            hello.slots,
+            asyncio.Queue(),
+            threads=hello.threads,
+            batch="batch" in hello.capabilities,
         )
         self.sessions[sid] = session
         welcome = pb.SchedulerMessage(
@@ -136,6 +158,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 metric=self.driver.spec.metric,
                 max_checkpoint_bytes=self.config.max_checkpoint_bytes,
                 shared_checkpoints=self.config.checkpoint_dir is not None,
+                batches=True,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -145,7 +168,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 yield pb.SchedulerMessage(finished=pb.Finished(reason="study finished"))
                 return
             self.hungry[sid] = session
-            await self._dispatch()
+            self._dispatch()
             while True:
                 msg = await session.outbox.get()
                 if msg is None:
@@ -159,7 +182,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             reader.cancel()
             self._drop(session)
             if not self.done.is_set():
-                await self._dispatch()
+                self._dispatch()
 
     async def _read(self, it: Any) -> pb.WorkerMessage | None:
         try:
@@ -173,7 +196,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             async for msg in it:
                 session.last_seen = time.monotonic()
                 try:
-                    await self._handle(session, msg)
+                    self._handle(session, msg)
                 except wire.WireError as exc:
                     session.outbox.put_nowait((exc.code, str(exc)))
                     return
@@ -188,12 +211,18 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         except Exception:  # a broken stream: the session ends, its jobs are lost
             session.outbox.put_nowait(None)
 
-    async def _handle(self, session: WorkerSession, msg: pb.WorkerMessage) -> None:
+    def _handle(self, session: WorkerSession, msg: pb.WorkerMessage) -> None:
         kind = msg.WhichOneof("msg")
         if kind == "heartbeat":
             return
         if kind == "result":
             self._result(session, msg.result)
+        elif kind == "results":
+            results = msg.results.results
+            if not 1 <= len(results) <= MAX_BATCH:
+                raise wire.invalid(f"results: a batch holds 1..{MAX_BATCH} results")
+            for r in results:
+                self._result(session, r)
         elif kind == "release":
             job_id = msg.release.job_id
             if self.lease_of.get(job_id) != session.sid:
@@ -206,7 +235,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         else:
             raise wire.invalid("empty message")
         self._make_hungry(session)
-        await self._dispatch()
+        self._dispatch()
 
     def _result(self, session: WorkerSession, r: pb.Result) -> None:
         owner = self.lease_of.get(r.job_id)
@@ -255,17 +284,15 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 self.metrics["lost"] += 1
         session.jobs.clear()
 
-    async def _dispatch(self) -> None:
-        """Give work to hungry sessions; send it once the asks are durable."""
-        out: list[tuple[WorkerSession, Assignment]] = []
+    def _dispatch(self) -> None:
+        """Give work to hungry sessions; the committer sends it once the asks are durable."""
+        out = self._unsent
         while self.hungry and not self.draining:
             sid, session = next(iter(self.hungry.items()))
             t0 = time.perf_counter()
             known = {"threads": session.threads} if session.threads else None
             a = self.driver.request(session.worker, trace_extra=known)
             self.decision_seconds.append(time.perf_counter() - t0)
-            if len(self.decision_seconds) > 4096:
-                del self.decision_seconds[:2048]
             if a is None:
                 break
             session.jobs.add(a.job.job_id)
@@ -275,16 +302,59 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             if len(session.jobs) >= session.slots:
                 del self.hungry[sid]
             out.append((session, a))
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.driver.sync)
-        except JournalError as exc:
-            self._journal_broken(str(exc))
-            return
+        self._commit_wanted.set()
+        if self._committer is None:
+            self._committer = asyncio.get_running_loop().create_task(self._commit())
+
+    async def _commit(self) -> None:
+        """Forever: make what was decided durable, then send the assignments it made."""
+        loop = asyncio.get_running_loop()
+        journal = self.driver.journal
+        threaded = journal is not None and journal.fsync
+        if threaded:
+            self._io = ThreadPoolExecutor(1, thread_name_prefix="ash-journal")
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            out, self._unsent = self._unsent, []
+            if self.driver.pending():
+                try:
+                    if threaded:
+                        await loop.run_in_executor(self._io, self.driver.sync)
+                    else:
+                        self.driver.sync()  # a write to the page cache: no thread hop
+                except JournalError as exc:
+                    self._journal_broken(str(exc))
+                    continue
+            self._send(out)
+            self._check_finished()
+
+    def _send(self, out: list[tuple[WorkerSession, Assignment]]) -> None:
+        by_session: dict[str, list[Assignment]] = {}
+        sessions: dict[str, WorkerSession] = {}
         for session, a in out:
-            session.outbox.put_nowait(wire.assignment_to_pb(a))
-        self._check_finished()
+            if session.batch:
+                by_session.setdefault(session.sid, []).append(a)
+                sessions[session.sid] = session
+            else:
+                session.outbox.put_nowait(wire.assignment_to_pb(a))
+        for sid, assignments in by_session.items():
+            if len(assignments) == 1:
+                sessions[sid].outbox.put_nowait(wire.assignment_to_pb(assignments[0]))
+            else:
+                sessions[sid].outbox.put_nowait(wire.assignments_to_pb(assignments))
+
+    def close(self) -> None:
+        """Stop the committer (the driver's close syncs what is left)."""
+        if self._committer is not None:
+            self._committer.cancel()
+        if self._io is not None:
+            self._io.shutdown(wait=True)
 
     def _journal_broken(self, why: str) -> None:
+        if self.journal_error is not None:
+            return
+        self.journal_error = why
         self.draining = True
         print(f"ash-scheduler: {why}; no more assignments", flush=True)
 
@@ -317,7 +387,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                         )
                     )
             if not self.done.is_set():
-                await self._dispatch()
+                self._dispatch()
 
     # -- read-only calls ------------------------------------------------------------------
 

@@ -107,22 +107,35 @@ def checkpoint_to_pb(state: State | None, out: pb.Checkpoint) -> None:
     out.size = len(state)
 
 
-def assignment_to_pb(a: Assignment) -> pb.SchedulerMessage:
-    """The scheduler's message handing job ``a`` (with its checkpoint) to a worker."""
+def fill_assignment(a: Assignment, msg: pb.Assignment) -> None:
+    """Fill ``msg`` with job ``a`` (and the checkpoint it resumes from)."""
     j = a.job
-    msg = pb.Assignment(
-        job_id=j.job_id,
-        trial=j.trial,
-        rung=j.rung,
-        bracket=j.bracket,
-        start=j.start,
-        stop=j.stop,
-        attempt=j.attempt,
-    )
+    msg.job_id = j.job_id
+    msg.trial = j.trial
+    msg.rung = j.rung
+    msg.bracket = j.bracket
+    msg.start = j.start
+    msg.stop = j.stop
+    msg.attempt = j.attempt
     config_to_pb(j.config, msg.config)
     if a.checkpoint is not None:
         checkpoint_to_pb(a.checkpoint, msg.checkpoint)
-    return pb.SchedulerMessage(assignment=msg)
+
+
+def assignment_to_pb(a: Assignment) -> pb.SchedulerMessage:
+    """The scheduler's message handing job ``a`` (with its checkpoint) to a worker."""
+    msg = pb.SchedulerMessage()
+    fill_assignment(a, msg.assignment)
+    return msg
+
+
+def assignments_to_pb(assignments: list[Assignment]) -> pb.SchedulerMessage:
+    """One message handing several jobs to a worker that takes batches."""
+    msg = pb.SchedulerMessage()
+    batch = msg.assignments.assignments
+    for a in assignments:
+        fill_assignment(a, batch.add())
+    return msg
 
 
 def checkpoint_from_pb(
