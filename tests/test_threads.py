@@ -143,6 +143,19 @@ def test_clear_calls_and_serial_shapes_are_not_checked() -> None:
     assert ts(p, 256)[0].base == 1 and ts(p, 8)[0].base == 1  # 2 x 1 wins FAR by 67%
 
 
+def test_nothing_to_plan_when_every_shape_stays_on_one_thread() -> None:
+    def make(table: dict[int, Speeds], complete: bool = True) -> Planner:
+        p = planner(table)
+        p.warm_configs, p.complete = [{"hidden": h} for h in table], complete
+        p.warm()
+        return p
+
+    assert make({8: TINY}).serial()
+    assert not make({8: TINY, 256: BIG}).serial()  # one shape can use two threads
+    assert not make({8: TINY}, complete=False).serial()  # other shapes may come later
+    assert not planner({8: TINY}).serial()  # nothing calibrated yet
+
+
 class FakeSlot:
     def __init__(self, name: str) -> None:
         self.name, self.job, self.threads, self.started = name, None, 0, 0.0

@@ -60,6 +60,8 @@ class LocalPool:
         """Run until the driver's study is finished; ``tick`` is called periodically."""
         if self.planner is not None:
             self.planner.warm()  # before the slots start: nothing else runs yet
+            if self.planner.serial():  # every shape on one thread: nothing to plan per job
+                self.planner, self.threads = None, 1
         self.slots = Slots(self.spec, self.n, self.threads, trainer=self.trainer)
         try:
             self._loop(self.slots, tick, tick_every)

@@ -369,6 +369,7 @@ class Planner:
         measure: Callable[[Shape], Speeds] | None = None,
         log: Callable[[str], None] | None = None,
         warm: Iterable[Config] = (),
+        complete: bool = False,
     ) -> None:
         self.cores = max(1, cores)
         self.slots = max(1, slots)
@@ -377,6 +378,8 @@ class Planner:
         self.measure = measure or (lambda shape: speeds(shape, self.cores))
         self.log = log
         self.warm_configs = list(warm)
+        self.complete = complete  # warm holds every shape the study can produce
+        self._warmed = False
         self._known: dict[Shape, Speeds] = {}
         self._split: dict[Shape, tuple[int, int]] = {}  # shape -> (base, lone) threads
         self._scale: dict[tuple[Shape | None, int], float] = {}  # (shape, threads) -> observed
@@ -400,8 +403,22 @@ class Planner:
         t0 = time.perf_counter()
         for config in self.warm_configs:
             if time.perf_counter() - t0 > budget_s:
-                break
+                return
             self.speeds(config)
+        self._warmed = True
+
+    def serial(self) -> bool:
+        """Whether there is nothing to plan: every shape the study can produce was calibrated
+        (``warm``) and the kernel keeps each on one thread, so every job gets one thread
+        whatever runs beside it. A transport then runs the fixed split of one thread per slot
+        and skips the per-job planning (tens of microseconds a job, which Iris-size jobs of half
+        a millisecond feel)."""
+        return (
+            self.complete
+            and self._warmed
+            and bool(self._known)
+            and not any(sp.parallel for sp in self._known.values())
+        )
 
     def task(self, config: Config, span: float) -> Task:
         """A job with ``config`` training ``span`` of the resource, as the planner sees it."""
@@ -540,5 +557,5 @@ def planner_for(
             got = shapes[key] = mlp_shape(config, n_in, n_out, rows)
         return got
 
-    warm = shape_configs(spec.space) or []
-    return Planner(n, slots, shape_of=shape_of, log=log, warm=warm)
+    warm = shape_configs(spec.space)
+    return Planner(n, slots, shape_of=shape_of, log=log, warm=warm or [], complete=warm is not None)
