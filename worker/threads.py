@@ -22,6 +22,10 @@ decides, per job, how many threads it gets:
   at an SH barrier, ASHA's tail) can take every core instead of the leftover ones. A trainer
   whose shape is unknown (a Python trainer) gets an equal share, ``C // S``, plus spare cores
   when the round leaves some.
+- Real jobs check the calibration: after every finished job the planner decides that shape's
+  split again with the calibrated speeds corrected by what its jobs took, and a close call is
+  tried both ways for a couple of jobs (``_decide``). When no shape can use a second thread
+  (``serial``) there is nothing to plan and a transport runs one thread per slot.
 
 Nothing here does I/O beyond timing the kernel and an optional log callback; the slot
 processes apply the decision (``ash.worker.slots``) and the transports record it in the trace.
