@@ -59,6 +59,8 @@ RETRYABLE = {
     grpc.StatusCode.ABORTED,
 }
 EXIT_UNREACHABLE = 3
+BATCH_MAX = 64  # results in one ResultBatch
+BATCH_LINGER_S = 0.002  # how long a result may wait for others while the worker has work queued
 
 
 @dataclass
@@ -69,6 +71,7 @@ class _Session:
     finished: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
 
 
 class WorkerDaemon:
@@ -192,7 +195,7 @@ class WorkerDaemon:
                     worker_id=self.worker_id,
                     slots=self.n_slots + self.prefetch,
                     token=self.token,
-                    capabilities=["mlp", "python"],
+                    capabilities=["mlp", "python", "batch"],
                     version=__version__,
                     threads=0 if self.plan_threads else self.threads,
                 )
@@ -200,7 +203,7 @@ class WorkerDaemon:
         )
         with self._channel() as channel:
             call = scheduler_stub(channel).Session(
-                _requests(session.out), metadata=bearer(self.token)
+                self._requests(session), metadata=bearer(self.token)
             )
             with self.lock:
                 self.session = session
@@ -239,6 +242,13 @@ class WorkerDaemon:
                         session.jobs.add(msg.assignment.job_id)
                     self.pending.put(msg.assignment)
                     self._wake_w.send(b"!")
+                elif kind == "assignments":
+                    batch = msg.assignments.assignments
+                    with self.lock:
+                        session.jobs.update(a.job_id for a in batch)
+                    for a in batch:
+                        self.pending.put(a)
+                    self._wake_w.send(b"!")
                 elif kind == "finished":
                     session.finished.set()
                     break
@@ -270,6 +280,7 @@ class WorkerDaemon:
             print(f"ash-worker: joined {w.study}: {split}", flush=True)
         self.heartbeat_s = max(0.05, w.heartbeat_s)
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
+        session.batches = w.batches
         session.sid = w.session
 
     def _planner(self, spec: StudySpec) -> Planner:
@@ -386,6 +397,52 @@ class WorkerDaemon:
             msg = pb.WorkerMessage(result=r)
         session.out.put(msg)
 
+    def _requests(self, session: _Session) -> Any:
+        """The session's outgoing messages. To a scheduler that takes batches, results that are
+        ready together go as one ResultBatch; while the worker still has jobs queued (so nothing
+        waits for this result to get work) a result may wait up to BATCH_LINGER_S for others.
+        Without queued work, or to an older scheduler, each result goes at once on its own."""
+        out = session.out
+        carry: pb.WorkerMessage | None = None
+        while True:
+            msg = carry if carry is not None else out.get()
+            carry = None
+            if msg is None:
+                return
+            if not session.batches or msg.WhichOneof("msg") != "result":
+                yield msg
+                continue
+            batch = [msg]
+            deadline = 0.0
+            while len(batch) < BATCH_MAX:
+                try:
+                    nxt = out.get_nowait()
+                except queue.Empty:
+                    if self.pending.empty():
+                        break
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + BATCH_LINGER_S
+                    if now >= deadline:
+                        break
+                    try:
+                        nxt = out.get(timeout=deadline - now)
+                    except queue.Empty:
+                        break
+                if nxt is None or nxt.WhichOneof("msg") != "result":
+                    carry = nxt
+                    if nxt is None:
+                        out.put(None)  # still the end, after this batch
+                        carry = None
+                    break
+                batch.append(nxt)
+            if len(batch) == 1:
+                yield batch[0]
+            else:
+                many = pb.WorkerMessage()
+                many.results.results.extend(m.result for m in batch)
+                yield many
+
     def _heartbeat(self, session: _Session) -> None:
         while not session.ended.wait(getattr(self, "heartbeat_s", 5.0)):
             with self.lock:
@@ -418,14 +475,6 @@ class WorkerDaemon:
                 pb.WorkerMessage(release=pb.Release(job_id=job_id, reason="worker stopping"))
             )
         time.sleep(0.2)  # let the stream carry the last messages
-
-
-def _requests(out: queue.Queue[pb.WorkerMessage | None]) -> Any:
-    while True:
-        msg = out.get()
-        if msg is None:
-            return
-        yield msg
 
 
 def build_parser() -> argparse.ArgumentParser:
