@@ -582,7 +582,8 @@ def table(r: dict[str, Any]) -> str:
 
 def wrap_scheduler(mode: str, log: str, argv: list[str]) -> int:
     """Run ``ash-scheduler``'s own main with a GC probe: ``log`` records every collection's pause
-    (monotonic time, generation, ms) to ``log``; ``off`` also disables the cyclic GC. A
+    (monotonic time, generation, ms) to ``log``; ``off`` also disables the cyclic GC (and the
+    scheduler's own freezing and periodic collections, ash.scheduler.server.tune_gc). A
     diagnostic only: ash's code is not changed."""
     import gc
 
@@ -609,11 +610,11 @@ def wrap_scheduler(mode: str, log: str, argv: list[str]) -> int:
     gc.callbacks.append(probe)
     if mode == "off":
         gc.disable()
-    from ash.scheduler import journal
+    from ash.scheduler import driver
 
-    original = journal.Journal.sync
+    original = driver.Driver.sync
 
-    def timed_sync(self: journal.Journal) -> None:  # the journal's write + fsync, timed
+    def timed_sync(self: driver.Driver) -> None:  # the journal's write + fsync, timed
         t = time.monotonic()
         try:
             original(self)
@@ -622,8 +623,17 @@ def wrap_scheduler(mode: str, log: str, argv: list[str]) -> int:
             if ms > 5.0:
                 f.write(json.dumps({"t": t, "sync_ms": ms}) + "\n")
 
-    journal.Journal.sync = timed_sync  # type: ignore[method-assign, unused-ignore]
-    from ash.scheduler.server import main as scheduler_main
+    driver.Driver.sync = timed_sync  # type: ignore[method-assign, unused-ignore]
+    from ash.scheduler import server
+
+    if mode == "off":  # also without the scheduler's own freezing and periodic collections
+
+        async def idle() -> None:
+            await asyncio.Event().wait()
+
+        server.tune_gc = lambda: None  # type: ignore[assignment, unused-ignore]
+        server.freeze_periodically = idle  # type: ignore[assignment, unused-ignore]
+    scheduler_main = server.main
 
     code: int = scheduler_main(argv)
     return code
