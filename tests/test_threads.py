@@ -118,22 +118,32 @@ def finish(p: Planner, hidden: int, threads: int, times: float, n: int = 2) -> N
 def test_a_close_call_is_checked_with_jobs_and_decided_by_them() -> None:
     p = planner({256: BIG})
     assert ts(p, 256)[0].base == 2  # the calibration: 1 x 2 beats 2 x 1 by 22%
+    finish(p, 256, 2, 1.05, n=1)
+    assert ts(p, 256)[0].base == 1  # a job ran as promised: now the close alternative runs one
+    finish(p, 256, 1, 1.0)
+    assert ts(p, 256)[0].base == 2  # both as calibrated: the calibration was right
+    finish(p, 256, 2, 1.05, n=5)
+    assert ts(p, 256)[0].base == 2  # settled: nothing left to check
+
+
+def test_a_check_that_refutes_the_calibration_settles_the_other_way() -> None:
+    p = planner({256: BIG})
     finish(p, 256, 2, 1.5, n=1)
-    assert ts(p, 256)[0].base == 2  # one job is no check yet
-    finish(p, 256, 2, 1.5, n=1)
-    assert ts(p, 256)[0].base == 1  # two did: now the close alternative runs jobs
+    assert ts(p, 256)[0].base == 1
     finish(p, 256, 1, 1.0)
     assert ts(p, 256)[0].base == 1  # 2 threads took 1.5x their estimate, 1 thread as said
     finish(p, 256, 1, 1.0, n=5)
-    assert ts(p, 256)[0].base == 1  # settled: nothing left to check
-
-
-def test_a_check_that_confirms_the_calibration_goes_back_to_it() -> None:
-    p = planner({256: BIG})
-    finish(p, 256, 2, 1.1)
     assert ts(p, 256)[0].base == 1
-    finish(p, 256, 1, 1.1)
-    assert ts(p, 256)[0].base == 2  # both as estimated (x 1.1): the calibration was right
+
+
+def test_a_choice_slower_than_promised_gives_way_even_without_a_close_call() -> None:
+    wide = Speeds(2, alone={1: 1.0e6, 2: 1.9e6}, packed={1: 1.2e6})  # 1 x 2 by 58%
+    p = planner({256: wide})
+    assert ts(p, 256)[0].base == 2
+    finish(p, 256, 2, 1.1, n=3)
+    assert ts(p, 256)[0].base == 2  # about as promised, and no close call to check
+    finish(p, 256, 2, 2.2, n=3)  # then the 2-thread jobs slow down (a core taken away)
+    assert ts(p, 256)[0].base == 1  # the other split's calibrated rate now wins
 
 
 def test_clear_calls_and_serial_shapes_are_not_checked() -> None:

@@ -329,8 +329,8 @@ def shape_configs(space: SearchSpace, limit: int = 16) -> list[Config] | None:
 
 #: A split whose calibrated rate is within this share of the chosen one's is checked with jobs.
 EXPLORE = 0.75
-#: Jobs that must finish on a thread count before its observed time counts.
-TRIES = 2
+#: Jobs that run on a thread count before a close call is tried the other way.
+TRIES = 1
 
 
 class Task(NamedTuple):
@@ -436,15 +436,17 @@ class Planner:
         return Task(span, split[0], split[1], shape.rows, sp, shape)
 
     def _decide(self, shape: Shape, sp: Speeds) -> tuple[int, int]:
-        """(base, lone) threads for jobs of ``shape``, from the calibration corrected by the
-        jobs seen so far; and the check of a close call: once ``TRIES`` jobs ran on the
-        calibration's choice, a split whose calibrated rate came within ``EXPLORE`` of it runs
-        ``TRIES`` jobs too, and from then on the two compare by what their jobs really took.
-        (The calibration is a tenth of a second on a machine whose cores come and go.)"""
+        """(base, lone) threads for jobs of ``shape``: the calibrated rates, each divided by how
+        much longer than calibrated its jobs really took once some did (an unseen count keeps
+        its calibrated rate, so a choice whose jobs run slower than promised gives way to one
+        that was close and is tried next). And the check of a close call: once ``TRIES`` jobs
+        ran on the choice, a split whose calibrated rate came within ``EXPLORE`` of it runs
+        ``TRIES`` jobs too. (The calibration is a tenth of a second on a machine whose cores
+        come and go; on this project's 2-core VMs real 2-thread jobs ran 1.3-2x slower than
+        calibrated while 1-thread jobs kept to it.)"""
         seen = {t: self._seen.get((shape, t), 0) for t in range(1, self.cores + 1)}
-        observed = [self._scale[shape, t] for t in seen if seen[t]]
-        default = sum(observed) / len(observed) if observed else 1.0  # unseen: like the seen
-        scale = {t: self._scale[shape, t] if seen[t] else default for t in seen}
+        observed = any(seen.values())
+        scale = {t: self._scale[shape, t] for t in seen if seen[t]}
         base = best_threads(sp, self.slots, scale=scale)
         why = "calibration" if not observed else "jobs seen"
         if sp.parallel and seen[base] >= TRIES:
