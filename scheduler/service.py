@@ -326,6 +326,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 except JournalError as exc:
                     self._journal_broken(str(exc))
                     continue
+                except Exception as exc:  # e.g. the trace cannot be written: stop deciding
+                    self._journal_broken(f"cannot record decisions ({exc!r})")
+                    continue
             self._send(out)
             self._check_finished()
 

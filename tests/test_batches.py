@@ -4,6 +4,7 @@ from another thread, and the checkpoint directory's index."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ from test_grpc import RawSession
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.checkpoints import CheckpointRef, DirectoryStore
 from ash.scheduler.driver import open_study
-from ash.scheduler.journal import Journal
+from ash.scheduler.journal import Journal, JournalError
 from ash.scheduler.trace import read_trace
 from ash.scheduler.wire import scheduler_stub
 from ash.worker.daemon import BATCH_MAX, WorkerDaemon, _Session
@@ -190,3 +191,61 @@ def test_directory_store_index_survives_a_restart(tmp_path: Path) -> None:
     again.put(1, 9.0, b"d")  # the third state of trial 1: its oldest goes, as before
     assert again.get(1, 1.0) is None and not (root / "t1-r1.ckpt").exists()
     assert again.get(1, 9.0) == b"d"
+
+
+def _service(tmp_path: Path) -> tuple[Any, Any, Journal]:
+    from ash.scheduler.service import SchedulerService, ServiceConfig, WorkerSession
+
+    opened = open_study(make_spec(max_trials=5), journal=tmp_path / "j.jsonl")  # fsync on
+    service = SchedulerService(opened.driver, ServiceConfig(spec_toml=""))
+    session = WorkerSession("s1", "w", 2, asyncio.Queue(), batch=True)
+    service.sessions["s1"] = service.hungry["s1"] = session
+    assert opened.driver.journal is not None
+    return service, session, opened.driver.journal
+
+
+def test_assignments_leave_only_once_their_asks_are_durable(tmp_path: Path) -> None:
+    service, session, journal = _service(tmp_path)
+    gate = threading.Event()
+    original = journal.write
+
+    def held_write(lines: list[str], count: int) -> None:
+        gate.wait(10)
+        original(lines, count)
+
+    journal.write = held_write  # type: ignore[method-assign]
+
+    async def main() -> pb.SchedulerMessage:
+        service._dispatch()
+        await asyncio.sleep(0.05)  # the committer runs, and waits in the write
+        assert session.outbox.empty()  # decided, but the asks are not durable yet
+        assert journal.durable < journal.appended
+        gate.set()
+        msg: pb.SchedulerMessage = await asyncio.wait_for(session.outbox.get(), 10)
+        assert journal.durable == journal.appended
+        service.close()
+        return msg
+
+    msg = asyncio.run(main())
+    assert [a.job_id for a in _assignments(msg)] == [0, 1]  # both slots, one message
+
+
+def test_a_journal_that_cannot_be_written_stops_the_assignments(tmp_path: Path) -> None:
+    service, session, journal = _service(tmp_path)
+
+    def failing_write(lines: list[str], count: int) -> None:
+        raise JournalError("disk full")
+
+    journal.write = failing_write  # type: ignore[method-assign]
+
+    async def main() -> None:
+        service._dispatch()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if service.journal_error is not None:
+                break
+        service.close()
+
+    asyncio.run(main())
+    assert service.journal_error == "disk full" and service.draining
+    assert session.outbox.empty()  # nothing the journal lacks ever left
