@@ -58,7 +58,8 @@ def tune_gc() -> None:
     assignment waits behind it. So what exists after start-up (the spec, a resumed study) is
     frozen out of the collector, and then, every few seconds, whatever survived since: a full
     collection then walks only the young part of the heap. Gen 0 runs every 20,000 allocations
-    instead of 700."""
+    instead of 700. The price: a reference cycle that becomes garbage after it was frozen (a
+    finished session's, mostly) is never collected."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
