@@ -10,15 +10,16 @@ Threads: with a fixed split every job gets the slots' count. With a ``Planner``
 the jobs so far leave cores free, the planner gives each its threads (spare cores of a round that
 ran out of jobs go to its longest ones), and only then are the round's assign events traced, with
 ``threads``, so the trace says what each job ran with. Running jobs about to end
-(``Planner.ending``) lend their cores and slots to the round: a job planned on them is traced
-and waits (``waiting``) until they are free, so a job that turns out to be alone can have all
-the cores.
+(``Planner.ending``) lend their cores and slots to the round: a job planned on them waits
+(``waiting``) for a free slot and its cores, so a job that turns out to be alone can have all
+the cores; its assign event is traced when it starts.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ash.scheduler.driver import Assignment, Driver
 from ash.scheduler.spec import StudySpec
@@ -52,8 +53,8 @@ class LocalPool:
         self.planner = planner
         self.job_seconds = 0.0
         self.planned: dict[int, tuple[Task, int]] = {}  # running jobs: (task, threads)
-        # planned and traced, waiting for their slot (by name) and cores: (slot, job, task, threads)
-        self.waiting: list[tuple[str, Assignment, Task, int]] = []
+        # planned, waiting for a slot and their cores: (job, task, threads)
+        self.waiting: list[tuple[Assignment, Task, int]] = []
         self.slots: Slots | None = None
 
     def run(self, tick: Callable[[], None] | None = None, tick_every: float = 0.25) -> None:
@@ -92,12 +93,12 @@ class LocalPool:
             if s.job is not None
         ]
         ending = [busy[i] for i in planner.ending(running)]
-        promised = {w[0] for w in self.waiting}
-        names = [s.name for s in slots.idle() if s.name not in promised]
-        names += [s.name for s in ending if s.name not in promised]
-        cores = planner.budget - slots.threads_in_use() - sum(w[3] for w in self.waiting)
+        # the slots a new job may have: idle ones and those about to be, less the waiting jobs'
+        names = [s.name for s in slots.idle()] + [s.name for s in ending]
+        names = names[len(self.waiting) :]
+        cores = planner.budget - slots.threads_in_use() - sum(w[2] for w in self.waiting)
         cores += sum(s.threads for s in ending)
-        out: list[tuple[str, Assignment]] = []
+        out: list[Assignment] = []
         tasks: list[Task] = []
         more = True
         for name in names:
@@ -107,27 +108,30 @@ class LocalPool:
             if a is None:
                 more = False
                 break
-            out.append((name, a))
+            out.append(a)
             tasks.append(planner.task(a.job.config, a.job.stop - a.job.start))
         threads = planner.plan(tasks, cores, more) if out else []
-        for (_, a), t in zip(out, threads, strict=True):
-            self.driver.trace_assign(a, threads=t)
         self.driver.sync()
-        for (name, a), t, task in zip(out, threads, tasks, strict=True):
-            self.waiting.append((name, a, task, t))
+        self.waiting += zip(out, tasks, threads, strict=True)
         self._start_waiting(slots)
 
     def _start_waiting(self, slots: Slots) -> None:
-        """Start planned jobs, in order, as their slots and cores come free."""
+        """Start planned jobs, in order, on the first slots to come free, as their cores do.
+        A job's assign event is traced when it starts, with the slot it runs on and its threads
+        (a job planned on the cores of one about to end need not get that job's slot: when the
+        estimate was short, another slot frees first)."""
         assert self.planner is not None
         while self.waiting:
-            name, a, task, t = self.waiting[0]
-            slot = next(s for s in slots.slots if s.name == name)
-            if slot.job is not None or self.planner.budget - slots.threads_in_use() < t:
+            a, task, t = self.waiting[0]
+            idle = slots.idle()
+            if not idle or self.planner.budget - slots.threads_in_use() < t:
                 return
             self.waiting.pop(0)
+            self.driver.trace_assign(
+                replace(a, worker=idle[0].name, t=self.driver.clock()), threads=t
+            )
             self.planned[a.job.job_id] = (task, t)
-            self._submit(slots, slot, a, t)
+            self._submit(slots, idle[0], a, t)
 
     def _submit(self, slots: Slots, slot: _Slot, a: Assignment, threads: int | None) -> None:
         j = a.job

@@ -24,7 +24,7 @@ decides, per job, how many threads it gets:
   when the round leaves some.
 - Real jobs check the calibration: after every finished job the planner decides that shape's
   split again with the calibrated speeds corrected by what its jobs took, and a close call is
-  tried both ways for a couple of jobs (``_decide``). When no shape can use a second thread
+  tried both ways with a job (``_decide``). When no shape can use a second thread
   (``serial``) there is nothing to plan and a transport runs one thread per slot.
 
 Nothing here does I/O beyond timing the kernel and an optional log callback; the slot
@@ -328,7 +328,7 @@ def shape_configs(space: SearchSpace, limit: int = 16) -> list[Config] | None:
 # -- the planner ----------------------------------------------------------------------------
 
 #: A split whose calibrated rate is within this share of the chosen one's is checked with jobs.
-EXPLORE = 0.75
+EXPLORE = 0.6
 #: Jobs that run on a thread count before a close call is tried the other way.
 TRIES = 1
 
@@ -437,16 +437,19 @@ class Planner:
 
     def _decide(self, shape: Shape, sp: Speeds) -> tuple[int, int]:
         """(base, lone) threads for jobs of ``shape``: the calibrated rates, each divided by how
-        much longer than calibrated its jobs really took once some did (an unseen count keeps
-        its calibrated rate, so a choice whose jobs run slower than promised gives way to one
-        that was close and is tried next). And the check of a close call: once ``TRIES`` jobs
-        ran on the choice, a split whose calibrated rate came within ``EXPLORE`` of it runs
-        ``TRIES`` jobs too. (The calibration is a tenth of a second on a machine whose cores
-        come and go; on this project's 2-core VMs real 2-thread jobs ran 1.3-2x slower than
-        calibrated while 1-thread jobs kept to it.)"""
+        much longer than calibrated its jobs really took (a count not yet seen is taken to be
+        off like the seen ones: much of a small job's time is the same whatever its threads).
+        And the check of a call the calibration could have got wrong: once ``TRIES`` jobs ran
+        on the choice, a split whose calibrated rate came within ``EXPLORE`` of it runs
+        ``TRIES`` jobs too, and from then on the two compare by what their jobs took. (The
+        calibration is a tenth of a second on a machine whose cores come and go; on this
+        project's 2-core VMs real 2-thread jobs ran 1.3-2x slower than calibrated while
+        1-thread jobs kept to it, and one calibration put two 1-thread jobs at 73% of one
+        2-thread job when they were faster.)"""
         seen = {t: self._seen.get((shape, t), 0) for t in range(1, self.cores + 1)}
-        observed = any(seen.values())
-        scale = {t: self._scale[shape, t] for t in seen if seen[t]}
+        observed = [self._scale[shape, t] for t in seen if seen[t]]
+        default = sum(observed) / len(observed) if observed else 1.0
+        scale = {t: self._scale[shape, t] if seen[t] else default for t in seen}
         base = best_threads(sp, self.slots, scale=scale)
         why = "calibration" if not observed else "jobs seen"
         if sp.parallel and seen[base] >= TRIES:
