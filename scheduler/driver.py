@@ -183,22 +183,18 @@ class Driver:
             return
         target = j.appended
         with j.io_lock:
-            if j.durable >= target and not j.broken and not self.trace._lines:
+            if j.durable >= target and not j.broken and not self.trace.buffered:
                 return
             with self.lock:
                 records, count = j.take()
-                # TraceWriter buffers unflushed lines in _lines; taken with the records
-                lines, self.trace._lines = self.trace._lines, []
+                lines = self.trace.take()  # with the records: none ahead of its journal record
             j.write(records, count)
-            out = self.trace._f
-            if out is not None and lines:
-                out.write("\n".join(lines) + "\n")
-                out.flush()
+            self.trace.write(lines)
 
     def pending(self) -> bool:
         """Whether ``sync`` has anything to do."""
         j = self.journal
-        return bool(self.trace._lines) or (j is not None and j.appended > j.durable)
+        return self.trace.buffered or (j is not None and j.appended > j.durable)
 
     def resume(self, records: list[dict[str, Any]], trace_events_present: int) -> int:
         """Replay journal records; then lose the jobs that were in flight. Returns how many."""

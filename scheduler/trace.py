@@ -100,11 +100,25 @@ class TraceWriter:
             }
         )
 
-    def flush(self) -> None:
-        if self._f is not None and self._lines:
-            self._f.write("\n".join(self._lines) + "\n")
-            self._lines = []
+    @property
+    def buffered(self) -> bool:
+        """Whether events wait in the buffer for ``flush`` (or ``take`` and ``write``)."""
+        return bool(self._lines)
+
+    def take(self) -> list[str]:
+        """The buffered lines, leaving the buffer empty: a caller that must write them only
+        after something else (the journal's fsync) takes them under its lock, then ``write``s."""
+        lines, self._lines = self._lines, []
+        return lines
+
+    def write(self, lines: list[str]) -> None:
+        """Write lines from ``take`` to the file (no-op without one)."""
+        if self._f is not None and lines:
+            self._f.write("\n".join(lines) + "\n")
             self._f.flush()
+
+    def flush(self) -> None:
+        self.write(self.take())
 
     def close(self) -> None:
         if self._f is not None:
