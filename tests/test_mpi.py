@@ -137,14 +137,23 @@ def test_one_worker_rank_runs_the_very_study_of_one_grpc_worker(tmp_path: Path) 
 
 
 def test_a_dead_rank_ends_the_job_and_the_same_command_resumes_it(tmp_path: Path) -> None:
+    crash_then_resume(tmp_path, [], 3, {})
+
+
+def crash_then_resume(
+    tmp_path: Path, flags: list[str], ranks: int, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Run the crashy study with a journal until a rank dies, then the same command again:
+    it must resume and finish with every trial, a trace that obeys Algorithm 2 and the dead
+    rank's job traced as lost. The trace's events."""
     spec = crashy_study(tmp_path)
-    cmd = ["tune", str(spec), "--transport", "mpi", "--journal", "j.jsonl", "--trace", "t.jsonl"]
-    cmd += ["--out", "out", "--quiet"]
-    env = {"CRASH_MARKER": str(tmp_path / "marker")}
-    first = run(*cmd, cwd=tmp_path, env=env)
+    cmd = ["tune", str(spec), "--transport", "mpi", *flags, "--journal", "j.jsonl"]
+    cmd += ["--trace", "t.jsonl", "--out", "out", "--quiet"]
+    env = {"CRASH_MARKER": str(tmp_path / "marker"), **env}
+    first = run(*cmd, cwd=tmp_path, ranks=ranks, env=env)
     assert first.returncode != 0, first.stderr
     assert (tmp_path / "marker").exists() and not (tmp_path / "out").exists()
-    again = run(*cmd, cwd=tmp_path, env=env)
+    again = run(*cmd, cwd=tmp_path, ranks=ranks, env=env)
     assert again.returncode == 0, again.stderr
     assert "ash: mpi: resumed py from j.jsonl" in again.stderr
     doc = results(tmp_path / "out")
@@ -152,6 +161,7 @@ def test_a_dead_rank_ends_the_job_and_the_same_command_resumes_it(tmp_path: Path
     events = list(read_trace(tmp_path / "t.jsonl"))
     assert audit_for(events, load_spec(spec)) == []
     assert any(e["event"] == "lost" for e in events)  # the dead rank's job, re-issued
+    return events
 
 
 def crashy_study(tmp_path: Path) -> Path:
@@ -190,21 +200,7 @@ def test_rank0_trains_when_asked(tmp_path: Path) -> None:
 
 
 def test_rank0_trains_and_a_dead_rank_resumes_from_the_journal(tmp_path: Path) -> None:
-    spec = crashy_study(tmp_path)
-    cmd = ["tune", str(spec), "--transport", "mpi", "--rank0-trains", "--journal", "j.jsonl"]
-    cmd += ["--trace", "t.jsonl", "--out", "out", "--quiet"]
-    env = {"CRASH_MARKER": str(tmp_path / "marker"), "CRASH_RANK": "1"}
-    first = run(*cmd, cwd=tmp_path, ranks=2, env=env)
-    assert first.returncode != 0, first.stderr
-    assert (tmp_path / "marker").exists()
-    again = run(*cmd, cwd=tmp_path, ranks=2, env=env)
-    assert again.returncode == 0, again.stderr
-    assert "ash: mpi: resumed py from j.jsonl" in again.stderr
-    doc = results(tmp_path / "out")
-    assert len(doc["trials"]) == 30 and doc["errors"] == [] and not doc["interrupted"]
-    events = list(read_trace(tmp_path / "t.jsonl"))
-    assert audit_for(events, load_spec(spec)) == []
-    assert any(e["event"] == "lost" for e in events)
+    events = crash_then_resume(tmp_path, ["--rank0-trains"], 2, {"CRASH_RANK": "1"})
     assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank0", "rank1"}
 
 
