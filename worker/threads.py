@@ -343,13 +343,12 @@ class Task(NamedTuple):
     speeds: Speeds | None = None  # None: a trainer whose speed cannot be measured
     shape: Shape | None = None
 
-    def seconds(self, threads: int, alone: bool = False) -> float:
-        """Estimated run time on ``threads`` threads, alone or beside jobs like it (for an
-        unknown shape: its span, which only orders jobs by length)."""
+    def seconds(self, threads: int) -> float:
+        """Calibrated run time on ``threads`` threads beside as many jobs like it as fit (for
+        an unknown shape: its span, which only orders jobs by length)."""
         if self.speeds is None:
             return self.span
-        rate = self.speeds.alone[threads] if alone else self.speeds.per_job(threads)
-        return self.span * self.rows / rate
+        return self.span * self.rows / self.speeds.per_job(threads)
 
 
 class Planner:
