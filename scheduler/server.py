@@ -48,6 +48,7 @@ def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
 
 GC_THRESHOLDS = (20_000, 50, 100)
 FREEZE_EVERY_S = 5.0
+SWEEP_EVERY = 60  # freezes: the frozen heap is collected too every 5 minutes
 
 
 def tune_gc() -> None:
@@ -58,19 +59,35 @@ def tune_gc() -> None:
     assignment waits behind it. So what exists after start-up (the spec, a resumed study) is
     frozen out of the collector, and then, every few seconds, whatever survived since: a full
     collection then walks only the young part of the heap. Gen 0 runs every 20,000 allocations
-    instead of 700. The price: a reference cycle that becomes garbage after it was frozen (a
-    finished session's, mostly) is never collected."""
+    instead of 700. A reference cycle that becomes garbage after it was frozen (a finished
+    session's, mostly) waits for the next ``sweep``, every ``SWEEP_EVERY`` freezes: one full
+    collection every few minutes bounds what a scheduler that runs for weeks can hold."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def freeze_periodically(period: float = FREEZE_EVERY_S) -> None:
-    """Forever: collect what is not frozen (garbage cycles included), then freeze the rest."""
+def sweep() -> None:
+    """Collect the whole heap, frozen objects included, then freeze what survives."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+async def freeze_periodically(
+    period: float = FREEZE_EVERY_S, sweep_every: int = SWEEP_EVERY
+) -> None:
+    """Forever: collect what is not frozen (garbage cycles included), then freeze the rest;
+    every ``sweep_every`` times, ``sweep`` instead."""
+    n = 0
     while True:
         await asyncio.sleep(period)
-        gc.collect()
-        gc.freeze()
+        n += 1
+        if n % sweep_every == 0:
+            sweep()
+        else:
+            gc.collect()
+            gc.freeze()
 
 
 def read_secret(path: str | None, what: str) -> str | None:
