@@ -429,11 +429,11 @@ class WorkerDaemon:
                         nxt = out.get(timeout=deadline - now)
                     except queue.Empty:
                         break
-                if nxt is None or nxt.WhichOneof("msg") != "result":
-                    carry = nxt
-                    if nxt is None:
-                        out.put(None)  # still the end, after this batch
-                        carry = None
+                if nxt is None:
+                    out.put(None)  # still the end, after this batch
+                    break
+                if nxt.WhichOneof("msg") != "result":
+                    carry = nxt  # goes next, on its own
                     break
                 batch.append(nxt)
             if len(batch) == 1:
