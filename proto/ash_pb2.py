@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61sh/proto/ash.proto\x12\x06\x61sh.v1\"T\n\x05Value\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x12H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"D\n\nCheckpoint\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0b\n\x03ref\x18\x04 \x01(\t\"p\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\r\n\x05token\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0f\n\x07threads\x18\x06 \x01(\r\"\x1c\n\tHeartbeat\x12\x0f\n\x07job_ids\x18\x01 \x03(\x04\"\xf9\x01\n\x06Result\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x01\x12,\n\x07metrics\x18\x04 \x03(\x0b\x32\x1b.ash.v1.Result.MetricsEntry\x12&\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\x12\x0f\n\x07threads\x18\x08 \x01(\r\x1a=\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\")\n\x07Release\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\".\n\x0bResultBatch\x12\x1f\n\x07results\x18\x01 \x03(\x0b\x32\x0e.ash.v1.Result\"\xcc\x01\n\rWorkerMessage\x12\x1e\n\x05hello\x18\x01 \x01(\x0b\x32\r.ash.v1.HelloH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.ash.v1.HeartbeatH\x00\x12 \n\x06result\x18\x03 \x01(\x0b\x32\x0e.ash.v1.ResultH\x00\x12\"\n\x07release\x18\x04 \x01(\x0b\x32\x0f.ash.v1.ReleaseH\x00\x12&\n\x07results\x18\x05 \x01(\x0b\x32\x13.ash.v1.ResultBatchH\x00\x42\x05\n\x03msg\"\xbd\x01\n\x07Welcome\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x13\n\x0bheartbeat_s\x18\x03 \x01(\x01\x12\x0f\n\x07lease_s\x18\x04 \x01(\x01\x12\x11\n\tspec_toml\x18\x05 \x01(\t\x12\x0e\n\x06metric\x18\x06 \x01(\t\x12\x1c\n\x14max_checkpoint_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12shared_checkpoints\x18\x08 \x01(\x08\x12\x0f\n\x07\x62\x61tches\x18\t \x01(\x08\"\x8e\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\r\n\x05trial\x18\x02 \x01(\x04\x12\x0c\n\x04rung\x18\x03 \x01(\r\x12\x0f\n\x07\x62racket\x18\x04 \x01(\r\x12\r\n\x05start\x18\x05 \x01(\x01\x12\x0c\n\x04stop\x18\x06 \x01(\x01\x12.\n\x06\x63onfig\x18\x07 \x03(\x0b\x32\x1e.ash.v1.Assignment.ConfigEntry\x12&\n\ncheckpoint\x18\x08 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\":\n\x0f\x41ssignmentBatch\x12\'\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x12.ash.v1.Assignment\"\x1a\n\x08\x46inished\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xbd\x01\n\x10SchedulerMessage\x12\"\n\x07welcome\x18\x01 \x01(\x0b\x32\x0f.ash.v1.WelcomeH\x00\x12(\n\nassignment\x18\x02 \x01(\x0b\x32\x12.ash.v1.AssignmentH\x00\x12$\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x10.ash.v1.FinishedH\x00\x12.\n\x0b\x61ssignments\x18\x04 \x01(\x0b\x32\x17.ash.v1.AssignmentBatchH\x00\x42\x05\n\x03msg\"\x1e\n\rStatusRequest\x12\r\n\x05token\x18\x01 \x01(\t\"N\n\nRungStatus\x12\x0f\n\x07\x62racket\x18\x01 \x01(\r\x12\x0c\n\x04rung\x18\x02 \x01(\r\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0f\n\x07results\x18\x04 \x01(\x04\"\xb8\x01\n\nBestResult\x12\r\n\x05trial\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0c\n\x04rung\x18\x04 \x01(\r\x12.\n\x06\x63onfig\x18\x05 \x03(\x0b\x32\x1e.ash.v1.BestResult.ConfigEntry\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\"\xb4\x02\n\x0bStudyStatus\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06trials\x18\x05 \x01(\x04\x12\x12\n\nmax_trials\x18\x06 \x01(\x03\x12\x0f\n\x07results\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0f\n\x07running\x18\t \x01(\x04\x12\x0f\n\x07workers\x18\n \x01(\r\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\x10\n\x08\x66inished\x18\x0c \x01(\x08\x12!\n\x05rungs\x18\r \x03(\x0b\x32\x12.ash.v1.RungStatus\x12 \n\x04\x62\x65st\x18\x0e \x01(\x0b\x32\x12.ash.v1.BestResult\x12\x14\n\x0ctime_limit_s\x18\x0f \x01(\x01\"\x1d\n\x0cWatchRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\x1a\n\nStudyEvent\x12\x0c\n\x04json\x18\x01 \x01(\t2\xb6\x01\n\tScheduler\x12>\n\x07Session\x12\x15.ash.v1.WorkerMessage\x1a\x18.ash.v1.SchedulerMessage(\x01\x30\x01\x12\x34\n\x06Status\x12\x15.ash.v1.StatusRequest\x1a\x13.ash.v1.StudyStatus\x12\x33\n\x05Watch\x12\x14.ash.v1.WatchRequest\x1a\x12.ash.v1.StudyEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61sh/proto/ash.proto\x12\x06\x61sh.v1\"T\n\x05Value\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x12H\x00\x12\x0e\n\x04text\x18\x03 \x01(\tH\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"D\n\nCheckpoint\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0b\n\x03ref\x18\x04 \x01(\t\"\x81\x01\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05slots\x18\x02 \x01(\r\x12\r\n\x05token\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0f\n\x07threads\x18\x06 \x01(\r\x12\x0f\n\x07running\x18\x07 \x03(\x04\"\x1c\n\tHeartbeat\x12\x0f\n\x07job_ids\x18\x01 \x03(\x04\"\xf9\x01\n\x06Result\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x01\x12,\n\x07metrics\x18\x04 \x03(\x0b\x32\x1b.ash.v1.Result.MetricsEntry\x12&\n\ncheckpoint\x18\x05 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\x12\x0f\n\x07threads\x18\x08 \x01(\r\x1a=\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\")\n\x07Release\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\".\n\x0bResultBatch\x12\x1f\n\x07results\x18\x01 \x03(\x0b\x32\x0e.ash.v1.Result\"\xcc\x01\n\rWorkerMessage\x12\x1e\n\x05hello\x18\x01 \x01(\x0b\x32\r.ash.v1.HelloH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.ash.v1.HeartbeatH\x00\x12 \n\x06result\x18\x03 \x01(\x0b\x32\x0e.ash.v1.ResultH\x00\x12\"\n\x07release\x18\x04 \x01(\x0b\x32\x0f.ash.v1.ReleaseH\x00\x12&\n\x07results\x18\x05 \x01(\x0b\x32\x13.ash.v1.ResultBatchH\x00\x42\x05\n\x03msg\"\xcf\x01\n\x07Welcome\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x13\n\x0bheartbeat_s\x18\x03 \x01(\x01\x12\x0f\n\x07lease_s\x18\x04 \x01(\x01\x12\x11\n\tspec_toml\x18\x05 \x01(\t\x12\x0e\n\x06metric\x18\x06 \x01(\t\x12\x1c\n\x14max_checkpoint_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12shared_checkpoints\x18\x08 \x01(\x08\x12\x0f\n\x07\x62\x61tches\x18\t \x01(\x08\x12\x10\n\x08\x61ttached\x18\n \x03(\x04\"\x8e\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\x04\x12\r\n\x05trial\x18\x02 \x01(\x04\x12\x0c\n\x04rung\x18\x03 \x01(\r\x12\x0f\n\x07\x62racket\x18\x04 \x01(\r\x12\r\n\x05start\x18\x05 \x01(\x01\x12\x0c\n\x04stop\x18\x06 \x01(\x01\x12.\n\x06\x63onfig\x18\x07 \x03(\x0b\x32\x1e.ash.v1.Assignment.ConfigEntry\x12&\n\ncheckpoint\x18\x08 \x01(\x0b\x32\x12.ash.v1.Checkpoint\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\":\n\x0f\x41ssignmentBatch\x12\'\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x12.ash.v1.Assignment\"\x1a\n\x08\x46inished\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xbd\x01\n\x10SchedulerMessage\x12\"\n\x07welcome\x18\x01 \x01(\x0b\x32\x0f.ash.v1.WelcomeH\x00\x12(\n\nassignment\x18\x02 \x01(\x0b\x32\x12.ash.v1.AssignmentH\x00\x12$\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x10.ash.v1.FinishedH\x00\x12.\n\x0b\x61ssignments\x18\x04 \x01(\x0b\x32\x17.ash.v1.AssignmentBatchH\x00\x42\x05\n\x03msg\"\x1e\n\rStatusRequest\x12\r\n\x05token\x18\x01 \x01(\t\"N\n\nRungStatus\x12\x0f\n\x07\x62racket\x18\x01 \x01(\r\x12\x0c\n\x04rung\x18\x02 \x01(\r\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0f\n\x07results\x18\x04 \x01(\x04\"\xb8\x01\n\nBestResult\x12\r\n\x05trial\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x10\n\x08resource\x18\x03 \x01(\x01\x12\x0c\n\x04rung\x18\x04 \x01(\r\x12.\n\x06\x63onfig\x18\x05 \x03(\x0b\x32\x1e.ash.v1.BestResult.ConfigEntry\x1a<\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.ash.v1.Value:\x02\x38\x01\"\xc3\x02\n\x0bStudyStatus\x12\r\n\x05study\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0e\n\x06trials\x18\x05 \x01(\x04\x12\x12\n\nmax_trials\x18\x06 \x01(\x03\x12\x0f\n\x07results\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0f\n\x07running\x18\t \x01(\x04\x12\x0f\n\x07workers\x18\n \x01(\r\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\x10\n\x08\x66inished\x18\x0c \x01(\x08\x12!\n\x05rungs\x18\r \x03(\x0b\x32\x12.ash.v1.RungStatus\x12 \n\x04\x62\x65st\x18\x0e \x01(\x0b\x32\x12.ash.v1.BestResult\x12\x14\n\x0ctime_limit_s\x18\x0f \x01(\x01\x12\r\n\x05\x65rror\x18\x10 \x01(\t\"\x1d\n\x0cWatchRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\x1a\n\nStudyEvent\x12\x0c\n\x04json\x18\x01 \x01(\t2\xb6\x01\n\tScheduler\x12>\n\x07Session\x12\x15.ash.v1.WorkerMessage\x1a\x18.ash.v1.SchedulerMessage(\x01\x30\x01\x12\x34\n\x06Status\x12\x15.ash.v1.StatusRequest\x1a\x13.ash.v1.StudyStatus\x12\x33\n\x05Watch\x12\x14.ash.v1.WatchRequest\x1a\x12.ash.v1.StudyEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,46 +41,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALUE']._serialized_end=115
   _globals['_CHECKPOINT']._serialized_start=117
   _globals['_CHECKPOINT']._serialized_end=185
-  _globals['_HELLO']._serialized_start=187
-  _globals['_HELLO']._serialized_end=299
-  _globals['_HEARTBEAT']._serialized_start=301
-  _globals['_HEARTBEAT']._serialized_end=329
-  _globals['_RESULT']._serialized_start=332
-  _globals['_RESULT']._serialized_end=581
-  _globals['_RESULT_METRICSENTRY']._serialized_start=520
-  _globals['_RESULT_METRICSENTRY']._serialized_end=581
-  _globals['_RELEASE']._serialized_start=583
-  _globals['_RELEASE']._serialized_end=624
-  _globals['_RESULTBATCH']._serialized_start=626
-  _globals['_RESULTBATCH']._serialized_end=672
-  _globals['_WORKERMESSAGE']._serialized_start=675
-  _globals['_WORKERMESSAGE']._serialized_end=879
-  _globals['_WELCOME']._serialized_start=882
-  _globals['_WELCOME']._serialized_end=1071
-  _globals['_ASSIGNMENT']._serialized_start=1074
-  _globals['_ASSIGNMENT']._serialized_end=1344
-  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_start=1284
-  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_end=1344
-  _globals['_ASSIGNMENTBATCH']._serialized_start=1346
-  _globals['_ASSIGNMENTBATCH']._serialized_end=1404
-  _globals['_FINISHED']._serialized_start=1406
-  _globals['_FINISHED']._serialized_end=1432
-  _globals['_SCHEDULERMESSAGE']._serialized_start=1435
-  _globals['_SCHEDULERMESSAGE']._serialized_end=1624
-  _globals['_STATUSREQUEST']._serialized_start=1626
-  _globals['_STATUSREQUEST']._serialized_end=1656
-  _globals['_RUNGSTATUS']._serialized_start=1658
-  _globals['_RUNGSTATUS']._serialized_end=1736
-  _globals['_BESTRESULT']._serialized_start=1739
-  _globals['_BESTRESULT']._serialized_end=1923
-  _globals['_BESTRESULT_CONFIGENTRY']._serialized_start=1284
-  _globals['_BESTRESULT_CONFIGENTRY']._serialized_end=1344
-  _globals['_STUDYSTATUS']._serialized_start=1926
-  _globals['_STUDYSTATUS']._serialized_end=2234
-  _globals['_WATCHREQUEST']._serialized_start=2236
-  _globals['_WATCHREQUEST']._serialized_end=2265
-  _globals['_STUDYEVENT']._serialized_start=2267
-  _globals['_STUDYEVENT']._serialized_end=2293
-  _globals['_SCHEDULER']._serialized_start=2296
-  _globals['_SCHEDULER']._serialized_end=2478
+  _globals['_HELLO']._serialized_start=188
+  _globals['_HELLO']._serialized_end=317
+  _globals['_HEARTBEAT']._serialized_start=319
+  _globals['_HEARTBEAT']._serialized_end=347
+  _globals['_RESULT']._serialized_start=350
+  _globals['_RESULT']._serialized_end=599
+  _globals['_RESULT_METRICSENTRY']._serialized_start=538
+  _globals['_RESULT_METRICSENTRY']._serialized_end=599
+  _globals['_RELEASE']._serialized_start=601
+  _globals['_RELEASE']._serialized_end=642
+  _globals['_RESULTBATCH']._serialized_start=644
+  _globals['_RESULTBATCH']._serialized_end=690
+  _globals['_WORKERMESSAGE']._serialized_start=693
+  _globals['_WORKERMESSAGE']._serialized_end=897
+  _globals['_WELCOME']._serialized_start=900
+  _globals['_WELCOME']._serialized_end=1107
+  _globals['_ASSIGNMENT']._serialized_start=1110
+  _globals['_ASSIGNMENT']._serialized_end=1380
+  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_start=1320
+  _globals['_ASSIGNMENT_CONFIGENTRY']._serialized_end=1380
+  _globals['_ASSIGNMENTBATCH']._serialized_start=1382
+  _globals['_ASSIGNMENTBATCH']._serialized_end=1440
+  _globals['_FINISHED']._serialized_start=1442
+  _globals['_FINISHED']._serialized_end=1468
+  _globals['_SCHEDULERMESSAGE']._serialized_start=1471
+  _globals['_SCHEDULERMESSAGE']._serialized_end=1660
+  _globals['_STATUSREQUEST']._serialized_start=1662
+  _globals['_STATUSREQUEST']._serialized_end=1692
+  _globals['_RUNGSTATUS']._serialized_start=1694
+  _globals['_RUNGSTATUS']._serialized_end=1772
+  _globals['_BESTRESULT']._serialized_start=1775
+  _globals['_BESTRESULT']._serialized_end=1959
+  _globals['_BESTRESULT_CONFIGENTRY']._serialized_start=1320
+  _globals['_BESTRESULT_CONFIGENTRY']._serialized_end=1380
+  _globals['_STUDYSTATUS']._serialized_start=1962
+  _globals['_STUDYSTATUS']._serialized_end=2285
+  _globals['_WATCHREQUEST']._serialized_start=2287
+  _globals['_WATCHREQUEST']._serialized_end=2316
+  _globals['_STUDYEVENT']._serialized_start=2318
+  _globals['_STUDYEVENT']._serialized_end=2344
+  _globals['_SCHEDULER']._serialized_start=2347
+  _globals['_SCHEDULER']._serialized_end=2529
 # @@protoc_insertion_point(module_scope)

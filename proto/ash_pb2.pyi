@@ -31,20 +31,22 @@ class Checkpoint(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., size: _Optional[int] = ..., ref: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "slots", "token", "capabilities", "version", "threads")
+    __slots__ = ("worker_id", "slots", "token", "capabilities", "version", "threads", "running")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     slots: int
     token: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     version: str
     threads: int
-    def __init__(self, worker_id: _Optional[str] = ..., slots: _Optional[int] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., threads: _Optional[int] = ...) -> None: ...
+    running: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, worker_id: _Optional[str] = ..., slots: _Optional[int] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., threads: _Optional[int] = ..., running: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("job_ids",)
@@ -108,7 +110,7 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches")
+    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +120,7 @@ class Welcome(_message.Message):
     MAX_CHECKPOINT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHARED_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
     study: str
     session: str
     heartbeat_s: float
@@ -127,7 +130,8 @@ class Welcome(_message.Message):
     max_checkpoint_bytes: int
     shared_checkpoints: bool
     batches: bool
-    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ...) -> None: ...
+    attached: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "trial", "rung", "bracket", "start", "stop", "config", "checkpoint", "attempt")
@@ -222,7 +226,7 @@ class BestResult(_message.Message):
     def __init__(self, trial: _Optional[int] = ..., value: _Optional[float] = ..., resource: _Optional[float] = ..., rung: _Optional[int] = ..., config: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s")
+    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +242,7 @@ class StudyStatus(_message.Message):
     RUNGS_FIELD_NUMBER: _ClassVar[int]
     BEST_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     study: str
     algorithm: str
     metric: str
@@ -253,7 +258,8 @@ class StudyStatus(_message.Message):
     rungs: _containers.RepeatedCompositeFieldContainer[RungStatus]
     best: BestResult
     time_limit_s: float
-    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ...) -> None: ...
+    error: str
+    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("token",)

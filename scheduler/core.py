@@ -187,15 +187,20 @@ class Scheduler:
         self._check_time(now)
         return job
 
-    def lose(self, job_id: int, now: float) -> tuple[Job, bool] | None:
+    def lose(self, job_id: int, now: float, *, charge: bool = True) -> tuple[Job, bool] | None:
         """A job's worker vanished. Returns (the job, whether it will be re-issued), or None if
         the job had already settled. Once ``max_attempts`` are spent the trial's result at that
-        rung counts as failed: drivers trace it as a result with value null after the loss."""
+        rung counts as failed: drivers trace it as a result with value null after the loss.
+        With ``charge=False`` (the scheduler's own restart, not the trial's fault) the loss
+        does not count as an attempt: the job is re-issued with the same attempt number."""
         job = self.inflight.pop(job_id, None)
         if job is None:
             if not 0 <= job_id < self.next_id:
                 raise UnknownJobError(job_id)
             return None
+        if not charge:
+            self.retry.append(job._replace(attempt=job.attempt - 1))  # re-issued as attempt
+            return job, True
         if job.attempt < self.schedule.max_attempts:
             self.retry.append(job)
             return job, True

@@ -28,11 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore, State
-from ash.scheduler.core import Job, Scheduler
+from ash.scheduler.core import Job, Scheduler, UnknownJobError
 from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
 from ash.scheduler.spec import StudySpec
 from ash.scheduler.trace import TraceWriter, count_events
+
+
+class CheckpointStoreError(JournalError):
+    """The checkpoint store failed (a full disk): the driver records and decides nothing more."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Driver:
         self.assigned: dict[int, Assignment] = {}
         self.errors: list[tuple[int, str]] = []  # (trial, message) of failed jobs
         self.replaying = False
+        self.store_error: str | None = None  # the checkpoint store failed: record nothing more
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -89,22 +94,41 @@ class Driver:
         anything else happens to the job): for a transport that decides something about the
         job once it has seen it, such as its threads, and wants that in the trace."""
         with self.lock:
-            if self.journal is not None and self.journal.broken:
-                return None  # never decide what cannot be journaled
-            now = self.clock()
-            job = self.core.next_job(now)
-            if job is None:
-                return None
-            self._journal({"a": worker, "t": now})
-            checkpoint = None
-            if job.start and not self.replaying:
-                checkpoint = self.checkpoints.get(job.trial, job.start)
-            a = Assignment(job, worker, checkpoint, now)
-            self.assigned[job.job_id] = a
-            if not defer_trace:
-                self.trace.assign(now, job, worker, **(trace_extra or {}))
-            self.results.assign(job)
-            return a
+            return self._request(worker, trace_extra, defer_trace, None)
+
+    def _request(
+        self,
+        worker: str,
+        trace_extra: Mapping[str, Any] | None,
+        defer_trace: bool,
+        replayed: Mapping[str, Any] | None,
+    ) -> Assignment | None:
+        if self.broken is not None:
+            return None  # never decide what cannot be recorded
+        now = self.clock()
+        trials = self.core.n_trials
+        job = self.core.next_job(now)
+        if job is None:
+            if replayed is not None:
+                raise JournalError("journal replay diverged: an ask produced no job")
+            return None
+        new = self.core.n_trials > trials
+        if replayed is not None:
+            _check_decision(replayed, job, new)
+        record: dict[str, Any] = {"a": worker, "k": [job.trial, job.rung]}
+        if new:
+            record["c"] = job.config
+        record["t"] = now
+        self._journal(record)
+        checkpoint = None
+        if job.start and not self.replaying:
+            checkpoint = self.checkpoints.get(job.trial, job.start)
+        a = Assignment(job, worker, checkpoint, now)
+        self.assigned[job.job_id] = a
+        if not defer_trace:
+            self.trace.assign(now, job, worker, **(trace_extra or {}))
+        self.results.assign(job)
+        return a
 
     def trace_assign(self, a: Assignment, **extra: Any) -> None:
         """The assign event of a ``request(..., defer_trace=True)``, with ``extra`` fields."""
@@ -121,17 +145,29 @@ class Driver:
         trace_extra: Mapping[str, Any] | None = None,
     ) -> bool:
         """Record a job's result; False if it was a duplicate or late report (ignored).
-        ``trace_extra`` adds fields to its result event."""
+        ``trace_extra`` adds fields to its result event.
+
+        The checkpoint is stored before the result is journaled: a result whose state cannot be
+        stored is not recorded at all (the job stays in flight, and is re-run after a resume),
+        the driver is ``broken`` and decides nothing more, and CheckpointStoreError says why."""
         with self.lock:
+            if self.broken is not None:
+                raise JournalError(self.broken)
             if job_id not in self.core.inflight:
                 self.core.report(job_id, value, self.clock())  # raises for unknown ids
                 return False
             now = self.clock()
             if not self.replaying:
                 job = self.core.inflight[job_id]
-                top = job.stop >= self.spec.schedule.max_resource
-                if not top:
-                    self.checkpoints.put(job.trial, job.stop, state)
+                if job.stop < self.spec.schedule.max_resource:
+                    try:
+                        self.checkpoints.put(job.trial, job.stop, state)
+                    except OSError as exc:
+                        self.store_error = (
+                            f"checkpoint store {getattr(self.checkpoints, 'root', '')}: "
+                            f"write failed ({exc.strerror or exc}); no more decisions"
+                        )
+                        raise CheckpointStoreError(self.store_error) from None
             self._journal({"r": job_id, "v": value, "m": metrics or {}, "e": error, "t": now})
             reported = self.core.report(job_id, value, now)
             assert reported is not None
@@ -143,15 +179,25 @@ class Driver:
                 self.errors.append((job.trial, error))
             return True
 
-    def lose(self, job_id: int) -> bool:
-        """The worker of ``job_id`` vanished; False if the job had already settled."""
+    def lose(self, job_id: int, *, charge: bool = True, why: str | None = None) -> bool:
+        """The worker of ``job_id`` vanished (``why``); False if the job had already settled,
+        or if the driver is broken (the job then stays in flight: a resume re-issues it).
+        ``charge=False``: not the trial's fault (a scheduler restart), no attempt is spent."""
         with self.lock:
+            if self.broken is not None:
+                return False
             if job_id not in self.core.inflight:
                 self.core.lose(job_id, self.clock())  # raises for unknown ids
                 return False
             now = self.clock()
-            self._journal({"l": job_id, "t": now})
-            got = self.core.lose(job_id, now)
+            record: dict[str, Any] = {"l": job_id}
+            if not charge:
+                record["c"] = 0
+            if why:
+                record["w"] = why
+            record["t"] = now
+            self._journal(record)
+            got = self.core.lose(job_id, now, charge=charge)
             assert got is not None
             self.assigned.pop(job_id, None)
             job, retried = got
@@ -160,7 +206,21 @@ class Driver:
             if not retried:
                 self.trace.result(now, job, None)
                 self.results.result(job, None, {})
+                self.errors.append(
+                    (
+                        job.trial,
+                        f"job {job_id} (rung {job.rung}) lost {job.attempt} times, the "
+                        f"max_attempts of this study; last: {why or 'its worker vanished'}",
+                    )
+                )
             return True
+
+    @property
+    def broken(self) -> str | None:
+        """Why the driver can record nothing more (journal or checkpoint store), or None."""
+        if self.store_error is not None:
+            return self.store_error
+        return self.journal.broken if self.journal is not None else None
 
     # -- durability and resume ------------------------------------------------------------
 
@@ -196,31 +256,34 @@ class Driver:
         j = self.journal
         return self.trace.buffered or (j is not None and j.appended > j.durable)
 
-    def resume(self, records: list[dict[str, Any]], trace_events_present: int) -> int:
-        """Replay journal records; then lose the jobs that were in flight. Returns how many."""
+    def resume(self, records: list[dict[str, Any]], trace_events_present: int) -> list[int]:
+        """Replay journal records, checking each recorded decision; returns the ids of the jobs
+        that were in flight (the caller loses them, or waits for their workers to come back)."""
         self.trace.skip = trace_events_present
         self.replaying = True
         last = 0.0
+        line = 1
         try:
             for rec in records:
+                line += 1
                 last = float(rec.get("t", last))
                 self.clock = lambda t=last: t  # type: ignore[misc]
                 if "a" in rec:
-                    if self.request(str(rec["a"])) is None:
-                        raise JournalError("journal replay diverged: an ask produced no job")
+                    with self.lock:
+                        self._request(str(rec["a"]), None, False, rec)
                 elif "r" in rec:
                     self.complete(int(rec["r"]), rec.get("v"), rec.get("m"), None, rec.get("e"))
                 elif "l" in rec:
-                    self.lose(int(rec["l"]))
+                    self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
+        except (JournalError, UnknownJobError) as exc:
+            where = self.journal.path if self.journal is not None else "journal"
+            raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
         finally:
             self.replaying = False
         offset = time.monotonic() - last
         self.clock = lambda: time.monotonic() - offset
-        stale = list(self.core.inflight)
-        for job_id in stale:
-            self.lose(job_id)
         self.trace.skip = 0
-        return len(stale)
+        return list(self.core.inflight)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -256,11 +319,45 @@ def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_decision(rec: Mapping[str, Any], job: Job, new: bool) -> None:
+    """Refuse a replayed ask whose job differs from the one the journal recorded."""
+    k = rec.get("k")
+    if k is not None and list(k) != [job.trial, job.rung]:
+        raise JournalError(
+            f"journal replay diverged: the journal gave job {job.job_id} to trial {k[0]} at "
+            f"rung {k[1]}, this spec and ash give it to trial {job.trial} at rung {job.rung} "
+            "(did the spec or the ash version change?)"
+        )
+    recorded = rec.get("c")
+    if new and recorded is not None and recorded != job.config:
+        changed = sorted(
+            key
+            for key in recorded.keys() | job.config.keys()
+            if recorded.get(key) != job.config.get(key)
+        )
+        raise JournalError(
+            f"journal replay diverged: trial {job.trial} was trained with "
+            f"{_show(recorded, changed)}, this spec samples {_show(job.config, changed)} "
+            "(was the [space] or the seed changed?); restore the spec, or use a new journal"
+        )
+
+
+def _show(config: Mapping[str, Any], keys: list[str]) -> str:
+    return "{" + ", ".join(f"{k}={config.get(k, '(none)')!r}" for k in keys) + "}"
+
+
+def _plain(exc: BaseException) -> str:
+    if isinstance(exc, UnknownJobError):
+        return f"the record names job {exc.args[0]}, which was never issued"
+    return str(exc)
+
+
 @dataclass(frozen=True)
 class Opened:
     driver: Driver
     resumed_records: int
     lost_on_resume: int
+    orphans: tuple[int, ...] = ()  # in flight at the crash, kept for their workers to reclaim
 
 
 def open_study(
@@ -269,20 +366,40 @@ def open_study(
     journal: str | Path | None = None,
     trace: str | Path | None = None,
     fsync: bool = True,
+    keep_inflight: bool = False,
 ) -> Opened:
     """A Driver for ``spec``; with a journal, resumed from it when it already holds records.
 
-    Checkpoints then live next to the journal (``JOURNAL.ckpt/``), so a resumed study still
-    resumes its promoted trials from their states."""
+    The journal is locked for this process's life (a second owner is refused). Checkpoints
+    live next to the journal (``JOURNAL.ckpt/``), so a resumed study still resumes its promoted
+    trials from their states. Jobs in flight at the crash are lost without charging their
+    trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
+    flight as ``orphans`` for their workers to reclaim."""
     present = count_events(trace) if (trace is not None and journal is not None) else 0
-    writer = TraceWriter(trace)
     if journal is None:
-        return Opened(Driver(spec, trace=writer), 0, 0)
-    j = Journal(journal, study=spec.name, digest=spec_digest(spec.raw), fsync=fsync)
-    store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
-    driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
-    lost = 0
-    if j.records:
-        lost = driver.resume(j.records, present)
-        driver.sync()
-    return Opened(driver, len(j.records), lost)
+        return Opened(Driver(spec, trace=TraceWriter(trace)), 0, 0)
+    j = Journal(
+        journal,
+        study=spec.name,
+        digest=spec_digest(spec.raw),
+        fsync=fsync,
+        spec=spec.raw,
+        order=list(spec.raw.get("space", {})),
+    )
+    try:
+        writer = TraceWriter(trace)
+        store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
+        driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
+        stale: list[int] = []
+        if j.records:
+            stale = driver.resume(j.records, present)
+            if not keep_inflight:
+                for job_id in stale:
+                    driver.lose(job_id, charge=False, why="the scheduler restarted")
+                driver.sync()
+    except BaseException:
+        j.release()
+        raise
+    if keep_inflight:
+        return Opened(driver, len(j.records), 0, tuple(stale))
+    return Opened(driver, len(j.records), len(stale))

@@ -1,47 +1,101 @@
 """The journal: an append-only JSON-lines log of every input the core saw, for crash-safe resume.
 
 Optuna's JournalStorage idea, sized to ASHA: the core is deterministic, so its inputs are its
-state. Three record kinds, written in the order the driver applied them:
+state. Record kinds, written in the order the driver applied them:
 
-    {"a": "w3", "t": 12.5}                                  an ask that produced a job
+    {"a": "w3", "k": [7, 0], "c": {...}, "t": 12.5}   an ask that produced a job: its trial and
+                                                       rung, and for a new trial its config
     {"r": 31, "v": 0.41, "m": {...}, "e": null, "t": 13.0}  a job's result (v null = failed)
-    {"l": 31, "t": 14.0}                                    a job whose worker vanished
+    {"l": 31, "t": 14.0}                               a job whose worker vanished ("c": 0 when
+                                                       the loss is not charged to the trial, "w":
+                                                       why)
 
-plus a header line naming the study and a hash of its spec, so a journal is never replayed
-against another study. Resume replays the records through the very same driver methods (Optuna's
-"replay through the same code path"), which rebuilds the core exactly.
+The first line is a header naming the study and a hash of its spec (and, from version 2, the
+spec itself and the order of its ``[space]`` keys), so a journal is never replayed against
+another study or a changed one, and the refusal can say what changed. Resume replays the
+records through the very same driver methods (Optuna's "replay through the same code path"),
+which rebuilds the core exactly; the decisions recorded in ``k`` and ``c`` are checked on the
+way, so a change that alters decisions without changing the hash (a reordered ``[space]``, a new
+ash) is refused instead of attributing results to configs that were never trained.
+
+Damage: each line of a version-2 journal ends in a CRC32 of the line (``"#":"1a2b3c4d"``).
+Only a torn last line (no newline: a crash mid-write) is dropped and cut off before appending;
+any other damage (a bad checksum, a line that does not parse, a record of the wrong shape)
+refuses to start, names the line, and leaves the file untouched (SQLite's and etcd's rule: never
+repair data silently). Version-1 journals (no checksums) are still read and continued.
+
+One owner: a journal is locked (``flock`` on ``JOURNAL.lock``, which holds the owner's pid and
+host) for the life of the process that opened it, like etcd's and Consul's data directories; a
+second process, a stale pod or an overlapping Slurm requeue, is refused with the holder's pid.
+The lock covers the checkpoint folder beside the journal too.
 
 Durability is group commit: ``append`` buffers, ``sync`` writes everything buffered and fsyncs
 once; a transport calls ``sync`` before anything a decision caused leaves the process, so nothing
 a worker saw is missing from the journal after a crash. Concurrent ``sync`` callers share one
-fsync. A torn last line (a crash mid-write) is ignored on read and cut off before appending.
-A write or fsync error makes the journal ``broken``: the driver then decides nothing more.
+fsync. A write or fsync error makes the journal ``broken``: the driver then decides nothing more.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 FORMAT = "ash-journal"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+_SUM = ',"#":"'  # a version-2 line ends in ,"#":"xxxxxxxx"}
+_SUM_LEN = len(_SUM) + 8 + 2
 
 
 class JournalError(RuntimeError):
-    """The journal cannot be used (another study's, unreadable, unwritable); names the file."""
+    """The journal cannot be used (another study's, damaged, locked, unwritable); names the
+    file."""
 
 
 def spec_digest(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def config_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def seal(text: str) -> str:
+    """A JSON object's text with its CRC32 appended as the last member ``"#"``."""
+    return f'{text[:-1]}{_SUM}{zlib.crc32(text.encode()):08x}"}}'
+
+
+def unseal(line: bytes) -> bytes | None:
+    """The text ``seal`` was given, or None when the checksum is missing or wrong."""
+    if len(line) < _SUM_LEN or line[-_SUM_LEN:-10] != _SUM.encode() or line[-2:] != b'"}':
+        return None
+    text = line[:-_SUM_LEN] + b"}"
+    try:
+        crc = int(line[-10:-2], 16)
+    except ValueError:
+        return None
+    return text if zlib.crc32(text) == crc else None
+
+
 class Journal:
-    def __init__(self, path: str | Path, *, study: str, digest: str, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        study: str,
+        digest: str,
+        fsync: bool = True,
+        spec: dict[str, Any] | None = None,
+        order: list[str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self._pending: list[str] = []
@@ -51,27 +105,42 @@ class Journal:
         self.durable = 0  # records known written and synced
         self.broken: str | None = None
         self.records: list[dict[str, Any]] = []
+        self.header: dict[str, Any] = {}
+        self._lock_fd = _lock(self.path)
+        try:
+            self._open(study, digest, spec, order)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _open(
+        self, study: str, digest: str, spec: dict[str, Any] | None, order: list[str] | None
+    ) -> None:
         exists = self.path.exists() and self.path.stat().st_size > 0
         if exists:
-            header, self.records, good = _read(self.path)
-            if header.get("study") != study or header.get("spec") != digest:
-                raise JournalError(
-                    f"{self.path}: belongs to study {header.get('study')!r} with another spec "
-                    f"(spec hash {header.get('spec')} != {digest}); use a new journal file"
-                )
-            with open(self.path, "r+b") as f:
-                f.truncate(good)  # cut a torn last line before appending
+            self.header, self.records, good, size = _read(self.path)
+            _check_header(self.path, self.header, study, digest, spec, order)
+            if good < size:
+                with open(self.path, "r+b") as f:
+                    f.truncate(good)  # cut a torn last line before appending
+        self.sealed = self.header.get("version", VERSION) >= 2
         try:
             self._f = open(self.path, "ab")  # noqa: SIM115 (closed by close())
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot be opened for writing ({exc})") from None
         if not exists:
-            header = {"format": FORMAT, "version": VERSION, "study": study, "spec": digest}
-            self.append(header)
+            self.header = {"format": FORMAT, "version": VERSION, "study": study, "spec": digest}
+            if spec is not None:
+                self.header["raw"] = spec
+            if order is not None:
+                self.header["order"] = order
+            self.append(self.header)
             self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        if self.sealed:
+            line = seal(line)
         with self._buf_lock:
             self._pending.append(line)
             self.appended += 1
@@ -117,11 +186,134 @@ class Journal:
         try:
             self.sync()
         finally:
-            self._f.close()
+            self.release()
+
+    def release(self) -> None:
+        """Close the file and give up the lock without writing (what a crash does)."""
+        self._f.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
-def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """(header, records, byte length of the intact part)."""
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _lock(path: Path) -> int:
+    """Take the journal's lock for this process, or raise naming the holder."""
+    lp = lock_path(path)
+    try:
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise JournalError(f"{lp}: cannot be opened ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        except OSError:
+            holder = []
+        os.close(fd)
+        who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+        raise JournalError(
+            f"{path}: in use by {who} (lock {lp}); one study has one owner: stop that "
+            "process first, or use another journal"
+        ) from None
+    me = f"{os.getpid()} {socket.gethostname()}\n".encode()
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me, 0)
+    except OSError:
+        pass  # the lock holds without the note; only the message to a second owner is poorer
+    return fd
+
+
+def _check_header(
+    path: Path,
+    header: dict[str, Any],
+    study: str,
+    digest: str,
+    spec: dict[str, Any] | None,
+    order: list[str] | None,
+) -> None:
+    if header.get("study") != study:
+        raise JournalError(
+            f"{path}: belongs to study {header.get('study')!r}, not {study!r}; "
+            "use a new journal file"
+        )
+    if header.get("spec") != digest:
+        changed = ""
+        if isinstance(header.get("raw"), dict) and spec is not None:
+            changed = ": " + "; ".join(spec_changes(header["raw"], spec))
+        raise JournalError(
+            f"{path}: was written for another spec (spec hash {header.get('spec')} != "
+            f"{digest}){changed}; a changed spec would make other decisions: restore it, or "
+            "use a new journal file"
+        )
+    was = header.get("order")
+    if isinstance(was, list) and order is not None and was != order:
+        raise JournalError(
+            f"{path}: the [space] keys were reordered ({', '.join(map(str, was))} -> "
+            f"{', '.join(order)}); configs are sampled in the file's order, so the journal's "
+            "trials would get other configs: restore the order, or use a new journal file"
+        )
+
+
+def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two parsed specs, as ``[table].key: old -> new`` lines."""
+    a, b = _flat(old), _flat(new)
+    out = []
+    for key in sorted(a.keys() | b.keys()):
+        if key not in b:
+            out.append(f"{key} removed (was {a[key]})")
+        elif key not in a:
+            out.append(f"{key} added ({b[key]})")
+        elif a[key] != b[key]:
+            out.append(f"{key}: {a[key]} -> {b[key]}")
+    return out or ["the spec differs"]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not prefix:
+            out.update(_flat(v, f"[{k}]."))
+        elif isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v)
+    return out
+
+
+_SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "a": {"a": (str,), "t": (int, float), "k": (list,), "c": (dict,)},
+    "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,)},
+    "l": {"l": (int,), "t": (int, float), "c": (int,), "w": (str,)},
+}
+
+
+def check_record(rec: Any) -> str | None:
+    """What is wrong with a record's shape, or None."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    kinds = [k for k in _SHAPES if k in rec]
+    if len(kinds) != 1:
+        return "not an ask (a), result (r) or loss (l) record"
+    for key, types in _SHAPES[kinds[0]].items():
+        if key in rec and (not isinstance(rec[key], types) or isinstance(rec[key], bool)):
+            return f"{key!r} is {type(rec[key]).__name__}"
+    if "e" in rec and not isinstance(rec["e"], str | None):
+        return f"'e' is {type(rec['e']).__name__}"
+    k = rec.get("k")
+    if k is not None and not (len(k) == 2 and all(type(x) is int for x in k)):
+        return "'k' is not [trial, rung]"
+    return None
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int, int]:
+    """(header, records, byte length of the intact part, file size). Raises JournalError
+    naming the line for any damage but a torn last line."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -129,23 +321,47 @@ def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     records: list[dict[str, Any]] = []
     header: dict[str, Any] | None = None
     good = 0
-    for line, end in _lines(data):
+    sealed = False
+    for n, (line, end) in enumerate(_lines(data), start=1):
+        text: bytes | None = line
+        if sealed:
+            text = unseal(line)
+            if text is None:
+                _damaged(path, n, data, end, "checksum mismatch")
         try:
-            rec = json.loads(line)
+            rec = json.loads(text)  # type: ignore[arg-type]
         except ValueError:
-            break  # a torn record: everything after it is not trusted
+            if header is None:
+                raise JournalError(f"{path}: not an ash journal (no header)") from None
+            _damaged(path, n, data, end, "not JSON")
         if header is None:
             if not isinstance(rec, dict) or rec.get("format") != FORMAT:
                 raise JournalError(f"{path}: not an ash journal (first line is not its header)")
-            if rec.get("version") != VERSION:
+            if rec.get("version") not in READS:
                 raise JournalError(f"{path}: journal version {rec.get('version')} not supported")
+            sealed = rec["version"] >= 2
+            if sealed and unseal(line) is None:
+                _damaged(path, n, data, end, "checksum mismatch")
+            rec.pop("#", None)
             header = rec
         else:
+            problem = check_record(rec)
+            if problem is not None:
+                _damaged(path, n, data, end, problem)
             records.append(rec)
         good = end
     if header is None:
         raise JournalError(f"{path}: not an ash journal (no header)")
-    return header, records, good
+    return header, records, good, len(data)
+
+
+def _damaged(path: Path, n: int, data: bytes, end: int, why: str) -> None:
+    rest = data[end:]
+    tail = " (and more lines follow it)" if rest.strip(b"\0 \n") else ""
+    raise JournalError(
+        f"{path}: line {n} is damaged ({why}){tail}; the journal was left untouched. Restore it "
+        "from a copy, or truncate it before that line to resume from what precedes it"
+    )
 
 
 def _lines(data: bytes) -> Iterator[tuple[bytes, int]]:

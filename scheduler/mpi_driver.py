@@ -153,9 +153,9 @@ class MpiScheduler:
             del self.busy[LOCAL]
             self.idle.append(LOCAL)
             if isinstance(ev, Died):  # the slot is restarted; the job is re-issued
-                self.driver.lose(ev.job_id)
                 why = f"rank 0's trainer process died (exit code {ev.exitcode}) in job {ev.job_id}"
                 self.driver.errors.append((-1, why))
+                self.driver.lose(ev.job_id, why=why)
             else:
                 self.driver.complete(ev.job_id, ev.value, ev.metrics, ev.state, ev.error)
 
@@ -207,7 +207,6 @@ def run_rank0(
     """Run the study from rank 0 (the workers said Hello), training on ``local`` too if given;
     return the results document. ``local`` is shut down here."""
     from ash.progress import Progress, from_driver
-    from ash.report import write_report
 
     welcome(link, driver)
     sched = MpiScheduler(link, driver, local)
@@ -223,6 +222,8 @@ def run_rank0(
             stop_local(local, grace=0.0)
         if set(sched.busy) - {LOCAL}:
             driver.close()
+            if driver.broken is not None and out is not None:
+                _write(driver, out, interrupted=True)  # a full disk: keep what was done
             if not isinstance(exc, RuntimeError | ValueError | OSError):
                 traceback.print_exc()
             _warn(
@@ -236,10 +237,18 @@ def run_rank0(
         if local is not None:
             stop_local(local)
         driver.close()
-    extra = {
+    return _write(driver, out, interrupted=interrupted)
+
+
+def _write(driver: Driver, out: str | Path | None, *, interrupted: bool) -> dict[str, Any]:
+    from ash.report import write_report
+
+    extra: dict[str, Any] = {
         "interrupted": interrupted,
         "errors": [{"trial": t, "error": msg} for t, msg in driver.errors[:100]],
     }
+    if driver.broken is not None:
+        extra["error"] = driver.broken
     doc = {**driver.results.to_json(), **extra}
     if out is not None:
         write_report(doc, driver.results.write(out, extra))

@@ -179,12 +179,19 @@ async def serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     max_ckpt = int(args.max_checkpoint_mb * (1 << 20))
-    opened = open_study(spec, journal=args.journal, trace=args.trace, fsync=not args.no_fsync)
+    opened = open_study(
+        spec,
+        journal=args.journal,
+        trace=args.trace,
+        fsync=not args.no_fsync,
+        keep_inflight=True,
+    )
     driver = opened.driver
     if opened.resumed_records:
         print(
             f"ash-scheduler: resumed {spec.name} from {args.journal}: "
-            f"{opened.resumed_records} records, {opened.lost_on_resume} in-flight jobs lost",
+            f"{opened.resumed_records} records, {len(opened.orphans)} in-flight jobs wait "
+            f"{args.lease:g} s for their workers to come back",
             flush=True,
         )
     config = ServiceConfig(
@@ -194,7 +201,7 @@ async def serve(args: argparse.Namespace) -> int:
         max_checkpoint_bytes=max_ckpt,
         checkpoint_dir=shared_dir(args.checkpoint_dir),
     )
-    service = SchedulerService(driver, config)
+    service = SchedulerService(driver, config, opened.orphans)
     tune_gc()
     interceptors = [TokenAuth(token)] if token is not None else []
     server = grpc.aio.server(options=server_options(max_ckpt), interceptors=interceptors)
@@ -233,8 +240,17 @@ async def serve(args: argparse.Namespace) -> int:
     service._check_finished()
     done = asyncio.create_task(service.done.wait())
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait([done, stopping], return_when=asyncio.FIRST_COMPLETED)
-    if not service.done.is_set():
+    failed = asyncio.create_task(service.failed.wait())
+    await asyncio.wait([done, stopping, failed], return_when=asyncio.FIRST_COMPLETED)
+    if service.failed.is_set():
+        # nothing more can be recorded: the workers keep their results and retry, and the
+        # scheduler started again (on a mended disk, the same journal) takes them back
+        service.end_sessions(
+            grpc.StatusCode.UNAVAILABLE, f"scheduler stopped: {service.journal_error}"
+        )
+        await asyncio.sleep(0.2)
+        await health_servicer.enter_graceful_shutdown()
+    elif not service.done.is_set():
         service.draining = True
         deadline = time.monotonic() + args.drain_timeout
         while driver.core.inflight and time.monotonic() < deadline and not service.done.is_set():
@@ -254,12 +270,25 @@ async def serve(args: argparse.Namespace) -> int:
     driver.close()
     if args.out:
         write_out(driver, args.out, interrupted=not service.done.is_set())
+    if service.journal_error is not None:
+        for task in (done, stopping, failed):
+            task.cancel()
+        await server.stop(grace=1.0)
+        if metrics_server is not None:
+            metrics_server.close()
+        print(
+            f"ash-scheduler: stopped on an error: {service.journal_error}; what was done is "
+            "written; fix it and start again on the same journal to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     if service.done.is_set():
         print(f"ash-scheduler: study finished; best {driver.results.best()}", flush=True)
         if args.stay and not stop.is_set():
             print("ash-scheduler: --stay: serving status and health until SIGTERM", flush=True)
             await stop.wait()
-    for task in (done, stopping):
+    for task in (done, stopping, failed):
         task.cancel()
     await server.stop(grace=1.0)
     if metrics_server is not None:
@@ -270,10 +299,12 @@ async def serve(args: argparse.Namespace) -> int:
 def write_out(driver: Any, out: str, *, interrupted: bool) -> None:
     from ash.report import write_report
 
-    extra = {
+    extra: dict[str, Any] = {
         "interrupted": interrupted,
         "errors": [{"trial": t, "error": m} for t, m in driver.errors[:100]],
     }
+    if driver.broken is not None:
+        extra["error"] = driver.broken
     folder = driver.results.write(out, extra)
     write_report({**driver.results.to_json(), **extra}, folder)
 

@@ -33,7 +33,9 @@ import collections
 import itertools
 import json
 import math
+import sys
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +56,7 @@ from ash.scheduler.journal import JournalError
 MAX_SLOTS = 1024
 MAX_THREADS = 65536
 MAX_BATCH = 4096  # results in one ResultBatch
+MAX_RUNNING = 65536  # jobs a Hello may claim
 
 
 @dataclass
@@ -78,7 +81,9 @@ class ServiceConfig:
 
 
 class SchedulerService(pb_grpc.SchedulerServicer):
-    def __init__(self, driver: Driver, config: ServiceConfig) -> None:
+    def __init__(
+        self, driver: Driver, config: ServiceConfig, orphans: tuple[int, ...] = ()
+    ) -> None:
         self.driver = driver
         self.config = config
         self.sessions: dict[str, WorkerSession] = {}
@@ -90,6 +95,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.watchers: set[asyncio.Queue[str | None]] = set()
         self.finished_sent = False
         self.journal_error: str | None = None
+        self.failed = asyncio.Event()  # the journal or the checkpoint store failed
+        # jobs in flight when the scheduler restarted -> until when their workers may reclaim
+        # them (Hello.running); then they are lost without charging their trials an attempt
+        deadline = time.monotonic() + config.lease_s
+        self.orphans: dict[int, float] = dict.fromkeys(orphans, deadline)
         self.absent: set[str] = set()  # workers whose stream broke and who have not come back
         self.metrics = {"assigned": 0, "completed": 0, "lost": 0, "rejected": 0}
         self.decision_seconds: collections.deque[float] = collections.deque(maxlen=4096)
@@ -137,6 +147,10 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"hello.threads: must be 0..{MAX_THREADS}"
             )
+        if len(hello.running) > MAX_RUNNING:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"hello.running: at most {MAX_RUNNING} jobs"
+            )
         sid = f"s{next(self.ids)}"
         self.absent.discard(hello.worker_id)
         session = WorkerSession(
@@ -148,6 +162,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             batch="batch" in hello.capabilities,
         )
         self.sessions[sid] = session
+        attached = self._reattach(session, hello.running)
         welcome = pb.SchedulerMessage(
             welcome=pb.Welcome(
                 study=self.driver.spec.name,
@@ -159,6 +174,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 max_checkpoint_bytes=self.config.max_checkpoint_bytes,
                 shared_checkpoints=self.config.checkpoint_dir is not None,
                 batches=True,
+                attached=attached,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -167,7 +183,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             if self.finished_sent:
                 yield pb.SchedulerMessage(finished=pb.Finished(reason="study finished"))
                 return
-            self.hungry[sid] = session
+            self._make_hungry(session)
             self._dispatch()
             while True:
                 msg = await session.outbox.get()
@@ -180,7 +196,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 yield msg
         finally:
             reader.cancel()
-            self._drop(session)
+            self._drop(session, f"the session of worker {session.worker} ended")
             if not self.done.is_set():
                 self._dispatch()
 
@@ -201,7 +217,12 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                     session.outbox.put_nowait((exc.code, str(exc)))
                     return
                 except JournalError as exc:
+                    self._journal_broken(str(exc))
                     session.outbox.put_nowait((grpc.StatusCode.UNAVAILABLE, str(exc)))
+                    return
+                except Exception as exc:  # a bug of ours: say so, never end the stream OK
+                    traceback.print_exc()
+                    session.outbox.put_nowait((grpc.StatusCode.INTERNAL, f"internal: {exc!r}"))
                     return
             session.outbox.put_nowait(None)  # the worker closed its side
         except asyncio.CancelledError:
@@ -227,8 +248,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             job_id = msg.release.job_id
             if self.lease_of.get(job_id) != session.sid:
                 raise wire.precondition(f"release: job {job_id} is not leased to this session")
+            why = msg.release.reason[:200] or "no reason given"
             self._settle(job_id)
-            self.driver.lose(job_id)
+            self.driver.lose(job_id, why=f"handed back by worker {session.worker}: {why}")
             self.metrics["lost"] += 1
         elif kind == "hello":
             raise wire.precondition("hello: already said; a reconnect is a new stream")
@@ -256,11 +278,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             raise wire.invalid(f"result.threads: must be 0..{MAX_THREADS}")
         # a worker that plans threads per job says in its result what the job ran with
         extra = {"threads": r.threads} if r.threads and not session.threads else None
-        self._settle(r.job_id)
         try:
             self.driver.complete(r.job_id, value, metrics, state, r.error or None, extra)
         except UnknownJobError:
             raise wire.invalid(f"result: job {r.job_id} was never issued") from None
+        self._settle(r.job_id)  # the lease ends only once the result is recorded
         self.metrics["completed"] += 1
 
     def _settle(self, job_id: int) -> None:
@@ -272,7 +294,17 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         if session.sid in self.sessions and len(session.jobs) < session.slots:
             self.hungry[session.sid] = session
 
-    def _drop(self, session: WorkerSession) -> None:
+    def _reattach(self, session: WorkerSession, running: Any) -> list[int]:
+        """Give ``session`` the jobs it claims that are orphans of a scheduler restart."""
+        attached = []
+        for job_id in running:
+            if self.orphans.pop(job_id, None) is not None:
+                session.jobs.add(job_id)
+                self.lease_of[job_id] = session.sid
+                attached.append(job_id)
+        return attached
+
+    def _drop(self, session: WorkerSession, why: str) -> None:
         """The session is over: its jobs are lost and go back to the core."""
         self.sessions.pop(session.sid, None)
         self.hungry.pop(session.sid, None)
@@ -280,7 +312,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             self.absent.add(session.worker)
         for job_id in sorted(session.jobs):
             if self.lease_of.pop(job_id, None) is not None:
-                self.driver.lose(job_id)
+                self.driver.lose(job_id, why=why)
                 self.metrics["lost"] += 1
         session.jobs.clear()
 
@@ -355,11 +387,19 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             self._io.shutdown(wait=True)
 
     def _journal_broken(self, why: str) -> None:
+        """Stop deciding: nothing more can be recorded. ``failed`` tells the server to end the
+        sessions (UNAVAILABLE: workers keep their results and retry, so a scheduler restarted
+        on a mended disk gets them back) and to exit non-zero after writing what is done."""
         if self.journal_error is not None:
             return
         self.journal_error = why
         self.draining = True
-        print(f"ash-scheduler: {why}; no more assignments", flush=True)
+        self.failed.set()
+        print(f"ash-scheduler: error: {why}; no more assignments", file=sys.stderr, flush=True)
+
+    def end_sessions(self, code: grpc.StatusCode, why: str) -> None:
+        for s in list(self.sessions.values()):
+            s.outbox.put_nowait((code, why))
 
     def _check_finished(self) -> None:
         if self.finished_sent or not self.driver.finished:
@@ -380,9 +420,18 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            for job_id, deadline in list(self.orphans.items()):
+                if now > deadline:
+                    del self.orphans[job_id]
+                    self.driver.lose(
+                        job_id,
+                        charge=False,
+                        why="its worker did not come back after the scheduler restarted",
+                    )
+                    self.metrics["lost"] += 1
             for s in list(self.sessions.values()):
                 if now - s.last_seen > self.config.lease_s:
-                    self._drop(s)
+                    self._drop(s, f"worker {s.worker} sent nothing for {self.config.lease_s} s")
                     s.outbox.put_nowait(
                         (
                             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -417,6 +466,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             elapsed_s=d.clock(),
             finished=d.core.finished,
             time_limit_s=sch.time_limit_s or 0.0,
+            error=self.journal_error or "",
         )
         for b, counts in enumerate(d.core.rung_counts()):
             for k, (resource, n) in enumerate(counts):

@@ -13,10 +13,13 @@ puts on the trace's result event. With ``--threads K`` the Hello says K and the 
 it on the assign events.
 
 While the scheduler is unreachable it reconnects with exponential backoff and jitter for at most
-``--retry-for`` seconds (then exits 3). A reconnect is a fresh hello: jobs of the old session are
-the scheduler's to re-issue, so their results are dropped, not sent. It exits 0 when told the
-study is finished. SIGTERM or SIGINT: jobs not started are handed back (Release), running ones
-finish within ``--grace`` seconds (else they are handed back too), then it exits 0.
+``--retry-for`` seconds (then exits 3). A reconnect is a fresh hello that lists the jobs of the
+old sessions the worker still runs or holds a result of (``Hello.running``); jobs keep running
+meanwhile. A scheduler that restarted from its journal re-attaches those it still waits for
+(``Welcome.attached``): their results are sent in the new session, so a restart costs no work.
+The others were re-issued by the scheduler already: their results are dropped. It exits 0 when
+told the study is finished. SIGTERM or SIGINT: jobs not started are handed back (Release),
+running ones finish within ``--grace`` seconds (else they are handed back too), then it exits 0.
 """
 
 from __future__ import annotations
@@ -114,6 +117,9 @@ class WorkerDaemon:
         self.spec: StudySpec | None = None
         self.pending: queue.Queue[pb.Assignment] = queue.Queue()
         self.session: _Session | None = None
+        # jobs of ended sessions not yet reported -> their result message once done (None while
+        # running), offered to the next session's scheduler in Hello.running
+        self.held: dict[int, pb.WorkerMessage | None] = {}
         self.lock = threading.Lock()
         self.fatal: str | None = None  # set when nothing can work (a trainer that cannot start)
         self._driver_thread: threading.Thread | None = None
@@ -189,6 +195,11 @@ class WorkerDaemon:
     def _session(self) -> bool:
         """One session; True when the study finished, False when it ended otherwise."""
         session = _Session("", queue.Queue())
+        with self.lock:
+            if self.session is not None:  # its unreported jobs wait for the next Welcome
+                self.held.update(dict.fromkeys(self.session.jobs - self.held.keys()))
+                self.session.jobs.clear()
+            running = sorted(self.held)
         session.out.put(
             pb.WorkerMessage(
                 hello=pb.Hello(
@@ -198,6 +209,7 @@ class WorkerDaemon:
                     capabilities=["mlp", "python", "batch"],
                     version=__version__,
                     threads=0 if self.plan_threads else self.threads,
+                    running=running,
                 )
             )
         )
@@ -207,7 +219,6 @@ class WorkerDaemon:
             )
             with self.lock:
                 self.session = session
-                self.pending = queue.Queue()  # assignments of an old session are void
             reader = threading.Thread(target=self._read, args=(session, call), daemon=True)
             reader.start()
             beat = threading.Thread(target=self._heartbeat, args=(session,), daemon=True)
@@ -281,7 +292,33 @@ class WorkerDaemon:
         self.heartbeat_s = max(0.05, w.heartbeat_s)
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
         session.batches = w.batches
+        self._adopt(session, set(w.attached))
         session.sid = w.session
+
+    def _adopt(self, session: _Session, attached: set[int]) -> None:
+        """Make the held jobs the scheduler re-attached this session's (sending the results
+        that are ready); forget the others and drop their queued assignments."""
+        with self.lock:
+            held, self.held = self.held, {}
+            for job_id, msg in held.items():
+                if job_id not in attached:
+                    continue
+                if msg is None:
+                    session.jobs.add(job_id)
+                else:
+                    session.out.put(msg)
+            keep = []
+            while True:
+                try:
+                    a = self.pending.get_nowait()
+                except queue.Empty:
+                    break
+                if a.job_id in attached or a.job_id in session.jobs:
+                    keep.append(a)
+            for a in keep:
+                self.pending.put(a)
+        if attached:
+            print(f"ash-worker: re-attached {len(attached)} running jobs", flush=True)
 
     def _planner(self, spec: StudySpec) -> Planner:
         def log(line: str) -> None:
@@ -368,34 +405,45 @@ class WorkerDaemon:
             self.planner.observe(task, threads, ev.seconds)  # corrects the planner's estimates
         with self.lock:
             session = self.session
-            if session is None or ev.job_id not in session.jobs:
-                return  # a job of an old session: the scheduler has re-issued it
-            session.jobs.discard(ev.job_id)
+            mine = session is not None and ev.job_id in session.jobs
+            if not mine and ev.job_id not in self.held:
+                self.jobs.pop(ev.job_id, None)
+                return  # a job the scheduler has re-issued
+        msg = self._message(ev, threads)
+        with self.lock:
+            if session is not None and ev.job_id in session.jobs and session is self.session:
+                session.jobs.discard(ev.job_id)
+                session.out.put(msg)
+            elif ev.job_id in self.held:  # disconnected: the next scheduler may want it
+                self.held[ev.job_id] = msg
+            elif self.session is not None and ev.job_id in self.session.jobs:
+                self.session.jobs.discard(ev.job_id)  # re-attached meanwhile
+                self.session.out.put(msg)
+
+    def _message(self, ev: Any, threads: int) -> pb.WorkerMessage:
         if isinstance(ev, Died):
-            msg = pb.WorkerMessage(
+            return pb.WorkerMessage(
                 release=pb.Release(
                     job_id=ev.job_id, reason=f"slot process died (exit code {ev.exitcode})"
                 )
             )
-        else:
-            r = pb.Result(
-                job_id=ev.job_id,
-                ok=ev.value is not None,
-                value=ev.value or 0.0,
-                error=ev.error or "",
-                seconds=ev.seconds,
-                threads=threads,
-            )
-            wire.metrics_to_pb(ev.metrics, r.metrics)
-            state = ev.state
-            trial, stop = self.jobs.pop(ev.job_id, (0, 0.0))
-            if self.shared and state is not None and len(state) > self.inline_bytes:
-                assert self.checkpoint_dir is not None
-                name = f"t{trial}-r{stop:g}-j{ev.job_id}.ckpt"
-                state = wire.write_shared(self.checkpoint_dir, name, state)
-            wire.checkpoint_to_pb(state, r.checkpoint)
-            msg = pb.WorkerMessage(result=r)
-        session.out.put(msg)
+        r = pb.Result(
+            job_id=ev.job_id,
+            ok=ev.value is not None,
+            value=ev.value or 0.0,
+            error=ev.error or "",
+            seconds=ev.seconds,
+            threads=threads,
+        )
+        wire.metrics_to_pb(ev.metrics, r.metrics)
+        state = ev.state
+        trial, stop = self.jobs.pop(ev.job_id, (0, 0.0))
+        if self.shared and state is not None and len(state) > self.inline_bytes:
+            assert self.checkpoint_dir is not None
+            name = f"t{trial}-r{stop:g}-j{ev.job_id}.ckpt"
+            state = wire.write_shared(self.checkpoint_dir, name, state)
+        wire.checkpoint_to_pb(state, r.checkpoint)
+        return pb.WorkerMessage(result=r)
 
     def _requests(self, session: _Session) -> Any:
         """The session's outgoing messages. To a scheduler that takes batches, results that are

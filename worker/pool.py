@@ -148,9 +148,9 @@ class LocalPool:
             for ev in slots.wait(tick_every):
                 planned = self.planned.pop(ev.job_id, None)
                 if isinstance(ev, Died):
-                    self.driver.lose(ev.job_id)
                     why = f"worker process died (exit code {ev.exitcode}) during job {ev.job_id}"
                     self.driver.errors.append((-1, why))
+                    self.driver.lose(ev.job_id, why=why)
                 else:
                     self.job_seconds += ev.seconds
                     if planned is not None and self.planner is not None and ev.error is None:

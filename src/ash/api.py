@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ash.scheduler.driver import open_study
+from ash.scheduler.journal import JournalError
 from ash.scheduler.spec import StudySpec, load_spec, parse_spec
 
 
@@ -72,7 +73,15 @@ def run_embedded(
             spec, n, custom_trainer=trainer is not None, log=log if progress else None
         )
         title = f"{spec.name}: {spec.algorithm}, {n} workers, threads auto ({planner.cores} cores)"
-    driver = open_study(spec, journal=journal, trace=trace).driver
+    opened = open_study(spec, journal=journal, trace=trace)
+    driver = opened.driver
+    if opened.resumed_records:
+        print(
+            f"ash: resumed {spec.name} from {journal}: {opened.resumed_records} records, "
+            f"{opened.lost_on_resume} in-flight jobs lost (re-issued)",
+            file=sys.stderr,
+            flush=True,
+        )
     pool = LocalPool(spec, driver, n, k, trainer=trainer, planner=planner)
     interrupted = False
     try:
@@ -80,12 +89,18 @@ def run_embedded(
             pool.run(tick=view.tick)
     except KeyboardInterrupt:
         interrupted = True
+    except JournalError:
+        if driver.broken is None:
+            raise
+        print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
     finally:
         driver.close()
-    extra = {
+    extra: dict[str, Any] = {
         "interrupted": interrupted,
         "errors": [{"trial": t, "error": msg} for t, msg in driver.errors[:100]],
     }
+    if driver.broken is not None:
+        extra["error"] = driver.broken  # a full disk: what was done is written; resume later
     doc = {**driver.results.to_json(), **extra}
     if out is not None:
         write_report(doc, driver.results.write(out, extra))

@@ -74,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{failed} trials failed; first error: {first}", style="yellow")
         if args.out:
             console.print(f"wrote {args.out}/results.json, trials.csv, report.html")
+    if doc.get("error"):
+        print(
+            f"ash: stopped on an error: {doc['error']}; the same command with the same "
+            "--journal resumes the study once it is fixed",
+            file=sys.stderr,
+        )
+        return 1
     if doc["interrupted"]:
         print("ash: interrupted; what was done is written", file=sys.stderr)
         return 130
