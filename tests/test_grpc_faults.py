@@ -1,0 +1,198 @@
+"""The gRPC service under operators' faults (issue #13), with real processes on 127.0.0.1:
+two schedulers on one journal, scheduler restarts during a long job, and a checkpoint disk
+that fills up."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ash.scheduler.audit import audit_for
+from ash.scheduler.spec import load_spec
+from ash.scheduler.trace import read_trace
+from helpers import BIN, Scheduler, results, worker, write_study
+
+if sys.platform != "linux":  # pragma: no cover
+    pytest.skip("process tests need Linux", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_a_second_scheduler_on_the_same_journal_exits_2_naming_the_holder(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    spec = write_study(tmp_path, max_trials=4)
+    first = Scheduler(spec, tmp_path, "--journal", "j.jsonl")
+    cleanup.append(first)
+    second = subprocess.run(
+        [str(BIN / "ash-scheduler"), str(spec), "--listen", "127.0.0.1:0", "--journal", "j.jsonl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2, second.stderr
+    assert f"j.jsonl: in use by pid {first.proc.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.proc.poll() is None  # the owner is untouched
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait() == 0
+
+
+LONG = """
+import json, time
+
+def fit(config, start, stop, state):
+    time.sleep(float(config["sleep"]))
+    return {"loss": config["x"] / stop}, json.dumps({"done": stop}).encode()
+"""
+
+LONG_SPEC = """
+[study]
+name = "long"
+metric = "loss"
+[asha]
+min_resource = 1
+max_resource = 3
+reduction_factor = 3
+max_trials = {trials}
+max_attempts = 1
+[trainer]
+type = "python"
+entrypoint = "long_trainer:fit"
+[space]
+x = {{ uniform = [0.0, 1.0] }}
+sleep = {sleep}
+"""
+
+
+def test_scheduler_restarts_during_a_long_job_cost_it_nothing(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    """max_attempts = 1, and the scheduler is killed (-9) three times while the one job runs:
+    the worker keeps training, re-attaches the job to each new scheduler, and the trial ends
+    with its result, no loss traced and no error."""
+    (tmp_path / "long_trainer.py").write_text(LONG)
+    spec = tmp_path / "study.toml"
+    spec.write_text(LONG_SPEC.format(trials=1, sleep=12.0))
+    port = free_port()
+    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "20")
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    w = worker(s.target, tmp_path, "w", "--retry-for", "60")
+    cleanup.append(w)
+    deadline = time.monotonic() + 30
+    trace = tmp_path / "t.jsonl"
+    while not trace.exists() or "assign" not in trace.read_text():
+        assert time.monotonic() < deadline, "no job was assigned"
+        time.sleep(0.1)
+    for _ in range(3):
+        time.sleep(1.5)
+        s.kill()
+        s = Scheduler(spec, tmp_path, *args, port=port)
+        cleanup.append(s)
+    assert s.wait(timeout=60) == 0, s.proc.stderr.read() if s.proc.stderr else ""
+    assert w.wait(timeout=30) == 0
+    out, _ = w.communicate()
+    assert "re-attached 1 running jobs" in out
+    doc = results(tmp_path / "out")
+    assert doc["errors"] == [], doc["errors"]
+    (trial,) = doc["trials"]
+    assert trial["status"] != "failed" and trial["results"][0]["value"] is not None
+    events = read_trace(tmp_path / "t.jsonl")
+    assert [e["event"] for e in events] == ["assign", "result"]
+    assert audit_for(events, load_spec(spec)) == []
+
+
+def test_a_full_checkpoint_disk_stops_the_study_and_a_restart_finishes_it(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    """The checkpoint store fails (ENOSPC, /dev/full): the scheduler stops deciding, says why,
+    writes --out and exits 1; the journal records no result whose state was lost. With the
+    disk mended, the same command resumes and finishes the study with every trial."""
+    spec = write_study(tmp_path, max_trials=6)
+    store = tmp_path / "j.jsonl.ckpt"
+    store.mkdir()
+    for t in range(6):
+        for r in (1, 3):
+            (store / f"t{t}-r{r}.tmp").symlink_to("/dev/full")
+    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "5")
+    port = free_port()
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    w = worker(s.target, tmp_path, "w", "--retry-for", "60")
+    cleanup.append(w)
+    assert s.wait(timeout=60) == 1
+    err = s.proc.stderr.read() if s.proc.stderr else ""
+    assert "checkpoint store" in err and "No space left on device" in err
+    assert "Traceback" not in err
+    partial = results(tmp_path / "out")
+    assert "No space left" in partial["error"] and partial["interrupted"] is True
+    for tmp in store.glob("*.tmp"):
+        tmp.unlink()
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    assert s.wait(timeout=120) == 0
+    assert w.wait(timeout=60) == 0
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 6 and "error" not in doc
+    errors = " ".join(e["error"] for e in doc["errors"])
+    assert "resumed from" not in errors  # no promotion ran without its checkpoint
+    assert audit_for(read_trace(tmp_path / "t.jsonl"), load_spec(spec)) == []
+
+
+def test_status_says_why_the_scheduler_stopped_deciding(tmp_path: Path) -> None:
+    """In-process: the Status a user reads carries the error."""
+    from ash.scheduler.driver import open_study
+    from ash.scheduler.service import SchedulerService, ServiceConfig
+
+    spec = load_spec(write_study(tmp_path, max_trials=3))
+    opened = open_study(spec, journal=tmp_path / "j.jsonl")
+
+    async def run() -> Any:
+        service = SchedulerService(opened.driver, ServiceConfig(spec_toml=""))
+        service._journal_broken("checkpoint store x: write failed (No space left on device)")
+        return service.status()
+
+    import asyncio
+
+    status = asyncio.run(run())
+    assert "No space left" in status.error
+    opened.driver.close()
+    json.dumps({"error": status.error})
+
+
+def test_embedded_tune_on_a_full_checkpoint_disk_exits_1_and_resumes(tmp_path: Path) -> None:
+    spec = write_study(tmp_path, max_trials=6)
+    store = tmp_path / "j.jsonl.ckpt"
+    store.mkdir()
+    for t in range(6):
+        for r in (1, 3):
+            (store / f"t{t}-r{r}.tmp").symlink_to("/dev/full")
+    cmd = [str(BIN / "ash"), "tune", str(spec), "--workers", "1", "--threads", "1", "--quiet"]
+    cmd += ["--journal", "j.jsonl", "--out", "out"]
+    first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1, first.stderr
+    assert "No space left on device" in first.stderr and "Traceback" not in first.stderr
+    assert "No space left" in results(tmp_path / "out")["error"]
+    for tmp in store.glob("*.tmp"):
+        tmp.unlink()
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "ash: resumed py from j.jsonl:" in again.stderr
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 6 and "error" not in doc
