@@ -20,6 +20,7 @@ the text. Limits:
 from __future__ import annotations
 
 import array
+import contextlib
 import csv
 import gzip
 import io
@@ -105,7 +106,7 @@ def load(name: str, base_dir: Path | None = None) -> Dataset:
 class _Capped(io.RawIOBase):
     """A binary stream that raises DataError once more than ``limit`` bytes came through it."""
 
-    def __init__(self, src: IO[bytes], where: str, limit: int) -> None:
+    def __init__(self, src: io.BufferedIOBase | IO[bytes], where: str, limit: int) -> None:
         self.src = src
         self.where = where
         self.limit = limit
@@ -158,10 +159,11 @@ def _parse_csv(f: IO[bytes], where: str) -> Dataset:
     limit = max_bytes()
     gzipped = f.read(2) == b"\x1f\x8b"
     f.seek(0)
-    src: IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f
+    src: io.BufferedIOBase | IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f
     lines = _Lines(io.BufferedReader(_Capped(src, where, limit)), where)
     try:
-        return _read_rows(lines, where, limit // 8)
+        with src if gzipped else contextlib.nullcontext():
+            return _read_rows(lines, where, limit // 8)
     except (OSError, EOFError, zlib.error) as exc:
         if gzipped:
             raise DataError(f"{where}: not a valid gzip file ({exc})") from None
