@@ -4,7 +4,9 @@ A space maps parameter names to domains (uniform, log-uniform, int, log-int, cho
 It owns three things: building itself from the study spec's ``[space]`` table (with errors that
 name the key), sampling a configuration from an RNG that the caller passes in (never the global
 ``random`` state, so the same seed gives the same configurations), and mapping a value to a unit
-coordinate in [0, 1] (used by the synthetic benchmark and by plots).
+coordinate in [0, 1] (used by the synthetic benchmark and by plots). Bounds are refused where
+sampling or ``unit`` would give inf or nan: a uniform range wider than the largest float, log
+bounds that are not > 0 or whose logarithms coincide, int bounds beyond +-2**53.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from random import Random
 
 Value: TypeAlias = bool | int | float | str
+MAX_INT = 2**53  # int bounds: every value between them is exact as a float (unit(), plots, JSON)
 Config: TypeAlias = dict[str, Value]
 
 
@@ -203,6 +206,8 @@ def parse_domain(name: str, entry: object) -> Domain:
     low, high = _bounds(name, kind, args, integer=integer)
     if log and low <= 0:
         raise SpaceError(f"{name}.{kind}", f"log bounds must be > 0, got {low!r}")
+    if log and not integer and not math.log(low) < math.log(high):
+        raise SpaceError(f"{name}.{kind}", f"log bounds {low!r} and {high!r} are too close")
     if integer:
         return Int(int(low), int(high), log=log)
     return LogUniform(low, high) if log else Uniform(low, high)
@@ -221,9 +226,13 @@ def _bounds(name: str, kind: str, args: object, *, integer: bool) -> tuple[float
     if integer:
         if low > high:
             raise SpaceError(where, f"inverted range: low {low} > high {high}")
+        if not -MAX_INT <= low <= high <= MAX_INT:
+            raise SpaceError(where, f"bounds must be within +-2**53 (exact floats), got {args!r}")
         return low, high
     if low >= high:
         raise SpaceError(where, f"empty or inverted range: low {low} >= high {high}")
+    if not math.isfinite(float(high) - float(low)):
+        raise SpaceError(where, f"the width high - low of {args!r} overflows to infinity")
     return float(low), float(high)
 
 

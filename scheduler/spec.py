@@ -9,6 +9,7 @@ uses; nothing downstream re-reads raw TOML.
 from __future__ import annotations
 
 import math
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ash.scheduler.space import SearchSpace, SpaceError
 ALGORITHMS = ("asha", "asha-stopping", "sha", "hyperband", "random")
 MODES = ("min", "max")
 TRAINERS = ("mlp", "python")
+MAX_SECONDS = 1e8  # over 3 years; a timer (setitimer) overflows on a far larger one
 
 
 class SpecError(ValueError):
@@ -163,6 +165,9 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
         v.bad("asha.min_resource", "missing (the resource of the lowest rung, e.g. 1 epoch)")
     elif r <= 0:
         v.bad("asha.min_resource", f"must be > 0, got {r}")
+    elif r < sys.float_info.min:
+        v.bad("asha.min_resource", f"must be a normal number >= {sys.float_info.min}, got {r}")
+        r = None
     if big_r is None:
         v.bad("asha.max_resource", "missing (the resource a trial trains to at the top rung)")
     elif r is not None and r > 0 and big_r < r:
@@ -175,8 +180,8 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
         v.bad("asha.brackets", f"must be >= 1, got {brackets}")
     if max_trials is not None and max_trials < 1:
         v.bad("asha.max_trials", f"must be >= 1, got {max_trials}")
-    if time_limit is not None and time_limit <= 0:
-        v.bad("asha.time_limit_s", f"must be > 0, got {time_limit}")
+    if time_limit is not None and not 0 < time_limit <= MAX_SECONDS:
+        v.bad("asha.time_limit_s", f"must be > 0 and <= {MAX_SECONDS:g} s, got {time_limit}")
     if max_trials is None and time_limit is None and not v.problems:
         v.bad("asha", "set max_trials or time_limit_s: otherwise the study never ends")
     if attempts < 1:
@@ -184,10 +189,13 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
     if bracket_trials is not None and bracket_trials < 1:
         v.bad("asha.bracket_trials", f"must be >= 1, got {bracket_trials}")
     if r and big_r and r > 0 and big_r >= r and eta >= 2 and s >= 0 and brackets >= 1:
-        from ash.scheduler.ladder import max_rungs
+        from ash.scheduler.ladder import ladder_problem, max_rungs
 
+        problem = ladder_problem(r, big_r, eta)
         top = max_rungs(r, big_r, eta)
-        if algorithm != "random" and s + brackets - 1 > top:
+        if problem is not None:
+            v.bad("asha", problem)
+        elif algorithm != "random" and s + brackets - 1 > top:
             v.bad(
                 "asha.early_stopping_rate" if brackets == 1 else "asha.brackets",
                 f"early_stopping_rate + brackets - 1 = {s + brackets - 1} exceeds "
@@ -247,8 +255,8 @@ def _trainer(v: _Validator, t: Any) -> TrainerSpec:
     elif entrypoint is not None:
         v.bad("trainer.entrypoint", "only a python trainer takes an entrypoint")
     timeout = v.get(t, "trainer", "timeout_s", float, None)
-    if timeout is not None and timeout <= 0:
-        v.bad("trainer.timeout_s", f"must be > 0 seconds, got {timeout}")
+    if timeout is not None and not 0 < timeout <= MAX_SECONDS:
+        v.bad("trainer.timeout_s", f"must be > 0 and <= {MAX_SECONDS:g} seconds, got {timeout}")
     v.unknown(t, "trainer", ("type", "dataset", "validation_fraction", "entrypoint", "timeout_s"))
     return TrainerSpec(
         type=kind,

@@ -1,6 +1,7 @@
 """Conversions between ash's values and the wire messages (proto/ash.proto), with validation.
 
-Configs and metrics travel as typed ``Value``s, never pickles; checkpoints as bytes with a CRC32
+Configs and metrics travel as typed ``Value``s, never pickles (a result's metrics within the limits
+of ash.scheduler.metrics_check, see ``metrics_from_pb``); checkpoints as bytes with a CRC32
 and a size that the receiver checks against its limit. Anything malformed raises ``WireError``
 carrying the gRPC status a servicer answers with, so the service maps errors to statuses in one
 table and never crashes on a peer's message.
@@ -20,6 +21,7 @@ import grpc
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
+from ash.scheduler.metrics_check import MAX_METRICS, check_metrics
 from ash.scheduler.space import Config, Value
 
 if TYPE_CHECKING:
@@ -86,6 +88,25 @@ def config_from_pb(field: Any, where: str, *, finite: bool = True) -> Config:
             raise invalid(f"{where}.{k}: {val} is not finite")
         out[str(k)] = val
     return out
+
+
+def metrics_from_pb(field: Any) -> tuple[dict[str, Value | None], str | None]:
+    """A peer's ``Result.metrics`` map: ``(metrics, None)``, or ``({}, reason)`` when they break
+    the limits of ash.scheduler.metrics_check (too many, a name or text too long, too many bytes).
+
+    Over the limits is the trainer's fault, not the peer's: the caller records a failed result
+    (value None) with ``reason`` as its error instead of answering INVALID_ARGUMENT. Non-finite
+    numbers are kept (they are written as null). An empty Value is a malformed message and raises
+    WireError (INVALID_ARGUMENT), as ``config_from_pb`` does."""
+    if len(field) > MAX_METRICS:  # before converting a peer's map of any size
+        return {}, f"bad metrics: {len(field)} metrics (at most {MAX_METRICS})"
+    raw = {str(k): value_from_pb(v, f"result.metrics.{_clip(str(k))}") for k, v in field.items()}
+    metrics, problem = check_metrics(raw)
+    return metrics, None if problem is None else f"bad metrics: {problem}"
+
+
+def _clip(text: str, n: int = 64) -> str:
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def metrics_to_pb(metrics: Mapping[str, Any], out: Any) -> None:

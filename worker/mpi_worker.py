@@ -5,7 +5,8 @@ rank then agrees that all of them could start, see ``ash.mpirun``), says Hello t
 waits for its Welcome (or Finished), then trains each Assignment in this process (``make_trainer`` +
 ``run_job``, under threadpoolctl limits set in this thread, the one that calls the kernel) and
 answers with a Result carrying the metrics and the checkpoint; Finished ends the rank (exit 0).
-A trainer's exception fails that result, not the rank, and so does ``trainer.timeout_s``:
+A trainer's exception fails that result, not the rank (SystemExit and a KeyboardInterrupt it
+raises itself too; a real Ctrl-C still ends the rank), and so does ``trainer.timeout_s``:
 SIGALRM raises TimeoutError in the trainer (in-process, so code that never returns to Python, a
 hung C call, cannot be cut short). A rank that dies takes the MPI job down with it; the study
 resumes from rank 0's ``--journal``.
@@ -100,7 +101,7 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
     try:
         if _next(link).WhichOneof("msg") != "welcome":
             return 0  # rank 0 stopped before the first job and reports why
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=threads), _Interrupts() as ctrl_c:
             while True:
                 msg = _next(link)
                 kind = msg.WhichOneof("msg")
@@ -108,6 +109,30 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
                     return 0
                 if kind == "assignment":
                     result = train(trainer, spec, msg.assignment)
+                    if ctrl_c.hit:  # run_job made it a failed result; the rank stops all the same
+                        return 130
                     link.send(pb.WorkerMessage(result=result), 0, TAG_UP)
     except KeyboardInterrupt:  # mpiexec forwards Ctrl-C to every rank; rank 0 reports it
         return 130
+
+
+class _Interrupts:
+    """Remembers a real SIGINT. ``run_job`` turns a KeyboardInterrupt in the trainer into a failed
+    result (a trainer may raise one itself), so ``serve`` asks this whether Ctrl-C really came."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.previous: Any = None
+
+    def _ring(self, signum: int, frame: Any) -> None:
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        with contextlib.suppress(ValueError):  # not the main thread: no handler of ours
+            self.previous = signal.signal(signal.SIGINT, self._ring)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

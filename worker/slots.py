@@ -43,8 +43,9 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
         load = getattr(fn, "data", None)
         if load is not None:  # the dataset now, not in the first job's time (and its timeout)
             load()
-    except Exception as exc:  # reported to the parent, which stops
-        conn.send(("setup-error", str(exc)))
+    except BaseException as exc:  # reported to the parent, which stops (SIGINT is ignored here)
+        why = str(exc) if isinstance(exc, Exception) else f"trainer set-up raised {exc!r}"
+        conn.send(("setup-error", why))
         return
     with threadpool_limits(limits=threads):
         while True:

@@ -10,9 +10,9 @@ and return the metrics at ``stop`` and the new state. Two kinds:
 - ``PythonTrainer``: a user function named ``pkg.mod:fn``, imported from the working directory
   or PYTHONPATH.
 
-``run_job`` is the one place that calls a trainer: it turns an exception, a malformed return or
-a missing or non-finite metric into a failed outcome with a message, so a bad trial never takes
-a worker down.
+``run_job`` is the one place that calls a trainer: it turns an exception (SystemExit too), a
+malformed return, metrics beyond the limits of ash.scheduler.metrics_check or a missing or
+non-finite metric into a failed outcome with a message, so a bad trial never takes a worker down.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ash.scheduler.metrics_check import check_metrics, clip_error
 from ash.scheduler.space import Config
 from ash.scheduler.spec import StudySpec, TrainerSpec
 from ash.worker.mlp_params import PARAMS
@@ -115,10 +116,12 @@ class PythonTrainer:
                 sys.path.insert(0, path)
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:  # the user's module may raise anything on import
+        except KeyboardInterrupt:  # Ctrl-C while importing stays Ctrl-C
+            raise
+        except BaseException as exc:  # the user's module may raise anything, even sys.exit()
             raise TrainerError(
                 f"trainer.entrypoint {entrypoint!r}: cannot import {module_name!r} "
-                f"({type(exc).__name__}: {exc})"
+                f"({_describe(exc)})"
             ) from None
         fn = getattr(module, attr, None)
         if not callable(fn):
@@ -155,31 +158,24 @@ def run_job(
     stop: float,
     state: bytes | None,
 ) -> Outcome:
-    """Call the trainer once; never raises for what the trainer does."""
+    """Call the trainer once; never raises for what the trainer does.
+
+    Any exception fails the result, SystemExit and KeyboardInterrupt included (a trainer that
+    calls ``sys.exit()`` costs its job, not the slot process): a caller that must still stop on
+    a real Ctrl-C checks for the signal itself (see ash.worker.mpi_worker). The metrics must
+    pass ``check_metrics`` (ash.scheduler.metrics_check), and the error message is clipped."""
     try:
         out = trainer(config, start, stop, state)
-    except Exception as exc:  # a trial's failure is data, not a crash
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return Outcome(None, {}, None, f"trainer raised {tb}")
+    except BaseException as exc:  # a trial's failure is data, not a crash
+        return _failed(f"trainer raised {_describe(exc)}")
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping)):
-        return Outcome(None, {}, None, "trainer must return (metrics: dict, state: bytes | None)")
+        return _failed("trainer must return (metrics: dict, state: bytes | None)")
     metrics, new_state = out
     if new_state is not None and not isinstance(new_state, bytes | bytearray | memoryview):
-        return Outcome(
-            None,
-            {},
-            None,
-            f"trainer returned a state of type {type(new_state).__name__}, not bytes",
-        )
-    clean: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool | int | float | str) or v is None:
-            clean[str(k)] = v
-        else:
-            try:
-                clean[str(k)] = float(v)  # numpy scalars and the like
-            except (TypeError, ValueError):
-                clean[str(k)] = str(v)
+        return _failed(f"trainer returned a state of type {type(new_state).__name__}, not bytes")
+    clean, problem = check_metrics(metrics)
+    if problem is not None:
+        return _failed(f"trainer returned bad metrics: {problem}")
     state_bytes = None if new_state is None else bytes(new_state)
     value = clean.get(metric)
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -187,3 +183,15 @@ def run_job(
     if not math.isfinite(value):
         return Outcome(None, clean, state_bytes, f"{metric} is {value} (not finite)")
     return Outcome(float(value), clean, state_bytes)
+
+
+def _failed(error: str) -> Outcome:
+    return Outcome(None, {}, None, clip_error(error))
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line (as traceback prints its last line)."""
+    text = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(exc, SystemExit):
+        text = f"SystemExit (exit code {exc.code!r})"
+    return clip_error(text)
