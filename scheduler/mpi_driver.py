@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ash.proto import ash_pb2 as pb
 from ash.scheduler import wire
 from ash.scheduler.driver import Assignment, Driver
+from ash.scheduler.metrics_check import clip_error
 from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
 
 if TYPE_CHECKING:
@@ -174,11 +175,12 @@ class MpiScheduler:
             return
         del self.busy[src]
         self.idle.append(src)
-        error = r.error or None
         try:
-            metrics = wire.config_from_pb(r.metrics, "result.metrics", finite=False)
+            metrics, bad = wire.metrics_from_pb(r.metrics)
+            error = clip_error(bad or r.error) or None
             state = wire.checkpoint_from_pb(r, "checkpoint", MAX_CHECKPOINT_BYTES)
-            value: float | None = r.value if r.ok and math.isfinite(r.value) else None
+            ok = r.ok and bad is None and math.isfinite(r.value)
+            value: float | None = r.value if ok else None
         except wire.WireError as exc:
             metrics, state, value, error = {}, None, None, f"bad result from rank {src}: {exc}"
         self.driver.complete(r.job_id, value, metrics, state, error)

@@ -52,6 +52,7 @@ from ash.scheduler import wire
 from ash.scheduler.core import UnknownJobError
 from ash.scheduler.driver import Assignment, Driver
 from ash.scheduler.journal import JournalError
+from ash.scheduler.metrics_check import clip_error
 
 MAX_SLOTS = 1024
 MAX_THREADS = 65536
@@ -267,19 +268,20 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             return  # a duplicate or late result: counted once already (or re-issued)
         if owner != session.sid:
             raise wire.precondition(f"result: job {r.job_id} is leased to another worker")
-        metrics = wire.config_from_pb(r.metrics, "result.metrics", finite=False)
+        metrics, bad = wire.metrics_from_pb(r.metrics)
         state = wire.checkpoint_from_pb(
             r, "checkpoint", self.config.max_checkpoint_bytes, self.config.checkpoint_dir
         )
-        value: float | None = r.value if r.ok else None
+        value: float | None = r.value if r.ok and bad is None else None
         if value is not None and not math.isfinite(value):
             value = None
+        error = clip_error(bad or r.error) or None
         if r.threads > MAX_THREADS:
             raise wire.invalid(f"result.threads: must be 0..{MAX_THREADS}")
         # a worker that plans threads per job says in its result what the job ran with
         extra = {"threads": r.threads} if r.threads and not session.threads else None
         try:
-            self.driver.complete(r.job_id, value, metrics, state, r.error or None, extra)
+            self.driver.complete(r.job_id, value, metrics, state, error, extra)
         except UnknownJobError:
             raise wire.invalid(f"result: job {r.job_id} was never issued") from None
         self._settle(r.job_id)  # the lease ends only once the result is recorded

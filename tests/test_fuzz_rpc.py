@@ -67,10 +67,13 @@ def results(draw: st.DrawFn) -> pb.WorkerMessage:
 
 
 hellos = st.builds(
-    lambda w, s, c: pb.WorkerMessage(hello=pb.Hello(worker_id=w, slots=s, capabilities=c)),
+    lambda w, s, c, r: pb.WorkerMessage(
+        hello=pb.Hello(worker_id=w, slots=s, capabilities=c, running=r)
+    ),
     st.one_of(st.text(min_size=1, max_size=20), st.just(""), st.just("x" * 300)),
     st.one_of(st.integers(1, 4), st.integers(0, 2**32 - 1)),
     st.lists(st.text(max_size=5), max_size=3),
+    st.lists(job_ids, max_size=4),  # claims of jobs from before a restart
 )
 messages = st.one_of(
     hellos,

@@ -196,3 +196,41 @@ def test_embedded_tune_on_a_full_checkpoint_disk_exits_1_and_resumes(tmp_path: P
     assert "ash: resumed py from j.jsonl:" in again.stderr
     doc = results(tmp_path / "out")
     assert len(doc["trials"]) == 6 and "error" not in doc
+
+
+def test_a_peers_oversized_metrics_fail_that_result_not_the_stream(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    import queue
+
+    import grpc
+
+    from ash.proto import ash_pb2 as pb
+    from ash.scheduler.wire import scheduler_stub
+
+    spec = write_study(tmp_path, max_trials=1)
+    s = Scheduler(spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--linger", "0")
+    cleanup.append(s)
+    out: queue.Queue[pb.WorkerMessage | None] = queue.Queue()
+    out.put(pb.WorkerMessage(hello=pb.Hello(worker_id="peer", slots=1)))
+
+    def requests() -> Any:
+        while (msg := out.get()) is not None:
+            yield msg
+
+    with grpc.insecure_channel(s.target) as channel:
+        stream = scheduler_stub(channel).Session(requests())
+        for msg in stream:
+            if msg.WhichOneof("msg") == "assignment":
+                r = pb.Result(job_id=msg.assignment.job_id, ok=True, value=0.5)
+                for i in range(500):
+                    r.metrics[f"m{i}"].number = float(i)
+                out.put(pb.WorkerMessage(result=r))
+            elif msg.WhichOneof("msg") == "finished":
+                break
+        out.put(None)
+    assert s.wait(timeout=60) == 0
+    doc = results(tmp_path / "out")
+    [error] = [e["error"] for e in doc["errors"]]
+    assert error.startswith("bad metrics: 500 metrics")
+    assert [r["value"] for r in doc["trials"][0]["results"]] == [None]
