@@ -319,3 +319,23 @@ def test_only_mpi_runs_keep_ranks_above_0_quiet_before_mpi_starts() -> None:
     assert not wants_mpi(["tune", "s.toml", "--tra", "mpi"])  # --trace or --transport
     assert not wants_mpi(["tune", "s.toml", "--transport", "grpc"])
     assert not wants_mpi(["tune", "s.toml", "--transport"])
+
+
+def test_a_journal_in_use_is_refused_by_mpi_rank_0_and_embedded_tune(tmp_path: Path) -> None:
+    """One study, one owner: while an ash-scheduler holds the journal, neither an MPI job's
+    rank 0 nor an embedded ash tune may take it; each says who holds it, once, and exits 2."""
+    from helpers import Scheduler
+
+    spec = study(tmp_path, max_trials=5)
+    holder = Scheduler(spec, tmp_path, "--journal", "j.jsonl")
+    try:
+        mpi = run("tune", str(spec), "--transport", "mpi", "--journal", "j.jsonl", cwd=tmp_path)
+        assert mpi.returncode == 2, mpi.stderr
+        assert said(mpi.stderr, f"j.jsonl: in use by pid {holder.proc.pid}") == 1, mpi.stderr
+        assert "Traceback" not in mpi.stderr
+        embedded = run("tune", str(spec), "--journal", "j.jsonl", cwd=tmp_path, ranks=None)
+        assert embedded.returncode == 2, embedded.stderr
+        assert f"in use by pid {holder.proc.pid}" in embedded.stderr
+        assert "Traceback" not in embedded.stderr
+    finally:
+        holder.kill()
