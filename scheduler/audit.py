@@ -131,7 +131,7 @@ def _check_decision(
 
 def audit_for(events: Iterable[dict[str, Any]], spec: Any) -> list[str]:
     """``audit`` with eta, mode and the bracket ladders taken from a StudySpec."""
-    from ash.scheduler.ladder import max_rungs
+    from ash.scheduler.core.ladder import max_rungs
 
     sch = spec.schedule
     s_max = max_rungs(sch.min_resource, sch.max_resource, sch.reduction_factor)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ash.scheduler.space import Config, SearchSpace
+from ash.scheduler.core.space import Config, SearchSpace
 
 CURVES_FORMAT = "ash-curves"
 CURVES_VERSION = 1

@@ -31,8 +31,8 @@ from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemorySto
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
 from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
-from ash.scheduler.spec import StudySpec
 from ash.scheduler.trace import TraceWriter, count_events
+from ash.spec import StudySpec
 
 
 class CheckpointStoreError(JournalError):

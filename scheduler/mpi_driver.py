@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ash.link import wire
+from ash.link.metrics import clip_error
+from ash.link.mpi import TAG_DOWN, TAG_UP, Link
 from ash.proto import ash_pb2 as pb
-from ash.scheduler import wire
 from ash.scheduler.driver import Assignment, Driver
-from ash.scheduler.metrics_check import clip_error
-from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
 
 if TYPE_CHECKING:
     from ash.worker.slots import Died, Finished, Slots

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ash.scheduler.core import Job
-from ash.scheduler.rungs import score_of
-from ash.scheduler.space import Config
+from ash.scheduler.core.rungs import score_of
+from ash.scheduler.core.space import Config
 
 
 class TrialRecord:

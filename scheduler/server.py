@@ -24,12 +24,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ash.errors import UserError
+from ash.link.auth import TokenAuth
+from ash.link.wire import add_scheduler_servicer
 from ash.proto import ash_pb2 as pb
-from ash.scheduler.auth import TokenAuth
 from ash.scheduler.driver import open_study
 from ash.scheduler.service import SchedulerService, ServiceConfig
-from ash.scheduler.spec import load_spec
-from ash.scheduler.wire import add_scheduler_servicer
+from ash.spec import load_spec
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
 

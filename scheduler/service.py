@@ -46,13 +46,13 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from ash.link import wire
+from ash.link.metrics import clip_error
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
-from ash.scheduler import wire
 from ash.scheduler.core import UnknownJobError
 from ash.scheduler.driver import Assignment, Driver
 from ash.scheduler.journal import JournalError
-from ash.scheduler.metrics_check import clip_error
 
 MAX_SLOTS = 1024
 MAX_THREADS = 65536

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from ash.scheduler.benchmarks import Benchmark
 from ash.scheduler.core import Job, Scheduler
 from ash.scheduler.results import Results
-from ash.scheduler.spec import StudySpec
 from ash.scheduler.trace import TraceWriter
+from ash.spec import StudySpec
 
 
 @dataclass

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ash.scheduler.spec import StudySpec, parse_spec
+from ash.spec import StudySpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

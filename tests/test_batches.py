@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 from test_grpc import RawSession
 
+from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.checkpoints import CheckpointRef, DirectoryStore
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import Journal, JournalError
 from ash.scheduler.trace import read_trace
-from ash.scheduler.wire import scheduler_stub
 from ash.worker.daemon import BATCH_MAX, WorkerDaemon, _Session
 from helpers import Scheduler, make_spec, write_study
 

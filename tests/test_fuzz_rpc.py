@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.audit import audit_for
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
-from ash.scheduler.wire import scheduler_stub
+from ash.spec import load_spec
 from helpers import Scheduler, worker, write_study
 
 # Statuses a peer's bad message may earn; never INTERNAL or UNKNOWN (a crash in a handler).

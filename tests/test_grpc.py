@@ -17,11 +17,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.audit import audit_for
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
-from ash.scheduler.wire import scheduler_stub
+from ash.spec import load_spec
 from helpers import BIN, EXAMPLES, Scheduler, results, worker, write_study
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from ash.scheduler.audit import audit_for
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
+from ash.spec import load_spec
 from helpers import BIN, Scheduler, results, worker, write_study
 
 if sys.platform != "linux":  # pragma: no cover
@@ -205,8 +205,8 @@ def test_a_peers_oversized_metrics_fail_that_result_not_the_stream(
 
     import grpc
 
+    from ash.link.wire import scheduler_stub
     from ash.proto import ash_pb2 as pb
-    from ash.scheduler.wire import scheduler_stub
 
     spec = write_study(tmp_path, max_trials=1)
     s = Scheduler(spec, tmp_path, "--out", "out", "--trace", "t.jsonl", "--linger", "0")

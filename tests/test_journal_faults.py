@@ -14,7 +14,7 @@ import pytest
 
 from ash.scheduler.driver import CheckpointStoreError, Driver, open_study
 from ash.scheduler.journal import JournalError, seal, unseal
-from ash.scheduler.spec import parse_spec
+from ash.spec import parse_spec
 from helpers import make_spec
 
 

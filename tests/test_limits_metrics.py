@@ -1,6 +1,6 @@
 """Issue #13: a trainer's metrics are bounded, and a trainer's sys.exit() costs one job.
 
-Unit tests of the validator (ash.scheduler.metrics_check), of run_job (the worker side) and of
+Unit tests of the validator (ash.link.metrics), of run_job (the worker side) and of
 wire.metrics_from_pb (the scheduler side), then one ``ash tune`` end to end whose trainer returns
 a huge list, raises SystemExit or KeyboardInterrupt for some trials: the study finishes, those
 results fail with a message and results.json stays small. Also a module that calls sys.exit() on
@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ash.proto import ash_pb2 as pb
-from ash.scheduler import wire
-from ash.scheduler.metrics_check import (
+from ash.link import wire
+from ash.link.metrics import (
     MAX_METRICS,
     MAX_TEXT_CHARS,
     MAX_TOTAL_BYTES,
     check_metrics,
     clip_error,
 )
+from ash.proto import ash_pb2 as pb
 from ash.worker.mpi_worker import serve
 from ash.worker.trainers import PythonTrainer, TrainerError, run_job
 from helpers import BIN, PY_SPEC, make_spec

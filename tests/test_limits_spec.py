@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from ash.scheduler.core import Scheduler
-from ash.scheduler.ladder import MAX_RUNGS, max_rungs
-from ash.scheduler.space import SearchSpace, SpaceError
-from ash.scheduler.spec import SpecError, parse_spec
+from ash.scheduler.core.ladder import MAX_RUNGS, max_rungs
+from ash.scheduler.core.space import SearchSpace, SpaceError
+from ash.spec import SpecError, parse_spec
 from ash.worker.datasets import load, split
 from helpers import BIN, make_spec
 

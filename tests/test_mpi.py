@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from ash.scheduler.audit import audit_for
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
+from ash.spec import load_spec
 from helpers import BIN, write_study
 
 MPIEXEC = BIN / "mpiexec"

@@ -15,8 +15,8 @@ from ash.scheduler.audit import audit_for
 from ash.scheduler.benchmarks import BenchmarkError, Recorded, Synthetic, write_curves
 from ash.scheduler.results import Results
 from ash.scheduler.simulator import simulate
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import TraceWriter, read_trace
+from ash.spec import load_spec
 from helpers import BIN, EXAMPLES, make_spec
 
 

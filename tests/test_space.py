@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from ash.scheduler.space import Choice, Constant, Int, LogUniform, SearchSpace, SpaceError, Uniform
+from ash.scheduler.core.space import (
+    Choice,
+    Constant,
+    Int,
+    LogUniform,
+    SearchSpace,
+    SpaceError,
+    Uniform,
+)
 
 TABLE = {
     "lr": {"log_uniform": [1e-4, 1.0]},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ash.scheduler.spec import SpecError, load_spec
+from ash.spec import SpecError, load_spec
 from helpers import BIN, EXAMPLES
 
 GOOD = (EXAMPLES / "iris.toml").read_text()

@@ -12,10 +12,10 @@ import pytest
 
 from ash.scheduler.audit import audit_for
 from ash.scheduler.core import Job
+from ash.scheduler.core.space import Config, SearchSpace
 from ash.scheduler.driver import Assignment
-from ash.scheduler.space import Config, SearchSpace
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
+from ash.spec import load_spec
 from ash.worker import threads as th
 from ash.worker.pool import LocalPool
 from ash.worker.slots import Finished, Slots

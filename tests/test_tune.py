@@ -15,8 +15,8 @@ import pytest
 
 import ash
 from ash.scheduler.audit import audit_for
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
+from ash.spec import load_spec
 from helpers import BIN, EXAMPLES, PY_SPEC, write_study
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import grpc
 
+from ash.link import wire
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
-from ash.scheduler import wire
 from helpers import worker
 
 SPEC = """

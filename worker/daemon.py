@@ -42,14 +42,14 @@ import grpc
 
 from ash import __version__
 from ash.errors import UserError
+from ash.link import wire
+from ash.link.auth import bearer
+from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
-from ash.scheduler import wire
-from ash.scheduler.auth import bearer
 from ash.scheduler.checkpoints import CheckpointRef
+from ash.scheduler.core.space import Config
 from ash.scheduler.server import read_secret
-from ash.scheduler.space import Config
-from ash.scheduler.spec import StudySpec, parse_spec
-from ash.scheduler.wire import scheduler_stub
+from ash.spec import StudySpec, parse_spec
 from ash.worker.slots import Died, Finished, Slots, _Slot, auto_threads
 from ash.worker.threads import Planner, Task, available_cores, planner_for
 

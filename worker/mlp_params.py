@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ash.scheduler.space import (
+from ash.scheduler.core.space import (
     Choice,
     Constant,
     Domain,

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ash import __version__
+from ash.link import wire
+from ash.link.mpi import TAG_DOWN, TAG_UP, Link
 from ash.proto import ash_pb2 as pb
-from ash.scheduler import wire
-from ash.scheduler.mpi_link import TAG_DOWN, TAG_UP, Link
-from ash.scheduler.spec import StudySpec
+from ash.spec import StudySpec
 from ash.worker.trainers import Outcome, TrainerFn, make_trainer, run_job
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ash.scheduler.driver import Assignment, Driver
-from ash.scheduler.spec import StudySpec
+from ash.spec import StudySpec
 from ash.worker.slots import Died, Slots, _Slot, auto_threads
 from ash.worker.threads import Planner, Task
 from ash.worker.trainers import TrainerFn

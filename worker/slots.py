@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ash.scheduler.spec import StudySpec
+from ash.spec import StudySpec
 from ash.worker.trainers import TrainerFn, make_trainer, run_job
 
 JobMsg = tuple[int, dict[str, Any], float, float, "bytes | None"]

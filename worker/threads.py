@@ -42,8 +42,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ash.scheduler.space import Choice, Config, Constant, Int, SearchSpace
-from ash.scheduler.spec import StudySpec
+from ash.scheduler.core.space import Choice, Config, Constant, Int, SearchSpace
+from ash.spec import StudySpec
 from ash.worker.mlp_params import PARAMS
 
 #: The parameters of the mlp trainer that change a job's shape (and so its best thread count).

@@ -11,7 +11,7 @@ and return the metrics at ``stop`` and the new state. Two kinds:
   or PYTHONPATH.
 
 ``run_job`` is the one place that calls a trainer: it turns an exception (SystemExit too), a
-malformed return, metrics beyond the limits of ash.scheduler.metrics_check or a missing or
+malformed return, metrics beyond the limits of ash.link.metrics or a missing or
 non-finite metric into a failed outcome with a message, so a bad trial never takes a worker down.
 """
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ash.scheduler.metrics_check import check_metrics, clip_error
-from ash.scheduler.space import Config
-from ash.scheduler.spec import StudySpec, TrainerSpec
+from ash.link.metrics import check_metrics, clip_error
+from ash.scheduler.core.space import Config
+from ash.spec import StudySpec, TrainerSpec
 from ash.worker.mlp_params import PARAMS
 
 TrainerFn = Callable[
@@ -163,7 +163,7 @@ def run_job(
     Any exception fails the result, SystemExit and KeyboardInterrupt included (a trainer that
     calls ``sys.exit()`` costs its job, not the slot process): a caller that must still stop on
     a real Ctrl-C checks for the signal itself (see ash.worker.mpi_worker). The metrics must
-    pass ``check_metrics`` (ash.scheduler.metrics_check), and the error message is clipped."""
+    pass ``check_metrics`` (ash.link.metrics), and the error message is clipped."""
     try:
         out = trainer(config, start, stop, state)
     except BaseException as exc:  # a trial's failure is data, not a crash

@@ -68,7 +68,7 @@ def run_ash(n_results: int, seed: int) -> Row:
     import random
 
     from ash.scheduler.core import Job, Scheduler
-    from ash.scheduler.spec import parse_spec
+    from ash.spec import parse_spec
 
     max_trials = trials_for(n_results)
     spec = parse_spec(

@@ -115,7 +115,7 @@ def run_optuna(seed: int, seconds: float) -> dict[str, Any]:
     import optuna
     from threadpoolctl import threadpool_limits
 
-    from ash.scheduler.spec import load_spec
+    from ash.spec import load_spec
     from ash.worker.trainers import MlpTrainer
 
     spec = load_spec(SPEC)

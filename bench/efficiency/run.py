@@ -44,10 +44,10 @@ from typing import Any
 
 from ash.scheduler.benchmarks import Benchmark, Recorded
 from ash.scheduler.core import Job
-from ash.scheduler.ladder import max_rungs
+from ash.scheduler.core.ladder import max_rungs
+from ash.scheduler.core.space import Config
 from ash.scheduler.simulator import simulate
-from ash.scheduler.space import Config
-from ash.scheduler.spec import StudySpec, parse_spec
+from ash.spec import StudySpec, parse_spec
 
 HERE = Path(__file__).resolve().parent
 ETA = 3

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ash.scheduler.audit import audit_for
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import read_trace
+from ash.spec import load_spec
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

@@ -17,7 +17,7 @@ from typing import Any
 
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import JournalError
-from ash.scheduler.spec import StudySpec, load_spec, parse_spec
+from ash.spec import StudySpec, load_spec, parse_spec
 
 
 def resolve_threads(threads: int | str, workers: int) -> int:

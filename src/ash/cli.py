@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 def _user_errors() -> tuple[type[BaseException], ...]:
     from ash.scheduler.benchmarks import BenchmarkError
     from ash.scheduler.journal import JournalError
-    from ash.scheduler.spec import SpecError
+    from ash.spec import SpecError
     from ash.worker.datasets import DataError
     from ash.worker.slots import SlotError
     from ash.worker.trainers import TrainerError

@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 
 from ash.errors import UserError
+from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
-from ash.scheduler.spec import StudySpec
-from ash.scheduler.wire import scheduler_stub
+from ash.spec import StudySpec
 
 
 def _wait_port(proc: subprocess.Popen[str], timeout: float = 60.0) -> int:

@@ -4,7 +4,7 @@ It joins MPI, then has every rank check what it was given (the flags and the spe
 trainer and the study it opens, the others their trainer and dataset) and agree on the outcome
 (``agree``): a mistake stops every rank with the same exit code (2 for the user's), printed once
 by the lowest rank that made it (rank 0 when all did), never once per rank, and no rank is left
-blocked in MPI. Then it shares out kernel threads per node (``ash.scheduler.mpi_link.layout``)
+blocked in MPI. Then it shares out kernel threads per node (``ash.link.mpi.layout``)
 and gives each rank its role: rank 0 the driver, the core and the journal
 (``ash.scheduler.mpi_driver``), plus a trainer slot beside them with ``--rank0-trains``; ranks
 1..N-1 the trainers (``ash.worker.mpi_worker``). SIGTERM (Slurm's notice at a time limit) counts
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ash.errors import UserError
 
 if TYPE_CHECKING:
+    from ash.link.mpi import Layout, Link
     from ash.scheduler.driver import Opened
-    from ash.scheduler.mpi_link import Layout, Link
-    from ash.scheduler.spec import StudySpec
+    from ash.spec import StudySpec
     from ash.worker.trainers import TrainerFn
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ def agree(link: Link, step: Callable[[], T], undo: Callable[[T], None] | None = 
 def run_mpi(args: argparse.Namespace) -> dict[str, Any] | int:
     """Rank 0: the results document. Other ranks, or every rank when the study could not
     start: the exit code (rank 0 reports the study, or the first rank that failed its error)."""
-    from ash.scheduler.mpi_link import Link, import_mpi, layout
+    from ash.link.mpi import Link, import_mpi, layout
 
     try:
         mpi = import_mpi()
@@ -182,7 +182,7 @@ def _check(
     """Every rank: the flags and the spec; each rank that trains, its trainer and dataset
     (rank 0 checks them even when it does not train, as every other transport does)."""
     from ash.api import check_trainer
-    from ash.scheduler.spec import load_spec
+    from ash.spec import load_spec
 
     if args.workers is not None:
         raise UserError(

@@ -60,7 +60,7 @@ def from_driver(driver: Any) -> Snapshot:
 
 def from_status(st: Any) -> Snapshot:
     """From an ``ash.v1.StudyStatus`` message."""
-    from ash.scheduler.wire import value_from_pb
+    from ash.link.wire import value_from_pb
 
     rungs: list[list[tuple[float, int]]] = []
     for r in st.rungs:

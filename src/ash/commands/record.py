@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 from ash.errors import UserError
 from ash.scheduler.benchmarks import write_curves
-from ash.scheduler.spec import StudySpec, load_spec
+from ash.spec import StudySpec, load_spec
 
 SIGNIFICANT = 7  # digits kept of a metric value (the kernel computes in float32)
 MAX_DEATHS = 20  # worker processes that may die before the recording gives up

@@ -8,8 +8,8 @@ import time
 from ash.scheduler.benchmarks import resolve
 from ash.scheduler.results import Results
 from ash.scheduler.simulator import simulate
-from ash.scheduler.spec import load_spec
 from ash.scheduler.trace import TraceWriter
+from ash.spec import load_spec
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,9 +13,9 @@ import grpc
 from rich.console import Console
 
 from ash.errors import UserError
+from ash.link.auth import bearer
+from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
-from ash.scheduler.auth import bearer
-from ash.scheduler.wire import scheduler_stub
 
 
 def run(args: argparse.Namespace) -> int:

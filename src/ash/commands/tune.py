@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ash.cli import EXIT_USAGE
 from ash.errors import UserError
-from ash.scheduler.spec import load_spec
+from ash.spec import load_spec
 
 
 def _run_local(args: argparse.Namespace) -> dict[str, Any]:

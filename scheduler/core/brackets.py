@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ash.scheduler.rungs import Rung
+from ash.scheduler.core.rungs import Rung
 
 
 class PromotionBracket:

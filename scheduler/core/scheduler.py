@@ -40,15 +40,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from ash.scheduler.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
-from ash.scheduler.ladder import bracket_size, max_rungs, rung_resources
-from ash.scheduler.rungs import score_of
-from ash.scheduler.space import Config
+from ash.scheduler.core.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
+from ash.scheduler.core.ladder import bracket_size, max_rungs, rung_resources
+from ash.scheduler.core.rungs import score_of
+from ash.scheduler.core.space import Config
 
 if TYPE_CHECKING:
     from random import Random
 
-    from ash.scheduler.spec import Schedule, StudySpec
+    from ash.spec import Schedule, StudySpec
 
 
 class UnknownJobError(KeyError):

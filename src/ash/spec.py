@@ -11,12 +11,29 @@ from __future__ import annotations
 import math
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ash.scheduler.space import SearchSpace, SpaceError
+from ash.scheduler.core.space import SearchSpace, SpaceError
+
+# Trainers that know their hyperparameters check a [space] against them: trainer type ->
+# "module:function" taking a SearchSpace and returning (key, problem) pairs. A registry of
+# names, imported only when a spec of that type is checked, so that the spec (neutral ground
+# for the scheduler and the workers) depends on no trainer.
+SPACE_CHECKS = {"mlp": "ash.worker.mlp_params:check_space"}
+
+
+def space_checker(trainer: str) -> Callable[[SearchSpace], list[tuple[str, str]]]:
+    import importlib
+
+    module, _, name = SPACE_CHECKS[trainer].partition(":")
+    check: Callable[[SearchSpace], list[tuple[str, str]]] = getattr(
+        importlib.import_module(module), name
+    )
+    return check
+
 
 ALGORITHMS = ("asha", "asha-stopping", "sha", "hyperband", "random")
 MODES = ("min", "max")
@@ -189,7 +206,7 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
     if bracket_trials is not None and bracket_trials < 1:
         v.bad("asha.bracket_trials", f"must be >= 1, got {bracket_trials}")
     if r and big_r and r > 0 and big_r >= r and eta >= 2 and s >= 0 and brackets >= 1:
-        from ash.scheduler.ladder import ladder_problem, max_rungs
+        from ash.scheduler.core.ladder import ladder_problem, max_rungs
 
         problem = ladder_problem(r, big_r, eta)
         top = max_rungs(r, big_r, eta)
@@ -217,8 +234,7 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
 
 def _check_mlp(v: _Validator, schedule: Schedule, space: SearchSpace) -> None:
     """The mlp trainer's resource is whole epochs, and its space must name its hyperparameters."""
-    from ash.scheduler.ladder import max_rungs, rung_resources
-    from ash.worker.mlp_params import check_space
+    from ash.scheduler.core.ladder import max_rungs, rung_resources
 
     sch = schedule
     top = max_rungs(sch.min_resource, sch.max_resource, sch.reduction_factor)
@@ -231,7 +247,7 @@ def _check_mlp(v: _Validator, schedule: Schedule, space: SearchSpace) -> None:
                     "(use integer min_resource, max_resource and reduction_factor)",
                 )
                 return
-    for key, message in check_space(space):
+    for key, message in space_checker("mlp")(space):
         v.bad(key, message)
 
 

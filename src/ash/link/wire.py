@@ -1,7 +1,7 @@
 """Conversions between ash's values and the wire messages (proto/ash.proto), with validation.
 
 Configs and metrics travel as typed ``Value``s, never pickles (a result's metrics within the limits
-of ash.scheduler.metrics_check, see ``metrics_from_pb``); checkpoints as bytes with a CRC32
+of ash.link.metrics, see ``metrics_from_pb``); checkpoints as bytes with a CRC32
 and a size that the receiver checks against its limit. Anything malformed raises ``WireError``
 carrying the gRPC status a servicer answers with, so the service maps errors to statuses in one
 table and never crashes on a peer's message.
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ash.link.metrics import MAX_METRICS, check_metrics
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
-from ash.scheduler.metrics_check import MAX_METRICS, check_metrics
-from ash.scheduler.space import Config, Value
+from ash.scheduler.core.space import Config, Value
 
 if TYPE_CHECKING:
     from ash.scheduler.driver import Assignment
@@ -92,7 +92,7 @@ def config_from_pb(field: Any, where: str, *, finite: bool = True) -> Config:
 
 def metrics_from_pb(field: Any) -> tuple[dict[str, Value | None], str | None]:
     """A peer's ``Result.metrics`` map: ``(metrics, None)``, or ``({}, reason)`` when they break
-    the limits of ash.scheduler.metrics_check (too many, a name or text too long, too many bytes).
+    the limits of ash.link.metrics (too many, a name or text too long, too many bytes).
 
     Over the limits is the trainer's fault, not the peer's: the caller records a failed result
     (value None) with ``reason`` as its error instead of answering INVALID_ARGUMENT. Non-finite

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ash.scheduler.space import Value
+from ash.scheduler.core.space import Value
 
 MAX_METRICS = 64
 MAX_NAME_CHARS = 64
