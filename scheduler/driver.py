@@ -40,6 +40,27 @@ class CheckpointStoreError(JournalError):
 
 
 @dataclass(frozen=True)
+class Status:
+    """A study as it stands: what Status, the progress display and the metrics show."""
+
+    study: str
+    algorithm: str
+    metric: str
+    mode: str
+    trials: int
+    max_trials: int | None
+    results: int
+    failed: int
+    running: int
+    elapsed: float
+    time_limit: float | None
+    finished: bool
+    rungs: list[list[tuple[float, int]]]  # (resource, results) per rung, per bracket
+    best: dict[str, Any] | None
+    error: str | None  # why nothing more can be recorded (a full disk), or None
+
+
+@dataclass(frozen=True)
 class Assignment:
     job: Job
     worker: str
@@ -286,6 +307,40 @@ class Driver:
         return list(self.core.inflight)
 
     # -- state ----------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        with self.lock:
+            sch = self.spec.schedule
+            return Status(
+                study=self.spec.name,
+                algorithm=self.spec.algorithm,
+                metric=self.spec.metric,
+                mode=self.spec.mode,
+                trials=self.core.n_trials,
+                max_trials=sch.max_trials,
+                results=self.results.n_results,
+                failed=self.results.n_failed,
+                running=len(self.core.inflight),
+                elapsed=self.clock(),
+                time_limit=sch.time_limit_s,
+                finished=self.core.finished,
+                rungs=self.core.rung_counts(),
+                best=self.results.best(),
+                error=self.broken,
+            )
+
+    def running(self) -> int:
+        """Jobs in flight."""
+        with self.lock:
+            return len(self.core.inflight)
+
+    def issued(self, job_id: int) -> bool:
+        """Whether ``job_id`` was ever handed out."""
+        return 0 <= job_id < self.core.next_id
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener`` with every trace event as it happens (live views, Watch)."""
+        self.trace.listeners.append(listener)
 
     def inflight(self) -> list[Assignment]:
         with self.lock:

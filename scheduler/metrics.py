@@ -12,7 +12,7 @@ from typing import Any
 
 
 def render(service: Any) -> str:
-    d = service.driver
+    st = service.driver.status()
     m = service.metrics
     lat = sorted(service.decision_seconds)
 
@@ -34,10 +34,10 @@ def render(service: Any) -> str:
         f"ash_workers_connected {len(service.sessions)}",
         "# HELP ash_trials_total Trials started.",
         "# TYPE ash_trials_total counter",
-        f"ash_trials_total {d.core.n_trials}",
+        f"ash_trials_total {st.trials}",
         "# HELP ash_jobs_running Jobs in flight.",
         "# TYPE ash_jobs_running gauge",
-        f"ash_jobs_running {len(d.core.inflight)}",
+        f"ash_jobs_running {st.running}",
         "# HELP ash_decision_latency_seconds Time the core takes to decide a job.",
         "# TYPE ash_decision_latency_seconds summary",
         f'ash_decision_latency_seconds{{quantile="0.5"}} {q(0.5):.9f}',

@@ -253,12 +253,10 @@ async def serve(args: argparse.Namespace) -> int:
     elif not service.done.is_set():
         service.draining = True
         deadline = time.monotonic() + args.drain_timeout
-        while driver.core.inflight and time.monotonic() < deadline and not service.done.is_set():
+        while driver.running() and time.monotonic() < deadline and not service.done.is_set():
             await asyncio.sleep(0.05)
         await health_servicer.enter_graceful_shutdown()
-        print(
-            f"ash-scheduler: stopped; {len(driver.core.inflight)} jobs still in flight", flush=True
-        )
+        print(f"ash-scheduler: stopped; {driver.running()} jobs still in flight", flush=True)
     else:
         deadline = time.monotonic() + args.linger
         while service.absent and time.monotonic() < deadline and not stop.is_set():

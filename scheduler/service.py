@@ -108,7 +108,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self._commit_wanted = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._io: ThreadPoolExecutor | None = None  # the fsync thread
-        driver.trace.listeners.append(self._on_event)
+        driver.listen(self._on_event)
 
     # -- watch ----------------------------------------------------------------------------
 
@@ -263,7 +263,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     def _result(self, session: WorkerSession, r: pb.Result) -> None:
         owner = self.lease_of.get(r.job_id)
         if owner is None:
-            if r.job_id >= self.driver.core.next_id:
+            if not self.driver.issued(r.job_id):
                 raise wire.invalid(f"result: job {r.job_id} was never issued")
             return  # a duplicate or late result: counted once already (or re-issued)
         if owner != session.sid:
@@ -451,36 +451,33 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         return self.status()
 
     def status(self) -> pb.StudyStatus:
-        d = self.driver
-        sch = d.spec.schedule
-        res = d.results
-        st = pb.StudyStatus(
-            study=d.spec.name,
-            algorithm=d.spec.algorithm,
-            metric=d.spec.metric,
-            mode=d.spec.mode,
-            trials=d.core.n_trials,
-            max_trials=sch.max_trials if sch.max_trials is not None else -1,
-            results=res.n_results,
-            failed=res.n_failed,
-            running=len(d.core.inflight),
+        st = self.driver.status()
+        out = pb.StudyStatus(
+            study=st.study,
+            algorithm=st.algorithm,
+            metric=st.metric,
+            mode=st.mode,
+            trials=st.trials,
+            max_trials=st.max_trials if st.max_trials is not None else -1,
+            results=st.results,
+            failed=st.failed,
+            running=st.running,
             workers=len(self.sessions),
-            elapsed_s=d.clock(),
-            finished=d.core.finished,
-            time_limit_s=sch.time_limit_s or 0.0,
-            error=self.journal_error or "",
+            elapsed_s=st.elapsed,
+            finished=st.finished,
+            time_limit_s=st.time_limit or 0.0,
+            error=self.journal_error or st.error or "",
         )
-        for b, counts in enumerate(d.core.rung_counts()):
+        for b, counts in enumerate(st.rungs):
             for k, (resource, n) in enumerate(counts):
-                st.rungs.add(bracket=b, rung=k, resource=resource, results=n)
-        best = res.best()
-        if best is not None:
-            st.best.trial = best["trial"]
-            st.best.value = best["value"]
-            st.best.resource = best["resource"]
-            st.best.rung = best["rung"]
-            wire.config_to_pb(best["config"], st.best.config)
-        return st
+                out.rungs.add(bracket=b, rung=k, resource=resource, results=n)
+        if st.best is not None:
+            out.best.trial = st.best["trial"]
+            out.best.value = st.best["value"]
+            out.best.resource = st.best["resource"]
+            out.best.rung = st.best["rung"]
+            wire.config_to_pb(st.best["config"], out.best.config)
+        return out
 
     async def Watch(
         self, request: pb.WatchRequest, context: grpc.aio.ServicerContext

@@ -39,22 +39,21 @@ class Snapshot:
 
 
 def from_driver(driver: Any) -> Snapshot:
-    d = driver
-    sch = d.spec.schedule
+    st = driver.status()
     return Snapshot(
-        study=d.spec.name,
-        algorithm=d.spec.algorithm,
-        metric=d.spec.metric,
-        trials=d.core.n_trials,
-        max_trials=sch.max_trials,
-        results=d.results.n_results,
-        failed=d.results.n_failed,
-        running=len(d.core.inflight),
-        elapsed=d.clock(),
-        time_limit=sch.time_limit_s,
-        finished=d.core.finished,
-        rungs=d.core.rung_counts(),
-        best=d.results.best(),
+        study=st.study,
+        algorithm=st.algorithm,
+        metric=st.metric,
+        trials=st.trials,
+        max_trials=st.max_trials,
+        results=st.results,
+        failed=st.failed,
+        running=st.running,
+        elapsed=st.elapsed,
+        time_limit=st.time_limit,
+        finished=st.finished,
+        rungs=st.rungs,
+        best=st.best,
     )
 
 
