@@ -312,6 +312,25 @@ def test_second_scheduler_on_a_port_in_use_is_refused(tmp_path: Path, cleanup: l
     assert first.wait(timeout=30) == 0
 
 
+def test_scheduler_warns_when_anyone_can_join(capsys: pytest.CaptureFixture[str]) -> None:
+    from ash.scheduler.server import warn_exposure
+
+    for host, token, tls, fragment in [
+        ("0.0.0.0", False, False, "with neither TLS nor a token"),
+        ("10.1.2.3", False, True, "with TLS but no token"),
+        ("0.0.0.0", True, False, None),
+        ("0.0.0.0", True, True, None),
+        ("127.0.0.1", False, False, None),
+        ("localhost", False, True, None),
+    ]:
+        warn_exposure(host, token, tls)
+        err = capsys.readouterr().err
+        if fragment is None:
+            assert err == "", (host, token, tls)
+        else:
+            assert err.startswith("ash-scheduler: WARNING: listening on") and fragment in err
+
+
 def test_servers_do_not_share_ports() -> None:
     """gRPC's default SO_REUSEPORT is off for the scheduler's server (its channels keep the
     same size and keepalive options without it)."""

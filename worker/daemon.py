@@ -184,9 +184,9 @@ class WorkerDaemon:
             slots.shutdown()
 
     def _channel(self) -> grpc.Channel:
-        from ash.scheduler.server import server_options
+        from ash.scheduler.server import channel_options
 
-        options = server_options(1 << 30)
+        options = channel_options(1 << 30)
         if self.credentials is not None:
             return grpc.secure_channel(self.target, self.credentials, options=options)
         return grpc.insecure_channel(self.target, options=options)
