@@ -23,18 +23,28 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ash.argtypes import non_negative, number, positive
+from ash.argtypes import port as port_number
 from ash.errors import UserError
 from ash.link.auth import TokenAuth
 from ash.link.wire import add_scheduler_servicer
+from ash.paths import check_out_dir, check_trace_file
+from ash.ports import check_bindable
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.driver import open_study
 from ash.scheduler.service import SchedulerService, ServiceConfig
 from ash.spec import load_spec
+from ash.tls import read_server_pair
 
+MAX_CHECKPOINT_MB = 2046  # a checkpoint and 1 MiB of message around it: gRPC's 2 GiB limit
+checkpoint_mb = number(
+    lambda x: 0 < x <= MAX_CHECKPOINT_MB, f"a number > 0 and <= {MAX_CHECKPOINT_MB}"
+)
 SERVICE = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
 
 
-def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
+def channel_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
+    """Message size limits and keepalive, the same on both ends of a session."""
     size = max_checkpoint_bytes + (1 << 20)
     return [
         ("grpc.max_receive_message_length", size),
@@ -44,6 +54,12 @@ def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
+
+
+def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
+    """``channel_options`` plus, for the server only, no SO_REUSEPORT: gRPC sets it by default,
+    and then a second scheduler on the same port binds too and the workers split between them."""
+    return [*channel_options(max_checkpoint_bytes), ("grpc.so_reuseport", 0)]
 
 
 GC_THRESHOLDS = (20_000, 50, 100)
@@ -91,14 +107,29 @@ async def freeze_periodically(
 
 
 def read_secret(path: str | None, what: str) -> str | None:
+    """The token in file ``path`` (surrounding whitespace stripped): one line of printable ASCII,
+    as gRPC metadata requires; else a UserError naming ``what`` and the file."""
     if path is None:
         return None
     try:
-        text = Path(path).read_text().strip()
+        text = Path(path).read_bytes().decode("ascii").strip()
     except OSError as exc:
         raise UserError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{what} {path}: a token must be ASCII (byte {exc.start} is not); "
+            "e.g. openssl rand -hex 32"
+        ) from None
     if not text:
         raise UserError(f"{what} {path}: is empty")
+    if "\n" in text or "\r" in text:
+        raise UserError(f"{what} {path}: holds more than one line; a token is one line")
+    bad = next((c for c in text if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise UserError(
+            f"{what} {path}: holds the control character {bad!r}, which gRPC metadata cannot "
+            "carry; e.g. openssl rand -hex 32"
+        )
     return text
 
 
@@ -129,6 +160,40 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def check_startup(args: argparse.Namespace, host: str, port: int) -> None:
+    """Everything the run needs later that can be checked now, before the study is opened:
+    TLS files, the ports, the output paths, the shared checkpoint directory."""
+    if args.tls_cert is not None:
+        read_server_pair(args.tls_cert, args.tls_key)
+    check_bindable(host, port, "--listen", " (another ash-scheduler?)")
+    if args.metrics_port is not None:
+        check_bindable(metrics_host(host), args.metrics_port, "--metrics-port")
+    check_out_dir(args.out, "--out")
+    check_trace_file(args.trace, "--trace")
+    shared_dir(args.checkpoint_dir)
+
+
+def metrics_host(host: str) -> str:
+    """Where ``--metrics-port`` listens: beside a loopback ``--listen``, else everywhere."""
+    return host if is_loopback(host) else "0.0.0.0"
+
+
+def warn_exposure(host: str, token: bool, tls: bool) -> None:
+    """Warn on stderr when a scheduler reachable off this machine lets anyone in."""
+    if is_loopback(host) or token:
+        return
+    if tls:
+        why = "TLS but no token: traffic is private, but anyone who can reach this port"
+    else:
+        why = "neither TLS nor a token: anyone who can reach this port"
+    print(
+        f"ash-scheduler: WARNING: listening on {host} with {why} can join the study and read "
+        "its configs (--token-file)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ash-scheduler", description="Serve a study over gRPC.")
     p.add_argument("spec", help="study spec (TOML)")
@@ -139,22 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", help="shared token workers and clients must present")
     p.add_argument("--tls-cert", help="TLS certificate chain (PEM)")
     p.add_argument("--tls-key", help="TLS private key (PEM)")
-    p.add_argument("--lease", type=float, default=30.0, help="seconds a silent worker keeps jobs")
-    p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
-    p.add_argument("--max-checkpoint-mb", type=float, default=64.0, help="checkpoint size limit")
+    p.add_argument(
+        "--lease", type=positive, default=30.0, help="seconds a silent worker keeps jobs"
+    )
+    p.add_argument(
+        "--heartbeat", type=positive, default=5.0, help="seconds between heartbeats (< --lease)"
+    )
+    p.add_argument(
+        "--max-checkpoint-mb",
+        type=checkpoint_mb,
+        default=64.0,
+        help="checkpoint size limit (larger states: --checkpoint-dir)",
+    )
     p.add_argument(
         "--checkpoint-dir",
         help="a directory shared with the workers: large states go there by reference",
     )
-    p.add_argument("--drain-timeout", type=float, default=60.0, help="SIGTERM: seconds to drain")
+    p.add_argument(
+        "--drain-timeout", type=non_negative, default=60.0, help="SIGTERM: seconds to drain"
+    )
     p.add_argument(
         "--linger",
-        type=float,
+        type=non_negative,
         default=10.0,
         help="after the study ends, seconds to wait for disconnected workers to come back and "
         "hear that it is finished",
     )
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-port", type=port_number, help="serve Prometheus metrics on this port")
     p.add_argument("--no-fsync", action="store_true", help="journal without fsync (faster)")
     p.add_argument(
         "--stay",
@@ -171,13 +247,8 @@ async def serve(args: argparse.Namespace) -> int:
     token = read_secret(args.token_file, "--token-file")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UserError("--tls-cert and --tls-key go together")
-    if not is_loopback(host) and token is None and args.tls_cert is None:
-        print(
-            f"ash-scheduler: WARNING: listening on {host} with neither TLS nor a token: "
-            "anyone who can reach this port can join the study and read its configs",
-            file=sys.stderr,
-            flush=True,
-        )
+    check_startup(args, host, port)
+    warn_exposure(host, token is not None, args.tls_cert is not None)
     max_ckpt = int(args.max_checkpoint_mb * (1 << 20))
     opened = open_study(
         spec,
@@ -310,7 +381,13 @@ def write_out(driver: Any, out: str, *, interrupted: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     from ash.cli import guard
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.heartbeat >= args.lease:
+        parser.error(
+            f"--heartbeat {args.heartbeat:g} must be less than --lease {args.lease:g} "
+            "(a worker that heartbeats on time must never lose its jobs)"
+        )
     return guard(lambda: asyncio.run(serve(args)), prog="ash-scheduler")
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import grpc
 
 from ash import __version__
+from ash.argtypes import non_negative, non_negative_int
 from ash.errors import UserError
 from ash.link import wire
 from ash.link.auth import bearer
@@ -48,10 +49,12 @@ from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.checkpoints import CheckpointRef
 from ash.scheduler.core.space import Config
-from ash.scheduler.server import read_secret
+from ash.scheduler.server import is_loopback, read_secret
 from ash.spec import StudySpec, parse_spec
+from ash.tls import read_ca
 from ash.worker.slots import Died, Finished, Slots, _Slot, auto_threads
 from ash.worker.threads import Planner, Task, available_cores, planner_for
+from ash.worker.trust import TrustPolicy, policy_from_args, trainer_types
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -93,8 +96,10 @@ class WorkerDaemon:
         checkpoint_dir: Path | None = None,
         inline_bytes: int = 1 << 20,
         plan_threads: bool = False,
+        policy: TrustPolicy | None = None,
     ) -> None:
         self.target = target
+        self.policy = policy or TrustPolicy()  # what this worker agrees to run
         self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
         self.planner: Planner | None = None
         self.job_threads: dict[int, int] = {}  # job id -> the threads it runs with
@@ -185,9 +190,9 @@ class WorkerDaemon:
             slots.shutdown()
 
     def _channel(self) -> grpc.Channel:
-        from ash.scheduler.server import server_options
+        from ash.scheduler.server import channel_options
 
-        options = server_options(1 << 30)
+        options = channel_options(1 << 30)
         if self.credentials is not None:
             return grpc.secure_channel(self.target, self.credentials, options=options)
         return grpc.insecure_channel(self.target, options=options)
@@ -277,6 +282,11 @@ class WorkerDaemon:
             spec = parse_spec(
                 tomllib.loads(w.spec_toml), source=f"{self.target}:{w.study}", base_dir=Path.cwd()
             )
+            refused = self.policy.refusal(spec)
+            if refused is not None:  # the operator's limits: exit 2 (run raises self.fatal)
+                self.fatal = f"refusing study {w.study!r} from {self.target}: {refused}"
+                session.ended.set()
+                return
             self._stop_slots()
             self.spec, self.spec_toml = spec, w.spec_toml
             split = f"{self.n_slots} slots x {self.threads} threads"
@@ -535,16 +545,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", help="CA certificate (PEM) to verify the scheduler's TLS")
     p.add_argument(
         "--retry-for",
-        type=float,
+        type=non_negative,
         default=120.0,
         help="seconds to keep retrying an unreachable scheduler",
     )
     p.add_argument(
-        "--grace", type=float, default=30.0, help="on SIGTERM: seconds running jobs get to finish"
+        "--grace",
+        type=non_negative,
+        default=30.0,
+        help="on SIGTERM: seconds running jobs get to finish",
     )
     p.add_argument(
         "--prefetch",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="jobs to queue beyond the slots (hides latency for tiny jobs; ASHA then decides "
         "those jobs earlier, with fewer results to go on)",
@@ -555,11 +568,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--inline-mb",
-        type=float,
+        type=non_negative,
         default=1.0,
         help="states larger than this go through --checkpoint-dir",
     )
+    trust = p.add_argument_group(
+        "what this worker runs", "a scheduler chooses the code and data; these limit it"
+    )
+    trust.add_argument(
+        "--allow-trainer",
+        type=trainer_types,
+        action="append",
+        metavar="mlp|python",
+        help="trainer types to run (repeat or comma list; default: mlp,python)",
+    )
+    trust.add_argument(
+        "--allow-entrypoint",
+        action="append",
+        metavar="PATTERN",
+        help="python trainers only from entrypoints matching one of these fnmatch patterns on "
+        "pkg.mod:fn (repeatable; default: any)",
+    )
+    trust.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="mlp datasets only from files inside DIR (bundled ones always; default: any path)",
+    )
     return p
+
+
+def plaintext_token_warning(target: str, token: bool, tls: bool) -> str | None:
+    """The warning for sending a token unencrypted to a scheduler off this machine, if due."""
+    if not token or tls:
+        return None
+    host = target.split("///")[-1].rpartition(":")[0] or target
+    if target.startswith("unix:") or is_loopback(host.strip("[]")):
+        return None
+    return (
+        f"ash-worker: WARNING: sending the token to {target} in plaintext (no --tls-ca): "
+        "anyone on the network path can read it and join the study"
+    )
 
 
 def _count(text: str, flag: str, auto: int) -> int:
@@ -581,23 +629,25 @@ def main(argv: list[str] | None = None) -> int:
         threads = _count(args.threads, "--threads", auto_threads(slots))  # auto: the slots' default
         creds = None
         if args.tls_ca:
-            try:
-                creds = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes())
-            except OSError as exc:
-                raise UserError(f"--tls-ca {args.tls_ca}: cannot be read ({exc})") from None
+            creds = grpc.ssl_channel_credentials(read_ca(args.tls_ca, "--tls-ca"))
+        token = read_secret(args.token_file, "--token-file")
+        warning = plaintext_token_warning(args.scheduler, token is not None, creds is not None)
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
         daemon = WorkerDaemon(
             args.scheduler,
             slots=slots,
             threads=threads,
             worker_id=args.id or f"{socket.gethostname()}-{os.getpid()}",
-            token=read_secret(args.token_file, "--token-file"),
+            token=token,
             credentials=creds,
             retry_for=args.retry_for,
             grace=args.grace,
-            prefetch=max(0, args.prefetch),
+            prefetch=args.prefetch,
             checkpoint_dir=Path(args.checkpoint_dir).resolve() if args.checkpoint_dir else None,
             inline_bytes=int(args.inline_mb * (1 << 20)),
             plan_threads=args.threads == "auto",
+            policy=policy_from_args(args),
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stopping.set())

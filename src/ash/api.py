@@ -53,10 +53,13 @@ def run_embedded(
 ) -> dict[str, Any]:
     """Run ``spec`` on local worker processes; return the results document. With ``journal``
     the study is crash-safe and, started again on the same journal, resumes where it stood."""
+    from ash.paths import check_out_dir, check_trace_file
     from ash.progress import Progress, from_driver
     from ash.report import write_report
     from ash.worker.pool import LocalPool
 
+    check_out_dir(out, "--out")
+    check_trace_file(trace, "--trace")
     n = workers or os.cpu_count() or 1
     k = resolve_threads(threads, n)
     if trainer is None:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ash import __version__
+from ash.argtypes import number, positive_int
 from ash.errors import UserError
 
 EXIT_USAGE = 2
@@ -28,37 +29,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, SpecError, BenchmarkError, DataError, TrainerError, JournalError, SlotError)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
-def _number(ok: Callable[[float], bool], rule: str) -> Callable[[str], float]:
-    """An argparse type: a float for which ``ok`` holds, else an error stating ``rule``."""
-
-    def parse(text: str) -> float:
-        try:
-            x = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not ok(x):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {x}")
-        return x
-
-    return parse
-
-
-_fraction = _number(lambda x: 0 <= x <= 1, "between 0 and 1")
-_alpha = _number(lambda x: x > 1, "> 1 (finite mean)")
+_fraction = number(lambda x: 0 <= x <= 1, "between 0 and 1")
+_alpha = number(lambda x: x > 1, "> 1 (finite mean)")
 
 
 def _threads(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a study with N local worker processes, live progress and a report.",
     )
     tune.add_argument("spec", help="study spec (TOML)")
-    tune.add_argument("--workers", type=_positive_int, help="worker processes (default: cores)")
+    tune.add_argument("--workers", type=positive_int, help="worker processes (default: cores)")
     tune.add_argument(
         "--threads",
         type=_threads,
@@ -118,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "every unit of resource and the seconds per unit, as a curves file for ash simulate.",
     )
     record.add_argument("spec", help="study spec (TOML) whose trainer and space to record")
-    record.add_argument("--trials", type=_positive_int, required=True, help="configurations")
+    record.add_argument("--trials", type=positive_int, required=True, help="configurations")
     record.add_argument("--out", required=True, help="curves file to write (.json or .json.gz)")
-    record.add_argument("--workers", type=_positive_int, help="processes (default: cores)")
+    record.add_argument("--workers", type=positive_int, help="processes (default: cores)")
     record.add_argument("--threads", type=_threads, default="auto", help="threads per process")
     record.add_argument("--seed", type=int, help="seed for the configurations (default: spec)")
     record.add_argument("--quiet", action="store_true", help="no progress")
@@ -132,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the scheduler core against simulated workers on a virtual clock.",
     )
     sim.add_argument("spec", help="study spec (TOML)")
-    sim.add_argument("--workers", type=_positive_int, required=True, help="simulated workers")
+    sim.add_argument("--workers", type=positive_int, required=True, help="simulated workers")
     sim.add_argument(
         "--benchmark",
         default="synthetic",

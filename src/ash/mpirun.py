@@ -182,6 +182,7 @@ def _check(
     """Every rank: the flags and the spec; each rank that trains, its trainer and dataset
     (rank 0 checks them even when it does not train, as every other transport does)."""
     from ash.api import check_trainer
+    from ash.paths import check_out_dir, check_trace_file
     from ash.spec import load_spec
 
     if args.workers is not None:
@@ -196,6 +197,8 @@ def _check(
         )
     spec = load_spec(args.spec)
     if link.rank == 0:
+        check_out_dir(args.out, "--out")
+        check_trace_file(args.trace, "--trace")
         check_trainer(spec)
         return spec, None
     from ash.worker.mpi_worker import setup

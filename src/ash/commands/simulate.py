@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ash.paths import check_out_dir, check_trace_file
 from ash.scheduler.benchmarks import resolve
 from ash.scheduler.results import Results
 from ash.scheduler.simulator import simulate
@@ -14,6 +15,8 @@ from ash.spec import load_spec
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    check_out_dir(args.out, "--out")
+    check_trace_file(args.trace, "--trace")
     sch = spec.schedule
     bench = resolve(
         args.benchmark,

@@ -7,7 +7,6 @@ import contextlib
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import grpc
 from rich.console import Console
@@ -21,10 +20,11 @@ from ash.proto import ash_pb2 as pb
 def run(args: argparse.Namespace) -> int:
     from ash.progress import Progress, Snapshot, from_status, render
     from ash.scheduler.server import read_secret
+    from ash.tls import read_ca
 
     token = read_secret(args.token_file, "--token-file")
     if args.tls_ca:
-        creds = grpc.ssl_channel_credentials(Path(args.tls_ca).read_bytes())
+        creds = grpc.ssl_channel_credentials(read_ca(args.tls_ca, "--tls-ca"))
         channel = grpc.secure_channel(args.scheduler, creds)
     else:
         channel = grpc.insecure_channel(args.scheduler)

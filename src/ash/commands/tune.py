@@ -17,8 +17,11 @@ from ash.spec import load_spec
 def _run_local(args: argparse.Namespace) -> dict[str, Any]:
     """The study on this machine: embedded slots, or a scheduler and workers over gRPC."""
     from ash.api import run_embedded
+    from ash.paths import check_out_dir, check_trace_file
 
     spec = load_spec(args.spec)
+    check_out_dir(args.out, "--out")
+    check_trace_file(args.trace, "--trace")
     if args.transport == "grpc":
         import os
 
