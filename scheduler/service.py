@@ -135,6 +135,10 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             return
         if first is None:
             return
+        if self.journal_error is not None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"scheduler stopped: {self.journal_error}"
+            )
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "first message must be hello")
         hello = first.hello

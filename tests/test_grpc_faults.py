@@ -130,7 +130,18 @@ def test_a_full_checkpoint_disk_stops_the_study_and_a_restart_finishes_it(
     for t in range(6):
         for r in (1, 3):
             (store / f"t{t}-r{r}.tmp").symlink_to("/dev/full")
-    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "5")
+    args = (
+        "--journal",
+        "j.jsonl",
+        "--trace",
+        "t.jsonl",
+        "--out",
+        "out",
+        "--lease",
+        "6",
+        "--heartbeat",
+        "1",
+    )
     port = free_port()
     s = Scheduler(spec, tmp_path, *args, port=port)
     cleanup.append(s)
