@@ -23,8 +23,8 @@ from dataclasses import replace
 
 from ash.scheduler.driver import Assignment, Driver
 from ash.spec import StudySpec
+from ash.worker.planner import Planner, Task
 from ash.worker.slots import Died, Slots, _Slot, auto_threads
-from ash.worker.threads import Planner, Task
 from ash.worker.trainers import TrainerFn
 
 __all__ = ["LocalPool", "PoolError", "auto_threads"]
