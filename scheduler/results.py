@@ -88,10 +88,6 @@ class Results:
             "resource": resource,
         }
 
-    def best_value(self) -> float | None:
-        b = self.best()
-        return None if b is None else float(b["value"])
-
     def status(self, rec: TrialRecord) -> str:
         if rec.inflight:
             return "running"

@@ -16,10 +16,11 @@ from ash.scheduler.core.space import Config, SearchSpace
 from ash.scheduler.driver import Assignment
 from ash.scheduler.trace import read_trace
 from ash.spec import load_spec
-from ash.worker import threads as th
+from ash.worker import calibration as th
+from ash.worker.calibration import Shape, Speeds, best_threads, lone_threads
+from ash.worker.planner import Planner, Task
 from ash.worker.pool import LocalPool
 from ash.worker.slots import Finished, Slots
-from ash.worker.threads import Planner, Shape, Speeds, Task, best_threads, lone_threads
 from helpers import BIN, EXAMPLES, Scheduler, worker, write_study
 
 BIG = Speeds(2, alone={1: 1.0e6, 2: 1.95e6}, packed={1: 1.6e6})  # memory-bound when packed

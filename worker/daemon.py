@@ -52,8 +52,8 @@ from ash.scheduler.core.space import Config
 from ash.scheduler.server import is_loopback, read_secret
 from ash.spec import StudySpec, parse_spec
 from ash.tls import read_ca
+from ash.worker.planner import Planner, Task, available_cores, planner_for
 from ash.worker.slots import Died, Finished, Slots, _Slot, auto_threads
-from ash.worker.threads import Planner, Task, available_cores, planner_for
 from ash.worker.trust import TrustPolicy, policy_from_args, trainer_types
 
 RETRYABLE = {

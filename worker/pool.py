@@ -23,8 +23,8 @@ from dataclasses import replace
 
 from ash.scheduler.driver import Assignment, Driver
 from ash.spec import StudySpec
+from ash.worker.planner import Planner, Task
 from ash.worker.slots import Died, Slots, _Slot, auto_threads
-from ash.worker.threads import Planner, Task
 from ash.worker.trainers import TrainerFn
 
 __all__ = ["LocalPool", "PoolError", "auto_threads"]
@@ -51,7 +51,6 @@ class LocalPool:
         self.threads = threads
         self.trainer = trainer
         self.planner = planner
-        self.job_seconds = 0.0
         self.planned: dict[int, tuple[Task, int]] = {}  # running jobs: (task, threads)
         # planned, waiting for a slot and their cores: (job, task, threads)
         self.waiting: list[tuple[Assignment, Task, int]] = []
@@ -152,7 +151,6 @@ class LocalPool:
                     self.driver.errors.append((-1, why))
                     self.driver.lose(ev.job_id, why=why)
                 else:
-                    self.job_seconds += ev.seconds
                     if planned is not None and self.planner is not None and ev.error is None:
                         self.planner.observe(*planned, ev.seconds)
                     self.driver.complete(ev.job_id, ev.value, ev.metrics, ev.state, ev.error)

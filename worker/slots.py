@@ -6,7 +6,7 @@ trainer that kills its process (a segfault, an abort) costs one job, not the wor
 reports the job as ``died`` and is restarted. Each child sets its thread budget with
 threadpoolctl in the thread that calls the trainer (OpenMP limits are per calling thread) and
 ignores SIGINT and SIGTERM, so that the parent alone decides how to stop. A job may carry its own
-thread count (``--threads auto``: ash.worker.threads plans it per job); the child then sets that
+thread count (``--threads auto``: ash.worker.planner plans it per job); the child then sets that
 limit around that job only, so a slot's threads can change from job to job.
 
 Messages between parent and children are our own (a pipe between processes of one program), so

@@ -1,7 +1,7 @@
 """bench/threads: ``ash tune --threads auto`` against the fixed splits, in one run.
 
 Each workload is a study run by ``ash tune`` (the embedded pool, in a fresh process) three ways
-on this machine's cores: ``auto`` (the planner of ash.worker.threads: it calibrates the kernel
+on this machine's cores: ``auto`` (the planner of ash.worker.planner: it calibrates the kernel
 per model shape and plans every job's threads), ``2x1`` (``--workers 2 --threads 1``) and
 ``1x2`` (``--workers 1 --threads 2``). The job lists are fixed: ``random`` search (every trial
 trains straight to R) and synchronous SH (its promotions are a function of the results, which

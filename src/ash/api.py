@@ -67,7 +67,7 @@ def run_embedded(
     planner = None
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
     if threads == "auto":  # threads are planned per job within the cores (ash.worker.threads)
-        from ash.worker.threads import planner_for
+        from ash.worker.planner import planner_for
 
         def log(line: str) -> None:
             print(f"ash: {line}", file=sys.stderr, flush=True)
