@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ash.errors import UserError
 from ash.scheduler.core.space import Config, SearchSpace
 
 CURVES_FORMAT = "ash-curves"
 CURVES_VERSION = 1
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(UserError, ValueError):
     """A benchmark name, option or file is unusable; the message names it."""
 
 

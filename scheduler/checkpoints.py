@@ -12,9 +12,8 @@ from it, so the store is asked for the state of trial T trained to resource r. T
 
 A state is bytes, or a ``CheckpointRef``: in shared-directory mode a worker writes a large state
 into a directory it shares with the scheduler and sends only its name, size and checksum; the
-stores keep the reference (DirectoryStore as a small ``.ref`` file), never the bytes.
-``shared_file`` is the one place that turns a peer's name into a path, and it refuses anything
-but a plain file name inside the shared directory.
+stores keep the reference (DirectoryStore as a small ``.ref`` file), never the bytes (see
+``ash.link.checkpoints``, which also confines a peer's names to the shared directory).
 """
 
 from __future__ import annotations
@@ -22,37 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+from ash.link.checkpoints import CheckpointRef, State
+
 _FILE = re.compile(r"t(\d+)-r[0-9p.e+-]+\.(?:ckpt|ref)")  # DirectoryStore's own files
-
-
-@dataclass(frozen=True)
-class CheckpointRef:
-    name: str
-    crc32: int
-    size: int
-
-
-State: TypeAlias = bytes | CheckpointRef
-
-
-class CheckpointPathError(ValueError):
-    """A checkpoint name that is not a plain file name inside the shared directory."""
-
-
-def shared_file(root: Path, name: str) -> Path:
-    """The path of ``name`` in ``root``; refuses anything that could leave the directory."""
-    if not _NAME.fullmatch(name) or ".." in name:
-        raise CheckpointPathError(f"checkpoint name {name!r} is not a plain file name")
-    base = root.resolve()
-    path = (base / name).resolve()
-    if path.parent != base:
-        raise CheckpointPathError(f"checkpoint name {name!r} leaves the checkpoint directory")
-    return path
 
 
 class CheckpointStore(Protocol):

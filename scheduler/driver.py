@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore, State
+from ash.link.checkpoints import State
+from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
 from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
@@ -328,6 +329,11 @@ class Driver:
                 best=self.results.best(),
                 error=self.broken,
             )
+
+    def note(self, why: str) -> None:
+        """Note an error that is no trial's (a worker process that died) for the results."""
+        with self.lock:
+            self.errors.append((-1, why))
 
     def running(self) -> int:
         """Jobs in flight."""

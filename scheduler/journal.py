@@ -48,6 +48,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ash.errors import UserError
+
 FORMAT = "ash-journal"
 VERSION = 2
 READS = (1, 2)
@@ -55,7 +57,7 @@ _SUM = ',"#":"'  # a version-2 line ends in ,"#":"xxxxxxxx"}
 _SUM_LEN = len(_SUM) + 8 + 2
 
 
-class JournalError(RuntimeError):
+class JournalError(UserError, RuntimeError):
     """The journal cannot be used (another study's, damaged, locked, unwritable); names the
     file."""
 

@@ -1,15 +1,17 @@
 """Rank 0 of ``mpiexec -n N ash tune SPEC --transport mpi``: a Driver fed over MPI.
 
-One loop, like the embedded pool (worker/pool.py): wait for Results from the worker ranks (each
-runs one job at a time), hand them to the driver, then offer work to idle ranks; assignments
-leave only after ``driver.sync()``, so every job a worker sees is in the journal. Rank 0 starts
+The worker ranks are a backend of the one study loop (``ash.scheduler.loop``), like the embedded
+slots: it waits for Results from the worker ranks (each runs one job at a time), hands them to
+the driver, then offers work to idle ranks; assignments leave only after ``driver.sync()``, so
+every job a worker sees is in the journal. Rank 0 starts
 by collecting every rank's Hello and answering Welcome, and ends by sending Finished to each, so
 all ranks exit 0. (A study that cannot start, a bad spec, journal or trainer, is settled before
-this: ``ash.mpirun`` has every rank agree on it.)
+this: ``ash.transports.mpi`` has every rank agree on it.)
 
-With ``--rank0-trains`` rank 0 is a worker too: one slot process beside the driver
-(``ash.worker.slots``, as in the embedded pool: its own thread budget, ``trainer.timeout_s``
-enforced by killing it), fed the same way as a worker rank and traced as ``rank0``. The waits
+With ``--rank0-trains`` rank 0 is a worker too: one slot process beside the driver (a
+``LocalBackend`` that ``ash.transports.mpi`` gives, the embedded pool's slots: its own thread
+budget, ``trainer.timeout_s`` enforced by killing it), fed like a worker rank and traced as
+``rank0``. The waits
 between MPI polls are then waits on that slot's pipe, so its results are taken at once. A
 trainer that kills the slot process costs that job (traced ``lost``, re-issued), not the job.
 
@@ -23,28 +25,23 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ash.link import wire
 from ash.link.metrics import clip_error
 from ash.link.mpi import TAG_DOWN, TAG_UP, Link
 from ash.proto import ash_pb2 as pb
+from ash.scheduler import loop
 from ash.scheduler.driver import Assignment, Driver
-
-if TYPE_CHECKING:
-    from ash.worker.slots import Died, Finished, Slots
+from ash.scheduler.loop import Backend, Done, Lost
+from ash.scheduler.outcome import Report, write_outcome
 
 LOCAL = 0  # rank 0's own slot (--rank0-trains), in the same books as the worker ranks
 MAX_CHECKPOINT_BYTES = 1 << 40  # the workers are the job's own processes
-
-
-class MpiStuckError(RuntimeError):
-    """Nothing in flight and nothing to hand out: the study cannot go on."""
 
 
 def _warn(text: str) -> None:
@@ -80,62 +77,57 @@ def finish(link: Link, reason: str) -> None:
         link.send(msg, rank, TAG_DOWN)
 
 
-class MpiScheduler:
-    """Feeds the worker ranks (and ``local``, rank 0's slot) from a Driver; the ranks must have
-    said Hello."""
+class LocalBackend(Backend, Protocol):
+    """Rank 0's own trainer (``--rank0-trains``): a backend of one slot that can be stopped."""
 
-    def __init__(self, link: Link, driver: Driver, local: Slots | None = None) -> None:
+    def close(self, grace: float = 2.0) -> None: ...
+
+
+class MpiBackend:
+    """The worker ranks (and ``local``, rank 0's own slot) as a study-loop backend; the ranks
+    must have said Hello. Each rank runs one job at a time."""
+
+    plans: bool = False
+    assign_extra: Mapping[str, Any] | None = None
+
+    def __init__(self, link: Link, local: LocalBackend | None = None) -> None:
         self.link = link
-        self.driver = driver
         self.local = local
         # rank 0 last: when there are fewer jobs than workers, the ranks that only train get them
         self.idle: deque[int] = deque(
             [*range(1, link.size), *([LOCAL] if local is not None else [])]
         )
-        self.busy: dict[int, int] = {}  # rank -> job id
-        self.local_events: list[Finished | Died] = []
+        self.jobs: dict[int, int] = {}  # rank -> job id
+        self.local_events: list[Done | Lost] = []
 
-    def run(self, tick: Callable[[], None] | None = None, tick_every: float = 0.25) -> None:
-        """Serve the worker ranks until the driver's study is finished."""
-        last = time.monotonic()
-        self._dispatch()
-        while not self.driver.finished:
-            if not self.busy:
-                raise MpiStuckError("no job in flight and none to hand out: the study is stuck")
-            sleep = self._sleep if self.local is not None else None
-            got = self.link.wait(self.link.any_source, TAG_UP, timeout=tick_every, sleep=sleep)
-            while got is not None:  # take every waiting result, then decide once
-                self._handle(*got)
-                got = self.link.poll(self.link.any_source, TAG_UP)
-            self._settle_local()
-            self._dispatch()
-            now = time.monotonic()
-            if tick is not None and now - last >= tick_every:
-                tick()
-                last = now
+    def next_worker(self, round: Sequence[Assignment]) -> str | None:
+        i = len(round)
+        return f"rank{self.idle[i]}" if i < len(self.idle) else None
 
-    def _dispatch(self) -> None:
-        out: list[tuple[int, Assignment]] = []
-        while self.idle:
-            rank = self.idle[0]
-            a = self.driver.request(f"rank{rank}")
-            if a is None:
-                break
-            self.idle.popleft()
-            self.busy[rank] = a.job.job_id
-            out.append((rank, a))
-        self.driver.sync()  # journal first: no worker sees a decision the journal lacks
-        for rank, a in out:
+    def start(self, round: Sequence[Assignment], more: bool) -> None:
+        for a in round:
+            rank = self.idle.popleft()
+            self.jobs[rank] = a.job.job_id
             if rank == LOCAL:
-                self._submit_local(a)
+                assert self.local is not None and self.local.next_worker([]) is not None
+                self.local.start([a], more)
             else:
                 self.link.send(wire.assignment_to_pb(a), rank, TAG_DOWN)
 
-    def _submit_local(self, a: Assignment) -> None:
-        assert self.local is not None
-        j = a.job
-        state = a.checkpoint if isinstance(a.checkpoint, bytes) else None  # never a reference
-        self.local.submit(self.local.idle()[0], (j.job_id, j.config, j.start, j.stop, state))
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def wait(self, timeout: float) -> list[Done | Lost]:
+        """Every result waiting (the first within ``timeout``), then decide once."""
+        sleep = self._sleep if self.local is not None else None
+        got = self.link.wait(self.link.any_source, TAG_UP, timeout=timeout, sleep=sleep)
+        out: list[Done | Lost] = []
+        while got is not None:
+            done = self._handle(*got)
+            if done is not None:
+                out.append(done)
+            got = self.link.poll(self.link.any_source, TAG_UP)
+        return out + self._settle_local()
 
     def _sleep(self, pause: float) -> bool:
         """Wait up to ``pause`` seconds on rank 0's slot; True once it has news."""
@@ -143,37 +135,32 @@ class MpiScheduler:
         self.local_events += self.local.wait(pause)
         return bool(self.local_events)
 
-    def _settle_local(self) -> None:
-        from ash.worker.slots import Died
-
+    def _settle_local(self) -> list[Done | Lost]:
         events, self.local_events = self.local_events, []
+        out: list[Done | Lost] = []
         for ev in events:
-            if self.busy.get(LOCAL) != ev.job_id:
+            if self.jobs.get(LOCAL) != ev.job_id:
                 _warn(f"rank 0: result for job {ev.job_id}, which it was not given; ignored")
                 continue
-            del self.busy[LOCAL]
+            del self.jobs[LOCAL]
             self.idle.append(LOCAL)
-            if isinstance(ev, Died):  # the slot is restarted; the job is re-issued
-                why = f"rank 0's trainer process died (exit code {ev.exitcode}) in job {ev.job_id}"
-                self.driver.errors.append((-1, why))
-                self.driver.lose(ev.job_id, why=why)
-            else:
-                self.driver.complete(ev.job_id, ev.value, ev.metrics, ev.state, ev.error)
+            out.append(ev)  # a death: the slot is restarted; the job is re-issued
+        return out
 
-    def _handle(self, src: int, data: bytes) -> None:
+    def _handle(self, src: int, data: bytes) -> Done | None:
         try:
             msg = pb.WorkerMessage.FromString(data)
         except Exception:  # protobuf's DecodeError; a bug, not a user's mistake
             _warn(f"rank {src}: undecodable message of {len(data)} bytes; ignored")
-            return
+            return None
         if msg.WhichOneof("msg") != "result":
             _warn(f"rank {src}: unexpected {msg.WhichOneof('msg')} message; ignored")
-            return
+            return None
         r = msg.result
-        if self.busy.get(src) != r.job_id:
+        if self.jobs.get(src) != r.job_id:
             _warn(f"rank {src}: result for job {r.job_id}, which it was not given; ignored")
-            return
-        del self.busy[src]
+            return None
+        del self.jobs[src]
         self.idle.append(src)
         try:
             metrics, bad = wire.metrics_from_pb(r.metrics)
@@ -183,49 +170,36 @@ class MpiScheduler:
             value: float | None = r.value if ok else None
         except wire.WireError as exc:
             metrics, state, value, error = {}, None, None, f"bad result from rank {src}: {exc}"
-        self.driver.complete(r.job_id, value, metrics, state, error)
-
-
-def stop_local(local: Slots, grace: float = 2.0) -> None:
-    """Stop rank 0's slot: it finishes its job within ``grace`` seconds or is killed (it ignores
-    SIGINT and SIGTERM, and multiprocessing would wait for it at exit)."""
-    processes = [s.process for s in local.slots]
-    local.shutdown(grace)
-    for p in processes:
-        if p.is_alive():
-            p.kill()
-            p.join(timeout=5)
+        return Done(r.job_id, value, metrics, state, error)
 
 
 def run_rank0(
     link: Link,
     driver: Driver,
     *,
-    title: str,
     out: str | Path | None,
-    progress: bool,
-    local: Slots | None = None,
+    tick: Callable[[], None] | None = None,
+    report: Report | None = None,
+    local: LocalBackend | None = None,
 ) -> dict[str, Any]:
     """Run the study from rank 0 (the workers said Hello), training on ``local`` too if given;
-    return the results document. ``local`` is shut down here."""
-    from ash.progress import Progress, from_driver
-
+    return the results document. ``tick`` redraws a progress display; ``local`` is closed
+    here."""
     welcome(link, driver)
-    sched = MpiScheduler(link, driver, local)
+    backend = MpiBackend(link, local)
     interrupted = False
     try:
-        with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
-            sched.run(tick=view.tick)
+        loop.run(driver, backend, tick=tick)
         finish(link, "study finished")
     except KeyboardInterrupt:
         interrupted = True  # mpiexec sends Ctrl-C to every rank: the workers are stopping too
     except BaseException as exc:
         if local is not None:
-            stop_local(local, grace=0.0)
-        if set(sched.busy) - {LOCAL}:
+            local.close(grace=0.0)
+        if set(backend.jobs) - {LOCAL}:
             driver.close()
             if driver.broken is not None and out is not None:
-                _write(driver, out, interrupted=True)  # a full disk: keep what was done
+                write_outcome(driver, out, interrupted=True, report=report)  # keep what was done
             if not isinstance(exc, RuntimeError | ValueError | OSError):
                 traceback.print_exc()
             _warn(
@@ -237,21 +211,6 @@ def run_rank0(
         raise
     finally:
         if local is not None:
-            stop_local(local)
+            local.close()
         driver.close()
-    return _write(driver, out, interrupted=interrupted)
-
-
-def _write(driver: Driver, out: str | Path | None, *, interrupted: bool) -> dict[str, Any]:
-    from ash.report import write_report
-
-    extra: dict[str, Any] = {
-        "interrupted": interrupted,
-        "errors": [{"trial": t, "error": msg} for t, msg in driver.errors[:100]],
-    }
-    if driver.broken is not None:
-        extra["error"] = driver.broken
-    doc = {**driver.results.to_json(), **extra}
-    if out is not None:
-        write_report(doc, driver.results.write(out, extra))
-    return doc
+    return write_outcome(driver, out, interrupted=interrupted, report=report)

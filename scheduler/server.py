@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import ipaddress
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,12 +24,13 @@ from grpc_reflection.v1alpha import reflection
 from ash.argtypes import non_negative, number, positive
 from ash.argtypes import port as port_number
 from ash.errors import UserError
-from ash.link.auth import TokenAuth
-from ash.link.wire import add_scheduler_servicer
+from ash.link.auth import TokenAuth, is_loopback, read_secret
+from ash.link.wire import add_scheduler_servicer, server_options
 from ash.paths import check_out_dir, check_trace_file
 from ash.ports import check_bindable
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.driver import open_study
+from ash.scheduler.outcome import Report, write_outcome
 from ash.scheduler.service import SchedulerService, ServiceConfig
 from ash.spec import load_spec
 from ash.tls import read_server_pair
@@ -41,25 +40,6 @@ checkpoint_mb = number(
     lambda x: 0 < x <= MAX_CHECKPOINT_MB, f"a number > 0 and <= {MAX_CHECKPOINT_MB}"
 )
 SERVICE = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
-
-
-def channel_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
-    """Message size limits and keepalive, the same on both ends of a session."""
-    size = max_checkpoint_bytes + (1 << 20)
-    return [
-        ("grpc.max_receive_message_length", size),
-        ("grpc.max_send_message_length", size),
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-    ]
-
-
-def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
-    """``channel_options`` plus, for the server only, no SO_REUSEPORT: gRPC sets it by default,
-    and then a second scheduler on the same port binds too and the workers split between them."""
-    return [*channel_options(max_checkpoint_bytes), ("grpc.so_reuseport", 0)]
 
 
 GC_THRESHOLDS = (20_000, 50, 100)
@@ -106,33 +86,6 @@ async def freeze_periodically(
             gc.freeze()
 
 
-def read_secret(path: str | None, what: str) -> str | None:
-    """The token in file ``path`` (surrounding whitespace stripped): one line of printable ASCII,
-    as gRPC metadata requires; else a UserError naming ``what`` and the file."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_bytes().decode("ascii").strip()
-    except OSError as exc:
-        raise UserError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{what} {path}: a token must be ASCII (byte {exc.start} is not); "
-            "e.g. openssl rand -hex 32"
-        ) from None
-    if not text:
-        raise UserError(f"{what} {path}: is empty")
-    if "\n" in text or "\r" in text:
-        raise UserError(f"{what} {path}: holds more than one line; a token is one line")
-    bad = next((c for c in text if not " " <= c <= "~"), None)
-    if bad is not None:
-        raise UserError(
-            f"{what} {path}: holds the control character {bad!r}, which gRPC metadata cannot "
-            "carry; e.g. openssl rand -hex 32"
-        )
-    return text
-
-
 def shared_dir(path: str | None) -> Path | None:
     if path is None:
         return None
@@ -142,15 +95,6 @@ def shared_dir(path: str | None) -> Path | None:
     except OSError as exc:
         raise UserError(f"--checkpoint-dir {path}: cannot be created ({exc.strerror})") from None
     return p.resolve()
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -208,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lease", type=positive, default=30.0, help="seconds a silent worker keeps jobs"
     )
     p.add_argument(
-        "--heartbeat", type=positive, default=5.0, help="seconds between heartbeats (< --lease)"
+        "--heartbeat",
+        type=positive,
+        help="seconds between heartbeats (< --lease; default 5, or a third of a shorter lease)",
     )
     p.add_argument(
         "--max-checkpoint-mb",
@@ -241,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
     spec = load_spec(args.spec)
     host, port = parse_listen(args.listen)
     token = read_secret(args.token_file, "--token-file")
@@ -338,7 +284,7 @@ async def serve(args: argparse.Namespace) -> int:
     service.close()
     driver.close()
     if args.out:
-        write_out(driver, args.out, interrupted=not service.done.is_set())
+        write_outcome(driver, args.out, interrupted=not service.done.is_set(), report=report)
     if service.journal_error is not None:
         for task in (done, stopping, failed):
             task.cancel()
@@ -365,31 +311,18 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_out(driver: Any, out: str, *, interrupted: bool) -> None:
-    from ash.report import write_report
-
-    extra: dict[str, Any] = {
-        "interrupted": interrupted,
-        "errors": [{"trial": t, "error": m} for t, m in driver.errors[:100]],
-    }
-    if driver.broken is not None:
-        extra["error"] = driver.broken
-    folder = driver.results.write(out, extra)
-    write_report({**driver.results.to_json(), **extra}, folder)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ash.cli import guard
+def main(argv: list[str] | None = None, report: Report | None = None) -> int:
+    """``ash-scheduler``; ``report`` writes the HTML report into ``--out`` (the CLI passes
+    ash.report's: the scheduler does no presentation itself)."""
+    from ash.errors import guard
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.heartbeat is None:
+        args.heartbeat = min(5.0, args.lease / 3)
     if args.heartbeat >= args.lease:
         parser.error(
             f"--heartbeat {args.heartbeat:g} must be less than --lease {args.lease:g} "
             "(a worker that heartbeats on time must never lose its jobs)"
         )
-    return guard(lambda: asyncio.run(serve(args)), prog="ash-scheduler")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return guard(lambda: asyncio.run(serve(args, report)), prog="ash-scheduler")

@@ -13,9 +13,10 @@ from typing import Any
 import grpc
 from test_grpc import RawSession
 
+from ash.link.checkpoints import CheckpointRef
 from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
-from ash.scheduler.checkpoints import CheckpointRef, DirectoryStore
+from ash.scheduler.checkpoints import DirectoryStore
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import Journal, JournalError
 from ash.scheduler.trace import read_trace

@@ -143,7 +143,7 @@ def test_unwritable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", ".hidden", "", "x" * 300, ".."])
 def test_shared_checkpoint_names_cannot_escape(tmp_path: Path, name: str) -> None:
-    from ash.scheduler.checkpoints import CheckpointPathError, shared_file
+    from ash.link.checkpoints import CheckpointPathError, shared_file
 
     with pytest.raises(CheckpointPathError):
         shared_file(tmp_path, name)

@@ -211,7 +211,7 @@ def test_token_files(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = fails(worker_main, ["--scheduler", "127.0.0.1:1", "--token-file", name], capsys)
         assert f"--token-file {name}: " in err and fragment in err, err
     Path("good").write_bytes(b"  s3cret-token_1.2  \n")  # trailing newline and spaces: fine
-    from ash.scheduler.server import read_secret
+    from ash.link.auth import read_secret
 
     assert read_secret("good", "--token-file") == "s3cret-token_1.2"
 
@@ -334,7 +334,7 @@ def test_scheduler_warns_when_anyone_can_join(capsys: pytest.CaptureFixture[str]
 def test_servers_do_not_share_ports() -> None:
     """gRPC's default SO_REUSEPORT is off for the scheduler's server (its channels keep the
     same size and keepalive options without it)."""
-    from ash.scheduler.server import channel_options, server_options
+    from ash.link.wire import channel_options, server_options
 
     assert ("grpc.so_reuseport", 0) in server_options(1 << 20)
     assert all(key != "grpc.so_reuseport" for key, _ in channel_options(1 << 20))

@@ -10,16 +10,17 @@ from typing import Any, cast
 
 import pytest
 
+from ash.scheduler import loop
 from ash.scheduler.audit import audit_for
 from ash.scheduler.core import Job
 from ash.scheduler.core.space import Config, SearchSpace
 from ash.scheduler.driver import Assignment
 from ash.scheduler.trace import read_trace
 from ash.spec import load_spec
+from ash.transports.local import SlotBackend
 from ash.worker import calibration as th
 from ash.worker.calibration import Shape, Speeds, best_threads, lone_threads
 from ash.worker.planner import Planner, Task
-from ash.worker.pool import LocalPool
 from ash.worker.slots import Finished, Slots
 from helpers import BIN, EXAMPLES, Scheduler, worker, write_study
 
@@ -200,6 +201,9 @@ class FakeSlots:
         slot.job, slot.threads, slot.started = job[0], threads, time.monotonic()
         self.started.append((slot.name, job[0], threads or 0))
 
+    def busy(self) -> list[int]:
+        return [s.job for s in self.slots if s.job is not None]
+
 
 class FakeDriver:
     def __init__(self, configs: list[Config]) -> None:
@@ -207,7 +211,9 @@ class FakeDriver:
         self.traced: list[tuple[str, int, int]] = []  # (worker, job, threads)
         self.next_id = 100
 
-    def request(self, worker: str, *, defer_trace: bool = False) -> Assignment | None:
+    def request(
+        self, worker: str, *, trace_extra: Any = None, defer_trace: bool = False
+    ) -> Assignment | None:
         if not self.configs:
             return None
         job_id = self.next_id
@@ -225,48 +231,47 @@ class FakeDriver:
         pass
 
 
-def pool_with_one_job_ending(configs: list[Config]) -> tuple[LocalPool, FakeSlots, FakeDriver]:
+def pool_with_one_job_ending(
+    configs: list[Config],
+) -> tuple[SlotBackend, FakeSlots, FakeDriver]:
     """Two cores, two slots; w1 runs a 1-thread job (hidden 64) that is about to end."""
     p = planner({64: MID})
     driver = FakeDriver(configs)
-    pool = LocalPool(cast(Any, None), cast(Any, driver), 2, 1, planner=p)
     slots = FakeSlots(2)
+    pool = SlotBackend(cast(Any, driver), cast(Any, slots), p)
     (running,) = ts(p, (64, 2.0))
     slots.submit(slots.slots[1], (7,), 1)
     slots.slots[1].started = time.monotonic() - 0.95 * running.seconds(1)
-    pool.planned[7] = (running, 1)
+    pool.feeder.planned[7] = (running, 1)
     return pool, slots, driver
 
 
 def test_a_lone_job_waits_for_the_cores_of_one_about_to_end() -> None:
     pool, slots, driver = pool_with_one_job_ending([{"hidden": 64}])
-    assert pool.planner is not None
-    pool._dispatch_planned(cast(Any, slots), pool.planner)
+    loop.dispatch(cast(Any, driver), pool)
     assert slots.started == [("w1", 7, 1)] and driver.traced == []  # alone: waits for 2 cores
     slots.slots[1].job = None  # the running job ends
-    pool._start_waiting(cast(Any, slots))
+    loop.dispatch(cast(Any, driver), pool)  # the next round starts what waits
     assert slots.started[-1] == ("w0", 100, 2)
     assert driver.traced == [("w0", 100, 2)]  # traced as it starts, where it runs
 
 
 def test_with_more_jobs_one_starts_now_and_one_takes_the_ending_slot() -> None:
     pool, slots, driver = pool_with_one_job_ending([{"hidden": 64}, {"hidden": 64}])
-    assert pool.planner is not None
-    pool._dispatch_planned(cast(Any, slots), pool.planner)
+    loop.dispatch(cast(Any, driver), pool)
     assert slots.started[-1] == ("w0", 100, 1)  # no core idles meanwhile
     assert driver.traced == [("w0", 100, 1)]
     slots.slots[1].job = None
-    pool._start_waiting(cast(Any, slots))
+    loop.dispatch(cast(Any, driver), pool)  # the next round starts what waits
     assert slots.started[-1] == ("w1", 101, 1)
     assert driver.traced == [("w0", 100, 1), ("w1", 101, 1)]
 
 
 def test_a_waiting_job_takes_the_first_slot_to_come_free() -> None:
     pool, slots, driver = pool_with_one_job_ending([{"hidden": 64}, {"hidden": 64}])
-    assert pool.planner is not None
-    pool._dispatch_planned(cast(Any, slots), pool.planner)  # 101 waits for w1's job to end
+    loop.dispatch(cast(Any, driver), pool)  # 101 waits for w1's job to end
     slots.slots[0].job = None  # ... but w0's job (100) ends first: the estimate was short
-    pool._dispatch_planned(cast(Any, slots), pool.planner)
+    loop.dispatch(cast(Any, driver), pool)
     assert slots.started[-1] == ("w0", 101, 1)  # not idling until w1 is free
     assert driver.traced[-1] == ("w0", 101, 1)
 

@@ -7,7 +7,7 @@ reports each result with its checkpoint. Threads: one reads the stream, one driv
 (submit, collect), one heartbeats; the main thread only waits, so signals act at once.
 
 With ``--threads auto`` the worker plans each job's kernel threads within its cores
-(ash.worker.threads: calibrated per model shape when the study's spec arrives, the split printed
+(ash.worker.planner: calibrated per model shape when the study's spec arrives, the split printed
 here); its Hello says threads 0 and each Result says what the job ran with, which the scheduler
 puts on the trace's result event. With ``--threads K`` the Hello says K and the scheduler puts
 it on the assign events.
@@ -42,18 +42,18 @@ import grpc
 
 from ash import __version__
 from ash.argtypes import non_negative, non_negative_int
+from ash.cores import auto_threads, available_cores
 from ash.errors import UserError
 from ash.link import wire
-from ash.link.auth import bearer
+from ash.link.auth import bearer, is_loopback, read_secret
+from ash.link.checkpoints import CheckpointRef
 from ash.link.wire import scheduler_stub
 from ash.proto import ash_pb2 as pb
-from ash.scheduler.checkpoints import CheckpointRef
-from ash.scheduler.core.space import Config
-from ash.scheduler.server import is_loopback, read_secret
 from ash.spec import StudySpec, parse_spec
 from ash.tls import read_ca
-from ash.worker.planner import Planner, Task, available_cores, planner_for
-from ash.worker.slots import Died, Finished, Slots, _Slot, auto_threads
+from ash.worker.feeder import Feeder, Work
+from ash.worker.planner import Planner, planner_for
+from ash.worker.slots import Died, Finished, Slots
 from ash.worker.trust import TrustPolicy, policy_from_args, trainer_types
 
 RETRYABLE = {
@@ -101,9 +101,6 @@ class WorkerDaemon:
         self.target = target
         self.policy = policy or TrustPolicy()  # what this worker agrees to run
         self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
-        self.planner: Planner | None = None
-        self.job_threads: dict[int, int] = {}  # job id -> the threads it runs with
-        self.job_tasks: dict[int, Task] = {}  # job id -> what the planner made of it
         self.n_slots = slots
         self.prefetch = prefetch
         self.checkpoint_dir = checkpoint_dir
@@ -117,7 +114,7 @@ class WorkerDaemon:
         self.retry_for = retry_for
         self.grace = grace
         self.stopping = threading.Event()
-        self.slots: Slots | None = None
+        self.feeder: Feeder | None = None  # the study's slots (ash.worker.feeder)
         self.spec_toml: str | None = None
         self.spec: StudySpec | None = None
         self.pending: queue.Queue[pb.Assignment] = queue.Queue()
@@ -182,15 +179,15 @@ class WorkerDaemon:
 
     def _stop_slots(self) -> None:
         """Stop the driving thread first (it owns the slots), then the slot processes."""
-        slots, self.slots = self.slots, None
+        feeder, self.feeder = self.feeder, None
         if self._driver_thread is not None:
             self._driver_thread.join(timeout=10)
             self._driver_thread = None
-        if slots is not None:
-            slots.shutdown()
+        if feeder is not None:
+            feeder.slots.shutdown()
 
     def _channel(self) -> grpc.Channel:
-        from ash.scheduler.server import channel_options
+        from ash.link.wire import channel_options
 
         options = channel_options(1 << 30)
         if self.credentials is not None:
@@ -290,12 +287,14 @@ class WorkerDaemon:
             self._stop_slots()
             self.spec, self.spec_toml = spec, w.spec_toml
             split = f"{self.n_slots} slots x {self.threads} threads"
+            planner = None
             if self.plan_threads:
-                self.planner = self._planner(spec)
-                split = f"{self.n_slots} slots, threads auto ({self.planner.cores} cores)"
-            self.slots = Slots(spec, self.n_slots, self.threads, prefix=f"{self.worker_id}/")
+                planner = self._planner(spec)
+                split = f"{self.n_slots} slots, threads auto ({planner.cores} cores)"
+            slots = Slots(spec, self.n_slots, self.threads, prefix=f"{self.worker_id}/")
+            self.feeder = Feeder(slots, planner)
             self._driver_thread = threading.Thread(
-                target=self._drive, args=(self.slots,), daemon=True
+                target=self._drive, args=(self.feeder,), daemon=True
             )
             self._driver_thread.start()
             print(f"ash-worker: joined {w.study}: {split}", flush=True)
@@ -342,34 +341,20 @@ class WorkerDaemon:
         planner.warm()  # before the slots start, so that nothing else runs
         return planner
 
-    def _feed(self, slots: Slots) -> None:
-        """Start pending jobs on idle slots: with a planner, while cores are free and with the
-        threads it gives each; with a fixed split, with the slots' own."""
-        planner = self.planner
-        free = planner.budget - slots.threads_in_use() if planner is not None else 0
-        picked: list[tuple[_Slot, pb.Assignment, Config, bytes | None]] = []
-        tasks: list[Task] = []
-        for slot in slots.idle():
-            if planner is not None and not planner.fits(tasks, free):
-                break
+    def _feed(self, feeder: Feeder) -> None:
+        """Start pending jobs on the slots, as many as the feeder has room for (with a
+        planner: while cores are free, each with the threads it gets)."""
+        round: list[Work] = []
+        while feeder.next_slot(round) is not None:
             got = self._accept()
             if got is None:
                 break
-            a, config, checkpoint = got
-            picked.append((slot, a, config, checkpoint))
-            if planner is not None:
-                tasks.append(planner.task(config, a.stop - a.start))
-        threads: list[int | None] = [None] * len(picked)
-        if planner is not None and picked:
-            threads = list(planner.plan(tasks, free, more=not self.pending.empty()))
-        for i, ((slot, a, config, checkpoint), t) in enumerate(zip(picked, threads, strict=True)):
+            a, work = got
             self.jobs[a.job_id] = (a.trial, a.stop)
-            if t is not None:
-                self.job_threads[a.job_id] = t
-                self.job_tasks[a.job_id] = tasks[i]
-            slots.submit(slot, (a.job_id, config, a.start, a.stop, checkpoint), t)
+            round.append(work)
+        feeder.start(round, more=not self.pending.empty())
 
-    def _accept(self) -> tuple[pb.Assignment, Config, bytes | None] | None:
+    def _accept(self) -> tuple[pb.Assignment, Work] | None:
         """The next pending job this worker can run (a refused one is reported failed and the
         next one taken, so its slot does not idle until the next wake-up); None: none left."""
         while True:
@@ -385,14 +370,14 @@ class WorkerDaemon:
             except (wire.WireError, OSError, ValueError) as exc:
                 self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
                 continue
-            return a, config, checkpoint
+            return a, Work(a.job_id, config, a.start, a.stop, checkpoint)
 
-    def _drive(self, slots: Slots) -> None:
+    def _drive(self, feeder: Feeder) -> None:
         """Feed idle slots from the pending queue; send results of the current session."""
-        while self.slots is slots:
-            self._feed(slots)
+        while self.feeder is feeder:
+            self._feed(feeder)
             try:
-                events = slots.wait(0.5, wake=self._wake_r)
+                events = feeder.wait(0.5, wake=self._wake_r)
             except Exception as exc:  # a trainer that cannot be set up: nothing will work
                 self.fatal = str(exc)
                 self.stopping.set()
@@ -408,11 +393,7 @@ class WorkerDaemon:
         return state
 
     def _report(self, ev: Any) -> None:
-        threads = self.job_threads.pop(ev.job_id, self.threads)
-        task = self.job_tasks.pop(ev.job_id, None)
-        ok = isinstance(ev, Finished) and ev.error is None
-        if task is not None and self.planner is not None and ok:
-            self.planner.observe(task, threads, ev.seconds)  # corrects the planner's estimates
+        threads = ev.threads if isinstance(ev, Finished) and ev.threads else self.threads
         with self.lock:
             session = self.session
             mine = session is not None and ev.job_id in session.jobs
@@ -619,13 +600,12 @@ def _count(text: str, flag: str, auto: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ash.cli import guard
+    from ash.errors import guard
 
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        cores = os.cpu_count() or 1
-        slots = _count(args.slots, "--slots", cores)
+        slots = _count(args.slots, "--slots", available_cores())
         threads = _count(args.threads, "--threads", auto_threads(slots))  # auto: the slots' default
         creds = None
         if args.tls_ca:

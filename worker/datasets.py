@@ -38,13 +38,15 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from ash.errors import UserError
+
 BUNDLED = {"iris": "iris.csv", "digits": "digits.csv.gz"}
 DEFAULT_MAX_BYTES = 1 << 30
 MAX_LINE_BYTES = 1 << 20
 ENV_MAX_BYTES = "ASH_DATASET_MAX_BYTES"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file is unusable; the message names the file (and line) and the problem."""
 
 

@@ -1,7 +1,7 @@
 """A worker rank (1..N-1) of ``mpiexec -n N ash tune SPEC --transport mpi``.
 
 The rank builds its trainer (``setup``, while rank 0 checks the spec and opens the study; every
-rank then agrees that all of them could start, see ``ash.mpirun``), says Hello to rank 0 and
+rank then agrees that all of them could start, see ``ash.transports.mpi``), says Hello to rank 0 and
 waits for its Welcome (or Finished), then trains each Assignment in this process (``make_trainer`` +
 ``run_job``, under threadpoolctl limits set in this thread, the one that calls the kernel) and
 answers with a Result carrying the metrics and the checkpoint; Finished ends the rank (exit 0).

@@ -36,11 +36,11 @@ optional log callback; for given speeds it is deterministic, so tests inject ``m
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from ash.cores import available_cores
 from ash.scheduler.core.space import Config
 from ash.spec import StudySpec
 from ash.worker.calibration import (
@@ -60,14 +60,6 @@ from ash.worker.calibration import (
 EXPLORE = 0.6
 #: Jobs that run on a thread count before a close call is tried the other way.
 TRIES = 1
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least one."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Task(NamedTuple):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ash.errors import UserError
 from ash.spec import StudySpec
 from ash.worker.trainers import TrainerFn, make_trainer, run_job
 
@@ -76,7 +77,7 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
             )
 
 
-class SlotError(RuntimeError):
+class SlotError(UserError, RuntimeError):
     """Slots cannot go on (a trainer that cannot be set up, slots that keep dying)."""
 
 
@@ -88,6 +89,7 @@ class Finished:
     state: bytes | None
     error: str | None
     seconds: float
+    threads: int = 0  # kernel threads the job ran with
 
 
 @dataclass
@@ -211,7 +213,7 @@ class Slots:
             return None
         _, job_id, value, metrics, state, error, seconds = msg
         slot.job = None
-        return Finished(job_id, value, metrics, state, error, seconds)
+        return Finished(job_id, value, metrics, state, error, seconds, slot.threads)
 
     def _died(self, slot: _Slot) -> Died | None:
         slot.process.join(timeout=1)
@@ -237,8 +239,3 @@ class Slots:
                 s.process.join(timeout=1)
             s.conn.close()
         self.slots = []
-
-
-def auto_threads(workers: int) -> int:
-    """Kernel threads per slot for ``--threads auto``: the cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // workers)

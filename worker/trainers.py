@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ash.errors import UserError
 from ash.link.metrics import check_metrics, clip_error
 from ash.scheduler.core.space import Config
 from ash.spec import StudySpec, TrainerSpec
@@ -38,7 +39,7 @@ TrainerFn = Callable[
 ]
 
 
-class TrainerError(ValueError):
+class TrainerError(UserError, ValueError):
     """A trainer cannot be set up (bad entrypoint, unreadable dataset); names what is wrong."""
 
 
@@ -195,3 +196,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         text = f"SystemExit (exit code {exc.code!r})"
     return clip_error(text)
+
+
+def check_trainer(spec: StudySpec) -> None:
+    """Fail now, naming the file, if the trainer cannot run (dataset, entrypoint)."""
+    trainer = make_trainer(spec)
+    data = getattr(trainer, "data", None)
+    if data is not None:
+        data()

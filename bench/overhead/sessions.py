@@ -287,7 +287,7 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
     import grpc
 
     sys.path.insert(0, str(HERE))
-    from ash.scheduler.server import server_options
+    from ash.link.wire import server_options
 
     target = f"127.0.0.1:{args.port}"
     options = server_options(1 << 20)

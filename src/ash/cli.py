@@ -13,21 +13,7 @@ from collections.abc import Callable, Sequence
 
 from ash import __version__
 from ash.argtypes import number, positive_int
-from ash.errors import UserError
-
-EXIT_USAGE = 2
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from ash.scheduler.benchmarks import BenchmarkError
-    from ash.scheduler.journal import JournalError
-    from ash.spec import SpecError
-    from ash.worker.datasets import DataError
-    from ash.worker.slots import SlotError
-    from ash.worker.trainers import TrainerError
-
-    return (UserError, SpecError, BenchmarkError, DataError, TrainerError, JournalError, SlotError)
-
+from ash.errors import guard
 
 _fraction = number(lambda x: 0 <= x <= 1, "between 0 and 1")
 _alpha = number(lambda x: x > 1, "> 1 (finite mean)")
@@ -152,20 +138,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def guard(fn: Callable[[], int], prog: str = "ash") -> int:
-    """Run a command; a user's mistake prints one line and exits 2, Ctrl-C exits 130."""
-    try:
-        return fn()
-    except _user_errors() as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from ash.mpirun import only_rank0_speaks
+    from ash.transports.mpi import only_rank0_speaks
 
     with only_rank0_speaks(argv):  # mpiexec: every rank makes the same usage error; say it once
         args = build_parser().parse_args(argv)
@@ -174,9 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def scheduler_main(argv: Sequence[str] | None = None) -> int:
+    from ash.report import write_report
     from ash.scheduler.server import main as serve
 
-    return serve(list(argv) if argv is not None else None)
+    return serve(list(argv) if argv is not None else None, report=write_report)
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:

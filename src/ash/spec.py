@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ash.errors import UserError
 from ash.scheduler.core.space import SearchSpace, SpaceError
 
 # Trainers that know their hyperparameters check a [space] against them: trainer type ->
@@ -41,7 +42,7 @@ TRAINERS = ("mlp", "python")
 MAX_SECONDS = 1e8  # over 3 years; a timer (setitimer) overflows on a far larger one
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """One or more problems in a study spec; ``problems`` holds (key, message) pairs."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:

@@ -325,13 +325,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ash.api import check_trainer, resolve_threads
+    from ash.cores import available_cores, resolve_threads
+    from ash.worker.trainers import check_trainer
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the workers as Ctrl-C does
     spec = load_spec(args.spec)
     out, units = _check_args(args, spec)
     check_trainer(spec)  # a missing dataset or entrypoint fails now, naming the file
-    workers = min(args.workers or os.cpu_count() or 1, args.trials)
+    workers = min(args.workers or available_cores(), args.trials)
     threads = resolve_threads(args.threads, workers)
     seed = spec.seed if args.seed is None else args.seed
     started = time.monotonic()

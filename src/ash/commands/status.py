@@ -18,8 +18,8 @@ from ash.proto import ash_pb2 as pb
 
 
 def run(args: argparse.Namespace) -> int:
+    from ash.link.auth import read_secret
     from ash.progress import Progress, Snapshot, from_status, render
-    from ash.scheduler.server import read_secret
     from ash.tls import read_ca
 
     token = read_secret(args.token_file, "--token-file")

@@ -4,15 +4,21 @@ A server interceptor compares the ``authorization: Bearer <token>`` metadata of 
 the token from ``--token-file`` (constant-time). A caller without it gets UNAUTHENTICATED before
 any handler runs. Only the standard health service is exempt, because orchestrators' gRPC probes
 (Kubernetes, Docker HEALTHCHECK) cannot carry credentials; it reveals nothing but "serving".
+Also the token file (``read_secret``, the same rules on both ends) and ``is_loopback``, which
+decides when a token or a listener off loopback deserves a warning.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+
+from ash.errors import UserError
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
@@ -67,3 +73,39 @@ def _denied(handler: Any) -> grpc.RpcMethodHandler:
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(streaming, **kw)
     return grpc.unary_unary_rpc_method_handler(unary, **kw)
+
+
+def read_secret(path: str | None, what: str) -> str | None:
+    """The token in file ``path`` (surrounding whitespace stripped): one line of printable ASCII,
+    as gRPC metadata requires; else a UserError naming ``what`` and the file."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_bytes().decode("ascii").strip()
+    except OSError as exc:
+        raise UserError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{what} {path}: a token must be ASCII (byte {exc.start} is not); "
+            "e.g. openssl rand -hex 32"
+        ) from None
+    if not text:
+        raise UserError(f"{what} {path}: is empty")
+    if "\n" in text or "\r" in text:
+        raise UserError(f"{what} {path}: holds more than one line; a token is one line")
+    bad = next((c for c in text if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise UserError(
+            f"{what} {path}: holds the control character {bad!r}, which gRPC metadata cannot "
+            "carry; e.g. openssl rand -hex 32"
+        )
+    return text
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

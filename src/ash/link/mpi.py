@@ -12,12 +12,12 @@ ranks that train.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ash.cores import cpus as affinity
 from ash.errors import UserError
 
 TAG_UP = 11  # worker rank -> rank 0: pb.WorkerMessage
@@ -118,17 +118,11 @@ class Layout:
     threads_by_rank: list[int]  # every rank's budget (0 for a rank that does not train)
 
 
-def _cpus() -> list[int]:
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
 def layout(link: Link, *, trains: bool, requested: int | str) -> Layout:
     """Every rank's thread budget; collective (every rank calls it).
 
     ``auto``: the cores this node's ranks may run on (the union of their CPU affinities, which
-    is ``os.cpu_count()`` unless Slurm or the launcher restricts it) shared out among the node's
+    is every CPU unless Slurm or the launcher restricts it) shared out among the node's
     training ranks (found with ``Split_type(COMM_TYPE_SHARED)``), but never more than this
     rank's own affinity, so ranks that Open MPI binds to a core get one thread each."""
     import numpy as np
@@ -136,7 +130,7 @@ def layout(link: Link, *, trains: bool, requested: int | str) -> Layout:
     mpi = link.mpi
     node = link.comm.Split_type(mpi.COMM_TYPE_SHARED)
     try:
-        cpus = _cpus()
+        cpus = affinity()
         width = np.array([max(cpus) + 1], dtype=np.int64)
         node.Allreduce(mpi.IN_PLACE, width, op=mpi.MAX)
         mask = np.zeros(int(width[0]), dtype=np.uint8)

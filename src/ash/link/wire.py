@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ash.link.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
 from ash.link.metrics import MAX_METRICS, check_metrics
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
-from ash.scheduler.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
 from ash.scheduler.core.space import Config, Value
 
 if TYPE_CHECKING:
@@ -217,3 +217,22 @@ def write_shared(shared_dir: Path, name: str, data: bytes) -> CheckpointRef:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return CheckpointRef(name, zlib.crc32(data), len(data))
+
+
+def channel_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
+    """Message size limits and keepalive, the same on both ends of a session."""
+    size = max_checkpoint_bytes + (1 << 20)
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
+    """``channel_options`` plus, for the server only, no SO_REUSEPORT: gRPC sets it by default,
+    and then a second scheduler on the same port binds too and the workers split between them."""
+    return [*channel_options(max_checkpoint_bytes), ("grpc.so_reuseport", 0)]

@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ash.errors import UserError
+from ash.errors import EXIT_USAGE, UserError
 
 if TYPE_CHECKING:
     from ash.link.mpi import Layout, Link
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from ash.worker.trainers import TrainerFn
 
 T = TypeVar("T")
-EXIT_USAGE = 2
 # where launchers put a process's rank: MPICH/Intel MPI (Hydra), PMIx (Open MPI 5, srun
 # --mpi=pmix), Open MPI, MVAPICH, and srun itself
 RANK_VARIABLES = (
@@ -116,12 +115,10 @@ def agree(link: Link, step: Callable[[], T], undo: Callable[[T], None] | None = 
     for anything else (1). ``undo`` releases this rank's value when another rank failed."""
     import numpy as np
 
-    from ash.cli import _user_errors
-
     code, error, value, ok = 0, "", None, False
     try:
         value, ok = step(), True
-    except _user_errors() as exc:
+    except UserError as exc:
         code, error = EXIT_USAGE, f"error: {exc}"
     except Exception:
         code, error = 1, traceback.format_exc().rstrip()
@@ -181,9 +178,9 @@ def _check(
 ) -> tuple[StudySpec, TrainerFn | None]:
     """Every rank: the flags and the spec; each rank that trains, its trainer and dataset
     (rank 0 checks them even when it does not train, as every other transport does)."""
-    from ash.api import check_trainer
     from ash.paths import check_out_dir, check_trace_file
     from ash.spec import load_spec
+    from ash.worker.trainers import check_trainer
 
     if args.workers is not None:
         raise UserError(
@@ -224,13 +221,21 @@ def _rank0(
     args: argparse.Namespace,
     rank0_trains: bool,
 ) -> dict[str, Any]:
-    from ash.scheduler.mpi_driver import handshake, run_rank0, stop_local
+    from ash.progress import Progress, from_driver
+    from ash.report import write_report
+    from ash.scheduler.mpi_driver import handshake, run_rank0
 
+    driver = opened.driver
     local = None
     if rank0_trains:  # started first: it imports while the workers say Hello
+        from ash.transports.local import SlotBackend
         from ash.worker.slots import Slots
 
-        local = Slots(spec, 1, lay.threads, prefix="rank0-slot")
+        local = SlotBackend(
+            driver,
+            Slots(spec, 1, lay.threads, prefix="rank0-slot"),
+            died="rank 0's trainer process died (exit code {code}) in job {job}",
+        )
     try:
         workers = link.size - 1 + (1 if rank0_trains else 0)
         counts = sorted({t for t in lay.threads_by_rank if t > 0})
@@ -251,9 +256,10 @@ def _rank0(
                 flush=True,
             )
         title = f"{spec.name}: {spec.algorithm}, {workers} MPI workers x {per} threads"
-        return run_rank0(
-            link, opened.driver, title=title, out=args.out, progress=not args.quiet, local=local
-        )
+        with Progress(lambda: from_driver(driver), title, enabled=not args.quiet) as view:
+            return run_rank0(
+                link, driver, out=args.out, tick=view.tick, report=write_report, local=local
+            )
     finally:
         if local is not None:
-            stop_local(local)
+            local.close()

@@ -44,15 +44,23 @@ def run_grpc(
     spec: StudySpec,
     spec_path: str | Path,
     *,
-    workers: int,
-    threads: int,
+    workers: int | None,
+    threads: int | str,
     out: str | Path | None,
     trace: str | Path | None,
     journal: str | Path | None,
     progress: bool,
 ) -> dict[str, Any]:
+    from ash.cores import available_cores, resolve_threads
+    from ash.paths import check_out_dir, check_trace_file
     from ash.progress import Progress, from_status
+    from ash.worker.trainers import check_trainer
 
+    check_out_dir(out, "--out")
+    check_trace_file(trace, "--trace")
+    check_trainer(spec)
+    workers = workers or available_cores()
+    threads = resolve_threads(threads, workers)
     tmp = None
     if out is None:
         tmp = tempfile.TemporaryDirectory(prefix="ash-")
@@ -60,8 +68,8 @@ def run_grpc(
     cmd = [
         sys.executable,
         "-P",  # never import from the working directory
-        "-m",
-        "ash.scheduler.server",
+        "-c",
+        "import sys; from ash.cli import scheduler_main; sys.exit(scheduler_main(sys.argv[1:]))",
         str(spec_path),
         "--listen",
         "127.0.0.1:0",

@@ -1,0 +1,94 @@
+"""The embedded transport (``ash tune``, ``ash.tune()``): the study loop over local slots.
+
+Everything runs on this machine: the driver (and its journal) in this process, the trainers in
+N slot processes fed by ``ash.worker.feeder`` through ``SlotBackend``. Threads: with a fixed split
+every job gets K threads; with ``--threads auto`` a Planner shares the cores out per job (its
+calibration runs before the slots start, so that nothing else runs meanwhile; a study whose
+shapes all stay on one thread skips per-job planning). Ctrl-C stops the study cleanly: what was
+done is written and returned, marked ``"interrupted": true``; a journal or checkpoint store that
+fails stops it with ``"error"`` (what was done is written; the same journal resumes it).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ash.cores import available_cores, resolve_threads
+from ash.scheduler import loop
+from ash.scheduler.driver import open_study
+from ash.scheduler.journal import JournalError
+from ash.spec import StudySpec
+
+
+def run_inproc(
+    spec: StudySpec,
+    *,
+    workers: int | None = None,
+    threads: int | str = "auto",
+    out: str | Path | None = None,
+    trace: str | Path | None = None,
+    journal: str | Path | None = None,
+    progress: bool = True,
+    trainer: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``spec`` on local worker processes; return the results document. With ``journal``
+    the study is crash-safe and, started again on the same journal, resumes where it stood."""
+    from ash.paths import check_out_dir, check_trace_file
+    from ash.progress import Progress, from_driver
+    from ash.report import write_report
+    from ash.scheduler.outcome import write_outcome
+    from ash.transports.local import SlotBackend
+    from ash.worker.slots import Slots
+    from ash.worker.trainers import check_trainer
+
+    check_out_dir(out, "--out")
+    check_trace_file(trace, "--trace")
+    n = workers or available_cores()
+    k = resolve_threads(threads, n)
+    if trainer is None:
+        check_trainer(spec)
+    planner = None
+    title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
+    if threads == "auto":  # threads are planned per job within the cores
+        from ash.worker.planner import planner_for
+
+        def log(line: str) -> None:
+            print(f"ash: {line}", file=sys.stderr, flush=True)
+
+        planner = planner_for(
+            spec, n, custom_trainer=trainer is not None, log=log if progress else None
+        )
+        title = f"{spec.name}: {spec.algorithm}, {n} workers, threads auto ({planner.cores} cores)"
+    opened = open_study(spec, journal=journal, trace=trace)
+    driver = opened.driver
+    if opened.resumed_records:
+        print(
+            f"ash: resumed {spec.name} from {journal}: {opened.resumed_records} records, "
+            f"{opened.lost_on_resume} in-flight jobs lost (re-issued)",
+            file=sys.stderr,
+            flush=True,
+        )
+    interrupted = False
+    backend = None
+    try:
+        if planner is not None:
+            planner.warm()  # before the slots start: nothing else runs yet
+            if planner.serial():  # every shape on one thread: nothing to plan per job
+                planner, k = None, 1
+        backend = SlotBackend(driver, Slots(spec, n, k, trainer=trainer), planner)
+        with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
+            loop.run(driver, backend, tick=view.tick)
+    except KeyboardInterrupt:
+        interrupted = True
+    except JournalError:
+        if driver.broken is None:
+            raise
+        print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
+    finally:
+        if backend is not None:
+            backend.close()
+        driver.close()
+    return write_outcome(driver, out, interrupted=interrupted, report=write_report)

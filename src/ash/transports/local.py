@@ -1,0 +1,80 @@
+"""Local slots as a study-loop backend: the embedded pool (``ash tune``) and MPI rank 0's own
+trainer (``--rank0-trains``) run jobs on ``ash.worker.feeder.Feeder``'s slots through this
+adapter, which turns the driver's assignments into slot work and slot events into results and
+losses for ``ash.scheduler.loop``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ash.scheduler.driver import Assignment, Driver
+from ash.scheduler.loop import Done, Lost
+from ash.worker.feeder import Feeder, Work
+from ash.worker.planner import Planner
+from ash.worker.slots import Died, Slots
+
+
+class SlotBackend:
+    def __init__(
+        self,
+        driver: Driver,
+        slots: Slots,
+        planner: Planner | None = None,
+        *,
+        died: str = "worker process died (exit code {code}) during job {job}",
+    ) -> None:
+        self.driver = driver
+        self.died = died
+        self.feeder = Feeder(slots, planner, lookahead=True, on_start=self._started)
+        self.plans = planner is not None
+        self.assign_extra: Mapping[str, Any] | None = (
+            None if self.plans else {"threads": slots.threads}
+        )
+        self._round: dict[int, Assignment] = {}
+
+    def next_worker(self, round: Sequence[Assignment]) -> str | None:
+        return self.feeder.next_slot([_work(a) for a in round])
+
+    def start(self, round: Sequence[Assignment], more: bool) -> None:
+        self._round.update((a.job.job_id, a) for a in round)
+        self.feeder.start([_work(a) for a in round], more)
+        if not self.plans:
+            self._round.clear()
+
+    def _started(self, work: Work, slot: str, threads: int) -> None:
+        """A planned job starts: its assign event says the slot and threads it got."""
+        a = self._round.pop(work.job_id)
+        self.driver.trace_assign(replace(a, worker=slot, t=self.driver.clock()), threads=threads)
+
+    def wait(self, timeout: float) -> list[Done | Lost]:
+        out: list[Done | Lost] = []
+        for ev in self.feeder.wait(timeout):
+            if isinstance(ev, Died):
+                why = self.died.format(code=ev.exitcode, job=ev.job_id)
+                out.append(Lost(ev.job_id, why, crash=True))
+            else:
+                out.append(Done(ev.job_id, ev.value, ev.metrics, ev.state, ev.error))
+        return out
+
+    def busy(self) -> bool:
+        return self.feeder.busy()
+
+    def close(self, grace: float = 2.0) -> None:
+        """Stop the slots: each finishes its job within ``grace`` seconds or is killed (they
+        ignore SIGINT and SIGTERM, and multiprocessing would wait for them at exit)."""
+        slots = self.feeder.slots
+        processes = [s.process for s in slots.slots]
+        slots.shutdown(grace)
+        for p in processes:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+
+
+def _work(a: Assignment) -> Work:
+    j = a.job
+    state = a.checkpoint
+    assert state is None or isinstance(state, bytes)  # no shared directory here
+    return Work(j.job_id, j.config, j.start, j.stop, state)
