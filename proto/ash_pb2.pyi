@@ -95,22 +95,30 @@ class ResultBatch(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[Result]
     def __init__(self, results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ...) -> None: ...
 
+class Capacity(_message.Message):
+    __slots__ = ("slots",)
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    slots: int
+    def __init__(self, slots: _Optional[int] = ...) -> None: ...
+
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "result", "release", "results")
+    __slots__ = ("hello", "heartbeat", "result", "release", "results", "capacity")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     result: Result
     release: Release
     results: ResultBatch
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ...) -> None: ...
+    capacity: Capacity
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached")
+    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached", "capacity")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +129,7 @@ class Welcome(_message.Message):
     SHARED_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
     study: str
     session: str
     heartbeat_s: float
@@ -131,7 +140,8 @@ class Welcome(_message.Message):
     shared_checkpoints: bool
     batches: bool
     attached: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ...) -> None: ...
+    capacity: bool
+    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ..., capacity: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "trial", "rung", "bracket", "start", "stop", "config", "checkpoint", "attempt")

@@ -14,6 +14,10 @@ however many messages arrive during one fsync share the next one (group commit).
 to sessions with free slots ("hungry" sessions, in FIFO order) whenever something may have
 changed: a hello, a result, a release, a lost lease.
 
+Capacity: a worker may change how many jobs it takes at once (a Capacity message, once the
+Welcome says ``capacity``): ``ash-worker --prefetch auto`` queues jobs ahead of its slots only
+while its jobs are too short to wait for each assignment.
+
 Batches: a worker whose Hello lists the capability "batch" gets the assignments decided for it
 at once in one AssignmentBatch; the Welcome says ``batches``, and such a worker may send several
 results in one ResultBatch, each handled exactly as a Result message of its own. Older peers
@@ -180,6 +184,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 shared_checkpoints=self.config.checkpoint_dir is not None,
                 batches=True,
                 attached=attached,
+                capacity=True,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -257,6 +262,12 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             self._settle(job_id)
             self.driver.lose(job_id, why=f"handed back by worker {session.worker}: {why}")
             self.metrics["lost"] += 1
+        elif kind == "capacity":
+            if not 1 <= msg.capacity.slots <= MAX_SLOTS:
+                raise wire.invalid(f"capacity.slots: must be 1..{MAX_SLOTS}")
+            session.slots = msg.capacity.slots  # jobs beyond it are not taken back: they run
+            if len(session.jobs) >= session.slots:
+                self.hungry.pop(session.sid, None)
         elif kind == "hello":
             raise wire.precondition("hello: already said; a reconnect is a new stream")
         else:

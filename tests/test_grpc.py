@@ -264,6 +264,7 @@ def test_contract_inproc_and_grpc_give_the_same_study(tmp_path: Path) -> None:
                 "1",
                 "--transport",
                 transport,
+                *(["--prefetch", "0"] if transport == "grpc" else []),  # decided one by one
                 "--out",
                 str(out),
                 "--trace",

@@ -130,7 +130,10 @@ def test_one_worker_rank_runs_the_very_study_of_one_grpc_worker(tmp_path: Path) 
     assert mpi.returncode == 0, mpi.stderr
     assert "2 ranks (1 worker) on 1 node, 1 thread per rank" in mpi.stderr
     grpc = run(
-        *common, "--transport", "grpc", "--workers", "1", "--out", "grpc", cwd=tmp_path, ranks=None
+        *common,
+        *("--transport", "grpc", "--workers", "1", "--prefetch", "0", "--out", "grpc"),
+        cwd=tmp_path,
+        ranks=None,
     )
     assert grpc.returncode == 0, grpc.stderr
     assert results(tmp_path / "mpi") == results(tmp_path / "grpc")

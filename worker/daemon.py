@@ -52,6 +52,7 @@ from ash.proto import ash_pb2 as pb
 from ash.spec import StudySpec, parse_spec
 from ash.tls import read_ca
 from ash.worker.feeder import Feeder, Work
+from ash.worker.pacing import Pacing
 from ash.worker.planner import Planner, planner_for
 from ash.worker.slots import Died, Finished, Slots
 from ash.worker.trust import TrustPolicy, policy_from_args, trainer_types
@@ -78,6 +79,7 @@ class _Session:
     ended: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
+    capacity: bool = False  # the scheduler takes Capacity messages (its Welcome says so)
 
 
 class WorkerDaemon:
@@ -92,7 +94,7 @@ class WorkerDaemon:
         credentials: grpc.ChannelCredentials | None = None,
         retry_for: float = 120.0,
         grace: float = 30.0,
-        prefetch: int = 0,
+        prefetch: int | None = 0,
         checkpoint_dir: Path | None = None,
         inline_bytes: int = 1 << 20,
         plan_threads: bool = False,
@@ -102,7 +104,8 @@ class WorkerDaemon:
         self.policy = policy or TrustPolicy()  # what this worker agrees to run
         self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
         self.n_slots = slots
-        self.prefetch = prefetch
+        self.prefetch = prefetch  # None: auto (ash.worker.pacing)
+        self.pacing = Pacing(slots) if prefetch is None else None
         self.checkpoint_dir = checkpoint_dir
         self.inline_bytes = inline_bytes
         self.shared = False  # the scheduler takes states by reference (and we have the dir)
@@ -206,7 +209,7 @@ class WorkerDaemon:
             pb.WorkerMessage(
                 hello=pb.Hello(
                     worker_id=self.worker_id,
-                    slots=self.n_slots + self.prefetch,
+                    slots=self.n_slots + self._ahead(),
                     token=self.token,
                     capabilities=["mlp", "python", "batch"],
                     version=__version__,
@@ -301,6 +304,7 @@ class WorkerDaemon:
         self.heartbeat_s = max(0.05, w.heartbeat_s)
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
         session.batches = w.batches
+        session.capacity = w.capacity
         self._adopt(session, set(w.attached))
         session.sid = w.session
 
@@ -384,6 +388,20 @@ class WorkerDaemon:
                 return
             for ev in events:
                 self._report(ev)
+                if self.pacing is not None and isinstance(ev, Finished) and ev.error is None:
+                    self._pace(ev.seconds)
+
+    def _ahead(self) -> int:
+        """Jobs to queue beyond the slots now."""
+        return self.pacing.ahead if self.pacing is not None else (self.prefetch or 0)
+
+    def _pace(self, seconds: float) -> None:
+        """``--prefetch auto``: tell the scheduler when the jobs' length changes the depth."""
+        assert self.pacing is not None
+        capacity = self.pacing.observe(seconds)
+        session = self.session
+        if capacity is not None and session is not None and session.capacity:
+            session.out.put(pb.WorkerMessage(capacity=pb.Capacity(slots=capacity)))
 
     def _load(self, a: pb.Assignment) -> bytes | None:
         state = wire.checkpoint_from_pb(a, "checkpoint", 1 << 40, self.checkpoint_dir)
@@ -538,10 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prefetch",
-        type=non_negative_int,
-        default=0,
-        help="jobs to queue beyond the slots (hides latency for tiny jobs; ASHA then decides "
-        "those jobs earlier, with fewer results to go on)",
+        type=_prefetch,
+        default=None,
+        metavar="auto|N",
+        help="jobs to queue beyond the slots: auto (default) queues them only while jobs are "
+        "too short to wait for each assignment (ash.worker.pacing); a number fixes it (hides "
+        "latency for tiny jobs; ASHA then decides those jobs earlier, on fewer results)",
     )
     p.add_argument(
         "--checkpoint-dir",
@@ -589,6 +609,10 @@ def plaintext_token_warning(target: str, token: bool, tls: bool) -> str | None:
         f"ash-worker: WARNING: sending the token to {target} in plaintext (no --tls-ca): "
         "anyone on the network path can read it and join the study"
     )
+
+
+def _prefetch(text: str) -> int | None:
+    return None if text == "auto" else non_negative_int(text)
 
 
 def _count(text: str, flag: str, auto: int) -> int:

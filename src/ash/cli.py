@@ -12,11 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ash import __version__
-from ash.argtypes import number, positive_int
+from ash.argtypes import non_negative_int, number, positive_int
 from ash.errors import guard
 
 _fraction = number(lambda x: 0 <= x <= 1, "between 0 and 1")
 _alpha = number(lambda x: x > 1, "> 1 (finite mean)")
+
+
+def _prefetch(text: str) -> str:
+    return "auto" if text == "auto" else str(non_negative_int(text))
 
 
 def _threads(text: str) -> int | str:
@@ -57,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --transport mpi: rank 0 also trains (one trainer process beside the "
         "scheduler, counted in the node's threads); by default it only schedules",
+    )
+    tune.add_argument(
+        "--prefetch",
+        default="auto",
+        type=_prefetch,
+        metavar="auto|N",
+        help="with --transport grpc: jobs each ash-worker queues beyond its slot (as "
+        "ash-worker --prefetch; default auto)",
     )
     tune.add_argument("--quiet", action="store_true", help="no progress and no summary")
     tune.set_defaults(run=_run_tune)

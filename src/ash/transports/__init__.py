@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
             trace=args.trace,
             journal=args.journal,
             progress=not args.quiet,
+            prefetch=getattr(args, "prefetch", "auto"),
         )
     from ash.transports.inproc import run_inproc
 

@@ -50,6 +50,7 @@ def run_grpc(
     trace: str | Path | None,
     journal: str | Path | None,
     progress: bool,
+    prefetch: str = "auto",
 ) -> dict[str, Any]:
     from ash.cores import available_cores, resolve_threads
     from ash.paths import check_out_dir, check_trace_file
@@ -103,6 +104,8 @@ def run_grpc(
                         f"w{i}",
                         "--retry-for",
                         "30",
+                        "--prefetch",
+                        prefetch,
                     ],
                     stdout=subprocess.DEVNULL,
                 )
