@@ -20,7 +20,8 @@ from ash.scheduler.checkpoints import DirectoryStore
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import Journal, JournalError
 from ash.scheduler.trace import read_trace
-from ash.worker.daemon import BATCH_MAX, WorkerDaemon, _Session
+from ash.worker.daemon import WorkerDaemon
+from ash.worker.stream import BATCH_MAX, Session
 from helpers import Scheduler, make_spec, write_study
 
 
@@ -97,12 +98,12 @@ def _result(job_id: int) -> pb.WorkerMessage:
     return pb.WorkerMessage(result=pb.Result(job_id=job_id, ok=True, value=1.0))
 
 
-def _drain(daemon: WorkerDaemon, session: _Session) -> list[pb.WorkerMessage]:
+def _drain(daemon: WorkerDaemon, session: Session) -> list[pb.WorkerMessage]:
     return list(daemon._requests(session))
 
 
 def test_worker_sends_ready_results_as_one_batch() -> None:
-    session = _Session("s", queue.Queue(), batches=True)
+    session = Session("s", queue.Queue(), batches=True)
     for k in range(3):
         session.out.put(_result(k))
     session.out.put(pb.WorkerMessage(heartbeat=pb.Heartbeat()))
@@ -115,14 +116,14 @@ def test_worker_sends_ready_results_as_one_batch() -> None:
 
 
 def test_worker_batches_are_capped_and_only_for_a_scheduler_that_takes_them() -> None:
-    session = _Session("s", queue.Queue(), batches=True)
+    session = Session("s", queue.Queue(), batches=True)
     for k in range(BATCH_MAX + 1):
         session.out.put(_result(k))
     session.out.put(None)
     sent = _drain(_daemon(pending=1), session)
     assert [len(m.results.results) for m in sent[:1]] == [BATCH_MAX]
     assert sent[1].result.job_id == BATCH_MAX
-    old = _Session("s", queue.Queue(), batches=False)
+    old = Session("s", queue.Queue(), batches=False)
     for k in range(3):
         old.out.put(_result(k))
     old.out.put(None)
@@ -132,7 +133,7 @@ def test_worker_batches_are_capped_and_only_for_a_scheduler_that_takes_them() ->
 def test_worker_without_queued_work_sends_a_result_at_once() -> None:
     """No job queued: the worker would idle until this result brings it work, so the sender
     must not wait for more results to batch."""
-    session = _Session("s", queue.Queue(), batches=True)
+    session = Session("s", queue.Queue(), batches=True)
     session.out.put(_result(7))
     got: list[pb.WorkerMessage] = []
     gen = _daemon(pending=0)._requests(session)

@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from ash.worker.feeder import Feeder, Work
 from ash.worker.pacing import Pacing
 from ash.worker.planner import Planner, planner_for
 from ash.worker.slots import Died, Finished, Slots
+from ash.worker.stream import Session, outgoing
 from ash.worker.trust import TrustPolicy, policy_from_args, trainer_types
 
 RETRYABLE = {
@@ -66,20 +66,6 @@ RETRYABLE = {
     grpc.StatusCode.ABORTED,
 }
 EXIT_UNREACHABLE = 3
-BATCH_MAX = 64  # results in one ResultBatch
-BATCH_LINGER_S = 0.002  # how long a result may wait for others while the worker has work queued
-
-
-@dataclass
-class _Session:
-    sid: str
-    out: queue.Queue[pb.WorkerMessage | None]
-    jobs: set[int] = field(default_factory=set)  # assigned in this session, not yet reported
-    finished: threading.Event = field(default_factory=threading.Event)
-    ended: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
-    capacity: bool = False  # the scheduler takes Capacity messages (its Welcome says so)
 
 
 class WorkerDaemon:
@@ -121,7 +107,7 @@ class WorkerDaemon:
         self.spec_toml: str | None = None
         self.spec: StudySpec | None = None
         self.pending: queue.Queue[pb.Assignment] = queue.Queue()
-        self.session: _Session | None = None
+        self.session: Session | None = None
         # jobs of ended sessions not yet reported -> their result message once done (None while
         # running), offered to the next session's scheduler in Hello.running
         self.held: dict[int, pb.WorkerMessage | None] = {}
@@ -199,7 +185,7 @@ class WorkerDaemon:
 
     def _session(self) -> bool:
         """One session; True when the study finished, False when it ended otherwise."""
-        session = _Session("", queue.Queue())
+        session = Session("", queue.Queue())
         with self.lock:
             if self.session is not None:  # its unreported jobs wait for the next Welcome
                 self.held.update(dict.fromkeys(self.session.jobs - self.held.keys()))
@@ -247,7 +233,7 @@ class WorkerDaemon:
 
     # -- threads --------------------------------------------------------------------------
 
-    def _read(self, session: _Session, call: Any) -> None:
+    def _read(self, session: Session, call: Any) -> None:
         try:
             for msg in call:
                 kind = msg.WhichOneof("msg")
@@ -277,7 +263,7 @@ class WorkerDaemon:
         finally:
             session.ended.set()
 
-    def _welcome(self, session: _Session, w: pb.Welcome) -> None:
+    def _welcome(self, session: Session, w: pb.Welcome) -> None:
         if w.spec_toml != self.spec_toml:
             spec = parse_spec(
                 tomllib.loads(w.spec_toml), source=f"{self.target}:{w.study}", base_dir=Path.cwd()
@@ -308,7 +294,7 @@ class WorkerDaemon:
         self._adopt(session, set(w.attached))
         session.sid = w.session
 
-    def _adopt(self, session: _Session, attached: set[int]) -> None:
+    def _adopt(self, session: Session, attached: set[int]) -> None:
         """Make the held jobs the scheduler re-attached this session's (sending the results
         that are ready); forget the others and drop their queued assignments."""
         with self.lock:
@@ -454,59 +440,17 @@ class WorkerDaemon:
         wire.checkpoint_to_pb(state, r.checkpoint)
         return pb.WorkerMessage(result=r)
 
-    def _requests(self, session: _Session) -> Any:
-        """The session's outgoing messages. To a scheduler that takes batches, results that are
-        ready together go as one ResultBatch; while the worker still has jobs queued (so nothing
-        waits for this result to get work) a result may wait up to BATCH_LINGER_S for others.
-        Without queued work, or to an older scheduler, each result goes at once on its own."""
-        out = session.out
-        carry: pb.WorkerMessage | None = None
-        while True:
-            msg = carry if carry is not None else out.get()
-            carry = None
-            if msg is None:
-                return
-            if not session.batches or msg.WhichOneof("msg") != "result":
-                yield msg
-                continue
-            batch = [msg]
-            deadline = 0.0
-            while len(batch) < BATCH_MAX:
-                try:
-                    nxt = out.get_nowait()
-                except queue.Empty:
-                    if self.pending.empty():
-                        break
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + BATCH_LINGER_S
-                    if now >= deadline:
-                        break
-                    try:
-                        nxt = out.get(timeout=deadline - now)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    out.put(None)  # still the end, after this batch
-                    break
-                if nxt.WhichOneof("msg") != "result":
-                    carry = nxt  # goes next, on its own
-                    break
-                batch.append(nxt)
-            if len(batch) == 1:
-                yield batch[0]
-            else:
-                many = pb.WorkerMessage()
-                many.results.results.extend(m.result for m in batch)
-                yield many
+    def _requests(self, session: Session) -> Any:
+        """The session's outgoing messages (``ash.worker.stream.outgoing``)."""
+        return outgoing(session, self.pending.empty)
 
-    def _heartbeat(self, session: _Session) -> None:
+    def _heartbeat(self, session: Session) -> None:
         while not session.ended.wait(getattr(self, "heartbeat_s", 5.0)):
             with self.lock:
                 jobs = sorted(session.jobs)
             session.out.put(pb.WorkerMessage(heartbeat=pb.Heartbeat(job_ids=jobs)))
 
-    def _drain(self, session: _Session) -> None:
+    def _drain(self, session: Session) -> None:
         """Shutting down: hand back jobs not started; let running ones finish within grace."""
         while True:
             try:

@@ -1,0 +1,81 @@
+"""One session of ``ash-worker`` on the wire: its state and its outgoing stream.
+
+A session is one bidirectional stream (proto/ash.proto). ``Session`` holds what the worker
+queued to send and the jobs the scheduler gave it in this session; ``outgoing`` is the stream's
+request iterator, which batches results for a scheduler that takes ResultBatch messages. The
+reconnect loop and the jobs' side live in ``ash.worker.daemon``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from ash.proto import ash_pb2 as pb
+
+BATCH_MAX = 64  # results in one ResultBatch
+BATCH_LINGER_S = 0.002  # how long a result may wait for others while the worker has work queued
+
+
+@dataclass
+class Session:
+    """One session's state: what the worker sends, and the jobs it got in it."""
+
+    sid: str
+    out: queue.Queue[pb.WorkerMessage | None]
+    jobs: set[int] = field(default_factory=set)  # assigned in this session, not yet reported
+    finished: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
+    capacity: bool = False  # the scheduler takes Capacity messages (its Welcome says so)
+
+
+def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMessage]:
+    """The session's outgoing messages. To a scheduler that takes batches, results that are
+    ready together go as one ResultBatch; while the worker still has jobs queued (so nothing
+    waits for this result to get work) a result may wait up to BATCH_LINGER_S for others.
+    Without queued work, or to an older scheduler, each result goes at once on its own."""
+    out = session.out
+    carry: pb.WorkerMessage | None = None
+    while True:
+        msg = carry if carry is not None else out.get()
+        carry = None
+        if msg is None:
+            return
+        if not session.batches or msg.WhichOneof("msg") != "result":
+            yield msg
+            continue
+        batch = [msg]
+        deadline = 0.0
+        while len(batch) < BATCH_MAX:
+            try:
+                nxt = out.get_nowait()
+            except queue.Empty:
+                if idle():
+                    break
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + BATCH_LINGER_S
+                if now >= deadline:
+                    break
+                try:
+                    nxt = out.get(timeout=deadline - now)
+                except queue.Empty:
+                    break
+            if nxt is None:
+                out.put(None)  # still the end, after this batch
+                break
+            if nxt.WhichOneof("msg") != "result":
+                carry = nxt  # goes next, on its own
+                break
+            batch.append(nxt)
+        if len(batch) == 1:
+            yield batch[0]
+        else:
+            many = pb.WorkerMessage()
+            many.results.results.extend(m.result for m in batch)
+            yield many
