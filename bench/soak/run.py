@@ -828,7 +828,7 @@ def run_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
         Proc.reap_all()
     report.setdefault("wall_seconds", round(time.monotonic() - t0, 1))
     report["files"] = str(work)
-    if name != "kills":  # the kills case prints its own report, as it always did
+    if name != "kills" or "error" in report:  # kills prints its own report, as it always did
         print(json.dumps(report, indent=1))
         print(f"soak {name}:", "ok" if report["ok"] else "FAILED", f"(files in {work})")
     return report
