@@ -436,7 +436,6 @@ def open_study(
     trials from their states. Jobs in flight at the crash are lost without charging their
     trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
     flight as ``orphans`` for their workers to reclaim."""
-    present = count_events(trace) if (trace is not None and journal is not None) else 0
     if journal is None:
         return Opened(Driver(spec, trace=TraceWriter(trace)), 0, 0)
     j = Journal(
@@ -447,7 +446,8 @@ def open_study(
         spec=spec.raw,
         order=list(spec.raw.get("space", {})),
     )
-    try:
+    try:  # the trace only once the journal is ours: a refused second owner leaves it alone
+        present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
         store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
         driver = Driver(spec, trace=writer, journal=j, checkpoints=store)

@@ -24,10 +24,11 @@ any other damage (a bad checksum, a line that does not parse, a record of the wr
 refuses to start, names the line, and leaves the file untouched (SQLite's and etcd's rule: never
 repair data silently). Version-1 journals (no checksums) are still read and continued.
 
-One owner: a journal is locked (``flock`` on ``JOURNAL.lock``, which holds the owner's pid and
-host) for the life of the process that opened it, like etcd's and Consul's data directories; a
-second process, a stale pod or an overlapping Slurm requeue, is refused with the holder's pid.
-The lock covers the checkpoint folder beside the journal too.
+One owner: a journal is locked (``flock`` on the file itself; ``JOURNAL.lock`` notes the
+owner's pid and host) for the life of the process that opened it, like etcd's and Consul's data
+directories; a second process, a stale pod, an overlapping Slurm requeue, or a symlink or hard
+link to the same file, is refused with the holder's pid. The lock covers the checkpoint folder
+beside the journal too.
 
 Durability is group commit: ``append`` buffers, ``sync`` writes everything buffered and fsyncs
 once; a transport calls ``sync`` before anything a decision caused leaves the process, so nothing
@@ -203,29 +204,30 @@ def lock_path(path: Path) -> Path:
 
 
 def _lock(path: Path) -> int:
-    """Take the journal's lock for this process, or raise naming the holder."""
-    lp = lock_path(path)
+    """Take the journal's lock for this process, or raise naming the holder. The lock is on the
+    journal file itself (``flock``, so on its inode: a symlink or a hard link to a journal in use
+    is refused too); ``JOURNAL.lock`` beside its real path only notes the holder's pid and host
+    for this message."""
     try:
-        fd = os.open(lp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise JournalError(f"{lp}: cannot be opened ({exc.strerror or exc})") from None
+        raise JournalError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    note = lock_path(path.resolve())
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        os.close(fd)
         try:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+            holder = note.read_text(errors="replace").split()
         except OSError:
             holder = []
-        os.close(fd)
         who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
         raise JournalError(
-            f"{path}: in use by {who} (lock {lp}); one study has one owner: stop that "
+            f"{path}: in use by {who} (lock {note}); one study has one owner: stop that "
             "process first, or use another journal"
         ) from None
-    me = f"{os.getpid()} {socket.gethostname()}\n".encode()
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me, 0)
+        note.write_text(f"{os.getpid()} {socket.gethostname()}\n")
     except OSError:
         pass  # the lock holds without the note; only the message to a second owner is poorer
     return fd

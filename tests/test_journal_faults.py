@@ -263,3 +263,18 @@ def test_a_version_1_journal_is_still_resumed(tmp_path: Path) -> None:
     lines = journal.read_text().splitlines()
     assert all('"#"' not in line for line in lines)  # continued in its own version
     assert open_study(spec, journal=journal).resumed_records == len(lines) - 1
+
+
+def test_a_symlink_or_hard_link_to_a_journal_in_use_is_refused(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    first = open_study(make_spec(max_trials=5), journal=journal, trace=tmp_path / "t.jsonl")
+    (tmp_path / "sym.jsonl").symlink_to(journal)
+    os.link(journal, tmp_path / "hard.jsonl")
+    (tmp_path / "t.jsonl").write_bytes(b'{"event": "assign", "t": 0')  # being written
+    for alias in ("sym.jsonl", "hard.jsonl"):
+        with pytest.raises(JournalError, match="in use by"):
+            open_study(
+                make_spec(max_trials=5), journal=tmp_path / alias, trace=tmp_path / "t.jsonl"
+            )
+    assert (tmp_path / "t.jsonl").read_bytes() == b'{"event": "assign", "t": 0'  # untouched
+    first.driver.close()
