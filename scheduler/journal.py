@@ -38,6 +38,7 @@ fsync. A write or fsync error makes the journal ``broken``: the driver then deci
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -226,10 +227,8 @@ def _lock(path: Path) -> int:
             f"{path}: in use by {who} (lock {note}); one study has one owner: stop that "
             "process first, or use another journal"
         ) from None
-    try:
+    with contextlib.suppress(OSError):  # without the note, only a refusal's message is poorer
         note.write_text(f"{os.getpid()} {socket.gethostname()}\n")
-    except OSError:
-        pass  # the lock holds without the note; only the message to a second owner is poorer
     return fd
 
 

@@ -74,6 +74,7 @@ class WorkerSession:
     last_seen: float = field(default_factory=time.monotonic)
     threads: int = 0  # kernel threads per job the worker announced; 0: it plans them per job
     batch: bool = False  # takes AssignmentBatch messages
+    acks: list[int] | None = None  # results recorded, to acknowledge (a worker that says so)
 
 
 @dataclass
@@ -109,6 +110,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.metrics = {"assigned": 0, "completed": 0, "lost": 0, "rejected": 0}
         self.decision_seconds: collections.deque[float] = collections.deque(maxlen=4096)
         self._unsent: list[tuple[WorkerSession, Assignment]] = []  # decided, not yet durable
+        self._acking: dict[str, WorkerSession] = {}  # sessions with results to acknowledge
         self._commit_wanted = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self._io: ThreadPoolExecutor | None = None  # the fsync thread
@@ -169,6 +171,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             asyncio.Queue(),
             threads=hello.threads,
             batch="batch" in hello.capabilities,
+            acks=[] if "recorded" in hello.capabilities else None,
         )
         self.sessions[sid] = session
         attached = self._reattach(session, hello.running)
@@ -185,6 +188,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 batches=True,
                 attached=attached,
                 capacity=True,
+                recorded=True,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -300,6 +304,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         except UnknownJobError:
             raise wire.invalid(f"result: job {r.job_id} was never issued") from None
         self._settle(r.job_id)  # the lease ends only once the result is recorded
+        if session.acks is not None:
+            session.acks.append(r.job_id)
+            self._acking[session.sid] = session
         self.metrics["completed"] += 1
 
     def _settle(self, job_id: int) -> None:
@@ -366,6 +373,10 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
             out, self._unsent = self._unsent, []
+            acks = [(s, s.acks) for s in self._acking.values() if s.acks]
+            for s, _ in acks:
+                s.acks = []
+            self._acking.clear()
             if self.driver.pending():
                 try:
                     if threaded:
@@ -378,12 +389,20 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 except Exception as exc:  # e.g. the trace cannot be written: stop deciding
                     self._journal_broken(f"cannot record decisions ({exc!r})")
                     continue
-            self._send(out)
+            self._send(out, acks)
             self._check_finished()
 
-    def _send(self, out: list[tuple[WorkerSession, Assignment]]) -> None:
+    def _send(
+        self,
+        out: list[tuple[WorkerSession, Assignment]],
+        acks: list[tuple[WorkerSession, list[int]]] | None = None,
+    ) -> None:
+        """Send what this commit made durable: the assignments, and to a worker that asked,
+        which of its results are recorded (along with its assignments when it has some)."""
         by_session: dict[str, list[Assignment]] = {}
         sessions: dict[str, WorkerSession] = {}
+        acks = acks or []
+        recorded = {s.sid: ids for s, ids in acks}
         for session, a in out:
             if session.batch:
                 by_session.setdefault(session.sid, []).append(a)
@@ -391,10 +410,16 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             else:
                 session.outbox.put_nowait(wire.assignment_to_pb(a))
         for sid, assignments in by_session.items():
-            if len(assignments) == 1:
+            ids = recorded.pop(sid, [])
+            if len(assignments) == 1 and not ids:
                 sessions[sid].outbox.put_nowait(wire.assignment_to_pb(assignments[0]))
             else:
-                sessions[sid].outbox.put_nowait(wire.assignments_to_pb(assignments))
+                msg = wire.assignments_to_pb(assignments)
+                msg.assignments.recorded.extend(ids)
+                sessions[sid].outbox.put_nowait(msg)
+        for session, ids in acks:
+            if session.sid in recorded:
+                session.outbox.put_nowait(pb.SchedulerMessage(recorded=pb.Recorded(job_ids=ids)))
 
     def close(self) -> None:
         """Stop the committer (the driver's close syncs what is left)."""

@@ -245,3 +245,47 @@ def test_a_peers_oversized_metrics_fail_that_result_not_the_stream(
     [error] = [e["error"] for e in doc["errors"]]
     assert error.startswith("bad metrics: 500 metrics")
     assert [r["value"] for r in doc["trials"][0]["results"]] == [None]
+
+
+LOGGED = """
+import json, os, time
+
+def fit(config, start, stop, state):
+    with open(os.environ["RUNS"], "a") as f:
+        f.write(f"{config['x']} {start} {stop}\\n")
+    time.sleep(float(config["sleep"]))
+    return {"loss": config["x"] / stop}, json.dumps({"done": stop}).encode()
+"""
+
+
+def test_a_result_sent_to_a_scheduler_that_died_is_not_trained_again(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    """The scheduler is frozen (SIGSTOP) while the job finishes, so its result reaches the
+    socket but never the journal, then killed: the worker kept the result until it was
+    recorded, offers it to the restarted scheduler, and the job is not trained twice."""
+    (tmp_path / "long_trainer.py").write_text(LOGGED)
+    spec = tmp_path / "study.toml"
+    spec.write_text(LONG_SPEC.format(trials=1, sleep=2.0))
+    port = free_port()
+    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "20")
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    runs = tmp_path / "runs.txt"
+    w = worker(s.target, tmp_path, "w", "--retry-for", "60", env={"RUNS": str(runs)})
+    cleanup.append(w)
+    deadline = time.monotonic() + 30
+    while not runs.exists():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    s.proc.send_signal(signal.SIGSTOP)
+    time.sleep(3.5)  # the job ends and its result is sent to a scheduler that cannot read it
+    s.kill()
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    assert s.wait(timeout=60) == 0
+    assert w.wait(timeout=30) == 0
+    assert len(runs.read_text().splitlines()) == 1  # trained once
+    doc = results(tmp_path / "out")
+    assert doc["errors"] == [] and doc["trials"][0]["results"][0]["value"] is not None
+    assert [e["event"] for e in read_trace(tmp_path / "t.jsonl")] == ["assign", "result"]

@@ -17,7 +17,10 @@ While the scheduler is unreachable it reconnects with exponential backoff and ji
 old sessions the worker still runs or holds a result of (``Hello.running``); jobs keep running
 meanwhile. A scheduler that restarted from its journal re-attaches those it still waits for
 (``Welcome.attached``): their results are sent in the new session, so a restart costs no work.
-The others were re-issued by the scheduler already: their results are dropped. It exits 0 when
+The others were re-issued by the scheduler already: their results are dropped. A result sent
+is kept until the scheduler says it is recorded (``Recorded``, to a worker whose Hello asks
+with the capability "recorded"), so a result that died with a scheduler before reaching its
+journal is offered again, not trained again. It exits 0 when
 told the study is finished. SIGTERM or SIGINT: jobs not started are handed back (Release),
 running ones finish within ``--grace`` seconds (else they are handed back too), then it exits 0.
 """
@@ -189,7 +192,9 @@ class WorkerDaemon:
         with self.lock:
             if self.session is not None:  # its unreported jobs wait for the next Welcome
                 self.held.update(dict.fromkeys(self.session.jobs - self.held.keys()))
+                self.held.update(self.session.sent)  # and results it sent, not yet recorded
                 self.session.jobs.clear()
+                self.session.sent = {}
             running = sorted(self.held)
         session.out.put(
             pb.WorkerMessage(
@@ -197,7 +202,7 @@ class WorkerDaemon:
                     worker_id=self.worker_id,
                     slots=self.n_slots + self._ahead(),
                     token=self.token,
-                    capabilities=["mlp", "python", "batch"],
+                    capabilities=["mlp", "python", "batch", "recorded"],
                     version=__version__,
                     threads=0 if self.plan_threads else self.threads,
                     running=running,
@@ -248,9 +253,15 @@ class WorkerDaemon:
                     batch = msg.assignments.assignments
                     with self.lock:
                         session.jobs.update(a.job_id for a in batch)
+                        for job_id in msg.assignments.recorded:
+                            session.sent.pop(job_id, None)
                     for a in batch:
                         self.pending.put(a)
                     self._wake_w.send(b"!")
+                elif kind == "recorded":
+                    with self.lock:
+                        for job_id in msg.recorded.job_ids:
+                            session.sent.pop(job_id, None)
                 elif kind == "finished":
                     session.finished.set()
                     break
@@ -291,6 +302,7 @@ class WorkerDaemon:
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
         session.batches = w.batches
         session.capacity = w.capacity
+        session.recorded = w.recorded
         self._adopt(session, set(w.attached))
         session.sid = w.session
 
@@ -305,6 +317,8 @@ class WorkerDaemon:
                 if msg is None:
                     session.jobs.add(job_id)
                 else:
+                    if session.recorded and msg.WhichOneof("msg") == "result":
+                        session.sent[job_id] = msg
                     session.out.put(msg)
             keep = []
             while True:
@@ -406,14 +420,14 @@ class WorkerDaemon:
                 return  # a job the scheduler has re-issued
         msg = self._message(ev, threads)
         with self.lock:
-            if session is not None and ev.job_id in session.jobs and session is self.session:
-                session.jobs.discard(ev.job_id)
-                session.out.put(msg)
+            now = self.session
+            if now is not None and ev.job_id in now.jobs:  # (or re-attached meanwhile)
+                now.jobs.discard(ev.job_id)
+                if now.recorded and isinstance(ev, Finished):
+                    now.sent[ev.job_id] = msg  # kept until the scheduler says it is recorded
+                now.out.put(msg)
             elif ev.job_id in self.held:  # disconnected: the next scheduler may want it
                 self.held[ev.job_id] = msg
-            elif self.session is not None and ev.job_id in self.session.jobs:
-                self.session.jobs.discard(ev.job_id)  # re-attached meanwhile
-                self.session.out.put(msg)
 
     def _message(self, ev: Any, threads: int) -> pb.WorkerMessage:
         if isinstance(ev, Died):

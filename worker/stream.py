@@ -32,6 +32,8 @@ class Session:
     error: BaseException | None = None
     batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
     capacity: bool = False  # the scheduler takes Capacity messages (its Welcome says so)
+    recorded: bool = False  # the scheduler acknowledges recorded results (its Welcome says so)
+    sent: dict[int, pb.WorkerMessage] = field(default_factory=dict)  # results not yet recorded
 
 
 def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMessage]:
