@@ -127,8 +127,8 @@ def test_record_resumes_unit_by_unit_and_nulls_failures(tmp_path: Path) -> None:
         if x == 3.0:  # fails at unit 2: null from there on, and says why
             assert row["values"] == [3.0, None, None]
             assert "not finite" in row["error"]
-        elif x == 4.0:  # its process died: the trial is lost, the recording goes on
-            assert row["values"] == [None, None, None]
+        elif x == 4.0:  # its process died at unit 3: null from there on, the recording goes on
+            assert row["values"] == [4.0, 2.0, None]
             assert "unit 3: worker process died (exit code 7)" in row["error"]
         else:
             # the trainer checked that each unit resumed; values keep 7 significant digits

@@ -58,7 +58,7 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
                 return
             job_id, config, start, stop, checkpoint, job_threads = msg
             conn.send(("start", job_id))  # the job's timeout counts from here, not from spawn
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             if job_threads == threads:
                 out = run_job(fn, spec.metric, config, start, stop, checkpoint)
             else:  # this job's own budget, in the thread that calls the trainer
@@ -73,6 +73,7 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
                     out.state,
                     out.error,
                     time.perf_counter() - t0,
+                    time.thread_time() - c0,
                 )
             )
 
@@ -88,8 +89,9 @@ class Finished:
     metrics: dict[str, Any]
     state: bytes | None
     error: str | None
-    seconds: float
+    seconds: float  # wall time of the trainer call
     threads: int = 0  # kernel threads the job ran with
+    cpu_seconds: float = 0.0  # CPU time of the thread that called the trainer
 
 
 @dataclass
@@ -211,9 +213,9 @@ class Slots:
         if msg[0] == "start":
             slot.started = time.monotonic()
             return None
-        _, job_id, value, metrics, state, error, seconds = msg
+        _, job_id, value, metrics, state, error, seconds, cpu = msg
         slot.job = None
-        return Finished(job_id, value, metrics, state, error, seconds, slot.threads)
+        return Finished(job_id, value, metrics, state, error, seconds, slot.threads, cpu)
 
     def _died(self, slot: _Slot) -> Died | None:
         slot.process.join(timeout=1)

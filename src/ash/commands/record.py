@@ -6,19 +6,19 @@ default) and trains each with the spec's trainer from 0 to ``max_resource`` ONE 
 exactly as a promoted trial resumes from its checkpoint. After every unit it records the study
 metric and the trainer's other numeric metrics.
 
-Timing. Each unit is timed in the worker around the trainer call, by the wall clock and by the
-CPU clock of the training thread. ``seconds_per_unit`` is the median over a trial's units of
+Timing. Each unit is timed in its slot process around the trainer call, by the wall clock and by
+the CPU clock of the training thread. ``seconds_per_unit`` is the median over a trial's units of
 the thread's CPU time when the trainer is the native mlp kernel on one thread (the kernel then
 runs entirely in that thread, so this is its cost, and other load on a shared machine, which
 preempts the worker, does not inflate it), and of the wall time otherwise (several kernel
 threads, or a Python trainer that may wait on I/O or a device). Both medians are kept per trial
-(``wall_seconds_per_unit``, ``cpu_seconds_per_unit``). The median ignores the first unit of a
-process, which also loads the dataset.
+(``wall_seconds_per_unit``, ``cpu_seconds_per_unit``).
 
-Work runs on W spawned worker processes, each training whole trials (the state never leaves the
-process) with its kernel threads limited by threadpoolctl in the thread that trains. A worker
-process that dies costs the trial it was training (recorded as failed from that unit on) and is
-replaced; Ctrl-C stops the workers and writes nothing.
+Work runs on the same slot processes as a study (``ash.worker.slots`` fed by
+``ash.worker.feeder``), W of them with K kernel threads each: every unit is one job, resuming
+from the state the trial's previous unit returned, and a trial's next unit goes out as soon as
+its last one is back. A slot process that dies costs its trial from that unit on and is
+replaced; Ctrl-C stops the slots and writes nothing.
 
 A failed unit (the trainer raised, a missing or non-finite metric such as a diverged run, a dead
 process) records ``null`` for that resource and every later one: the trial is not trained
@@ -31,9 +31,8 @@ the format ignore, are ``metrics`` (the other metrics, one list per name aligned
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import math
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -41,15 +40,17 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ash.errors import UserError
 from ash.scheduler.benchmarks import write_curves
 from ash.spec import StudySpec, load_spec
+from ash.worker.slots import Died
+
+if TYPE_CHECKING:
+    from ash.worker.slots import Finished
 
 SIGNIFICANT = 7  # digits kept of a metric value (the kernel computes in float32)
 MAX_DEATHS = 20  # worker processes that may die before the recording gives up
@@ -61,42 +62,6 @@ def _round(x: float, digits: int = SIGNIFICANT) -> float:
 
 def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
-
-
-# -- the worker side ---------------------------------------------------------------------------
-
-
-def train_curve(
-    trainer: Any,
-    spec: StudySpec,
-    config: dict[str, Any],
-    units: int,
-    cpu_clock: bool,
-    on_unit: Callable[[], None] = lambda: None,
-) -> tuple[dict[str, Any], list[tuple[float, float]]]:
-    """Train one configuration unit by unit: its curves-file row and (wall, cpu) per unit."""
-    from ash.worker.trainers import run_job
-
-    values: list[float | None] = [None] * units
-    metrics: dict[str, list[float | None]] = {}
-    times: list[tuple[float, float]] = []
-    state: bytes | None = None
-    error: str | None = None
-    for k in range(units):
-        w0, c0 = time.perf_counter(), time.thread_time()
-        out = run_job(trainer, spec.metric, config, float(k), float(k + 1), state)
-        times.append((time.perf_counter() - w0, time.thread_time() - c0))
-        on_unit()
-        for name, v in out.metrics.items():
-            if name != spec.metric and isinstance(v, int | float) and not isinstance(v, bool):
-                series = metrics.setdefault(name, [None] * units)
-                series[k] = _round(v) if math.isfinite(v) else None
-        if out.value is None:
-            error = f"unit {k + 1}: {out.error or 'failed'}"
-            break
-        values[k] = _round(out.value)
-        state = out.state
-    return _row(config, values, metrics, times, cpu_clock, error), times
 
 
 def _row(
@@ -123,50 +88,42 @@ def _row(
     return row
 
 
-def _worker(conn: Connection, spec: StudySpec, units: int, threads: int) -> None:
-    """A worker process: receive (index, config), send progress per unit, then the row."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if "ash.native" not in sys.modules:
-        # Also fix the OpenMP runtime's default before the kernel loads: with only the
-        # threadpoolctl limit, an idle libgomp pool thread was seen spinning beside the
-        # single-threaded kernel, inflating a unit's time up to 50x on a loaded machine.
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-    from threadpoolctl import threadpool_limits
-
-    from ash.worker.trainers import MlpTrainer, make_trainer
-
-    try:
-        trainer = make_trainer(spec)
-    except Exception as exc:  # reported to the parent, which stops
-        conn.send(("setup-error", str(exc)))
-        return
-    cpu_clock = isinstance(trainer, MlpTrainer) and threads == 1
-
-    with threadpool_limits(limits=threads):  # in the thread that calls the kernel
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                return
-            if msg is None:
-                return
-            index, config = msg
-            row, _ = train_curve(
-                trainer, spec, config, units, cpu_clock, lambda: conn.send(("unit",))
-            )
-            conn.send(("row", index, row))
-
-
-# -- the parent side ---------------------------------------------------------------------------
+# -- the recording -----------------------------------------------------------------------------
 
 
 @dataclass
-class _Proc:
-    process: Any
-    conn: Connection
-    index: int | None = None  # the trial it trains
-    units: int = 0  # units of that trial done so far
+class _Curve:
+    """One configuration's curve as its units come back."""
+
+    config: dict[str, Any]
+    values: list[float | None]
+    metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    times: list[tuple[float, float]] = field(default_factory=list)  # (wall, cpu) per unit
+    state: bytes | None = None
+    k: int = 0  # units done
+    error: str | None = None
+
+    def add(self, ev: Finished, metric: str) -> bool:
+        """A unit's result; True when the curve is complete (or stopped early)."""
+        units = len(self.values)
+        self.times.append((ev.seconds, ev.cpu_seconds))
+        for name, v in ev.metrics.items():
+            if name != metric and isinstance(v, int | float) and not isinstance(v, bool):
+                series = self.metrics.setdefault(name, [None] * units)
+                series[self.k] = _round(v) if math.isfinite(v) else None
+        if ev.value is None:
+            return self.stop(f"unit {self.k + 1}: {ev.error or 'failed'}")
+        self.values[self.k] = _round(ev.value)
+        self.state = ev.state
+        self.k += 1
+        return self.k == units
+
+    def stop(self, why: str) -> bool:
+        self.error = why
+        return True
+
+    def row(self, cpu_clock: bool) -> dict[str, Any]:
+        return _row(self.config, self.values, self.metrics, self.times, cpu_clock, self.error)
 
 
 class _Progress:
@@ -211,88 +168,49 @@ def record(
     progress: TextIO | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``trials`` sampled configurations unit by unit; the rows of a curves file."""
+    from ash.worker.feeder import Feeder, Work
+    from ash.worker.slots import Slots
+
     units = int(spec.schedule.max_resource)
     rng = random.Random(seed)
-    configs = [spec.space.sample(rng) for _ in range(trials)]
-    rows: list[dict[str, Any] | None] = [None] * trials
-    pending: deque[int] = deque(range(trials))
-    ctx = mp.get_context("spawn")
-    procs: list[_Proc] = []
-    done = failed = deaths = 0
+    curves = [_Curve(spec.space.sample(rng), [None] * units) for _ in range(trials)]
+    # the native kernel on one thread runs in the training thread: its CPU clock is its cost
+    cpu_clock = spec.trainer is not None and spec.trainer.type == "mlp" and threads == 1
+    pending: deque[int] = deque(range(trials))  # trials not started
+    ready: deque[int] = deque()  # trials whose next unit may go out
+    running: dict[int, int] = {}  # job id -> trial
+    ids = itertools.count()
+    done = failed = 0
     bar = _Progress(trials, trials * units, progress)
-
-    def start() -> _Proc:
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(child, spec, units, threads), daemon=True)
-        p.start()
-        child.close()
-        return _Proc(p, parent)
-
-    def finish(i: int, row: dict[str, Any]) -> None:
-        nonlocal done, failed
-        rows[i] = row
-        done += 1
-        failed += "error" in row
-
-    def feed(proc: _Proc) -> None:
-        if pending and proc.index is None:
-            proc.index, proc.units = pending.popleft(), 0
-            with contextlib.suppress(OSError, ValueError):  # a dead process: its sentinel says
-                proc.conn.send((proc.index, configs[proc.index]))
-
+    feeder = Feeder(Slots(spec, min(workers, trials), threads, max_restarts=MAX_DEATHS))
     try:
-        procs = [start() for _ in range(min(workers, trials))]
-        for proc in procs:
-            feed(proc)
         while done < trials:
-            ready = wait([p.conn for p in procs] + [p.process.sentinel for p in procs], 1.0)
-            for n, proc in enumerate(list(procs)):
-                if proc.conn in ready:
-                    try:
-                        msg = proc.conn.recv()
-                    except (EOFError, OSError):
-                        pass  # it died: below
-                    else:
-                        if msg[0] == "setup-error":
-                            raise UserError(msg[1])
-                        if msg[0] == "unit":
-                            proc.units += 1
-                        else:
-                            proc.index = None
-                            finish(msg[1], msg[2])
-                            feed(proc)
-                        continue  # a death is handled once its messages are read
-                elif proc.process.sentinel not in ready:
-                    continue
-                proc.process.join(timeout=5)
-                deaths += 1
-                code = proc.process.exitcode
-                if deaths > MAX_DEATHS:
-                    raise UserError(
-                        f"worker processes died {deaths} times (last exit code {code}); "
-                        "is the trainer crashing its process?"
-                    )
-                if proc.index is not None:
-                    i = proc.index
-                    why = f"unit {proc.units + 1}: worker process died (exit code {code})"
-                    finish(i, _row(configs[i], [None] * units, {}, [], False, why))
-                proc.conn.close()
-                procs[n] = start()
-                feed(procs[n])
-            running = sum(p.units for p in procs if p.index is not None)
-            bar.update(done, done * units + running, failed)
+            round: list[Work] = []
+            while feeder.next_slot(round) is not None and (ready or pending):
+                i = ready.popleft() if ready else pending.popleft()
+                c = curves[i]
+                job = next(ids)
+                running[job] = i
+                round.append(Work(job, c.config, float(c.k), float(c.k + 1), c.state))
+            feeder.start(round, more=False)
+            for ev in feeder.wait(1.0):
+                i = running.pop(ev.job_id)
+                c = curves[i]
+                if isinstance(ev, Died):
+                    why = f"unit {c.k + 1}: worker process died (exit code {ev.exitcode})"
+                    end = c.stop(why)
+                else:
+                    end = c.add(ev, spec.metric)
+                if end:
+                    done += 1
+                    failed += c.error is not None
+                else:
+                    ready.append(i)
+            bar.update(done, sum(c.k for c in curves), failed)
     finally:
-        for proc in procs:
-            with contextlib.suppress(OSError, ValueError):
-                proc.conn.send(None)
-        for proc in procs:
-            proc.process.join(timeout=0.5 if done == trials else 0)
-            if proc.process.is_alive():
-                proc.process.terminate()
-                proc.process.join(timeout=5)
-            proc.conn.close()
+        feeder.slots.shutdown(grace=0.5 if done == trials else 0.0)
     bar.update(done, trials * units, failed, final=True)
-    return [r for r in rows if r is not None]
+    return [c.row(cpu_clock) for c in curves]
 
 
 def _check_args(args: argparse.Namespace, spec: StudySpec) -> tuple[Path, int]:
