@@ -59,6 +59,7 @@ class Status:
     rungs: list[list[tuple[float, int]]]  # (resource, results) per rung, per bracket
     best: dict[str, Any] | None
     error: str | None  # why nothing more can be recorded (a full disk), or None
+    workers: int | None = None  # connected workers, where a transport counts them
 
 
 @dataclass(frozen=True)

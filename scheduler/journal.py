@@ -217,11 +217,14 @@ def _lock(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        pid = _flock_holder(os.fstat(fd))
         os.close(fd)
         try:
             holder = note.read_text(errors="replace").split()
         except OSError:
             holder = []
+        if pid is not None:  # this host's kernel knows (a hard link has no note of its own)
+            holder = [str(pid), socket.gethostname()]
         who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
         raise JournalError(
             f"{path}: in use by {who} (lock {note}); one study has one owner: stop that "
@@ -230,6 +233,20 @@ def _lock(path: Path) -> int:
     with contextlib.suppress(OSError):  # without the note, only a refusal's message is poorer
         note.write_text(f"{os.getpid()} {socket.gethostname()}\n")
     return fd
+
+
+def _flock_holder(st: os.stat_result) -> int | None:
+    """The pid holding a flock on the file of ``st`` on this host (Linux ``/proc/locks``)."""
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == want and parts[4].isdigit():
+            return int(parts[4])
+    return None
 
 
 def _check_header(
@@ -334,7 +351,7 @@ def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int, int]:
         try:
             rec = json.loads(text)  # type: ignore[arg-type]
         except ValueError:
-            if header is None:
+            if header is None and FORMAT.encode() not in line:
                 raise JournalError(f"{path}: not an ash journal (no header)") from None
             _damaged(path, n, data, end, "not JSON")
         if header is None:

@@ -272,9 +272,21 @@ def test_a_symlink_or_hard_link_to_a_journal_in_use_is_refused(tmp_path: Path) -
     os.link(journal, tmp_path / "hard.jsonl")
     (tmp_path / "t.jsonl").write_bytes(b'{"event": "assign", "t": 0')  # being written
     for alias in ("sym.jsonl", "hard.jsonl"):
-        with pytest.raises(JournalError, match="in use by"):
+        with pytest.raises(JournalError, match=f"in use by pid {os.getpid()} "):
             open_study(
                 make_spec(max_trials=5), journal=tmp_path / alias, trace=tmp_path / "t.jsonl"
             )
     assert (tmp_path / "t.jsonl").read_bytes() == b'{"event": "assign", "t": 0'  # untouched
     first.driver.close()
+
+
+def test_a_damaged_header_is_named_as_line_1(tmp_path: Path) -> None:
+    spec = make_spec(max_trials=20)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal).driver
+    run_some(d)
+    d.close()
+    data = journal.read_bytes()
+    journal.write_bytes(data.replace(b'"format":"ash-journal"', b'"format":"ash-journal', 1))
+    with pytest.raises(JournalError, match=r"line 1 is damaged"):
+        open_study(spec, journal=journal)

@@ -839,7 +839,7 @@ def main() -> int:
     ap.add_argument("--case", choices=[*CASES, "all"], default="kills")
     ap.add_argument("--kills", type=int, default=10, help="kills: scheduler kill -9s")
     ap.add_argument("--workers", type=int, default=4, help="kills: workers")
-    ap.add_argument("--trials", type=int, default=400, help="kills: trials")
+    ap.add_argument("--trials", type=int, default=2000, help="kills: trials")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--restarts", type=int, default=5, help="restarts: scheduler kill -9s")
     ap.add_argument("--json", help="write the cases' summaries to this file")

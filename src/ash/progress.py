@@ -9,7 +9,6 @@ silent, so logs are not flooded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, Group
@@ -17,44 +16,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ash.scheduler.driver import Status
 from ash.scheduler.results import ranked_trials
 
-
-@dataclass
-class Snapshot:
-    study: str
-    algorithm: str
-    metric: str
-    trials: int
-    max_trials: int | None
-    results: int
-    failed: int
-    running: int
-    elapsed: float
-    time_limit: float | None = None
-    workers: int | None = None
-    finished: bool = False
-    rungs: list[list[tuple[float, int]]] = field(default_factory=list)  # per bracket
-    best: dict[str, Any] | None = None
+Snapshot = Status  # what the display shows: the driver's Status (workers from a Status call)
 
 
 def from_driver(driver: Any) -> Snapshot:
-    st = driver.status()
-    return Snapshot(
-        study=st.study,
-        algorithm=st.algorithm,
-        metric=st.metric,
-        trials=st.trials,
-        max_trials=st.max_trials,
-        results=st.results,
-        failed=st.failed,
-        running=st.running,
-        elapsed=st.elapsed,
-        time_limit=st.time_limit,
-        finished=st.finished,
-        rungs=st.rungs,
-        best=st.best,
-    )
+    st: Status = driver.status()
+    return st
 
 
 def from_status(st: Any) -> Snapshot:
@@ -79,6 +49,7 @@ def from_status(st: Any) -> Snapshot:
         study=st.study,
         algorithm=st.algorithm,
         metric=st.metric,
+        mode=st.mode,
         trials=st.trials,
         max_trials=None if st.max_trials < 0 else st.max_trials,
         results=st.results,
@@ -86,10 +57,11 @@ def from_status(st: Any) -> Snapshot:
         running=st.running,
         elapsed=st.elapsed_s,
         time_limit=st.time_limit_s or None,
-        workers=st.workers,
         finished=st.finished,
         rungs=rungs,
         best=best,
+        error=st.error or None,
+        workers=st.workers,
     )
 
 
