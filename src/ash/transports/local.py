@@ -38,10 +38,9 @@ class SlotBackend:
         return self.feeder.next_slot([_work(a) for a in round])
 
     def start(self, round: Sequence[Assignment], more: bool) -> None:
-        self._round.update((a.job.job_id, a) for a in round)
+        if self.plans:  # traced as each starts (_started)
+            self._round.update((a.job.job_id, a) for a in round)
         self.feeder.start([_work(a) for a in round], more)
-        if not self.plans:
-            self._round.clear()
 
     def _started(self, work: Work, slot: str, threads: int) -> None:
         """A planned job starts: its assign event says the slot and threads it got."""
