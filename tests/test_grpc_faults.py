@@ -80,21 +80,34 @@ sleep = {sleep}
 """
 
 
+def one_long_job(
+    tmp_path: Path,
+    cleanup: list[Any],
+    trainer: str,
+    sleep: float,
+    env: dict[str, str] | None = None,
+) -> tuple[Path, int, tuple[str, ...], Scheduler, subprocess.Popen[str]]:
+    """A journaled scheduler on a fixed port with a one-job study of ``trainer`` (the job
+    sleeps ``sleep`` s, max_attempts = 1) and one worker: (spec, port, args, scheduler, worker)."""
+    (tmp_path / "long_trainer.py").write_text(trainer)
+    spec = tmp_path / "study.toml"
+    spec.write_text(LONG_SPEC.format(trials=1, sleep=sleep))
+    port = free_port()
+    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "20")
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    w = worker(s.target, tmp_path, "w", "--retry-for", "60", env=env)
+    cleanup.append(w)
+    return spec, port, args, s, w
+
+
 def test_scheduler_restarts_during_a_long_job_cost_it_nothing(
     tmp_path: Path, cleanup: list[Any]
 ) -> None:
     """max_attempts = 1, and the scheduler is killed (-9) three times while the one job runs:
     the worker keeps training, re-attaches the job to each new scheduler, and the trial ends
     with its result, no loss traced and no error."""
-    (tmp_path / "long_trainer.py").write_text(LONG)
-    spec = tmp_path / "study.toml"
-    spec.write_text(LONG_SPEC.format(trials=1, sleep=12.0))
-    port = free_port()
-    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "20")
-    s = Scheduler(spec, tmp_path, *args, port=port)
-    cleanup.append(s)
-    w = worker(s.target, tmp_path, "w", "--retry-for", "60")
-    cleanup.append(w)
+    spec, port, args, s, w = one_long_job(tmp_path, cleanup, LONG, 12.0)
     deadline = time.monotonic() + 30
     trace = tmp_path / "t.jsonl"
     while not trace.exists() or "assign" not in trace.read_text():
@@ -264,16 +277,8 @@ def test_a_result_sent_to_a_scheduler_that_died_is_not_trained_again(
     """The scheduler is frozen (SIGSTOP) while the job finishes, so its result reaches the
     socket but never the journal, then killed: the worker kept the result until it was
     recorded, offers it to the restarted scheduler, and the job is not trained twice."""
-    (tmp_path / "long_trainer.py").write_text(LOGGED)
-    spec = tmp_path / "study.toml"
-    spec.write_text(LONG_SPEC.format(trials=1, sleep=2.0))
-    port = free_port()
-    args = ("--journal", "j.jsonl", "--trace", "t.jsonl", "--out", "out", "--lease", "20")
-    s = Scheduler(spec, tmp_path, *args, port=port)
-    cleanup.append(s)
     runs = tmp_path / "runs.txt"
-    w = worker(s.target, tmp_path, "w", "--retry-for", "60", env={"RUNS": str(runs)})
-    cleanup.append(w)
+    spec, port, args, s, w = one_long_job(tmp_path, cleanup, LOGGED, 2.0, {"RUNS": str(runs)})
     deadline = time.monotonic() + 30
     while not runs.exists():
         assert time.monotonic() < deadline, "the job never started"

@@ -14,7 +14,7 @@ import pytest
 
 from ash.scheduler.driver import CheckpointStoreError, Driver, open_study
 from ash.scheduler.journal import JournalError, seal, unseal
-from ash.spec import parse_spec
+from ash.spec import StudySpec, parse_spec
 from helpers import make_spec
 
 
@@ -38,6 +38,16 @@ def run_some(driver: Driver, n: int = 12) -> None:
         assert a is not None
         driver.complete(a.job.job_id, a.job.config["x"], {"loss": 1.0}, b"s")
     driver.sync()
+
+
+def journal_of_some(tmp_path: Path) -> tuple[StudySpec, Path]:
+    """A closed journal of a 20-trial study that ran some jobs (``run_some``)."""
+    spec = make_spec(max_trials=20)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal).driver
+    run_some(d)
+    d.close()
+    return spec, journal
 
 
 def crash(driver: Driver) -> None:
@@ -95,11 +105,7 @@ def flip(path: Path, line: int) -> bytes:
 
 
 def test_damage_in_the_middle_refuses_names_the_line_and_leaves_the_file(tmp_path: Path) -> None:
-    spec = make_spec(max_trials=20)
-    journal = tmp_path / "j.jsonl"
-    d = open_study(spec, journal=journal).driver
-    run_some(d)
-    d.close()
+    spec, journal = journal_of_some(tmp_path)
     damaged = flip(journal, 6)
     with pytest.raises(JournalError, match=r"line 6 is damaged \(checksum mismatch\)"):
         open_study(spec, journal=journal)
@@ -107,11 +113,7 @@ def test_damage_in_the_middle_refuses_names_the_line_and_leaves_the_file(tmp_pat
 
 
 def test_a_record_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
-    spec = make_spec(max_trials=20)
-    journal = tmp_path / "j.jsonl"
-    d = open_study(spec, journal=journal).driver
-    run_some(d)
-    d.close()
+    spec, journal = journal_of_some(tmp_path)
     lines = journal.read_bytes().split(b"\n")
     lines[3] = seal(json.dumps({"r": "three", "v": 1.0, "m": {}, "t": 1.0})).encode()
     journal.write_bytes(b"\n".join(lines))
@@ -120,11 +122,7 @@ def test_a_record_of_the_wrong_shape_is_named(tmp_path: Path) -> None:
 
 
 def test_a_torn_tail_is_still_cut(tmp_path: Path) -> None:
-    spec = make_spec(max_trials=20)
-    journal = tmp_path / "j.jsonl"
-    d = open_study(spec, journal=journal).driver
-    run_some(d)
-    d.close()
+    spec, journal = journal_of_some(tmp_path)
     good = journal.read_bytes()
     journal.write_bytes(good + b'{"r":3,"v":0.1,"m":{},"e":null,"t":2.0,"#":"00')
     again = open_study(spec, journal=journal)
@@ -161,11 +159,7 @@ def test_a_reordered_space_is_refused(tmp_path: Path) -> None:
 def test_a_diverging_decision_is_refused_on_replay(tmp_path: Path) -> None:
     """Whatever changed (the code, a space the header does not catch), a replayed new trial
     whose config differs from the one recorded stops the resume, naming the parameter."""
-    spec = make_spec(max_trials=20)
-    journal = tmp_path / "j.jsonl"
-    d = open_study(spec, journal=journal).driver
-    run_some(d)
-    d.close()
+    spec, journal = journal_of_some(tmp_path)
     lines = journal.read_bytes().split(b"\n")
     for i, raw in enumerate(lines[1:], start=1):
         rec = json.loads(unseal(raw) or b"{}")
@@ -281,11 +275,7 @@ def test_a_symlink_or_hard_link_to_a_journal_in_use_is_refused(tmp_path: Path) -
 
 
 def test_a_damaged_header_is_named_as_line_1(tmp_path: Path) -> None:
-    spec = make_spec(max_trials=20)
-    journal = tmp_path / "j.jsonl"
-    d = open_study(spec, journal=journal).driver
-    run_some(d)
-    d.close()
+    spec, journal = journal_of_some(tmp_path)
     data = journal.read_bytes()
     journal.write_bytes(data.replace(b'"format":"ash-journal"', b'"format":"ash-journal', 1))
     with pytest.raises(JournalError, match=r"line 1 is damaged"):
