@@ -242,6 +242,7 @@ def spawn(system: str, n: int, seed: int, budget_s: float) -> Row:
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     row: Row = json.loads(out.strip().splitlines()[-1])
+    row["loadavg_1min_after"] = os.getloadavg()[0]
     return row
 
 
@@ -267,6 +268,12 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "optuna": optuna.__version__,
         "kernel": platform.release(),
+        "ash": subprocess.run(
+            ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip(),
     }
 
 

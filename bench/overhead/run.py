@@ -6,7 +6,9 @@ config and the resource), a one-parameter space, ``N`` trials, two trials at a t
 - **ash (daemons)**: ``ash-scheduler`` (journal with fsync, or ``--no-fsync``) and two
   ``ash-worker --slots 1 --threads 1 [--prefetch K]`` processes running ``noop:fit`` in their
   slot processes, all over gRPC on 127.0.0.1. A result is a ``result`` record of the scheduler's
-  journal. ``--prefetch`` is used only when ``ash-worker --help`` offers it.
+  journal. Three settings: ``--prefetch K`` (system ``ash``), ``--prefetch 0`` (``ash-p0``) and
+  no flag at all (``ash-auto``: the worker's default, ``auto`` since 97c1c9b). ``--prefetch`` is
+  passed only when ``ash-worker --help`` offers it.
 - **ash (scheduler + 2 asyncio clients)**: the same ``ash-scheduler``, with the workers replaced
   by two lightweight grpc.aio client processes (``sessions.py``), one session each, that answer
   every assignment at once: what the scheduler and the wire cost without the worker daemon.
@@ -130,12 +132,14 @@ def run_ash(
     client_slots: int | None = None,
     out: bool = False,
 ) -> Run:
-    """ash over gRPC: with two ash-worker daemons (``prefetch``), or with two asyncio client
-    processes of one session each (``client_slots`` in their hello)."""
+    """ash over gRPC: with two ash-worker daemons (``--prefetch prefetch``; None: no flag, the
+    worker's default), or with two asyncio client processes of one session each
+    (``client_slots`` in their hello)."""
     folder = Path(tempfile.mkdtemp(prefix="ash-", dir=tmp))
     spec = S.write_spec(folder, "overhead", size)
     if client_slots is None:
-        kind = f"ash (2 ash-worker daemons, prefetch {prefetch or 0})"
+        setting = "default prefetch" if prefetch is None else f"prefetch {prefetch}"
+        kind = f"ash (2 ash-worker daemons, {setting})"
     else:
         kind = f"ash (scheduler + 2 asyncio clients, slots {client_slots})"
     system = f"{kind}, {'fsync' if fsync else 'no fsync'}" + (", --out" if out else "")
@@ -163,7 +167,7 @@ def run_ash(
                     "--retry-for",
                     "5",
                 ]
-                if prefetch:
+                if prefetch is not None:
                     cmd += ["--prefetch", str(prefetch)]
             else:
                 cmd = S.client_cmd(
@@ -666,8 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefetch", type=int, default=32, help="ash-worker --prefetch when offered")
     p.add_argument(
         "--systems",
-        default="ash,ash-p0,ash-out,ash-clients,optuna-journal,optuna-memory,ray",
-        help="which systems to run (ash = daemons with --prefetch; ash-p0 = without)",
+        default="ash,ash-auto,ash-p0,ash-out,ash-clients,optuna-journal,optuna-memory,ray",
+        help="which systems to run (ash = daemons with --prefetch K; ash-auto = no --prefetch "
+        "flag, the worker's default; ash-p0 = --prefetch 0)",
     )
     p.add_argument("--no-sessions", action="store_true", help="skip the 1,000-session part")
     p.add_argument("--sessions", type=int, default=1000, help="sessions in the second part")
@@ -723,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             for rep in range(reps[size]):
                 print(f"size {size:,}, repetition {rep + 1}/{reps[size]}", flush=True)
-                if systems & {"ash", "ash-p0", "ash-out"}:
+                if systems & {"ash", "ash-auto", "ash-p0", "ash-out"}:
                     for fsync in (True, False):
                         if prefetch_ok and "ash" in systems:
                             record(
@@ -736,9 +741,20 @@ def main(argv: list[str] | None = None) -> int:
                                 ),
                                 args.budget_ash,
                             )
+                        if "ash-auto" in systems:
+                            record(
+                                run_ash(size, fsync=fsync, budget=args.budget_ash, tmp=tmp),
+                                args.budget_ash,
+                            )
                         if rep == 0 and "ash-p0" in systems:
                             record(
-                                run_ash(size, fsync=fsync, budget=args.budget_slow, tmp=tmp),
+                                run_ash(
+                                    size,
+                                    fsync=fsync,
+                                    budget=args.budget_slow,
+                                    tmp=tmp,
+                                    prefetch=0 if prefetch_ok else None,
+                                ),
                                 args.budget_slow,
                             )
                     if rep == 0 and size <= 10_000 and "ash-out" in systems:
