@@ -17,7 +17,6 @@ from pathlib import Path
 
 from ash.errors import UserError
 from ash.spec import StudySpec
-from ash.worker.datasets import BUNDLED
 
 TRAINER_TYPES = ("mlp", "python")
 
@@ -58,7 +57,11 @@ class TrustPolicy:
         return self._dataset_refusal(t.dataset, spec.base_dir)
 
     def _dataset_refusal(self, dataset: str, base_dir: Path) -> str | None:
-        if self.data_root is None or dataset in BUNDLED:
+        if self.data_root is None:
+            return None
+        from ash.worker.datasets import BUNDLED  # numpy: only when a root is to be checked
+
+        if dataset in BUNDLED:
             return None
         path = (base_dir / dataset).resolve()  # an absolute dataset replaces base_dir
         if path.is_relative_to(self.data_root):
