@@ -39,3 +39,20 @@ def test_native_extension_honours_threadpoolctl() -> None:
     with threadpool_limits(limits=2, user_api="openmp"):
         assert omp_max_threads() == 2
     assert any(i["user_api"] == "openmp" for i in threadpool_info())
+
+
+def test_every_package_folder_is_packaged() -> None:
+    """A package folder missing from pyproject.toml works in an editable install and breaks a
+    real one: every folder with an __init__.py must be listed."""
+    import tomllib
+
+    from helpers import ROOT
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {v: k for k, v in cfg["package-dir"].items()}
+    assert set(cfg["packages"]) == set(dirs.values())
+    for init in ROOT.glob("**/__init__.py"):
+        folder = init.parent.relative_to(ROOT).as_posix()
+        if folder.startswith(("tests", "bench", ".venv", "build")) or "/." in folder:
+            continue
+        assert folder in dirs, f"{folder} is not in pyproject.toml's packages"
