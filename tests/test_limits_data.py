@@ -23,15 +23,18 @@ from ash.worker import datasets
 from ash.worker.datasets import MAX_LINE_BYTES, DataError, load
 from helpers import BIN, EXAMPLES
 
+# peak RSS of this process's own memory (VmHWM): ru_maxrss survives exec on Linux, so in a
+# child of a large pytest process it would report the parent's peak
 PROBE = """
-import resource, sys
+import sys
 from ash.worker.datasets import DataError, load
 try:
     load(sys.argv[1])
     print("loaded")
 except DataError as exc:
     print(exc)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(int(hwm.split()[1]) // 1024)
 """
 
 
