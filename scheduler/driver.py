@@ -100,6 +100,9 @@ class Driver:
         self.errors: list[tuple[int, str]] = []  # (trial, message) of failed jobs
         self.replaying = False
         self.store_error: str | None = None  # the checkpoint store failed: record nothing more
+        # called under the lock with (kind, job, fields) for "trial" (a new trial's first job)
+        # and "result": keep them cheap (ash.integrations queues them for its own thread)
+        self.observers: list[Callable[[str, Job, Mapping[str, Any]], None]] = []
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -151,6 +154,8 @@ class Driver:
         if not defer_trace:
             self.trace.assign(now, job, worker, **(trace_extra or {}))
         self.results.assign(job)
+        if new:
+            self._tell("trial", job, {})
         return a
 
     def trace_assign(self, a: Assignment, **extra: Any) -> None:
@@ -200,6 +205,7 @@ class Driver:
             self.results.result(job, value, metrics)
             if error is not None:
                 self.errors.append((job.trial, error))
+            self._tell("result", job, {"value": value, "metrics": metrics or {}, "error": error})
             return True
 
     def lose(self, job_id: int, *, charge: bool = True, why: str | None = None) -> bool:
@@ -236,6 +242,8 @@ class Driver:
                         f"max_attempts of this study; last: {why or 'its worker vanished'}",
                     )
                 )
+                lost: dict[str, Any] = {"value": None, "metrics": {}, "error": self.errors[-1][1]}
+                self._tell("result", job, lost)
             return True
 
     @property
@@ -344,6 +352,11 @@ class Driver:
     def issued(self, job_id: int) -> bool:
         """Whether ``job_id`` was ever handed out."""
         return 0 <= job_id < self.core.next_id
+
+    def _tell(self, kind: str, job: Job, fields: Mapping[str, Any]) -> None:
+        if not self.replaying:
+            for observer in self.observers:
+                observer(kind, job, fields)
 
     def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Call ``listener`` with every trace event as it happens (live views, Watch)."""

@@ -16,4 +16,12 @@ def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _tune(*args, **kwargs)
 
 
+def __getattr__(name: str) -> Any:
+    if name == "integrations":  # ash.integrations.MLflowCallback without importing it first
+        import importlib
+
+        return importlib.import_module("ash.integrations")
+    raise AttributeError(f"module 'ash' has no attribute {name!r}")
+
+
 __all__ = ["__version__", "tune"]

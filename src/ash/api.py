@@ -9,12 +9,15 @@ cleanly; what was done is still written and returned, marked ``"interrupted": tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ash.spec import StudySpec, load_spec, parse_spec
 from ash.transports.inproc import run_inproc
+
+if TYPE_CHECKING:
+    from ash.integrations import Callback
 
 
 def tune(
@@ -35,12 +38,14 @@ def tune(
     out: str | Path | None = None,
     trace: str | Path | None = None,
     progress: bool = True,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
     ``target`` is a spec file, a StudySpec, or a trainer function
     ``fn(config, start, stop, state) -> (metrics, state)`` (see the README), in which case
     ``space`` (the ``[space]`` table as a dict) and the other keywords make the spec.
+    ``callbacks``: ash.integrations callbacks (MLflowCallback, TensorBoardCallback, your own).
     Returns the results document (``["best"]``, ``["trials"]``).
     """
     if callable(target) and not isinstance(target, str | Path | StudySpec):
@@ -81,8 +86,15 @@ def tune(
             trace=trace,
             progress=progress,
             trainer=target,
+            callbacks=callbacks,
         )
     spec = target if isinstance(target, StudySpec) else load_spec(target)
     return run_inproc(
-        spec, workers=workers, threads=threads, out=out, trace=trace, progress=progress
+        spec,
+        workers=workers,
+        threads=threads,
+        out=out,
+        trace=trace,
+        progress=progress,
+        callbacks=callbacks,
     )

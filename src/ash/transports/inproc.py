@@ -12,15 +12,18 @@ fails stops it with ``"error"`` (what was done is written; the same journal resu
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ash.cores import available_cores, resolve_threads
 from ash.scheduler import loop
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import JournalError
 from ash.spec import StudySpec
+
+if TYPE_CHECKING:
+    from ash.integrations import Callback
 
 
 def run_inproc(
@@ -33,9 +36,11 @@ def run_inproc(
     journal: str | Path | None = None,
     progress: bool = True,
     trainer: Callable[..., Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Run ``spec`` on local worker processes; return the results document. With ``journal``
-    the study is crash-safe and, started again on the same journal, resumes where it stood."""
+    the study is crash-safe and, started again on the same journal, resumes where it stood.
+    ``callbacks`` (ash.integrations) hear of every trial, report and result of this run."""
     from ash.paths import check_out_dir, check_trace_file
     from ash.progress import Progress, from_driver
     from ash.report import write_report
@@ -62,6 +67,11 @@ def run_inproc(
             spec, n, custom_trainer=trainer is not None, log=log if progress else None
         )
         title = f"{spec.name}: {spec.algorithm}, {n} workers, threads auto ({planner.cores} cores)"
+    hooks = None
+    if callbacks:
+        from ash.integrations import Callbacks
+
+        hooks = Callbacks(callbacks, spec)  # checked before the journal is taken
     opened = open_study(spec, journal=journal, trace=trace)
     driver = opened.driver
     if opened.resumed_records:
@@ -74,6 +84,8 @@ def run_inproc(
     interrupted = False
     backend = None
     try:
+        if hooks is not None:
+            hooks.attach(driver)  # after a resume's replay: only this run's events are told
         if planner is not None:
             planner.warm()  # before the slots start: nothing else runs yet
             if planner.serial():  # every shape on one thread: nothing to plan per job
@@ -87,8 +99,15 @@ def run_inproc(
         if driver.broken is None:
             raise
         print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
+    except BaseException:
+        if hooks is not None:  # broke off: end the callbacks all the same
+            hooks.close(None)
+        raise
     finally:
         if backend is not None:
             backend.close()
         driver.close()
-    return write_outcome(driver, out, interrupted=interrupted, report=write_report)
+    doc = write_outcome(driver, out, interrupted=interrupted, report=write_report)
+    if hooks is not None:
+        hooks.close(doc)
+    return doc

@@ -1,0 +1,152 @@
+"""Tracking callbacks against the real libraries' local stores: MLflow (a sqlite store read back
+with MlflowClient) and TensorBoard (event files read back with tensorboard's EventAccumulator),
+fed by a real embedded study; a failing or missing integration is reported, never silent."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ash
+from ash.integrations import Callback, CallbackError, MLflowCallback, Result, TensorBoardCallback
+
+SPACE = {"x": {"uniform": [0.0, 1.0]}, "width": {"choice": [1, 2]}}
+
+
+def fit(config: dict[str, Any], start: float, stop: float, state: bytes | None) -> Any:
+    if config["x"] > 0.9:
+        raise ValueError("x too large")
+    loss = (config["x"] - 0.3) ** 2 + 1.0 / stop
+    return {"loss": loss, "acc": 1.0 - loss, "note": "text is not plotted"}, None
+
+
+def study(callbacks: list[Callback], **kw: Any) -> dict[str, Any]:
+    return ash.tune(
+        fit,
+        space=SPACE,
+        max_resource=9,
+        reduction_factor=3,
+        max_trials=12,
+        workers=2,
+        threads=1,
+        progress=False,
+        callbacks=callbacks,
+        **kw,
+    )
+
+
+def by_trial(doc: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    return {t["trial"]: t for t in doc["trials"]}
+
+
+def test_mlflow_one_run_per_trial_with_params_metrics_and_status(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    doc = study([MLflowCallback(tracking_uri=uri, experiment_name="exp")])
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("exp")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    trials = by_trial(doc)
+    assert len(trials) == 12
+    assert sorted(int(r.data.tags["ash.trial"]) for r in runs) == sorted(trials)
+    statuses = set()
+    for run in runs:
+        t = trials[int(run.data.tags["ash.trial"])]
+        assert run.info.run_name == f"fit-trial-{t['trial']}"
+        assert run.data.params == {k: str(v) for k, v in t["config"].items()}
+        assert run.data.tags["ash.status"] == t["status"]
+        ok = [r for r in t["results"] if r["value"] is not None]
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert [(m.step, m.value) for m in history] == [
+            (round(r["resource"]), r["metrics"]["loss"]) for r in ok
+        ]
+        rungs = client.get_metric_history(run.info.run_id, "ash.rung")
+        assert [m.value for m in rungs] == [r["rung"] for r in t["results"]]
+        assert "note" not in run.data.metrics
+        if t["status"] == "failed":
+            assert run.info.status == "FAILED"
+            assert "x too large" in run.data.tags["ash.error"]
+        else:
+            assert run.info.status == "FINISHED"
+        statuses.add(t["status"])
+        assert (run.data.tags.get("ash.best") == "true") == (t["trial"] == doc["best"]["trial"])
+    assert "stopped" in statuses and "completed" in statuses
+
+
+def test_tensorboard_scalars_and_hparams_per_trial(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir = tmp_path / "tb"
+    doc = study([TensorBoardCallback(logdir)])
+    trials = by_trial(doc)
+    assert sorted(p.name for p in logdir.iterdir()) == [f"trial-{t:04d}" for t in sorted(trials)]
+    for t in trials.values():
+        acc = EventAccumulator(str(logdir / f"trial-{t['trial']:04d}"))
+        acc.Reload()
+        ok = [r for r in t["results"] if r["value"] is not None]
+        if ok:
+            assert [(e.step, pytest.approx(e.value)) for e in acc.Scalars("loss")] == [
+                (round(r["resource"]), r["metrics"]["loss"]) for r in ok
+            ]
+        assert [e.value for e in acc.Scalars("ash/rung")] == [r["rung"] for r in t["results"]]
+        assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def on_trial_start(self, trial: int, config: Mapping[str, Any]) -> None:
+        self.events.append(("trial", trial))
+
+    def on_result(self, result: Result) -> None:
+        self.events.append(("result", (result.trial, result.rung)))
+
+    def on_study_end(self, doc: Mapping[str, Any] | None) -> None:
+        self.events.append(("end", doc is not None))
+
+
+class Broken(Callback):
+    def on_result(self, result: Result) -> None:
+        raise RuntimeError("tracking server down")
+
+
+def test_own_callback_sees_every_event_in_order_and_a_failing_one_is_dropped(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    rec = Recorder()
+    doc = study([Broken(), rec])
+    trials = by_trial(doc)
+    starts = [e[1] for e in rec.events if e[0] == "trial"]
+    results = [e[1] for e in rec.events if e[0] == "result"]
+    assert sorted(starts) == sorted(trials)
+    assert sorted(results) == sorted(
+        (t["trial"], r["rung"]) for t in trials.values() for r in t["results"]
+    )
+    for trial, rung in results:  # a trial starts before its first result
+        assert rec.events.index(("trial", trial)) < rec.events.index(("result", (trial, rung)))
+    assert rec.events[-1] == ("end", True)
+    err = capfd.readouterr().err
+    assert err.count("callback Broken.on_result failed (RuntimeError: tracking server down)") == 1
+
+
+def test_missing_library_and_bad_store_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(CallbackError, match=r"pip install 'ash-hpo\[tensorboard\]'"):
+        study([TensorBoardCallback(tmp_path / "tb")])
+    (tmp_path / "file").write_text("")
+    monkeypatch.delitem(sys.modules, "tensorboardX")
+    with pytest.raises(CallbackError, match=r"logdir .*file/tb"):
+        study([TensorBoardCallback(tmp_path / "file" / "tb")])
+    with pytest.raises(CallbackError, match="MLflowCallback: tracking_uri"):
+        study([MLflowCallback(tracking_uri=f"sqlite:///{tmp_path}/file/x.db")])
+    with pytest.raises(CallbackError, match=r"not an ash\.integrations\.Callback"):
+        study([object()])  # type: ignore[list-item]
