@@ -86,7 +86,7 @@ def epoch(
         loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
         loss.backward()
         opt.step()
-        total += float(loss) * len(idx)
+        total += loss.item() * len(idx)
     model.eval()
     with torch.no_grad():
         logits = model(Xv)
