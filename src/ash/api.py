@@ -35,14 +35,21 @@ def tune(
     out: str | Path | None = None,
     trace: str | Path | None = None,
     progress: bool = True,
+    devices: str | list[str] | list[int] | None = None,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
     ``target`` is a spec file, a StudySpec, or a trainer function
-    ``fn(config, start, stop, state) -> (metrics, state)`` (see the README), in which case
-    ``space`` (the ``[space]`` table as a dict) and the other keywords make the spec.
-    Returns the results document (``["best"]``, ``["trials"]``).
+    ``fn(config, start, stop, state) -> (metrics, state)`` or ``fn(config, ctx) -> metrics``
+    (docs/python.md), in which case ``space`` (the ``[space]`` table as a dict) and the other
+    keywords make the spec. ``devices`` (``"0,1"`` or ``[0, 1]``): one worker per accelerator
+    (docs/devices.md). Returns the results document (``["best"]``, ``["trials"]``).
     """
+    device_ids = None
+    if devices is not None:
+        from ash.devices import parse_devices
+
+        device_ids = parse_devices(devices, "devices")
     if callable(target) and not isinstance(target, str | Path | StudySpec):
         if space is None:
             raise ValueError(
@@ -81,8 +88,15 @@ def tune(
             trace=trace,
             progress=progress,
             trainer=target,
+            devices=device_ids,
         )
     spec = target if isinstance(target, StudySpec) else load_spec(target)
     return run_inproc(
-        spec, workers=workers, threads=threads, out=out, trace=trace, progress=progress
+        spec,
+        workers=workers,
+        threads=threads,
+        out=out,
+        trace=trace,
+        progress=progress,
+        devices=device_ids,
     )
