@@ -391,7 +391,7 @@ class WorkerDaemon:
             except (wire.WireError, OSError, ValueError) as exc:
                 self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
                 continue
-            return a, Work(a.job_id, config, a.start, a.stop, checkpoint)
+            return a, Work(a.job_id, config, a.start, a.stop, checkpoint, a.trial, a.rung)
 
     def _drive(self, feeder: Feeder) -> None:
         """Feed idle slots from the pending queue; send results of the current session."""

@@ -16,4 +16,13 @@ def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _tune(*args, **kwargs)
 
 
-__all__ = ["__version__", "tune"]
+def __getattr__(name: str) -> Any:
+    """``ash.TrialContext``: the type of a ``(config, ctx)`` trainer's ``ctx`` (for hints)."""
+    if name == "TrialContext":
+        from ash.worker.context import TrialContext
+
+        return TrialContext
+    raise AttributeError(f"module 'ash' has no attribute {name!r}")
+
+
+__all__ = ["TrialContext", "__version__", "tune"]
