@@ -283,7 +283,7 @@ class BestResult(_message.Message):
     def __init__(self, trial: _Optional[int] = ..., value: _Optional[float] = ..., resource: _Optional[float] = ..., rung: _Optional[int] = ..., config: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error", "worker_info", "reports")
+    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error", "worker_info", "reports", "latest")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +302,7 @@ class StudyStatus(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WORKER_INFO_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
     study: str
     algorithm: str
     metric: str
@@ -320,7 +321,27 @@ class StudyStatus(_message.Message):
     error: str
     worker_info: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
     reports: int
-    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ..., worker_info: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., reports: _Optional[int] = ...) -> None: ...
+    latest: LatestReport
+    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ..., worker_info: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., reports: _Optional[int] = ..., latest: _Optional[_Union[LatestReport, _Mapping]] = ...) -> None: ...
+
+class LatestReport(_message.Message):
+    __slots__ = ("trial", "rung", "step", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    RUNG_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    trial: int
+    rung: int
+    step: float
+    metrics: _containers.MessageMap[str, Value]
+    def __init__(self, trial: _Optional[int] = ..., rung: _Optional[int] = ..., step: _Optional[float] = ..., metrics: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("id", "slots", "devices")

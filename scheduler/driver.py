@@ -61,6 +61,8 @@ class Status:
     error: str | None  # why nothing more can be recorded (a full disk), or None
     workers: int | None = None  # connected workers, where a transport counts them
     reports: int = 0  # intermediate reports (ctx.report) recorded
+    latest: dict[str, Any] | None = None  # the last of them: trial, rung, step, metrics
+    devices: dict[str, list[str]] | None = None  # worker -> its --devices, where told
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,7 @@ class Driver:
                 best=self.results.best(),
                 error=self.broken,
                 reports=self.results.n_reports,
+                latest=self.results.latest,
             )
 
     def note(self, why: str) -> None:

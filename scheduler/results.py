@@ -48,6 +48,7 @@ class Results:
         self.n_results = 0
         self.n_failed = 0
         self.n_reports = 0
+        self.latest: dict[str, Any] | None = None  # the last report: trial, rung, step, metrics
         self._job_reports: dict[int, int] = {}  # running job -> reports kept
 
     def assign(self, job: Job) -> None:
@@ -85,6 +86,8 @@ class Results:
             rec.reports.append({"rung": job.rung, "step": step, "metrics": clean})
             rec.report_jobs.append(job.job_id)
         self.n_reports += len(kept)
+        step, metrics = kept[-1]
+        self.latest = {"trial": job.trial, "rung": job.rung, "step": step, "metrics": metrics}
         return kept
 
     def result(self, job: Job, value: float | None, metrics: dict[str, Any] | None = None) -> None:

@@ -535,6 +535,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         )
         for session in self.sessions.values():
             out.worker_info.add(id=session.worker, slots=session.slots, devices=session.devices)
+        if st.latest is not None:
+            out.latest.trial = st.latest["trial"]
+            out.latest.rung = st.latest["rung"]
+            out.latest.step = st.latest["step"]
+            wire.metrics_to_pb(st.latest["metrics"], out.latest.metrics)
         for b, counts in enumerate(st.rungs):
             for k, (resource, n) in enumerate(counts):
                 out.rungs.add(bracket=b, rung=k, resource=resource, results=n)

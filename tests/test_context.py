@@ -6,15 +6,20 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import math
 import os
+import queue
 import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 import ash
+from ash.link.wire import scheduler_stub
+from ash.proto import ash_pb2 as pb
 from ash.scheduler.audit import audit_for
 from ash.scheduler.trace import read_trace
 from ash.spec import load_spec
@@ -371,3 +376,73 @@ def test_pack_round_trip_and_refusals(tmp_path: Path) -> None:
     for bad in (ckptfiles.MAGIC, ckptfiles.MAGIC + b"\x02" + bytes(8), b"plain"):
         with pytest.raises(ckptfiles.CheckpointFilesError):
             ckptfiles.split(bad)
+
+
+def session(target: str, *after_assignment: pb.WorkerMessage) -> tuple[grpc.StatusCode, int]:
+    """A raw worker session: hello, wait for a job, then send ``after_assignment`` (each
+    naming job 0 is given the job's id); its status and the job id."""
+    out: queue.Queue[pb.WorkerMessage | None] = queue.Queue()
+    out.put(pb.WorkerMessage(hello=pb.Hello(worker_id="raw", slots=1, devices=["g0"])))
+    job = -1
+    with grpc.insecure_channel(target) as ch:
+        call = scheduler_stub(ch).Session(iter(out.get, None), timeout=20)
+        try:
+            for msg in call:
+                if msg.WhichOneof("msg") == "assignment" and job < 0:
+                    job = msg.assignment.job_id
+                    st = scheduler_stub(ch).Status(pb.StatusRequest(), timeout=10)
+                    infos = [(w.id, list(w.devices)) for w in st.worker_info]
+                    assert infos == [("raw", ["g0"])]  # Status shows the worker's devices
+                    for m in after_assignment:
+                        m = pb.WorkerMessage.FromString(m.SerializeToString())
+                        for entry in m.reports.jobs:
+                            entry.job_id = entry.job_id or job
+                        if m.WhichOneof("msg") == "result":
+                            m.result.job_id = job
+                        out.put(m)
+                    out.put(None)
+        except grpc.RpcError as exc:
+            return exc.code(), job
+    return grpc.StatusCode.OK, job
+
+
+def report_msg(step: float = 1.0, n_metrics: int = 1, n_reports: int = 1) -> pb.WorkerMessage:
+    msg = pb.WorkerMessage()
+    entry = msg.reports.jobs.add(job_id=0)
+    for _ in range(n_reports):
+        r = entry.reports.add(step=step)
+        for i in range(n_metrics):
+            r.metrics[f"m{i}"].number = 0.5
+    return msg
+
+
+def test_malformed_reports_are_refused_and_the_server_lives(tmp_path: Path) -> None:
+    spec = write(tmp_path, max_trials=40)
+    sched = Scheduler(spec, tmp_path, "--lease", "30")
+    try:
+        empty_value = report_msg()
+        empty_value.reports.jobs[0].reports[0].metrics["bad"].Clear()
+        no_metrics = report_msg(n_metrics=0)
+        stranger = report_msg()
+        stranger.reports.jobs[0].job_id = 10**9  # never issued
+        for bad in (
+            report_msg(step=math.nan),
+            report_msg(step=math.inf),
+            report_msg(n_metrics=65),  # the cap of a result's metrics
+            report_msg(n_reports=257),  # MAX_REPORT_BATCH per entry
+            empty_value,
+            no_metrics,
+            stranger,
+            pb.WorkerMessage(reports=pb.ReportBatch()),  # no entries
+        ):
+            code, job = session(sched.target, bad)
+            assert job >= 0 and code == grpc.StatusCode.INVALID_ARGUMENT, (code, bad)
+            assert sched.proc.poll() is None
+        done = pb.WorkerMessage(result=pb.Result(ok=True, value=0.5))
+        code, _ = session(sched.target, report_msg(step=2), report_msg(step=3), done)
+        with grpc.insecure_channel(sched.target) as ch:
+            st: Any = scheduler_stub(ch).Status(pb.StatusRequest(), timeout=10)
+        assert code == grpc.StatusCode.OK and st.reports == 2  # the lost jobs' were dropped
+        assert st.latest.step == 3 and dict(st.latest.metrics)["m0"].number == 0.5
+    finally:
+        sched.kill()

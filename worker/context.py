@@ -9,10 +9,12 @@ the slot's accelerator (``device``, None without ``--devices``), intermediate re
 one, ``restore_dir()`` holding the previous job's, or None).
 
 Reports are checked here (ash.link.metrics: the caps of a result's metrics, and a finite step),
-so a bad one fails the trainer at the call that made it, with its traceback. They are buffered
-and handed to ``send`` in batches (at most ``MAX_REPORT_BATCH``, or every ``FLUSH_S`` seconds,
-and at the end of the job before its result), so a trainer that reports a thousand times per job
-costs a handful of messages; a job keeps its first ``MAX_REPORTS_PER_JOB`` reports.
+so a bad one fails the trainer at the call that made it, with its traceback. A report goes out
+at once when the last batch left at least ``FLUSH_S`` seconds ago (a slow epoch shows live);
+otherwise it waits in a buffer that leaves with a later report (at ``MAX_REPORT_BATCH`` reports,
+or ``FLUSH_S`` after the last batch) or at the end of the job, before its result. So a trainer
+that reports a thousand times per job costs a handful of messages; a job keeps its first
+``MAX_REPORTS_PER_JOB`` reports.
 
 File checkpoints travel packed into the state bytes (ash.worker.ckptfiles); ``Job.begin``
 unpacks the previous one into the restore folder, ``Job.finish`` packs the new one, and both
@@ -74,7 +76,7 @@ class Reporter:
         self.buffer: list[tuple[float, Metrics]] = []
         self.count = 0  # kept so far (sent or buffered)
         self.dropped = 0  # beyond MAX_REPORTS_PER_JOB
-        self._last = time.monotonic()
+        self._last = -FLUSH_S  # the first report goes at once (a slow epoch shows live)
 
     def add(self, step: Any, metrics: Mapping[str, Any]) -> None:
         s, problem = check_step(step)
