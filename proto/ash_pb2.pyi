@@ -31,7 +31,7 @@ class Checkpoint(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., size: _Optional[int] = ..., ref: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "slots", "token", "capabilities", "version", "threads", "running")
+    __slots__ = ("worker_id", "slots", "token", "capabilities", "version", "threads", "running", "devices")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Hello(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     slots: int
     token: str
@@ -46,7 +47,8 @@ class Hello(_message.Message):
     version: str
     threads: int
     running: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, worker_id: _Optional[str] = ..., slots: _Optional[int] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., threads: _Optional[int] = ..., running: _Optional[_Iterable[int]] = ...) -> None: ...
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., slots: _Optional[int] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., threads: _Optional[int] = ..., running: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("job_ids",)
@@ -101,24 +103,55 @@ class Capacity(_message.Message):
     slots: int
     def __init__(self, slots: _Optional[int] = ...) -> None: ...
 
+class Report(_message.Message):
+    __slots__ = ("step", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    step: float
+    metrics: _containers.MessageMap[str, Value]
+    def __init__(self, step: _Optional[float] = ..., metrics: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class JobReports(_message.Message):
+    __slots__ = ("job_id", "reports")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    job_id: int
+    reports: _containers.RepeatedCompositeFieldContainer[Report]
+    def __init__(self, job_id: _Optional[int] = ..., reports: _Optional[_Iterable[_Union[Report, _Mapping]]] = ...) -> None: ...
+
+class ReportBatch(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobReports]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobReports, _Mapping]]] = ...) -> None: ...
+
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "result", "release", "results", "capacity")
+    __slots__ = ("hello", "heartbeat", "result", "release", "results", "capacity", "reports")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     result: Result
     release: Release
     results: ResultBatch
     capacity: Capacity
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ...) -> None: ...
+    reports: ReportBatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., reports: _Optional[_Union[ReportBatch, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached", "capacity", "recorded")
+    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached", "capacity", "recorded", "reports")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +164,7 @@ class Welcome(_message.Message):
     ATTACHED_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RECORDED_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     study: str
     session: str
     heartbeat_s: float
@@ -143,7 +177,8 @@ class Welcome(_message.Message):
     attached: _containers.RepeatedScalarFieldContainer[int]
     capacity: bool
     recorded: bool
-    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ..., capacity: _Optional[bool] = ..., recorded: _Optional[bool] = ...) -> None: ...
+    reports: bool
+    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ..., capacity: _Optional[bool] = ..., recorded: _Optional[bool] = ..., reports: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "trial", "rung", "bracket", "start", "stop", "config", "checkpoint", "attempt")
@@ -248,7 +283,7 @@ class BestResult(_message.Message):
     def __init__(self, trial: _Optional[int] = ..., value: _Optional[float] = ..., resource: _Optional[float] = ..., rung: _Optional[int] = ..., config: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error")
+    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error", "worker_info", "reports", "latest")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +300,9 @@ class StudyStatus(_message.Message):
     BEST_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_S_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    WORKER_INFO_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
     study: str
     algorithm: str
     metric: str
@@ -281,7 +319,39 @@ class StudyStatus(_message.Message):
     best: BestResult
     time_limit_s: float
     error: str
-    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+    worker_info: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    reports: int
+    latest: LatestReport
+    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ..., worker_info: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., reports: _Optional[int] = ..., latest: _Optional[_Union[LatestReport, _Mapping]] = ...) -> None: ...
+
+class LatestReport(_message.Message):
+    __slots__ = ("trial", "rung", "step", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    RUNG_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    trial: int
+    rung: int
+    step: float
+    metrics: _containers.MessageMap[str, Value]
+    def __init__(self, trial: _Optional[int] = ..., rung: _Optional[int] = ..., step: _Optional[float] = ..., metrics: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("id", "slots", "devices")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    slots: int
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., slots: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("token",)

@@ -22,7 +22,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,9 @@ class Status:
     best: dict[str, Any] | None
     error: str | None  # why nothing more can be recorded (a full disk), or None
     workers: int | None = None  # connected workers, where a transport counts them
+    reports: int = 0  # intermediate reports (ctx.report) recorded
+    latest: dict[str, Any] | None = None  # the last of them: trial, rung, step, metrics
+    devices: dict[str, list[str]] | None = None  # worker -> its --devices, where told
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,43 @@ class Driver:
             self._tell("result", job, {"value": value, "metrics": metrics or {}, "error": error})
             return True
 
+    def report(self, job_id: int, reports: Sequence[Sequence[Any]]) -> bool:
+        """Record a running job's intermediate reports (``ctx.report``: ``[(step, metrics)]``,
+        checked by the caller); False if the job is not in flight (late) or none was kept
+        (a job keeps its first MAX_REPORTS_PER_JOB). One journal record per batch; listeners
+        get a ``report`` event (not written to the trace file, whose events are decisions)."""
+        with self.lock:
+            if self.broken is not None:
+                return False
+            job = self.core.inflight.get(job_id)
+            if job is None:
+                return False
+            kept = self.results.report(job, reports)
+            if not kept:
+                return False
+            now = self.clock()
+            self._journal({"p": job_id, "s": [[s, m] for s, m in kept], "t": now})
+            if self.trace.listeners and not self.replaying:
+                event = {
+                    "event": "report",
+                    "t": round(now, 6),
+                    "trial": job.trial,
+                    "rung": job.rung,
+                    "bracket": job.bracket,
+                    "job": job_id,
+                    "reports": [{"step": s, "metrics": m} for s, m in kept],
+                }
+                for listener in self.trace.listeners:
+                    listener(event)
+            self._tell("report", job, {"reports": kept})
+            return True
+
+    def reports(self, trial: int) -> list[dict[str, Any]]:
+        """A trial's intermediate reports so far: ``{"rung", "step", "metrics"}`` each."""
+        with self.lock:
+            rec = self.results.trials.get(trial)
+            return list(rec.reports) if rec is not None else []
+
     def lose(self, job_id: int, *, charge: bool = True, why: str | None = None) -> bool:
         """The worker of ``job_id`` vanished (``why``); False if the job had already settled,
         or if the driver is broken (the job then stays in flight: a resume re-issues it).
@@ -306,6 +346,8 @@ class Driver:
                     self.complete(int(rec["r"]), rec.get("v"), rec.get("m"), None, rec.get("e"))
                 elif "l" in rec:
                     self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
+                elif "p" in rec:
+                    self.report(int(rec["p"]), rec["s"])
         except (JournalError, UnknownJobError) as exc:
             where = self.journal.path if self.journal is not None else "journal"
             raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
@@ -337,6 +379,8 @@ class Driver:
                 rungs=self.core.rung_counts(),
                 best=self.results.best(),
                 error=self.broken,
+                reports=self.results.n_reports,
+                latest=self.results.latest,
             )
 
     def note(self, why: str) -> None:

@@ -9,6 +9,9 @@ state. Record kinds, written in the order the driver applied them:
     {"l": 31, "t": 14.0}                               a job whose worker vanished ("c": 0 when
                                                        the loss is not charged to the trial, "w":
                                                        why)
+    {"p": 31, "s": [[1, {"loss": 0.5}], ...], "t": 12.9}  a running job's intermediate reports
+                                                       (ctx.report), one record per batch
+                                                       (version 3)
 
 The first line is a header naming the study and a hash of its spec (and, from version 2, the
 spec itself and the order of its ``[space]`` keys), so a journal is never replayed against
@@ -22,7 +25,9 @@ Damage: each line of a version-2 journal ends in a CRC32 of the line (``"#":"1a2
 Only a torn last line (no newline: a crash mid-write) is dropped and cut off before appending;
 any other damage (a bad checksum, a line that does not parse, a record of the wrong shape)
 refuses to start, names the line, and leaves the file untouched (SQLite's and etcd's rule: never
-repair data silently). Version-1 journals (no checksums) are still read and continued.
+repair data silently). Version-1 journals (no checksums) and version-2 journals (no reports)
+are still read and continued; a new journal is version 3 (an older ash refuses it by its
+version, instead of calling a report record damage).
 
 One owner: a journal is locked (``flock`` on the file itself; ``JOURNAL.lock`` notes the
 owner's pid and host) for the life of the process that opened it, like etcd's and Consul's data
@@ -53,8 +58,8 @@ from typing import Any
 from ash.errors import UserError
 
 FORMAT = "ash-journal"
-VERSION = 2
-READS = (1, 2)
+VERSION = 3
+READS = (1, 2, 3)
 _SUM = ',"#":"'  # a version-2 line ends in ,"#":"xxxxxxxx"}
 _SUM_LEN = len(_SUM) + 8 + 2
 
@@ -310,6 +315,7 @@ _SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     "a": {"a": (str,), "t": (int, float), "k": (list,), "c": (dict,)},
     "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,)},
     "l": {"l": (int,), "t": (int, float), "c": (int,), "w": (str,)},
+    "p": {"p": (int,), "t": (int, float), "s": (list,)},
 }
 
 
@@ -319,7 +325,7 @@ def check_record(rec: Any) -> str | None:
         return "not a JSON object"
     kinds = [k for k in _SHAPES if k in rec]
     if len(kinds) != 1:
-        return "not an ask (a), result (r) or loss (l) record"
+        return "not an ask (a), result (r), loss (l) or report (p) record"
     for key, types in _SHAPES[kinds[0]].items():
         if key in rec and (not isinstance(rec[key], types) or isinstance(rec[key], bool)):
             return f"{key!r} is {type(rec[key]).__name__}"
@@ -328,6 +334,13 @@ def check_record(rec: Any) -> str | None:
     k = rec.get("k")
     if k is not None and not (len(k) == 2 and all(type(x) is int for x in k)):
         return "'k' is not [trial, rung]"
+    if "p" in rec:
+        if "s" not in rec:
+            return "a report record without 's'"
+        for item in rec["s"]:
+            ok = isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)
+            if not ok or type(item[0]) not in (int, float):
+                return "'s' is not a list of [step, metrics]"
     return None
 
 

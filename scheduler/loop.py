@@ -37,6 +37,14 @@ class Done:
 
 
 @dataclass(frozen=True)
+class Reported:
+    """Intermediate reports of a running job (``ctx.report``): ``[(step, metrics)]``."""
+
+    job_id: int
+    reports: list[tuple[float, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
 class Lost:
     """A job whose worker vanished (``why``); ``crash`` also notes it in the study's errors."""
 
@@ -53,7 +61,7 @@ class Backend(Protocol):
 
     def start(self, round: Sequence[Assignment], more: bool) -> None: ...
 
-    def wait(self, timeout: float) -> list[Done | Lost]: ...
+    def wait(self, timeout: float) -> list[Done | Lost | Reported]: ...
 
     def busy(self) -> bool: ...
 
@@ -76,9 +84,11 @@ def dispatch(driver: Driver, backend: Backend) -> None:
     backend.start(round, more)
 
 
-def apply(driver: Driver, events: Sequence[Done | Lost]) -> None:
+def apply(driver: Driver, events: Sequence[Done | Lost | Reported]) -> None:
     for ev in events:
-        if isinstance(ev, Lost):
+        if isinstance(ev, Reported):
+            driver.report(ev.job_id, ev.reports)
+        elif isinstance(ev, Lost):
             if ev.crash:
                 driver.note(ev.why)
             driver.lose(ev.job_id, why=ev.why)

@@ -37,7 +37,7 @@ from ash.link.mpi import TAG_DOWN, TAG_UP, Link
 from ash.proto import ash_pb2 as pb
 from ash.scheduler import loop
 from ash.scheduler.driver import Assignment, Driver
-from ash.scheduler.loop import Backend, Done, Lost
+from ash.scheduler.loop import Backend, Done, Lost, Reported
 from ash.scheduler.outcome import Report, write_outcome
 
 LOCAL = 0  # rank 0's own slot (--rank0-trains), in the same books as the worker ranks
@@ -98,7 +98,7 @@ class MpiBackend:
             [*range(1, link.size), *([LOCAL] if local is not None else [])]
         )
         self.jobs: dict[int, int] = {}  # rank -> job id
-        self.local_events: list[Done | Lost] = []
+        self.local_events: list[Done | Lost | Reported] = []
 
     def next_worker(self, round: Sequence[Assignment]) -> str | None:
         i = len(round)
@@ -117,14 +117,16 @@ class MpiBackend:
     def busy(self) -> bool:
         return bool(self.jobs)
 
-    def wait(self, timeout: float) -> list[Done | Lost]:
+    def wait(self, timeout: float) -> list[Done | Lost | Reported]:
         """Every result waiting (the first within ``timeout``), then decide once."""
         sleep = self._sleep if self.local is not None else None
         got = self.link.wait(self.link.any_source, TAG_UP, timeout=timeout, sleep=sleep)
-        out: list[Done | Lost] = []
+        out: list[Done | Lost | Reported] = []
         while got is not None:
             done = self._handle(*got)
-            if done is not None:
+            if isinstance(done, list):
+                out += done
+            elif done is not None:
                 out.append(done)
             got = self.link.poll(self.link.any_source, TAG_UP)
         return out + self._settle_local()
@@ -135,10 +137,14 @@ class MpiBackend:
         self.local_events += self.local.wait(pause)
         return bool(self.local_events)
 
-    def _settle_local(self) -> list[Done | Lost]:
+    def _settle_local(self) -> list[Done | Lost | Reported]:
         events, self.local_events = self.local_events, []
-        out: list[Done | Lost] = []
+        out: list[Done | Lost | Reported] = []
         for ev in events:
+            if isinstance(ev, Reported):
+                if self.jobs.get(LOCAL) == ev.job_id:
+                    out.append(ev)
+                continue
             if self.jobs.get(LOCAL) != ev.job_id:
                 _warn(f"rank 0: result for job {ev.job_id}, which it was not given; ignored")
                 continue
@@ -147,12 +153,20 @@ class MpiBackend:
             out.append(ev)  # a death: the slot is restarted; the job is re-issued
         return out
 
-    def _handle(self, src: int, data: bytes) -> Done | None:
+    def _handle(self, src: int, data: bytes) -> Done | list[Reported] | None:
         try:
             msg = pb.WorkerMessage.FromString(data)
         except Exception:  # protobuf's DecodeError; a bug, not a user's mistake
             _warn(f"rank {src}: undecodable message of {len(data)} bytes; ignored")
             return None
+        if msg.WhichOneof("msg") == "reports":
+            try:
+                batches = wire.reports_from_pb(msg.reports)
+            except wire.WireError as exc:
+                _warn(f"rank {src}: bad reports ({exc}); ignored")
+                return None
+            mine = self.jobs.get(src)
+            return [Reported(job, items) for job, items in batches if job == mine]
         if msg.WhichOneof("msg") != "result":
             _warn(f"rank {src}: unexpected {msg.WhichOneof('msg')} message; ignored")
             return None

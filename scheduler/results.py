@@ -3,8 +3,9 @@
 Fed with the same events the trace records (assign, result, lost) plus each result's metrics,
 it keeps per-trial histories and the best result in O(1) per event. The best is taken at the
 highest resource that has a successful result (so a lucky short run never outranks a fully
-trained one), ties broken by trial id. ``write`` produces ``results.json`` and ``trials.csv``
-(DESIGN section 3).
+trained one), ties broken by trial id. A trial's intermediate reports (``ctx.report``) are kept
+beside its results (a lost job's are dropped: its retry reports again). ``write`` produces
+``results.json`` and ``trials.csv`` (DESIGN section 3).
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ash.link.metrics import MAX_REPORTS_PER_JOB
 from ash.scheduler.core import Job
 from ash.scheduler.core.rungs import score_of
 from ash.scheduler.core.space import Config
 
 
 class TrialRecord:
-    __slots__ = ("bracket", "config", "inflight", "results", "trial")
+    __slots__ = ("bracket", "config", "inflight", "report_jobs", "reports", "results", "trial")
 
     def __init__(self, trial: int, config: Config, bracket: int) -> None:
         self.trial = trial
@@ -30,6 +33,8 @@ class TrialRecord:
         self.bracket = bracket
         self.inflight = 0
         self.results: list[dict[str, Any]] = []
+        self.reports: list[dict[str, Any]] = []  # intermediate reports: rung, step, metrics
+        self.report_jobs: list[int] = []  # the job of each report (a lost job's are dropped)
 
 
 class Results:
@@ -42,6 +47,9 @@ class Results:
         self._best: dict[float, tuple[float, int, float, int]] = {}  # resource -> best there
         self.n_results = 0
         self.n_failed = 0
+        self.n_reports = 0
+        self.latest: dict[str, Any] | None = None  # the last report: trial, rung, step, metrics
+        self._job_reports: dict[int, int] = {}  # running job -> reports kept
 
     def assign(self, job: Job) -> None:
         rec = self.trials.get(job.trial)
@@ -53,6 +61,34 @@ class Results:
         rec = self.trials.get(job.trial)
         if rec is not None and rec.inflight:
             rec.inflight -= 1
+        if self._job_reports.pop(job.job_id, 0) and rec is not None:  # its retry reports anew
+            keep = [i for i, j in enumerate(rec.report_jobs) if j != job.job_id]
+            self.n_reports -= len(rec.reports) - len(keep)
+            rec.reports = [rec.reports[i] for i in keep]
+            rec.report_jobs = [rec.report_jobs[i] for i in keep]
+
+    def report(
+        self, job: Job, reports: Sequence[Sequence[Any]]
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """Keep a running job's reports (up to MAX_REPORTS_PER_JOB per job); returns those
+        kept, as ``(step, metrics)``."""
+        rec = self.trials.get(job.trial)
+        if rec is None:
+            rec = self.trials[job.trial] = TrialRecord(job.trial, job.config, job.bracket)
+        have = self._job_reports.get(job.job_id, 0)
+        room = max(0, MAX_REPORTS_PER_JOB - have)
+        kept = [(step, dict(metrics)) for step, metrics in list(reports)[:room]]
+        if not kept:
+            return []
+        self._job_reports[job.job_id] = have + len(kept)
+        for step, metrics in kept:
+            clean = {k: _finite_or_none(v) for k, v in metrics.items()}
+            rec.reports.append({"rung": job.rung, "step": step, "metrics": clean})
+            rec.report_jobs.append(job.job_id)
+        self.n_reports += len(kept)
+        step, metrics = kept[-1]
+        self.latest = {"trial": job.trial, "rung": job.rung, "step": step, "metrics": metrics}
+        return kept
 
     def result(self, job: Job, value: float | None, metrics: dict[str, Any] | None = None) -> None:
         rec = self.trials.get(job.trial)
@@ -60,6 +96,7 @@ class Results:
             rec = self.trials[job.trial] = TrialRecord(job.trial, job.config, job.bracket)
             rec.inflight = 1
         rec.inflight = max(0, rec.inflight - 1)
+        self._job_reports.pop(job.job_id, None)
         if value is not None and not math.isfinite(value):
             value = None
         clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
@@ -111,6 +148,7 @@ class Results:
                     "config": rec.config,
                     "status": self.status(rec),
                     "results": rec.results,
+                    **({"reports": rec.reports} if rec.reports else {}),
                 }
                 for rec in sorted(self.trials.values(), key=lambda r: r.trial)
             ],

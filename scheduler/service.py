@@ -75,6 +75,7 @@ class WorkerSession:
     threads: int = 0  # kernel threads per job the worker announced; 0: it plans them per job
     batch: bool = False  # takes AssignmentBatch messages
     acks: list[int] | None = None  # results recorded, to acknowledge (a worker that says so)
+    devices: list[str] = field(default_factory=list)  # Hello.devices (ash-worker --devices)
 
 
 @dataclass
@@ -162,6 +163,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"hello.running: at most {MAX_RUNNING} jobs"
             )
+        if len(hello.devices) > MAX_SLOTS or any(not 0 < len(d) <= 128 for d in hello.devices):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"hello.devices: at most {MAX_SLOTS} ids of 1-128 characters",
+            )
         sid = f"s{next(self.ids)}"
         self.absent.discard(hello.worker_id)
         session = WorkerSession(
@@ -172,6 +178,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             threads=hello.threads,
             batch="batch" in hello.capabilities,
             acks=[] if "recorded" in hello.capabilities else None,
+            devices=list(hello.devices),
         )
         self.sessions[sid] = session
         attached = self._reattach(session, hello.running)
@@ -189,6 +196,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 attached=attached,
                 capacity=True,
                 recorded=True,
+                reports=True,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -258,6 +266,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 raise wire.invalid(f"results: a batch holds 1..{MAX_BATCH} results")
             for r in results:
                 self._result(session, r)
+        elif kind == "reports":
+            self._reports(session, msg.reports)
+            return  # nothing to decide: the reports are journaled with the next sync
         elif kind == "release":
             job_id = msg.release.job_id
             if self.lease_of.get(job_id) != session.sid:
@@ -308,6 +319,19 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             session.acks.append(r.job_id)
             self._acking[session.sid] = session
         self.metrics["completed"] += 1
+
+    def _reports(self, session: WorkerSession, batch: pb.ReportBatch) -> None:
+        """Running jobs' intermediate reports: a malformed batch ends the stream
+        (INVALID_ARGUMENT); reports of a job settled meanwhile are dropped."""
+        for job_id, items in wire.reports_from_pb(batch):
+            owner = self.lease_of.get(job_id)
+            if owner is None:
+                if not self.driver.issued(job_id):
+                    raise wire.invalid(f"reports: job {job_id} was never issued")
+                continue  # late: the job settled or was re-issued
+            if owner != session.sid:
+                raise wire.precondition(f"reports: job {job_id} is leased to another worker")
+            self.driver.report(job_id, items)
 
     def _settle(self, job_id: int) -> None:
         sid = self.lease_of.pop(job_id, None)
@@ -507,7 +531,15 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             finished=st.finished,
             time_limit_s=st.time_limit or 0.0,
             error=self.journal_error or st.error or "",
+            reports=st.reports,
         )
+        for session in self.sessions.values():
+            out.worker_info.add(id=session.worker, slots=session.slots, devices=session.devices)
+        if st.latest is not None:
+            out.latest.trial = st.latest["trial"]
+            out.latest.rung = st.latest["rung"]
+            out.latest.step = st.latest["step"]
+            wire.metrics_to_pb(st.latest["metrics"], out.latest.metrics)
         for b, counts in enumerate(st.rungs):
             for k, (resource, n) in enumerate(counts):
                 out.rungs.add(bracket=b, rung=k, resource=resource, results=n)

@@ -66,6 +66,19 @@ def results(draw: st.DrawFn) -> pb.WorkerMessage:
     return pb.WorkerMessage(result=r)
 
 
+@st.composite
+def report_batches(draw: st.DrawFn) -> pb.WorkerMessage:
+    msg = pb.WorkerMessage()
+    msg.reports.SetInParent()
+    for _ in range(draw(st.integers(0, 3))):
+        entry = msg.reports.jobs.add(job_id=draw(job_ids))
+        for _ in range(draw(st.integers(0, 3))):
+            r = entry.reports.add(step=draw(floats))
+            for k, v in draw(st.dictionaries(st.text(max_size=10), values, max_size=3)).items():
+                r.metrics[k].CopyFrom(v)
+    return msg
+
+
 hellos = st.builds(
     lambda w, s, c, r: pb.WorkerMessage(
         hello=pb.Hello(worker_id=w, slots=s, capabilities=c, running=r)
@@ -78,6 +91,7 @@ hellos = st.builds(
 messages = st.one_of(
     hellos,
     results(),
+    report_batches(),
     st.builds(
         lambda j: pb.WorkerMessage(heartbeat=pb.Heartbeat(job_ids=j)), st.lists(job_ids, max_size=4)
     ),

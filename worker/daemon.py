@@ -45,6 +45,7 @@ import grpc
 from ash import __version__
 from ash.argtypes import non_negative, non_negative_int
 from ash.cores import auto_threads, available_cores
+from ash.devices import parse_devices
 from ash.errors import UserError
 from ash.link import wire
 from ash.link.auth import bearer, is_loopback, read_secret
@@ -88,8 +89,12 @@ class WorkerDaemon:
         inline_bytes: int = 1 << 20,
         plan_threads: bool = False,
         policy: TrustPolicy | None = None,
+        devices: list[str] | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         self.target = target
+        self.devices = devices  # one slot per accelerator (--devices), or None
+        self.work_dir = work_dir  # where (config, ctx) trainers keep files (None: a temp dir)
         self.policy = policy or TrustPolicy()  # what this worker agrees to run
         self.plan_threads = plan_threads  # --threads auto: a Planner per study decides per job
         self.n_slots = slots
@@ -206,6 +211,7 @@ class WorkerDaemon:
                     version=__version__,
                     threads=0 if self.plan_threads else self.threads,
                     running=running,
+                    devices=self.devices or [],
                 )
             )
         )
@@ -291,7 +297,17 @@ class WorkerDaemon:
             if self.plan_threads:
                 planner = self._planner(spec)
                 split = f"{self.n_slots} slots, threads auto ({planner.cores} cores)"
-            slots = Slots(spec, self.n_slots, self.threads, prefix=f"{self.worker_id}/")
+            slots = Slots(
+                spec,
+                self.n_slots,
+                self.threads,
+                prefix=f"{self.worker_id}/",
+                devices=self.devices,
+                work_root=self.work_dir,
+                on_report=self._on_report,
+            )
+            if self.devices:
+                split += f", devices {','.join(self.devices)}"
             self.feeder = Feeder(slots, planner)
             self._driver_thread = threading.Thread(
                 target=self._drive, args=(self.feeder,), daemon=True
@@ -303,6 +319,7 @@ class WorkerDaemon:
         session.batches = w.batches
         session.capacity = w.capacity
         session.recorded = w.recorded
+        session.reports = w.reports
         self._adopt(session, set(w.attached))
         session.sid = w.session
 
@@ -374,7 +391,7 @@ class WorkerDaemon:
             except (wire.WireError, OSError, ValueError) as exc:
                 self._report(Finished(a.job_id, None, {}, None, f"refused: {exc}", 0.0))
                 continue
-            return a, Work(a.job_id, config, a.start, a.stop, checkpoint)
+            return a, Work(a.job_id, config, a.start, a.stop, checkpoint, a.trial, a.rung)
 
     def _drive(self, feeder: Feeder) -> None:
         """Feed idle slots from the pending queue; send results of the current session."""
@@ -409,6 +426,15 @@ class WorkerDaemon:
             assert self.checkpoint_dir is not None
             return wire.read_shared(self.checkpoint_dir, state)
         return state
+
+    def _on_report(self, job_id: int, batch: list[Any]) -> None:
+        """A running job's intermediate reports, to a scheduler that takes them (those of a
+        job whose session broke are dropped: they are live data, the result is what counts)."""
+        with self.lock:
+            session = self.session
+            if session is None or not session.reports or job_id not in session.jobs:
+                return
+            session.out.put(wire.reports_to_pb({job_id: batch}))
 
     def _report(self, ev: Any) -> None:
         threads = ev.threads if isinstance(ev, Finished) and ev.threads else self.threads
@@ -522,6 +548,18 @@ def build_parser() -> argparse.ArgumentParser:
         "latency for tiny jobs; ASHA then decides those jobs earlier, on fewer results)",
     )
     p.add_argument(
+        "--devices",
+        metavar="ID,ID,...",
+        help="one slot per accelerator id (e.g. 0,1,2,3; a GPU or MIG UUID works too): each "
+        "slot's process sees only its device (CUDA_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES, "
+        "JAX's flags) and a (config, ctx) trainer is told ctx.device; docs/devices.md",
+    )
+    p.add_argument(
+        "--work-dir",
+        help="where (config, ctx) trainers keep their per-trial folders (ctx.dir; default: a "
+        "temporary folder removed at exit)",
+    )
+    p.add_argument(
         "--checkpoint-dir",
         help="directory shared with the scheduler for large states (sent by reference)",
     )
@@ -587,7 +625,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        slots = _count(args.slots, "--slots", available_cores())
+        devices = parse_devices(args.devices, "--devices") if args.devices else None
+        if devices is not None and args.slots not in ("1", str(len(devices))):
+            raise UserError(
+                f"--slots {args.slots} with --devices {args.devices}: one slot per device "
+                f"({len(devices)}); drop --slots"
+            )
+        slots = len(devices) if devices else _count(args.slots, "--slots", available_cores())
+        work_dir = Path(args.work_dir).resolve() if args.work_dir else None
+        if work_dir is not None:
+            try:
+                work_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"--work-dir {args.work_dir}: {exc.strerror or exc}") from None
+            if not os.access(work_dir, os.W_OK):
+                raise UserError(f"--work-dir {args.work_dir}: not writable")
         threads = _count(args.threads, "--threads", auto_threads(slots))  # auto: the slots' default
         creds = None
         if args.tls_ca:
@@ -610,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
             inline_bytes=int(args.inline_mb * (1 << 20)),
             plan_threads=args.threads == "auto",
             policy=policy_from_args(args),
+            devices=devices,
+            work_dir=work_dir,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stopping.set())

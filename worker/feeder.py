@@ -34,6 +34,8 @@ class Work:
     start: float
     stop: float
     checkpoint: bytes | None
+    trial: int = -1  # for a (config, ctx) trainer's context (-1: not a study's trial)
+    rung: int = 0
 
 
 class Feeder:
@@ -129,7 +131,15 @@ class Feeder:
             self._submit(work, idle[0], t)
 
     def _submit(self, work: Work, slot: Any, threads: int | None) -> None:
-        job = (work.job_id, work.config, work.start, work.stop, work.checkpoint)
+        job = (
+            work.job_id,
+            work.config,
+            work.start,
+            work.stop,
+            work.checkpoint,
+            work.trial,
+            work.rung,
+        )
         self.slots.submit(slot, job, threads)
 
     def wait(self, timeout: float, wake: Any = None) -> list[Finished | Died]:

@@ -15,9 +15,12 @@ resumes from rank 0's ``--journal``.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ash import __version__
@@ -25,6 +28,7 @@ from ash.link import wire
 from ash.link.mpi import TAG_DOWN, TAG_UP, Link
 from ash.proto import ash_pb2 as pb
 from ash.spec import StudySpec
+from ash.worker.context import JobInfo, Workspace
 from ash.worker.trainers import Outcome, TrainerFn, make_trainer, run_job
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend
@@ -49,8 +53,11 @@ def _alarm(limit: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def train(trainer: TrainerFn, spec: StudySpec, a: pb.Assignment) -> pb.Result:
-    """Run one assignment; whatever goes wrong becomes a failed Result."""
+def train(
+    trainer: TrainerFn, spec: StudySpec, a: pb.Assignment, workspace: Workspace | None = None
+) -> pb.Result:
+    """Run one assignment; whatever goes wrong becomes a failed Result. A ``(config, ctx)``
+    trainer's reports go through ``workspace``'s sender (to rank 0, before the result)."""
     t0 = time.perf_counter()
     try:
         config = wire.config_from_pb(a.config, "assignment.config")
@@ -61,7 +68,17 @@ def train(trainer: TrainerFn, spec: StudySpec, a: pb.Assignment) -> pb.Result:
     limit = spec.trainer.timeout_s if spec.trainer is not None else None
     try:
         with _alarm(limit):
-            out = run_job(trainer, spec.metric, config, a.start, a.stop, checkpoint)
+            info = JobInfo(a.job_id, a.trial, a.rung, a.stop >= spec.schedule.max_resource)
+            out = run_job(
+                trainer,
+                spec.metric,
+                config,
+                a.start,
+                a.stop,
+                checkpoint,
+                job=info,
+                workspace=workspace,
+            )
     except TimeoutError as exc:  # the alarm rang just as the trainer returned
         out = Outcome(None, {}, None, f"trainer raised TimeoutError: {exc}")
     r = pb.Result(
@@ -98,6 +115,12 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
 
     hello = pb.Hello(worker_id=f"rank{link.rank}", slots=1, version=__version__)
     link.send(pb.WorkerMessage(hello=hello), 0, TAG_UP)
+
+    def send_reports(job_id: int, batch: list[Any]) -> None:
+        link.send(wire.reports_to_pb({job_id: batch}), 0, TAG_UP)
+
+    root = Path(tempfile.mkdtemp(prefix=f"ash-work-rank{link.rank}-"))
+    workspace = Workspace(root, spec.name, None, send_reports)
     try:
         if _next(link).WhichOneof("msg") != "welcome":
             return 0  # rank 0 stopped before the first job and reports why
@@ -108,12 +131,14 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
                 if kind == "finished":
                     return 0
                 if kind == "assignment":
-                    result = train(trainer, spec, msg.assignment)
+                    result = train(trainer, spec, msg.assignment, workspace)
                     if ctrl_c.hit:  # run_job made it a failed result; the rank stops all the same
                         return 130
                     link.send(pb.WorkerMessage(result=result), 0, TAG_UP)
     except KeyboardInterrupt:  # mpiexec forwards Ctrl-C to every rank; rank 0 reports it
         return 130
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class _Interrupts:

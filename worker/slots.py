@@ -9,6 +9,18 @@ ignores SIGINT and SIGTERM, so that the parent alone decides how to stop. A job 
 thread count (``--threads auto``: ash.worker.planner plans it per job); the child then sets that
 limit around that job only, so a slot's threads can change from job to job.
 
+Devices (``--devices 0,1``): one slot per device id; a slot's process gets its device in its
+environment before the trainer is built (``device_env``: CUDA_VISIBLE_DEVICES and
+HIP_VISIBLE_DEVICES name it, JAX's JAX_CUDA_VISIBLE_DEVICES and JAX_ROCM_VISIBLE_DEVICES say
+"0", the one device the process then sees, and ASH_DEVICE names it for anything else), and a
+``(config, ctx)`` trainer is told it as ``ctx.device``. A restarted slot keeps its device.
+Processes are what makes this work: a variable set in one thread would be every thread's.
+
+Context trainers (ash.worker.context) keep their files under one work root shared by the slots
+(``work_root``, default a temporary folder removed at ``shutdown``), so a trial's ``ctx.dir``
+outlives its promotions on this worker; their reports reach ``on_report`` (job id, batch) in the
+parent, always before the job's result.
+
 Messages between parent and children are our own (a pipe between processes of one program), so
 they may be pickled; nothing from the network travels this way without being validated first.
 """
@@ -18,29 +30,62 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from ash.errors import UserError
 from ash.spec import StudySpec
-from ash.worker.trainers import TrainerFn, make_trainer, run_job
+from ash.worker.context import JobInfo, ReportSink, Workspace
+from ash.worker.trainers import TrainerFn, as_trainer, make_trainer, run_job
 
-JobMsg = tuple[int, dict[str, Any], float, float, "bytes | None"]
+# job id, config, start, stop, checkpoint, trial, rung
+JobMsg = tuple[int, dict[str, Any], float, float, "bytes | None", int, int]
 
 
-def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads: int) -> None:
+def device_env(device: str) -> dict[str, str]:
+    """The environment a slot's process gets for accelerator ``device`` (its id as the worker
+    sees it: a CUDA or HIP ordinal, or a GPU or MIG UUID)."""
+    return {
+        "CUDA_VISIBLE_DEVICES": device,
+        "HIP_VISIBLE_DEVICES": device,
+        "JAX_CUDA_VISIBLE_DEVICES": "0",  # JAX counts among the devices the process sees
+        "JAX_ROCM_VISIBLE_DEVICES": "0",
+        "ASH_DEVICE": device,
+    }
+
+
+def _child(
+    conn: Connection,
+    spec: StudySpec,
+    trainer: Any,
+    threads: int,
+    device: str | None = None,
+    work_root: str | None = None,
+) -> None:
     # Before libgomp loads (spawn): a pool sized for every core would leave idle OpenMP threads
     # spinning beside a one-thread job; threadpool_limits can still raise it per job.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if device is not None:  # before the trainer (and its framework) is imported
+        os.environ.update(device_env(device))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
+    def send_reports(job_id: int, batch: list[Any]) -> None:
+        conn.send(("reports", job_id, batch))
+
+    root = Path(work_root) if work_root else Path(tempfile.gettempdir()) / f"ash-work-{os.getpid()}"
+    workspace = Workspace(root, spec.name, device, send_reports)
+    final = spec.schedule.max_resource
     try:
-        fn = trainer if trainer is not None else make_trainer(spec)
+        fn = as_trainer(trainer) if trainer is not None else make_trainer(spec)
         load = getattr(fn, "data", None)
         if load is not None:  # the dataset now, not in the first job's time (and its timeout)
             load()
@@ -56,14 +101,26 @@ def _child(conn: Connection, spec: StudySpec, trainer: TrainerFn | None, threads
                 return
             if msg is None:
                 return
-            job_id, config, start, stop, checkpoint, job_threads = msg
+            job_id, config, start, stop, checkpoint, trial, rung, job_threads = msg
             conn.send(("start", job_id))  # the job's timeout counts from here, not from spawn
             t0, c0 = time.perf_counter(), time.thread_time()
+            info = JobInfo(job_id, trial, rung, stop >= final)
             if job_threads == threads:
-                out = run_job(fn, spec.metric, config, start, stop, checkpoint)
+                out = run_job(
+                    fn, spec.metric, config, start, stop, checkpoint, job=info, workspace=workspace
+                )
             else:  # this job's own budget, in the thread that calls the trainer
                 with threadpool_limits(limits=job_threads):
-                    out = run_job(fn, spec.metric, config, start, stop, checkpoint)
+                    out = run_job(
+                        fn,
+                        spec.metric,
+                        config,
+                        start,
+                        stop,
+                        checkpoint,
+                        job=info,
+                        workspace=workspace,
+                    )
             conn.send(
                 (
                     "result",
@@ -108,6 +165,7 @@ class _Slot:
     job: int | None = None
     started: float = 0.0
     threads: int = 0  # of the running job
+    device: str | None = None  # the accelerator this slot's process sees (--devices)
 
 
 class Slots:
@@ -120,28 +178,41 @@ class Slots:
         trainer: TrainerFn | None = None,
         max_restarts: int = 100,
         prefix: str = "w",
+        devices: Sequence[str] | None = None,
+        work_root: Path | None = None,
+        on_report: ReportSink | None = None,
     ) -> None:
+        """``n`` slots (with ``devices``: one per device, ``n`` must match); ``on_report``
+        gets context trainers' reports (dropped without it)."""
+        if devices is not None and len(devices) != n:
+            raise SlotError(f"{n} slots for {len(devices)} devices: give one slot per device")
         self.spec = spec
         self.n = n
         self.threads = threads
         self.trainer = trainer
+        self.devices = list(devices) if devices is not None else None
+        self.on_report = on_report
+        self._own_root = work_root is None
+        self.work_root = work_root or Path(tempfile.mkdtemp(prefix="ash-work-"))
         # fork keeps a notebook's function usable without pickling; spawn is the safe default
         self.ctx: Any = mp.get_context("fork" if trainer is not None else "spawn")
         self.max_restarts = max_restarts
         self.restarts = 0
-        self.slots = [self._start(f"{prefix}{i}") for i in range(n)]
+        self.slots = [
+            self._start(f"{prefix}{i}", None if devices is None else devices[i]) for i in range(n)
+        ]
 
-    def _start(self, name: str) -> _Slot:
+    def _start(self, name: str, device: str | None = None) -> _Slot:
         parent, child = self.ctx.Pipe()
         p = self.ctx.Process(
             target=_child,
-            args=(child, self.spec, self.trainer, self.threads),
+            args=(child, self.spec, self.trainer, self.threads, device, str(self.work_root)),
             name=name,
             daemon=True,
         )
         p.start()
         child.close()
-        return _Slot(name, p, parent)
+        return _Slot(name, p, parent, device=device)
 
     def idle(self) -> list[_Slot]:
         return [s for s in self.slots if s.job is None]
@@ -198,16 +269,26 @@ class Slots:
                 slot.process.kill()
                 slot.process.join(timeout=5)
                 slot.conn.close()
-                self.slots[self.slots.index(slot)] = self._start(slot.name)
+                self.slots[self.slots.index(slot)] = self._start(slot.name, slot.device)
                 why = f"timed out after {limit:g} s (trainer.timeout_s); its process was killed"
                 out.append(Finished(job, None, {}, None, why, now - slot.started))
         return out
 
     def _receive(self, slot: _Slot) -> Finished | Died | None:
-        try:
-            msg = slot.conn.recv()
-        except (EOFError, OSError):
-            return self._died(slot)
+        while True:
+            try:
+                msg = slot.conn.recv()
+            except (EOFError, OSError):
+                return self._died(slot)
+            if msg[0] != "reports":
+                break
+            if self.on_report is not None and msg[1] == slot.job:
+                self.on_report(msg[1], msg[2])
+            try:
+                if not slot.conn.poll():
+                    return None  # more reports, the result, or a death: the next wait
+            except (EOFError, OSError):
+                return self._died(slot)
         if msg[0] == "setup-error":
             raise SlotError(msg[1])
         if msg[0] == "start":
@@ -226,7 +307,7 @@ class Slots:
             raise SlotError(f"slots died {self.restarts} times; last exit code {code}")
         i = self.slots.index(slot)
         slot.conn.close()
-        self.slots[i] = self._start(slot.name)
+        self.slots[i] = self._start(slot.name, slot.device)
         return None if job is None else Died(job, code)
 
     def shutdown(self, grace: float = 2.0) -> None:
@@ -241,3 +322,5 @@ class Slots:
                 s.process.join(timeout=1)
             s.conn.close()
         self.slots = []
+        if self._own_root:
+            shutil.rmtree(self.work_root, ignore_errors=True)

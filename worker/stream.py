@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ash.proto import ash_pb2 as pb
 
 BATCH_MAX = 64  # results in one ResultBatch
+REPORT_JOBS_MAX = 512  # job entries in one merged ReportBatch (the scheduler takes 1024)
 BATCH_LINGER_S = 0.002  # how long a result may wait for others while the worker has work queued
 
 
@@ -33,6 +34,7 @@ class Session:
     batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
     capacity: bool = False  # the scheduler takes Capacity messages (its Welcome says so)
     recorded: bool = False  # the scheduler acknowledges recorded results (its Welcome says so)
+    reports: bool = False  # the scheduler takes ReportBatch messages (its Welcome says so)
     sent: dict[int, pb.WorkerMessage] = field(default_factory=dict)  # results not yet recorded
 
 
@@ -48,6 +50,10 @@ def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMe
         carry = None
         if msg is None:
             return
+        if msg.WhichOneof("msg") == "reports":
+            msg, carry = _coalesce_reports(msg, out)
+            yield msg
+            continue
         if not session.batches or msg.WhichOneof("msg") != "result":
             yield msg
             continue
@@ -81,3 +87,24 @@ def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMe
             many = pb.WorkerMessage()
             many.results.results.extend(m.result for m in batch)
             yield many
+
+
+def _coalesce_reports(
+    first: pb.WorkerMessage, out: queue.Queue[pb.WorkerMessage | None]
+) -> tuple[pb.WorkerMessage, pb.WorkerMessage | None]:
+    """``first`` (a ReportBatch) with the report messages queued right behind it merged in (up
+    to REPORT_JOBS_MAX entries), and the message that ended the run (sent next), if any."""
+    jobs = len(first.reports.jobs)
+    while jobs < REPORT_JOBS_MAX:
+        try:
+            nxt = out.get_nowait()
+        except queue.Empty:
+            return first, None
+        if nxt is None or nxt.WhichOneof("msg") != "reports":
+            if nxt is None:
+                out.put(None)
+                return first, None
+            return first, nxt
+        first.reports.jobs.extend(nxt.reports.jobs)
+        jobs += len(nxt.reports.jobs)
+    return first, None

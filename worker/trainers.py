@@ -2,13 +2,15 @@
 
 ``trainer(config, start, stop, state) -> (metrics, state)``: train from resource ``start`` to
 ``stop``, resuming from ``state`` (the bytes this trial's previous job returned, None at rung 0),
-and return the metrics at ``stop`` and the new state. Two kinds:
+and return the metrics at ``stop`` and the new state. A Python function may instead take
+``(config, ctx)`` (ash.worker.context: the trial, intermediate reports, file checkpoints, the
+slot's device) and return its metrics, or ``(metrics, state_bytes)``. Two kinds:
 
 - ``MlpTrainer``: the native kernel; resource = epochs; reports val_loss, val_accuracy and
   train_loss. The dataset is loaded and split once per process. A diverging run reports
   val_loss = inf (a failed result), it does not raise.
 - ``PythonTrainer``: a user function named ``pkg.mod:fn``, imported from the working directory
-  or PYTHONPATH.
+  or PYTHONPATH (``FunctionTrainer``: a function given directly, ``ash.tune(fn)``).
 
 ``run_job`` is the one place that calls a trainer: it turns an exception (SystemExit too), a
 malformed return, metrics beyond the limits of ash.link.metrics or a missing or
@@ -17,11 +19,14 @@ non-finite metric into a failed outcome with a message, so a bad trial never tak
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import math
+import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ from ash.errors import UserError
 from ash.link.metrics import check_metrics, clip_error
 from ash.scheduler.core.space import Config
 from ash.spec import StudySpec, TrainerSpec
+from ash.worker.context import JobInfo, TrialContext, Workspace, takes_context
 from ash.worker.mlp_params import PARAMS
 
 TrainerFn = Callable[
@@ -107,7 +113,28 @@ class MlpTrainer:
         return metrics, res.state
 
 
-class PythonTrainer:
+class FunctionTrainer:
+    """A user function with the trainer contract: ``(config, start, stop, state)``, or
+    ``(config, ctx)`` (``contextual``; ``run_job`` gives it its context)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        try:
+            self.contextual = takes_context(fn)
+        except ValueError as exc:
+            raise TrainerError(f"trainer {exc}") from None
+        self.fn = fn
+
+    def __call__(
+        self, config: Config, start: float, stop: float, state: bytes | None
+    ) -> tuple[Mapping[str, Any], bytes | None]:
+        out: tuple[Mapping[str, Any], bytes | None] = self.fn(config, start, stop, state)
+        return out
+
+    def with_context(self, config: Config, ctx: TrialContext) -> Any:
+        return self.fn(config, ctx)
+
+
+class PythonTrainer(FunctionTrainer):
     """A user function ``pkg.mod:fn`` with the trainer contract."""
 
     def __init__(self, entrypoint: str, base_dir: Path) -> None:
@@ -129,12 +156,10 @@ class PythonTrainer:
             raise TrainerError(
                 f"trainer.entrypoint {entrypoint!r}: {module_name} has no function {attr!r}"
             )
-        self.fn: TrainerFn = fn
-
-    def __call__(
-        self, config: Config, start: float, stop: float, state: bytes | None
-    ) -> tuple[Mapping[str, Any], bytes | None]:
-        return self.fn(config, start, stop, state)
+        try:
+            super().__init__(fn)
+        except TrainerError as exc:
+            raise TrainerError(f"trainer.entrypoint {entrypoint!r}: {exc}") from None
 
 
 def make_trainer(spec: StudySpec) -> TrainerFn:
@@ -151,6 +176,14 @@ def make_trainer(spec: StudySpec) -> TrainerFn:
     return trainer
 
 
+def as_trainer(fn: Callable[..., Any]) -> TrainerFn:
+    """A trainer for a function given directly (``ash.tune(fn)``); TrainerError if its
+    signature is neither form."""
+    if isinstance(fn, FunctionTrainer | MlpTrainer):
+        return fn
+    return FunctionTrainer(fn)
+
+
 def run_job(
     trainer: TrainerFn,
     metric: str,
@@ -158,20 +191,75 @@ def run_job(
     start: float,
     stop: float,
     state: bytes | None,
+    *,
+    job: JobInfo | None = None,
+    workspace: Workspace | None = None,
 ) -> Outcome:
     """Call the trainer once; never raises for what the trainer does.
 
     Any exception fails the result, SystemExit and KeyboardInterrupt included (a trainer that
     calls ``sys.exit()`` costs its job, not the slot process): a caller that must still stop on
     a real Ctrl-C checks for the signal itself (see ash.worker.mpi_worker). The metrics must
-    pass ``check_metrics`` (ash.link.metrics), and the error message is clipped."""
+    pass ``check_metrics`` (ash.link.metrics), and the error message is clipped. A ``(config,
+    ctx)`` trainer gets its context from ``workspace`` (``job`` says which job this is)."""
+    if isinstance(trainer, FunctionTrainer) and trainer.contextual:
+        return _run_with_context(trainer, metric, config, start, stop, state, job, workspace)
     try:
         out = trainer(config, start, stop, state)
     except BaseException as exc:  # a trial's failure is data, not a crash
         return _failed(f"trainer raised {_describe(exc)}")
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping)):
         return _failed("trainer must return (metrics: dict, state: bytes | None)")
-    metrics, new_state = out
+    return _outcome(metric, *out)
+
+
+def _run_with_context(
+    trainer: FunctionTrainer,
+    metric: str,
+    config: Config,
+    start: float,
+    stop: float,
+    state: bytes | None,
+    job: JobInfo | None,
+    workspace: Workspace | None,
+) -> Outcome:
+    from ash.worker.ckptfiles import CheckpointFilesError
+
+    if job is None:
+        job = JobInfo(0, 0, 0, False)
+    if workspace is None:
+        workspace = Workspace(Path(tempfile.gettempdir()) / f"ash-work-{os.getpid()}", "study")
+    try:
+        ctx = workspace.begin(state, job, start, stop)
+    except (CheckpointFilesError, OSError) as exc:
+        return _failed(f"cannot restore the checkpoint files: {exc}")
+    try:
+        try:
+            out = trainer.with_context(config, ctx)
+        except BaseException as exc:  # a trial's failure is data, not a crash
+            with contextlib.suppress(BaseException):
+                ctx._reporter.flush()  # what it reported before failing is kept
+            return _failed(f"trainer raised {_describe(exc)}")
+        if isinstance(out, Mapping):
+            metrics, data = out, None
+        elif isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping):
+            metrics, data = out
+        else:
+            return _failed(
+                "a (config, ctx) trainer must return metrics (a dict) or (metrics, state_bytes)"
+            )
+        if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+            return _failed(f"trainer returned a state of type {type(data).__name__}, not bytes")
+        try:
+            packed = workspace.finish(ctx, None if data is None else bytes(data), job.final)
+        except (CheckpointFilesError, OSError) as exc:
+            return _failed(f"cannot pack the checkpoint files: {exc}")
+        return _outcome(metric, metrics, packed)
+    finally:
+        workspace.clean(ctx)
+
+
+def _outcome(metric: str, metrics: Mapping[str, Any], new_state: Any) -> Outcome:
     if new_state is not None and not isinstance(new_state, bytes | bytearray | memoryview):
         return _failed(f"trainer returned a state of type {type(new_state).__name__}, not bytes")
     clean, problem = check_metrics(metrics)

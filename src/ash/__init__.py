@@ -17,11 +17,17 @@ def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "integrations":  # ash.integrations.MLflowCallback without importing it first
+    """``ash.TrialContext``: the type of a ``(config, ctx)`` trainer's ``ctx`` (for hints);
+    ``ash.integrations``: tracking callbacks, imported when first used."""
+    if name == "TrialContext":
+        from ash.worker.context import TrialContext
+
+        return TrialContext
+    if name == "integrations":
         import importlib
 
         return importlib.import_module("ash.integrations")
     raise AttributeError(f"module 'ash' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "tune"]
+__all__ = ["TrialContext", "__version__", "tune"]

@@ -39,15 +39,22 @@ def tune(
     trace: str | Path | None = None,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
+    devices: str | list[str] | list[int] | None = None,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
     ``target`` is a spec file, a StudySpec, or a trainer function
-    ``fn(config, start, stop, state) -> (metrics, state)`` (see the README), in which case
-    ``space`` (the ``[space]`` table as a dict) and the other keywords make the spec.
-    ``callbacks``: ash.integrations callbacks (MLflowCallback, TensorBoardCallback, your own).
-    Returns the results document (``["best"]``, ``["trials"]``).
+    ``fn(config, start, stop, state) -> (metrics, state)`` or ``fn(config, ctx) -> metrics``
+    (docs/python.md), in which case ``space`` (the ``[space]`` table as a dict) and the other
+    keywords make the spec. ``devices`` (``"0,1"`` or ``[0, 1]``): one worker per accelerator
+    (docs/devices.md). ``callbacks``: ash.integrations callbacks (MLflowCallback,
+    TensorBoardCallback, your own). Returns the results document (``["best"]``, ``["trials"]``).
     """
+    device_ids = None
+    if devices is not None:
+        from ash.devices import parse_devices
+
+        device_ids = parse_devices(devices, "devices")
     if callable(target) and not isinstance(target, str | Path | StudySpec):
         if space is None:
             raise ValueError(
@@ -87,6 +94,7 @@ def tune(
             progress=progress,
             trainer=target,
             callbacks=callbacks,
+            devices=device_ids,
         )
     spec = target if isinstance(target, StudySpec) else load_spec(target)
     return run_inproc(
@@ -97,4 +105,5 @@ def tune(
         trace=trace,
         progress=progress,
         callbacks=callbacks,
+        devices=device_ids,
     )

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --transport grpc: jobs each ash-worker queues beyond its slot (as "
         "ash-worker --prefetch; default auto)",
     )
+    tune.add_argument(
+        "--devices",
+        metavar="ID,ID,...",
+        help="one worker per accelerator id (e.g. 0,1,2,3): each sees only its device "
+        "(CUDA_VISIBLE_DEVICES and the ROCm/JAX equivalents); docs/devices.md",
+    )
     tune.add_argument("--quiet", action="store_true", help="no progress and no summary")
     tune.set_defaults(run=_run_tune)
 

@@ -62,7 +62,22 @@ def from_status(st: Any) -> Snapshot:
         best=best,
         error=st.error or None,
         workers=st.workers,
+        reports=st.reports,
+        latest=_latest(st) if st.HasField("latest") else None,
+        devices={w.id: list(w.devices) for w in st.worker_info if w.devices} or None,
     )
+
+
+def _latest(st: Any) -> dict[str, Any]:
+    from ash.link.wire import value_from_pb
+
+    step = st.latest.step
+    return {
+        "trial": st.latest.trial,
+        "rung": st.latest.rung,
+        "step": int(step) if float(step).is_integer() else step,
+        "metrics": {k: value_from_pb(v, k) for k, v in st.latest.metrics.items()},
+    }
 
 
 def _fmt(x: Any) -> str:
@@ -99,7 +114,20 @@ def render(s: Snapshot, title: str) -> Group:
             f"best {s.metric}={_fmt(s.best['value'])}  trial {s.best['trial']} "
             f"at {_fmt(s.best['resource'])}  {s.best['config']}"
         )
-    return Group(head, rungs, line)
+    lines: list[Any] = [head, rungs, line]
+    if s.reports:
+        last = ""
+        if s.latest is not None:
+            shown = "  ".join(f"{k}={_fmt(v)}" for k, v in list(s.latest["metrics"].items())[:6])
+            last = (
+                f"  last: trial {s.latest['trial']} rung {s.latest['rung']} "
+                f"step {_fmt(s.latest['step'])}  {shown}"
+            )
+        lines.append(Text(f"reports {s.reports}{last}", style="dim"))
+    if s.devices:
+        held = "  ".join(f"{w}: {','.join(d)}" for w, d in sorted(s.devices.items()))
+        lines.append(Text(f"devices  {held}", style="dim"))
+    return Group(*lines)
 
 
 class Progress:

@@ -1,7 +1,9 @@
 """The study report in ``--out``: report.html, with learning-curve plots when matplotlib is there.
 
 Plots (the ``plot`` extra): ``curves.png``, every trial's metric against resource, one panel per
-bracket, coloured by the highest rung the trial reached, so promotions read as lines that go on;
+bracket, coloured by the highest rung the trial reached, so promotions read as lines that go on
+(drawn through the trial's intermediate reports of the metric, ``ctx.report``, when it made any,
+with its results as dots);
 and ``rungs.png``, the distribution of results at each rung. Without matplotlib the HTML report
 holds everything but the plots, and says how to get them.
 """
@@ -48,15 +50,14 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
             reached = max(r["rung"] for r in t["results"])
             xs, ys = zip(*sorted(pts), strict=True)
             color = cmap(reached / max(1, top_rung))
-            ax.plot(
-                xs,
-                ys,
-                "-o",
-                color=color,
-                alpha=0.35 + 0.6 * reached / max(1, top_rung),
-                lw=1,
-                ms=2.5,
-            )
+            alpha = 0.35 + 0.6 * reached / max(1, top_rung)
+            dense = _reported(t, metric)
+            if len(dense) > len(pts):  # the trainer reported along the way: draw those
+                rx, ry = zip(*dense, strict=True)
+                ax.plot(rx, ry, "-", color=color, alpha=alpha, lw=1)
+                ax.plot(xs, ys, "o", color=color, alpha=alpha, ms=2.5)
+            else:
+                ax.plot(xs, ys, "-o", color=color, alpha=alpha, lw=1, ms=2.5)
         ax.set_xscale("log")
         ax.set_xlabel("resource")
         ax.set_title(f"bracket {b}")
@@ -85,6 +86,16 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
     fig.savefig(out / "rungs.png", dpi=110)
     plt.close(fig)
     return ["curves.png", "rungs.png"]
+
+
+def _reported(trial: dict[str, Any], metric: str) -> list[tuple[float, float]]:
+    """The (step, metric) points of a trial's intermediate reports that carry the metric."""
+    out = []
+    for r in trial.get("reports", ()):
+        v = r["metrics"].get(metric)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out.append((r["step"], float(v)))
+    return out
 
 
 def _plotted(trials: list[dict[str, Any]], cap: int = 1500) -> list[dict[str, Any]]:

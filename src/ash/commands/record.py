@@ -191,7 +191,7 @@ def record(
                 c = curves[i]
                 job = next(ids)
                 running[job] = i
-                round.append(Work(job, c.config, float(c.k), float(c.k + 1), c.state))
+                round.append(Work(job, c.config, float(c.k), float(c.k + 1), c.state, i, c.k))
             feeder.start(round, more=False)
             for ev in feeder.wait(1.0):
                 i = running.pop(ev.job_id)

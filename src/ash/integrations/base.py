@@ -127,7 +127,8 @@ class Callbacks:
         if kind == "trial":
             self._q.put(("trial", (job.trial, dict(job.config))))
         elif kind == "report":
-            self._q.put(("report", (job.trial, fields["step"], dict(fields["metrics"]))))
+            for step, metrics in fields["reports"]:
+                self._q.put(("report", (job.trial, step, dict(metrics))))
         elif kind == "result":
             result = Result(
                 job.trial,

@@ -92,3 +92,23 @@ def clip_error(text: str) -> str:
 def _short(name: object) -> str:
     text = repr(name)
     return text if len(text) <= MAX_NAME_CHARS + 2 else f"{text[:MAX_NAME_CHARS]}..."
+
+
+MAX_REPORTS_PER_JOB = 1000  # intermediate reports (ctx.report) one job keeps; later ones dropped
+MAX_REPORT_BATCH = 256  # reports of one job in one message
+
+
+def check_step(step: Any) -> tuple[float | None, str | None]:
+    """A report's step as a number, or (None, reason): a finite int or float (not a bool)."""
+    v = step
+    if getattr(v, "shape", None) == () and callable(getattr(v, "item", None)):
+        try:
+            v = v.item()
+        except Exception:
+            v = step
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None, f"step {_short(step)} is not a number"
+    f = float(v)
+    if f != f or f in (float("inf"), float("-inf")):
+        return None, f"step {v} is not finite"
+    return (int(f) if f.is_integer() and abs(f) < 2**53 else f), None

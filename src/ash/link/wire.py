@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from ash.link.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
-from ash.link.metrics import MAX_METRICS, check_metrics
+from ash.link.metrics import MAX_METRICS, MAX_REPORT_BATCH, check_metrics, check_step
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
 from ash.scheduler.core.space import Config, Value
@@ -115,6 +115,52 @@ def metrics_to_pb(metrics: Mapping[str, Any], out: Any) -> None:
             continue
         if isinstance(v, bool | int | float | str):
             value_to_pb(v, out[k])
+
+
+MAX_REPORT_JOBS = 1024  # job entries in one ReportBatch
+
+
+def reports_to_pb(
+    batches: Mapping[int, list[tuple[float, Mapping[str, Any]]]],
+    out: pb.WorkerMessage | None = None,
+) -> pb.WorkerMessage:
+    """A ReportBatch message of running jobs' reports (``{job id: [(step, metrics)]}``),
+    appended to ``out`` when given (several batches of one job stay separate entries)."""
+    msg = out if out is not None else pb.WorkerMessage()
+    for job_id, items in batches.items():
+        for at in range(0, len(items), MAX_REPORT_BATCH):
+            entry = msg.reports.jobs.add(job_id=job_id)
+            for step, metrics in items[at : at + MAX_REPORT_BATCH]:
+                r = entry.reports.add(step=step)
+                metrics_to_pb(metrics, r.metrics)
+    if not batches:
+        msg.reports.SetInParent()
+    return msg
+
+
+def reports_from_pb(batch: pb.ReportBatch) -> list[tuple[int, list[tuple[float, Any]]]]:
+    """A peer's ReportBatch as ``[(job id, [(step, metrics)])]``; WireError (INVALID_ARGUMENT)
+    for anything malformed or beyond the limits (too many entries or reports, a non-finite
+    step, metrics that break the limits of a result's, none at all)."""
+    if not 1 <= len(batch.jobs) <= MAX_REPORT_JOBS:
+        raise invalid(f"reports: a batch holds 1..{MAX_REPORT_JOBS} jobs")
+    out: list[tuple[int, list[tuple[float, Any]]]] = []
+    for entry in batch.jobs:
+        if not 1 <= len(entry.reports) <= MAX_REPORT_BATCH:
+            raise invalid(f"reports: job {entry.job_id}: 1..{MAX_REPORT_BATCH} reports per entry")
+        items: list[tuple[float, Any]] = []
+        for r in entry.reports:
+            step, problem = check_step(r.step)
+            if problem is not None or step is None:
+                raise invalid(f"reports: job {entry.job_id}: {problem}")
+            if not r.metrics:
+                raise invalid(f"reports: job {entry.job_id}: a report without metrics")
+            metrics, bad = metrics_from_pb(r.metrics)
+            if bad is not None:
+                raise invalid(f"reports: job {entry.job_id}: {bad}")
+            items.append((step, metrics))
+        out.append((entry.job_id, items))
+    return out
 
 
 def checkpoint_to_pb(state: State | None, out: pb.Checkpoint) -> None:

@@ -20,6 +20,22 @@ TRANSPORTS = ("inproc", "grpc", "mpi")
 def run(args: argparse.Namespace) -> dict[str, Any] | int:
     """Run ``ash tune``'s study over ``args.transport``: the results document, or, for MPI
     ranks other than 0 and studies that could not start there, an exit code."""
+    devices = None
+    if getattr(args, "devices", None):
+        from ash.devices import parse_devices
+        from ash.errors import UserError
+
+        devices = parse_devices(args.devices, "--devices")
+        if args.transport == "mpi":
+            raise UserError(
+                "--devices applies to --transport inproc and grpc; under MPI give each rank its "
+                "device with the launcher (e.g. CUDA_VISIBLE_DEVICES per rank): docs/devices.md"
+            )
+        if args.workers is not None and args.workers != len(devices):
+            raise UserError(
+                f"--workers {args.workers} with --devices {args.devices}: one worker per "
+                f"device ({len(devices)}); drop --workers"
+            )
     if args.transport == "mpi":
         from ash.transports.mpi import run_mpi
 
@@ -42,6 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
             journal=args.journal,
             progress=not args.quiet,
             prefetch=getattr(args, "prefetch", "auto"),
+            devices=devices,
         )
     from ash.transports.inproc import run_inproc
 
@@ -53,4 +70,5 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
         trace=args.trace,
         journal=args.journal,
         progress=not args.quiet,
+        devices=devices,
     )

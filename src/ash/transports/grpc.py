@@ -51,6 +51,7 @@ def run_grpc(
     journal: str | Path | None,
     progress: bool,
     prefetch: str = "auto",
+    devices: list[str] | None = None,
 ) -> dict[str, Any]:
     from ash.cores import available_cores, resolve_threads
     from ash.paths import check_out_dir, check_trace_file
@@ -60,7 +61,7 @@ def run_grpc(
     check_out_dir(out, "--out")
     check_trace_file(trace, "--trace")
     check_trainer(spec)
-    workers = workers or available_cores()
+    workers = len(devices) if devices else workers or available_cores()
     threads = resolve_threads(threads, workers)
     tmp = None
     if out is None:
@@ -106,6 +107,7 @@ def run_grpc(
                         "30",
                         "--prefetch",
                         prefetch,
+                        *(["--devices", devices[i]] if devices else []),
                     ],
                     stdout=subprocess.DEVNULL,
                 )

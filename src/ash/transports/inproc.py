@@ -37,9 +37,11 @@ def run_inproc(
     progress: bool = True,
     trainer: Callable[..., Any] | None = None,
     callbacks: Sequence[Callback] = (),
+    devices: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``spec`` on local worker processes; return the results document. With ``journal``
     the study is crash-safe and, started again on the same journal, resumes where it stood.
+    With ``devices``: one worker per accelerator id (ash.worker.slots sets its environment).
     ``callbacks`` (ash.integrations) hear of every trial, report and result of this run."""
     from ash.paths import check_out_dir, check_trace_file
     from ash.progress import Progress, from_driver
@@ -51,12 +53,13 @@ def run_inproc(
 
     check_out_dir(out, "--out")
     check_trace_file(trace, "--trace")
-    n = workers or available_cores()
+    n = len(devices) if devices else workers or available_cores()
     k = resolve_threads(threads, n)
     if trainer is None:
         check_trainer(spec)
     planner = None
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
+    shown = f", devices {','.join(devices)}" if devices else ""
     if threads == "auto":  # threads are planned per job within the cores
         from ash.worker.planner import planner_for
 
@@ -67,6 +70,7 @@ def run_inproc(
             spec, n, custom_trainer=trainer is not None, log=log if progress else None
         )
         title = f"{spec.name}: {spec.algorithm}, {n} workers, threads auto ({planner.cores} cores)"
+    title += shown
     hooks = None
     if callbacks:
         from ash.integrations import Callbacks
@@ -90,7 +94,7 @@ def run_inproc(
             planner.warm()  # before the slots start: nothing else runs yet
             if planner.serial():  # every shape on one thread: nothing to plan per job
                 planner, k = None, 1
-        backend = SlotBackend(driver, Slots(spec, n, k, trainer=trainer), planner)
+        backend = SlotBackend(driver, Slots(spec, n, k, trainer=trainer, devices=devices), planner)
         with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
             loop.run(driver, backend, tick=view.tick)
     except KeyboardInterrupt:

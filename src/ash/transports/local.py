@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from ash.scheduler.driver import Assignment, Driver
-from ash.scheduler.loop import Done, Lost
+from ash.scheduler.loop import Done, Lost, Reported
 from ash.worker.feeder import Feeder, Work
 from ash.worker.planner import Planner
 from ash.worker.slots import Died, Slots
@@ -33,6 +33,11 @@ class SlotBackend:
             None if self.plans else {"threads": slots.threads}
         )
         self._round: dict[int, Assignment] = {}
+        self._reports: list[Reported] = []
+        slots.on_report = self._reported  # a (config, ctx) trainer's ctx.report batches
+
+    def _reported(self, job_id: int, batch: list[Any]) -> None:
+        self._reports.append(Reported(job_id, batch))
 
     def next_worker(self, round: Sequence[Assignment]) -> str | None:
         return self.feeder.next_slot([_work(a) for a in round])
@@ -47,9 +52,11 @@ class SlotBackend:
         a = self._round.pop(work.job_id)
         self.driver.trace_assign(replace(a, worker=slot, t=self.driver.clock()), threads=threads)
 
-    def wait(self, timeout: float) -> list[Done | Lost]:
-        out: list[Done | Lost] = []
-        for ev in self.feeder.wait(timeout):
+    def wait(self, timeout: float) -> list[Done | Lost | Reported]:
+        events = self.feeder.wait(timeout)
+        out: list[Done | Lost | Reported] = list(self._reports)  # a job's reports precede it
+        self._reports.clear()
+        for ev in events:
             if isinstance(ev, Died):
                 why = self.died.format(code=ev.exitcode, job=ev.job_id)
                 out.append(Lost(ev.job_id, why, crash=True))
@@ -76,4 +83,4 @@ def _work(a: Assignment) -> Work:
     j = a.job
     state = a.checkpoint
     assert state is None or isinstance(state, bytes)  # no shared directory here
-    return Work(j.job_id, j.config, j.start, j.stop, state)
+    return Work(j.job_id, j.config, j.start, j.stop, state, j.trial, j.rung)

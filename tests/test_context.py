@@ -1,0 +1,448 @@
+"""The trial context (``fn(config, ctx)``): reports, file checkpoints and devices, over the real
+paths: embedded ``ash tune``, an ``ash-scheduler`` with ``ash-worker`` processes, and MPI."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+import os
+import queue
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import ash
+from ash.link.wire import scheduler_stub
+from ash.proto import ash_pb2 as pb
+from ash.scheduler.audit import audit_for
+from ash.scheduler.trace import read_trace
+from ash.spec import load_spec
+from ash.worker import ckptfiles
+from ash.worker.context import JobInfo, Reporter, Workspace, takes_context
+from ash.worker.trainers import FunctionTrainer, run_job
+from helpers import BIN, Scheduler, results, worker
+
+TRAINER = """
+import json, os
+
+
+def fit(config, ctx):
+    restore = ctx.restore_dir()
+    if ctx.rung == 0:
+        if restore is not None or ctx.state is not None:
+            raise AssertionError(f"rung 0 has restore={restore} state={ctx.state!r}")
+        w = 0.0
+    else:
+        data = json.loads((restore / "model" / "weights.json").read_text())
+        if data["trial"] != ctx.trial or data["epoch"] != ctx.start:
+            raise AssertionError(f"restored {data}, expected trial {ctx.trial} at {ctx.start}")
+        if ctx.state != f"b-{ctx.trial}-{ctx.start:g}".encode():
+            raise AssertionError(f"state {ctx.state!r}")
+        w = data["w"]
+        if os.environ.get("STRICT_DIR"):
+            seen = (ctx.dir / "rungs").read_text().split()
+            if str(ctx.rung - 1) not in seen:
+                raise AssertionError(f"ctx.dir lost: {seen}")
+    with open(ctx.dir / "rungs", "a") as f:
+        f.write(f"{ctx.rung}\\n")
+    loss = None
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        w += 1.0
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss, w=w)
+    d = ctx.checkpoint_dir()
+    (d / "model").mkdir()
+    weights = {"trial": ctx.trial, "epoch": ctx.stop, "w": w}
+    (d / "model" / "weights.json").write_text(json.dumps(weights))
+    log = os.environ.get("CTX_LOG")
+    if log:
+        keys = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "JAX_CUDA_VISIBLE_DEVICES",
+                "ASH_DEVICE")
+        with open(os.path.join(log, f"{os.getpid()}-{ctx.trial}-{ctx.rung}.json"), "w") as f:
+            json.dump({"trial": ctx.trial, "rung": ctx.rung, "device": ctx.device,
+                       "pid": os.getpid(), "env": {k: os.environ.get(k) for k in keys}}, f)
+    return {"loss": loss}, f"b-{ctx.trial}-{ctx.stop:g}".encode()
+"""
+
+SPEC = """
+[study]
+name = "ctx"
+metric = "loss"
+seed = 1
+[asha]
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+max_trials = {max_trials}
+[trainer]
+type = "python"
+entrypoint = "ctx_trainer:fit"
+[space]
+x = {{ uniform = [0.0, 1.0] }}
+"""
+
+
+def write(tmp_path: Path, max_trials: int = 12) -> Path:
+    (tmp_path / "ctx_trainer.py").write_text(TRAINER)
+    spec = tmp_path / "study.toml"
+    spec.write_text(SPEC.format(max_trials=max_trials))
+    return spec
+
+
+def ash_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [str(BIN / "ash"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def check_reports(doc: dict[str, Any]) -> None:
+    """Every trial reported each epoch it trained, in order, at the right rung, and each
+    result's value is its last report's loss."""
+    assert doc["errors"] == [], doc["errors"]
+    promoted = 0
+    for t in doc["trials"]:
+        top = max(r["resource"] for r in t["results"])
+        reports = t["reports"]
+        assert [r["step"] for r in reports] == list(range(1, int(top) + 1))
+        x = t["config"]["x"]
+        for r in reports:
+            assert r["metrics"]["loss"] == pytest.approx((x - 0.3) ** 2 + 1.0 / r["step"])
+            assert r["metrics"]["w"] == r["step"]  # the weights came back from restore_dir
+        for res in t["results"]:
+            last = [r for r in reports if r["rung"] == res["rung"]][-1]
+            assert last["step"] == res["resource"] and last["metrics"]["loss"] == res["value"]
+        promoted += len(t["results"]) > 1
+    assert promoted >= 2
+
+
+def test_embedded_tune_reports_restores_files_and_resumes(tmp_path: Path) -> None:
+    spec = write(tmp_path)
+    env = {"STRICT_DIR": "1"}  # one worker root: ctx.dir outlives every promotion
+    args = ["tune", str(spec), "--workers", "2", "--threads", "1", "--journal", "j.jsonl"]
+    proc = ash_cli(*args, "--out", "out", "--trace", "t.jsonl", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = results(tmp_path / "out")
+    check_reports(doc)
+    assert audit_for(list(read_trace(tmp_path / "t.jsonl")), load_spec(spec)) == []
+    assert "report" not in {e["event"] for e in read_trace(tmp_path / "t.jsonl")}
+    records = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert records[0]["version"] == 3
+    batches = [r for r in records if "p" in r]
+    assert batches and sum(len(r["s"]) for r in batches) == sum(
+        len(t["reports"]) for t in doc["trials"]
+    )
+    # the journal holds the reports: a resumed (finished) study rebuilds the same results
+    again = ash_cli(*args, "--out", "out2", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert results(tmp_path / "out2")["trials"] == doc["trials"]
+
+
+def test_reports_and_file_checkpoints_over_grpc_workers(tmp_path: Path) -> None:
+    spec = write(tmp_path, max_trials=15)
+    sched = Scheduler(spec, tmp_path, "--out", "out", "--journal", "j.jsonl")
+    workers = [
+        worker(sched.target, tmp_path, f"w{i}", "--devices", dev, "--work-dir", f"work{i}")
+        for i, dev in enumerate(("a0", "b1"))
+    ]
+    try:
+        assert sched.wait() == 0
+        for w in workers:
+            assert w.wait(timeout=60) == 0, w.stderr.read() if w.stderr else ""
+    finally:
+        sched.kill()
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    check_reports(results(tmp_path / "out"))
+    for i in range(2):  # ctx.dir lives under the worker's --work-dir; a job's scratch is gone
+        root = tmp_path / f"work{i}" / "ctx"
+        assert any(root.glob("trial-*/rungs"))
+        assert not any((root / ".ash").iterdir())
+
+
+def test_devices_one_slot_each_with_its_environment(tmp_path: Path) -> None:
+    spec = write(tmp_path, max_trials=12)
+    log = tmp_path / "log"
+    log.mkdir()
+    proc = ash_cli(
+        "tune",
+        str(spec),
+        "--devices",
+        "3,GPU-7f",
+        "--threads",
+        "1",
+        "--out",
+        "out",
+        cwd=tmp_path,
+        env={"CTX_LOG": str(log)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = [json.loads(p.read_text()) for p in log.iterdir()]
+    assert len(seen) == sum(len(t["results"]) for t in results(tmp_path / "out")["trials"])
+    device_of_pid: dict[int, str] = {}
+    for s in seen:
+        d = s["device"]
+        assert d in ("3", "GPU-7f")
+        assert s["env"] == {
+            "CUDA_VISIBLE_DEVICES": d,
+            "HIP_VISIBLE_DEVICES": d,
+            "JAX_CUDA_VISIBLE_DEVICES": "0",
+            "ASH_DEVICE": d,
+        }
+        assert device_of_pid.setdefault(s["pid"], d) == d  # a slot keeps its device
+    assert len(device_of_pid) == 2  # two slots, one per device
+
+
+def test_devices_flag_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    spec = write(tmp_path)
+    for flags, said in (
+        (["--devices", "0,,1"], "device id ''"),
+        (["--devices", "0,1", "--workers", "3"], "one worker per device"),
+    ):
+        proc = ash_cli("tune", str(spec), *flags, cwd=tmp_path)
+        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [str(BIN / "ash-worker"), "--scheduler", "127.0.0.1:1", "--devices", "0,1", "--slots", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "one slot per device" in proc.stderr
+
+
+def notebook_trainer(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+    for step in range(int(ctx.start), int(ctx.stop)):
+        ctx.report(step + 1, loss=config["x"] + 1.0 / (step + 1))
+    return {"loss": config["x"] + 1.0 / ctx.stop}
+
+
+def test_api_tune_with_a_context_function(tmp_path: Path) -> None:
+    doc = ash.tune(
+        notebook_trainer,
+        space={"x": {"uniform": [0.0, 1.0]}},
+        max_resource=9,
+        max_trials=9,
+        workers=2,
+        threads=1,
+        progress=False,
+        devices="0,1",
+    )
+    assert doc["errors"] == []
+    for t in doc["trials"]:
+        assert len(t["reports"]) == max(r["resource"] for r in t["results"])
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or not (BIN / "mpiexec").exists(),
+    reason="needs mpi4py and the venv's mpiexec",
+)
+def test_reports_and_file_checkpoints_over_mpi(tmp_path: Path) -> None:
+    spec = write(tmp_path)
+    args = ["--transport", "mpi", "--rank0-trains", "--out", "out", "--journal", "j.jsonl"]
+    proc = subprocess.run(
+        [str(BIN / "mpiexec"), "-n", "3", str(BIN / "ash"), "tune", str(spec), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    check_reports(results(tmp_path / "out"))
+
+
+# -- the pieces ------------------------------------------------------------------------------
+
+
+def test_signature_decides_the_form() -> None:
+    assert takes_context(lambda config, ctx: {})
+    assert not takes_context(lambda config, start, stop, state: ({}, None))
+    assert not takes_context(lambda config, *rest: ({}, None))
+    with pytest.raises(ValueError, match="must take"):
+        takes_context(lambda config: {})
+
+
+def test_reports_are_checked_and_batched() -> None:
+    sent: list[tuple[int, int]] = []
+    rep = Reporter(7, lambda job, batch: sent.append((job, len(batch))))
+    for i in range(1000):
+        rep.add(i, {"loss": float(i)})
+    rep.flush()
+    assert sum(n for _, n in sent) == 1000 and len(sent) <= 8  # batches, not a call per report
+    rep.add(1001, {"loss": 1.0})
+    assert rep.dropped == 1  # beyond MAX_REPORTS_PER_JOB
+    for bad, said in (
+        ((float("nan"),), "not finite"),
+        (("1",), "not a number"),
+        ((1, [1, 2]), "not a number or a string"),
+        ((1,), "at least one metric"),
+    ):
+        step, *value = bad
+        metrics = {"m": value[0]} if value else {}
+        with pytest.raises(ValueError, match=said):
+            rep.add(step, metrics)
+
+
+def hostile(member: tarfile.TarInfo, data: bytes = b"x") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        if member.isreg():
+            member.size = len(data)
+            tf.addfile(member, io.BytesIO(data))
+        else:
+            tf.addfile(member)
+    return ckptfiles.pack(None, None) + buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        tarfile.TarInfo("../escape"),
+        tarfile.TarInfo("/abs/file"),
+        tarfile.TarInfo("a/../../escape"),
+        "symlink",
+        "hardlink",
+        "fifo",
+    ],
+)
+def test_a_hostile_checkpoint_archive_is_refused(tmp_path: Path, member: Any) -> None:
+    if member == "symlink":
+        member = tarfile.TarInfo("link")
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    elif member == "hardlink":
+        member = tarfile.TarInfo("hard")
+        member.type, member.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    elif member == "fifo":
+        member = tarfile.TarInfo("fifo")
+        member.type = tarfile.FIFOTYPE
+    state = hostile(member)
+    dest = tmp_path / "restore"
+    dest.mkdir()
+    with pytest.raises(ckptfiles.CheckpointFilesError):
+        ckptfiles.unpack(ckptfiles.split(state)[1], dest)
+    assert list(dest.iterdir()) == [] and not (tmp_path / "escape").exists()
+    # through a trainer: the job fails with the reason, nothing is written outside
+    called: list[int] = []
+
+    def fit(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+        called.append(1)
+        return {"loss": 1.0}
+
+    out = run_job(
+        FunctionTrainer(fit),
+        "loss",
+        {},
+        1.0,
+        3.0,
+        state,
+        job=JobInfo(5, 2, 1, False),
+        workspace=Workspace(tmp_path / "work", "s"),
+    )
+    assert out.value is None and out.error is not None
+    assert "cannot restore the checkpoint files" in out.error and not called
+    assert not (tmp_path / "escape").exists()
+
+
+def test_pack_round_trip_and_refusals(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.bin").write_bytes(b"\0" * 1000)
+    (src / "b.txt").write_text("hi")
+    for data in (None, b"", b"user"):
+        state = ckptfiles.pack(data, src)
+        got, tar = ckptfiles.split(state)
+        assert got == data
+        dest = tmp_path / f"dest-{data!r}"
+        dest.mkdir()
+        assert ckptfiles.unpack(tar, dest) == 2
+        assert (dest / "sub" / "a.bin").read_bytes() == b"\0" * 1000
+    (src / "link").symlink_to(src / "b.txt")
+    with pytest.raises(ckptfiles.CheckpointFilesError, match="symlink"):
+        ckptfiles.pack(None, src)
+    for bad in (ckptfiles.MAGIC, ckptfiles.MAGIC + b"\x02" + bytes(8), b"plain"):
+        with pytest.raises(ckptfiles.CheckpointFilesError):
+            ckptfiles.split(bad)
+
+
+def session(target: str, *after_assignment: pb.WorkerMessage) -> tuple[grpc.StatusCode, int]:
+    """A raw worker session: hello, wait for a job, then send ``after_assignment`` (each
+    naming job 0 is given the job's id); its status and the job id."""
+    out: queue.Queue[pb.WorkerMessage | None] = queue.Queue()
+    out.put(pb.WorkerMessage(hello=pb.Hello(worker_id="raw", slots=1, devices=["g0"])))
+    job = -1
+    with grpc.insecure_channel(target) as ch:
+        call = scheduler_stub(ch).Session(iter(out.get, None), timeout=20)
+        try:
+            for msg in call:
+                if msg.WhichOneof("msg") == "assignment" and job < 0:
+                    job = msg.assignment.job_id
+                    st = scheduler_stub(ch).Status(pb.StatusRequest(), timeout=10)
+                    infos = [(w.id, list(w.devices)) for w in st.worker_info]
+                    assert infos == [("raw", ["g0"])]  # Status shows the worker's devices
+                    for m in after_assignment:
+                        m = pb.WorkerMessage.FromString(m.SerializeToString())
+                        for entry in m.reports.jobs:
+                            entry.job_id = entry.job_id or job
+                        if m.WhichOneof("msg") == "result":
+                            m.result.job_id = job
+                        out.put(m)
+                    out.put(None)
+        except grpc.RpcError as exc:
+            return exc.code(), job
+    return grpc.StatusCode.OK, job
+
+
+def report_msg(step: float = 1.0, n_metrics: int = 1, n_reports: int = 1) -> pb.WorkerMessage:
+    msg = pb.WorkerMessage()
+    entry = msg.reports.jobs.add(job_id=0)
+    for _ in range(n_reports):
+        r = entry.reports.add(step=step)
+        for i in range(n_metrics):
+            r.metrics[f"m{i}"].number = 0.5
+    return msg
+
+
+def test_malformed_reports_are_refused_and_the_server_lives(tmp_path: Path) -> None:
+    spec = write(tmp_path, max_trials=40)
+    sched = Scheduler(spec, tmp_path, "--lease", "30")
+    try:
+        empty_value = report_msg()
+        empty_value.reports.jobs[0].reports[0].metrics["bad"].Clear()
+        no_metrics = report_msg(n_metrics=0)
+        stranger = report_msg()
+        stranger.reports.jobs[0].job_id = 10**9  # never issued
+        for bad in (
+            report_msg(step=math.nan),
+            report_msg(step=math.inf),
+            report_msg(n_metrics=65),  # the cap of a result's metrics
+            report_msg(n_reports=257),  # MAX_REPORT_BATCH per entry
+            empty_value,
+            no_metrics,
+            stranger,
+            pb.WorkerMessage(reports=pb.ReportBatch()),  # no entries
+        ):
+            code, job = session(sched.target, bad)
+            assert job >= 0 and code == grpc.StatusCode.INVALID_ARGUMENT, (code, bad)
+            assert sched.proc.poll() is None
+        done = pb.WorkerMessage(result=pb.Result(ok=True, value=0.5))
+        code, _ = session(sched.target, report_msg(step=2), report_msg(step=3), done)
+        with grpc.insecure_channel(sched.target) as ch:
+            st: Any = scheduler_stub(ch).Status(pb.StatusRequest(), timeout=10)
+        assert code == grpc.StatusCode.OK and st.reports == 2  # the lost jobs' were dropped
+        assert st.latest.step == 3 and dict(st.latest.metrics)["m0"].number == 0.5
+    finally:
+        sched.kill()

@@ -1,0 +1,242 @@
+"""The trial context: what a ``(config, ctx)`` trainer knows and can do during one job.
+
+A Python trainer may take ``(config, ctx)`` instead of ``(config, start, stop, state)``
+(``takes_context`` tells them apart by signature). ``ctx`` says which job this is (``trial``,
+``rung``, ``start``, ``stop``, ``state``: the bytes form of the checkpoint), gives a working
+folder per trial that outlives promotions on this worker (``dir``: ``WORK_ROOT/STUDY/trial-N``),
+the slot's accelerator (``device``, None without ``--devices``), intermediate reports
+(``report(step, **metrics)``) and checkpoints as files (``checkpoint_dir()`` to write the next
+one, ``restore_dir()`` holding the previous job's, or None).
+
+Reports are checked here (ash.link.metrics: the caps of a result's metrics, and a finite step),
+so a bad one fails the trainer at the call that made it, with its traceback. A report goes out
+at once when the last batch left at least ``FLUSH_S`` seconds ago (a slow epoch shows live);
+otherwise it waits in a buffer that leaves with a later report (at ``MAX_REPORT_BATCH`` reports,
+or ``FLUSH_S`` after the last batch) or at the end of the job, before its result. So a trainer
+that reports a thousand times per job costs a handful of messages; a job keeps its first
+``MAX_REPORTS_PER_JOB`` reports.
+
+File checkpoints travel packed into the state bytes (ash.worker.ckptfiles); ``Job.begin``
+unpacks the previous one into the restore folder, ``Job.finish`` packs the new one, and both
+folders are removed after the job (``dir`` is kept).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ash.link.metrics import (
+    MAX_REPORT_BATCH,
+    MAX_REPORTS_PER_JOB,
+    Metrics,
+    check_metrics,
+    check_step,
+)
+from ash.worker import ckptfiles
+
+FLUSH_S = 0.5  # reports wait at most this long in a job's buffer
+ReportSink = Callable[[int, list[tuple[float, Metrics]]], None]  # (job id, [(step, metrics)])
+
+
+def takes_context(fn: Callable[..., Any]) -> bool:
+    """Whether a trainer function takes ``(config, ctx)`` (True) or ``(config, start, stop,
+    state)`` (False); ValueError when it takes neither."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False  # a builtin or C callable: the classic form
+    try:
+        sig.bind(None, None, None, None)
+        return False
+    except TypeError:
+        pass
+    try:
+        sig.bind(None, None)
+        return True
+    except TypeError:
+        raise ValueError(
+            f"{getattr(fn, '__name__', fn)!r} must take (config, ctx) or "
+            f"(config, start, stop, state), not {sig}"
+        ) from None
+
+
+class Reporter:
+    """One job's intermediate reports: checked, buffered, sent in batches."""
+
+    def __init__(self, job_id: int, send: ReportSink | None) -> None:
+        self.job_id = job_id
+        self.send = send
+        self.buffer: list[tuple[float, Metrics]] = []
+        self.count = 0  # kept so far (sent or buffered)
+        self.dropped = 0  # beyond MAX_REPORTS_PER_JOB
+        self._last = -FLUSH_S  # the first report goes at once (a slow epoch shows live)
+
+    def add(self, step: Any, metrics: Mapping[str, Any]) -> None:
+        s, problem = check_step(step)
+        if problem is not None or s is None:
+            raise ValueError(f"ctx.report: {problem}")
+        if not metrics:
+            raise ValueError("ctx.report(step, **metrics): give at least one metric")
+        clean, problem = check_metrics(metrics)
+        if problem is not None:
+            raise ValueError(f"ctx.report: {problem}")
+        if self.count >= MAX_REPORTS_PER_JOB:
+            self.dropped += 1
+            return
+        self.count += 1
+        self.buffer.append((s, clean))
+        if len(self.buffer) >= MAX_REPORT_BATCH or time.monotonic() - self._last >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last = time.monotonic()
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        if self.send is not None:
+            self.send(self.job_id, batch)
+
+
+class TrialContext:
+    """What a ``(config, ctx)`` trainer is told and may call; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        trial: int,
+        rung: int,
+        start: float,
+        stop: float,
+        state: bytes | None,
+        dir: Path,
+        device: str | None,
+        reporter: Reporter,
+        scratch: Path,
+        restore: Path | None,
+        study: str = "",
+        job_id: int = 0,
+    ) -> None:
+        self.trial = trial
+        self.rung = rung
+        self.start = start
+        self.stop = stop
+        self.state = state
+        self.dir = dir
+        self.device = device
+        self.study = study
+        self.job_id = job_id
+        self._reporter = reporter
+        self._scratch = scratch
+        self._restore = restore
+        self._checkpoint: Path | None = None
+
+    def report(self, step: float, **metrics: Any) -> None:
+        """An intermediate result at ``step`` (e.g. the epoch): numbers or short strings,
+        within the caps of a result's metrics. Shown live, kept in results.json."""
+        self._reporter.add(step, metrics)
+
+    def checkpoint_dir(self) -> Path:
+        """A fresh empty folder for this job's checkpoint files (the same one if called
+        again); what it holds when the trainer returns resumes the trial's next job."""
+        if self._checkpoint is None:
+            path = self._scratch / "checkpoint"
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            self._checkpoint = path
+        return self._checkpoint
+
+    def restore_dir(self) -> Path | None:
+        """The folder holding the files the trial's previous job wrote into its
+        ``checkpoint_dir()``, or None (rung 0, or it wrote none)."""
+        return self._restore
+
+    def __repr__(self) -> str:
+        return (
+            f"TrialContext(trial={self.trial}, rung={self.rung}, start={self.start:g}, "
+            f"stop={self.stop:g}, device={self.device!r}, dir={str(self.dir)!r})"
+        )
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What a slot knows about the job it runs, beyond the classic trainer arguments."""
+
+    job_id: int
+    trial: int
+    rung: int
+    final: bool  # trains to max_resource: its state is never stored, so it is not packed
+
+
+@dataclass
+class Workspace:
+    """Where a worker's context trainers keep files: ``root/STUDY/trial-N`` per trial and
+    ``root/STUDY/.ash/job-J`` for a job's restore and checkpoint folders."""
+
+    root: Path
+    study: str
+    device: str | None = None
+    send: ReportSink | None = None
+
+    def begin(
+        self, config_state: bytes | None, info: JobInfo, start: float, stop: float
+    ) -> TrialContext:
+        """The context of a job: the state unpacked (raises CheckpointFilesError for a
+        refused archive)."""
+        base = self.root / _safe(self.study)
+        trial_dir = base / f"trial-{info.trial}"
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        scratch = base / ".ash" / f"job-{info.job_id}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        data: bytes | None = config_state
+        restore: Path | None = None
+        if ckptfiles.is_packed(config_state):
+            assert config_state is not None
+            data, tar = ckptfiles.split(config_state)
+            if tar:
+                restore = scratch / "restore"
+                restore.mkdir()
+                ckptfiles.unpack(tar, restore)
+        return TrialContext(
+            trial=info.trial,
+            rung=info.rung,
+            start=start,
+            stop=stop,
+            state=data,
+            dir=trial_dir,
+            device=self.device,
+            reporter=Reporter(info.job_id, self.send),
+            scratch=scratch,
+            restore=restore,
+            study=self.study,
+            job_id=info.job_id,
+        )
+
+    @staticmethod
+    def finish(ctx: TrialContext, data: bytes | None, final: bool) -> bytes | None:
+        """The job's state (packed: its bytes and checkpoint files), None when there is
+        nothing to carry; its reports are flushed first."""
+        ctx._reporter.flush()
+        if final:
+            return None
+        folder = ctx._checkpoint
+        has_files = folder is not None and any(folder.iterdir())
+        if data is None and not has_files:
+            return None
+        return ckptfiles.pack(data, folder if has_files else None)
+
+    @staticmethod
+    def clean(ctx: TrialContext) -> None:
+        shutil.rmtree(ctx._scratch, ignore_errors=True)
+
+
+def _safe(name: str) -> str:
+    """A study name as one folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "study"
