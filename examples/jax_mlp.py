@@ -1,15 +1,14 @@
 """A user trainable in JAX (install the ``jax`` extra): an MLP on the bundled digits dataset.
 
-Same contract as every trainer: ``fn(config, start, stop, state) -> (metrics, state)``. The
-whole span of epochs runs in one jitted ``lax.fori_loop`` (full-batch SGD with momentum), so
-the Python overhead per job is one call. The state is an .npz archive of the parameters and
-momentum buffers (no pickle).
+``train(config, ctx)``: full-batch SGD with momentum, one jitted step per epoch; each epoch is
+reported with ``ctx.report(epoch, ...)`` from a jitted evaluation. The parameters and momentum
+buffers are saved as plain ``.npy`` files (no pickle) into ``ctx.checkpoint_dir()``, and a
+promoted trial loads them from ``ctx.restore_dir()``, so its epochs continue where they stopped.
 """
 
 from __future__ import annotations
 
-import io
-from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,65 +26,70 @@ def _loss(params: dict[str, jax.Array], X: jax.Array, y: jax.Array) -> jax.Array
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(y.shape[0]), y])
 
 
-@partial(jax.jit, static_argnames=("epochs",))
-def _fit(
+@jax.jit
+def _step(
     params: dict[str, jax.Array],
     velocity: dict[str, jax.Array],
     X: jax.Array,
     y: jax.Array,
-    lr: float,
-    momentum: float,
-    epochs: int,
+    lr: jax.Array,
+    momentum: jax.Array,
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
-    def step(_: int, carry: tuple[Any, Any, jax.Array]) -> tuple[Any, Any, jax.Array]:
-        p, v, _loss_value = carry
-        loss, g = jax.value_and_grad(_loss)(p, X, y)
-        v = {k: momentum * v[k] - lr * g[k] for k in p}
-        return {k: p[k] + v[k] for k in p}, v, loss
-
-    return jax.lax.fori_loop(0, epochs, step, (params, velocity, jnp.array(jnp.nan)))
+    """One epoch: a full-batch gradient step with momentum."""
+    loss, g = jax.value_and_grad(_loss)(params, X, y)
+    velocity = {k: momentum * velocity[k] - lr * g[k] for k in params}
+    return {k: params[k] + velocity[k] for k in params}, velocity, loss
 
 
-def train(
-    config: dict[str, Any], start: float, stop: float, state: bytes | None
-) -> tuple[dict[str, float], bytes]:
-    data = cached_split("digits", ".", 0.3, 0)
-    d, k, h = data.X_train.shape[1], data.n_classes, int(config["hidden"])
-    if state is None:
-        keys = jax.random.split(jax.random.PRNGKey(int(config.get("seed", 0))), 2)
-        params = {
-            "W1": jax.random.normal(keys[0], (d, h)) * jnp.sqrt(1.0 / d),
-            "b1": jnp.zeros(h),
-            "W2": jax.random.normal(keys[1], (h, k)) * jnp.sqrt(1.0 / h),
-            "b2": jnp.zeros(k),
-        }
-        velocity = {n: jnp.zeros_like(v) for n, v in params.items()}
-    else:
-        with np.load(io.BytesIO(state), allow_pickle=False) as z:
-            params = {n: jnp.asarray(z[n]) for n in NAMES}
-            velocity = {n: jnp.asarray(z["v" + n]) for n in NAMES}
-    X, y = jnp.asarray(data.X_train), jnp.asarray(data.y_train)
-    params, velocity, train_loss = _fit(
-        params,
-        velocity,
-        X,
-        y,
-        float(config["lr"]),
-        float(config["momentum"]),
-        int(stop - start),
-    )
-    Xv, yv = jnp.asarray(data.X_val), jnp.asarray(data.y_val)
-    h_val = jnp.tanh(Xv @ params["W1"] + params["b1"])
-    logits = h_val @ params["W2"] + params["b2"]
-    metrics = {
-        "val_loss": float(_loss(params, Xv, yv)),
-        "val_accuracy": float(jnp.mean(jnp.argmax(logits, axis=1) == yv)),
-        "train_loss": float(train_loss),
+@jax.jit
+def _evaluate(params: dict[str, jax.Array], X: jax.Array, y: jax.Array) -> tuple[Any, Any]:
+    logits = jnp.tanh(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
+    loss = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(y.shape[0]), y])
+    return loss, jnp.mean(jnp.argmax(logits, axis=1) == y)
+
+
+def _init(config: dict[str, Any], d: int, k: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    h = int(config["hidden"])
+    keys = jax.random.split(jax.random.PRNGKey(int(config.get("seed", 0))), 2)
+    params = {
+        "W1": jax.random.normal(keys[0], (d, h)) * jnp.sqrt(1.0 / d),
+        "b1": jnp.zeros(h),
+        "W2": jax.random.normal(keys[1], (h, k)) * jnp.sqrt(1.0 / h),
+        "b2": jnp.zeros(k),
     }
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        **{n: np.asarray(params[n]) for n in NAMES},
-        **{"v" + n: np.asarray(velocity[n]) for n in NAMES},
-    )
-    return metrics, buf.getvalue()
+    return params, {n: jnp.zeros_like(v) for n, v in params.items()}
+
+
+def train(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+    data = cached_split("digits", ".", 0.3, 0)
+    restore = ctx.restore_dir()
+    if restore is None:
+        params, velocity = _init(config, data.X_train.shape[1], data.n_classes)
+        done = 0
+    else:
+        folder = Path(restore)
+        params = {n: jnp.asarray(np.load(folder / f"{n}.npy")) for n in NAMES}
+        velocity = {n: jnp.asarray(np.load(folder / f"v{n}.npy")) for n in NAMES}
+        done = int(np.load(folder / "epochs.npy"))
+    if done != int(ctx.start):
+        raise RuntimeError(f"checkpoint holds {done} epochs but the job starts at {ctx.start}")
+    X, y = jnp.asarray(data.X_train), jnp.asarray(data.y_train)
+    Xv, yv = jnp.asarray(data.X_val), jnp.asarray(data.y_val)
+    lr, momentum = jnp.float32(config["lr"]), jnp.float32(config["momentum"])
+    metrics: dict[str, float] = {}
+    for e in range(done, int(ctx.stop)):
+        params, velocity, train_loss = _step(params, velocity, X, y, lr, momentum)
+        val_loss, accuracy = _evaluate(params, Xv, yv)
+        metrics = {
+            "val_loss": float(val_loss),
+            "val_accuracy": float(accuracy),
+            "train_loss": float(train_loss),
+            "epochs": e + 1,
+        }
+        ctx.report(e + 1, **metrics)
+    out = Path(ctx.checkpoint_dir())
+    for n in NAMES:
+        np.save(out / f"{n}.npy", np.asarray(params[n]))
+        np.save(out / f"v{n}.npy", np.asarray(velocity[n]))
+    np.save(out / "epochs.npy", np.int64(ctx.stop))
+    return metrics

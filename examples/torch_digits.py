@@ -8,7 +8,7 @@ cosine-free constant learning rate so that a promoted trial resumes exactly wher
 ``ctx.report(epoch, ...)`` (ash keeps every report in results and curves). The model and the
 optimizer (its momentum buffers) are saved with ``torch.save`` into ``ctx.checkpoint_dir()`` and a
 promoted trial loads them from ``ctx.restore_dir()``, so its epoch count continues. Torch's
-intra-op threads follow ash's thread grant for the job (``ctx.threads``; see docs/threads.md).
+intra-op threads follow ash's thread grant for the job (``grant_threads``, docs/threads.md).
 """
 
 from __future__ import annotations
@@ -95,15 +95,22 @@ def epoch(
     return total / len(X), val_loss, accuracy
 
 
-def grant_threads(threads: int | None) -> None:
-    """Torch's intra-op pool follows ash's grant for this job (it ignores threadpoolctl)."""
-    n = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+def grant_threads() -> int:
+    """Torch's intra-op pool follows ash's thread grant for this job: the slot limits the
+    OpenMP runtimes loaded in it (threadpoolctl, docs/threads.md), which is read back here and
+    given to torch explicitly, so the grant holds whatever threading backend torch was built
+    with (and for a trainer that imports torch late)."""
+    from threadpoolctl import threadpool_info
+
+    granted = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+    n = min(granted) if granted else int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if n > 0 and torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def train(config: dict[str, Any], ctx: Any) -> dict[str, float]:
-    grant_threads(getattr(ctx, "threads", None))
+    grant_threads()
     model, opt = build(config)
     done = 0
     restore = ctx.restore_dir()
