@@ -71,7 +71,7 @@ def test_torch_example_reports_and_resumes_from_torch_save(tmp_path: Path) -> No
     pytest.importorskip("torch")
     doc = run_example("torch.toml", tmp_path, max_trials=4, max_resource=4, reduction_factor=2)
     check_resumed(doc, 4, 4)
-    best = [t for t in doc["trials"] if t["trial"] == doc["best"]["trial"]][0]
+    best = next(t for t in doc["trials"] if t["trial"] == doc["best"]["trial"])
     assert best["results"][-1]["metrics"]["val_accuracy"] > 0.5  # it learns in 4 epochs
     assert not list(tmp_path.glob("ash-work-*"))  # the trial folders are cleaned up
 

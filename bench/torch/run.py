@@ -12,7 +12,8 @@ Best accuracy: the validation accuracy of each tuner's best trial by validation 
 trials trained to the full R epochs (what each would hand back), and the highest validation
 accuracy among them.
 
-    flock /tmp/ash-bench.lock python bench/torch/run.py --seeds 0 1 2 --json bench/torch/results.json
+    flock /tmp/ash-bench.lock python bench/torch/run.py --seeds 0 1 2 \
+        --json bench/torch/results.json
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ SPACE: dict[str, tuple[str, Any]] = {
 
 
 def run_ash(args: argparse.Namespace) -> dict[str, Any]:
-    import ash
     import torch_digits
+
+    import ash
 
     space = {
         k: {"log": {"log_uniform": list(v)}, "uniform": {"uniform": list(v)}}.get(
