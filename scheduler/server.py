@@ -179,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=port_number, help="serve Prometheus metrics on this port")
     p.add_argument("--no-fsync", action="store_true", help="journal without fsync (faster)")
     p.add_argument(
+        "--mlflow",
+        metavar="TRACKING_URI",
+        help="log each trial as an MLflow run (e.g. sqlite:///mlflow.db; the mlflow extra); "
+        "docs/integrations.md",
+    )
+    p.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="write each trial's metrics as TensorBoard event files under LOGDIR/trial-N "
+        "(the tensorboard extra); docs/integrations.md",
+    )
+    p.add_argument(
         "--stay",
         action="store_true",
         help="when the study is finished, keep serving status and health until SIGTERM "
@@ -204,6 +216,16 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
         keep_inflight=True,
     )
     driver = opened.driver
+    hooks = None
+    if getattr(args, "mlflow", None) or getattr(args, "tensorboard", None):
+        from ash.integrations import Callbacks, from_flags
+
+        hooks = Callbacks(from_flags(args.mlflow, args.tensorboard), spec)
+        try:
+            hooks.attach(driver)  # a store that cannot be opened: exit 2 before serving
+        except BaseException:
+            driver.close()
+            raise
     if opened.resumed_records:
         print(
             f"ash-scheduler: resumed {spec.name} from {args.journal}: "
@@ -283,8 +305,11 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
     gc_task.cancel()
     service.close()
     driver.close()
-    if args.out:
-        write_outcome(driver, args.out, interrupted=not service.done.is_set(), report=report)
+    doc = write_outcome(
+        driver, args.out, interrupted=not service.done.is_set(), report=report if args.out else None
+    )
+    if hooks is not None:
+        hooks.close(doc)
     if service.journal_error is not None:
         for task in (done, stopping, failed):
             task.cancel()

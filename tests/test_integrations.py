@@ -4,6 +4,8 @@ fed by a real embedded study; a failing or missing integration is reported, neve
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 import ash
 from ash.integrations import Callback, CallbackError, MLflowCallback, Result, TensorBoardCallback
+from helpers import BIN
 
 SPACE = {"x": {"uniform": [0.0, 1.0]}, "width": {"choice": [1, 2]}}
 
@@ -150,3 +153,131 @@ def test_missing_library_and_bad_store_refused_before_training(
         study([MLflowCallback(tracking_uri=f"sqlite:///{tmp_path}/file/x.db")])
     with pytest.raises(CallbackError, match=r"not an ash\.integrations\.Callback"):
         study([object()])  # type: ignore[list-item]
+
+
+def fit_ctx(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+    loss = 0.0
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss, epoch=epoch + 1)
+    return {"loss": loss}
+
+
+class Reports(Callback):
+    def __init__(self) -> None:
+        self.reports: list[tuple[int, float, float]] = []
+
+    def on_report(self, trial: int, step: float, metrics: Mapping[str, Any]) -> None:
+        self.reports.append((trial, step, metrics["loss"]))
+
+
+def test_reports_reach_callbacks_mlflow_and_tensorboard_once_per_step(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    rec = Reports()
+    doc = ash.tune(
+        fit_ctx,
+        space=SPACE,
+        max_resource=9,
+        max_trials=9,
+        workers=2,
+        threads=1,
+        progress=False,
+        callbacks=[rec, MLflowCallback(uri), TensorBoardCallback(tmp_path / "tb")],
+    )
+    expected = sorted(
+        (t["trial"], p["step"], p["metrics"]["loss"]) for t in doc["trials"] for p in t["reports"]
+    )
+    assert sorted(rec.reports) == expected
+    assert len(expected) == sum(t["results"][-1]["resource"] for t in doc["trials"])
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("fit_ctx")
+    assert exp is not None
+    for run in client.search_runs([exp.experiment_id], max_results=100):
+        t = by_trial(doc)[int(run.data.tags["ash.trial"])]
+        history = client.get_metric_history(run.info.run_id, "loss")
+        # each epoch once: a rung result at a reported step adds no second point
+        assert sorted((m.step, m.value) for m in history) == [
+            (p["step"], p["metrics"]["loss"]) for p in t["reports"]
+        ]
+        acc = EventAccumulator(str(tmp_path / "tb" / f"trial-{t['trial']:04d}"))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("loss")] == [p["step"] for p in t["reports"]]
+
+
+CLI_TRAINER = """
+def fit(config, ctx):
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss)
+    return {"loss": loss}
+"""
+
+CLI_SPEC = """
+[study]
+name = "cli"
+metric = "loss"
+mode = "min"
+[asha]
+min_resource = 1
+max_resource = 4
+reduction_factor = 2
+max_trials = 6
+[trainer]
+type = "python"
+entrypoint = "cli_trainer:fit"
+[space]
+x = { uniform = [0.0, 1.0] }
+"""
+
+
+def ash_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ash"), "tune", "study.toml", "--workers", "2", "--quiet", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("transport", ["inproc", "grpc"])
+def test_cli_flags_log_every_trial(tmp_path: Path, transport: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "cli_trainer.py").write_text(CLI_TRAINER)
+    (tmp_path / "study.toml").write_text(CLI_SPEC)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    proc = ash_cli(
+        tmp_path, "--transport", transport, "--out", "out", "--mlflow", uri, "--tensorboard", "tb"
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "out/results.json").read_text())
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("cli")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(int(r.data.tags["ash.trial"]) for r in runs) == sorted(by_trial(doc))
+    for run in runs:
+        t = by_trial(doc)[int(run.data.tags["ash.trial"])]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert sorted(steps) == [p["step"] for p in t["reports"]]
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == [
+        f"trial-{t:04d}" for t in sorted(by_trial(doc))
+    ]
+
+
+def test_cli_flags_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "cli_trainer.py").write_text(CLI_TRAINER)
+    (tmp_path / "study.toml").write_text(CLI_SPEC)
+    (tmp_path / "file").write_text("")
+    proc = ash_cli(tmp_path, "--tensorboard", "file/tb")
+    assert proc.returncode == 2
+    assert "TensorBoardCallback: logdir 'file/tb'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = ash_cli(tmp_path, "--transport", "mpi", "--mlflow", "sqlite:///m.db")
+    assert proc.returncode == 2
+    assert "--mlflow applies to --transport inproc and grpc, not mpi" in proc.stderr

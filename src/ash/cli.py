@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="one worker per accelerator id (e.g. 0,1,2,3): each sees only its device "
         "(CUDA_VISIBLE_DEVICES and the ROCm/JAX equivalents); docs/devices.md",
     )
+    tune.add_argument(
+        "--mlflow",
+        metavar="TRACKING_URI",
+        help="log each trial as an MLflow run (e.g. sqlite:///mlflow.db; the mlflow extra); "
+        "docs/integrations.md",
+    )
+    tune.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="write each trial's metrics as TensorBoard event files under LOGDIR/trial-N "
+        "(the tensorboard extra); docs/integrations.md",
+    )
     tune.add_argument("--quiet", action="store_true", help="no progress and no summary")
     tune.set_defaults(run=_run_tune)
 

@@ -1,9 +1,10 @@
-"""Tracking integrations: callbacks that ``ash.tune(..., callbacks=[...])`` and ``ash tune
---mlflow/--tensorboard`` feed with a study's trials, reports and rung results.
+"""Tracking integrations: callbacks that ``ash.tune(..., callbacks=[...])``, ``ash tune`` and
+``ash-scheduler`` (``--mlflow URI``, ``--tensorboard DIR``) feed with a study's trials, reports
+and rung results.
 
-``Callback`` is the base class for your own; ``MLflowCallback`` and ``TensorBoardCallback`` import
-their library only when a study starts (the ``mlflow`` and ``tensorboard`` extras), so importing
-``ash.integrations`` costs nothing.
+``Callback`` is the base class for your own; ``MLflowCallback`` and ``TensorBoardCallback``
+import their library only when a study starts (the ``mlflow`` and ``tensorboard`` extras), so
+importing ``ash.integrations`` costs nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,21 @@ __all__ = [
     "Result",
     "Study",
     "TensorBoardCallback",
+    "from_flags",
 ]
+
+
+def from_flags(mlflow: str | None, tensorboard: str | None) -> list[Callback]:
+    """The callbacks of ``--mlflow TRACKING_URI`` and ``--tensorboard LOGDIR``."""
+    from ash.integrations.mlflow import MLflowCallback
+    from ash.integrations.tensorboard import TensorBoardCallback
+
+    found: list[Callback] = []
+    if mlflow:
+        found.append(MLflowCallback(tracking_uri=mlflow))
+    if tensorboard:
+        found.append(TensorBoardCallback(tensorboard))
+    return found
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,21 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
                 f"--workers {args.workers} with --devices {args.devices}: one worker per "
                 f"device ({len(devices)}); drop --workers"
             )
+    tracking = [
+        (flag, value)
+        for flag, value in (
+            ("--mlflow", getattr(args, "mlflow", None)),
+            ("--tensorboard", getattr(args, "tensorboard", None)),
+        )
+        if value
+    ]
+    if tracking and args.transport == "mpi":
+        from ash.errors import UserError
+
+        raise UserError(
+            f"{tracking[0][0]} applies to --transport inproc and grpc, not mpi (from Python, "
+            "pass ash.integrations callbacks to ash.tune)"
+        )
     if args.transport == "mpi":
         from ash.transports.mpi import run_mpi
 
@@ -59,7 +74,9 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
             progress=not args.quiet,
             prefetch=getattr(args, "prefetch", "auto"),
             devices=devices,
+            tracking=[part for pair in tracking for part in pair],
         )
+    from ash.integrations import from_flags
     from ash.transports.inproc import run_inproc
 
     return run_inproc(
@@ -71,4 +88,5 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
         journal=args.journal,
         progress=not args.quiet,
         devices=devices,
+        callbacks=from_flags(getattr(args, "mlflow", None), getattr(args, "tensorboard", None)),
     )

@@ -52,6 +52,7 @@ def run_grpc(
     progress: bool,
     prefetch: str = "auto",
     devices: list[str] | None = None,
+    tracking: list[str] | None = None,
 ) -> dict[str, Any]:
     from ash.cores import available_cores, resolve_threads
     from ash.paths import check_out_dir, check_trace_file
@@ -77,6 +78,7 @@ def run_grpc(
         "127.0.0.1:0",
         "--out",
         str(out),
+        *(tracking or []),  # --mlflow URI / --tensorboard DIR: the scheduler's callbacks
     ]
     if trace:
         cmd += ["--trace", str(trace)]
