@@ -332,9 +332,12 @@ def main() -> None:
         got["tune_s"] = time.perf_counter() - t0
         Path(args.result).write_text(json.dumps(got))
         return
-    rows = [measure(t, s, args) for s in args.seeds for t in args.tuners]
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    rows = []
+    for s in args.seeds:
+        for t in args.tuners:
+            rows.append(measure(t, s, args))
+            if args.json:  # after every run: a long benchmark stopped early keeps its rows
+                Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
