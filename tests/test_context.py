@@ -172,7 +172,8 @@ def test_reports_and_file_checkpoints_over_grpc_workers(tmp_path: Path) -> None:
         assert not any((root / ".ash").iterdir())
 
 
-def test_devices_one_slot_each_with_its_environment(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["inproc", "grpc"])
+def test_devices_one_slot_each_with_its_environment(tmp_path: Path, transport: str) -> None:
     spec = write(tmp_path, max_trials=12)
     log = tmp_path / "log"
     log.mkdir()
@@ -183,6 +184,8 @@ def test_devices_one_slot_each_with_its_environment(tmp_path: Path) -> None:
         "3,GPU-7f",
         "--threads",
         "1",
+        "--transport",
+        transport,
         "--out",
         "out",
         cwd=tmp_path,
