@@ -530,3 +530,30 @@ def test_a_version_2_journal_resumes_and_takes_reports(tmp_path: Path) -> None:
     d3 = open_study(spec, journal=journal).driver
     assert d3.reports(b.job.trial) == [{"rung": 0, "step": 1, "metrics": {"loss": 0.4}}]
     d3.close()
+
+
+def dies(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+    (ctx.checkpoint_dir() / "half-written").write_bytes(b"x")
+    os._exit(3)
+
+
+def test_a_slot_that_dies_leaves_no_scratch_and_keeps_its_device(tmp_path: Path) -> None:
+    import time
+
+    from ash.worker.slots import Died, Slots
+    from helpers import make_spec
+
+    slots = Slots(make_spec(), 1, 1, trainer=dies, work_root=tmp_path, devices=["7"])
+    try:
+        slots.submit(slots.slots[0], (4, {"x": 0.5, "k": "a"}, 0.0, 1.0, None, 2, 0))
+        events: list[Any] = []
+        deadline = time.monotonic() + 60
+        while not events and time.monotonic() < deadline:
+            events = slots.wait(0.5)
+        assert [type(e) for e in events] == [Died] and events[0].job_id == 4
+        assert (tmp_path / "t" / "trial-2").is_dir()  # ctx.dir stays
+        assert list((tmp_path / "t" / ".ash").iterdir()) == []
+        assert slots.slots[0].device == "7"  # the restarted slot has its device
+    finally:
+        slots.shutdown()
+    assert tmp_path.exists()  # a given work root is the caller's

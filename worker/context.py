@@ -189,10 +189,9 @@ class Workspace:
     ) -> TrialContext:
         """The context of a job: the state unpacked (raises CheckpointFilesError for a
         refused archive)."""
-        base = self.root / _safe(self.study)
-        trial_dir = base / f"trial-{info.trial}"
+        trial_dir = self.root / _safe(self.study) / f"trial-{info.trial}"
         trial_dir.mkdir(parents=True, exist_ok=True)
-        scratch = base / ".ash" / f"job-{info.job_id}"
+        scratch = scratch_dir(self.root, self.study, info.job_id)
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         data: bytes | None = config_state
@@ -235,6 +234,12 @@ class Workspace:
     @staticmethod
     def clean(ctx: TrialContext) -> None:
         shutil.rmtree(ctx._scratch, ignore_errors=True)
+
+
+def scratch_dir(root: Path, study: str, job_id: int) -> Path:
+    """The folder of job ``job_id``'s restore and checkpoint folders (removed after the job;
+    a slot that dies or times out leaves it to its parent to remove)."""
+    return root / _safe(study) / ".ash" / f"job-{job_id}"
 
 
 def _safe(name: str) -> str:
