@@ -557,3 +557,25 @@ def test_a_slot_that_dies_leaves_no_scratch_and_keeps_its_device(tmp_path: Path)
     finally:
         slots.shutdown()
     assert tmp_path.exists()  # a given work root is the caller's
+
+
+def test_reports_before_a_failure_are_sent_and_late_ones_ignored(tmp_path: Path) -> None:
+    sent: list[tuple[int, list[Any]]] = []
+    kept: list[Any] = []
+
+    def fails(config: dict[str, Any], ctx: Any) -> Any:
+        for i in range(3):
+            ctx.report(i, loss=1.0)
+        kept.append(ctx)
+        if config["how"] == "raise":
+            raise RuntimeError("boom")
+        return [1, 2]  # neither metrics nor (metrics, state)
+
+    ws = Workspace(tmp_path, "s", send=lambda job, batch: sent.append((job, batch)))
+    for how, said in (("raise", "RuntimeError: boom"), ("bad", "must return metrics")):
+        sent.clear()
+        out = run_job(FunctionTrainer(fails), "loss", {"how": how}, 0, 1, None, workspace=ws)
+        assert out.error is not None and said in out.error
+        assert sum(len(b) for _, b in sent) == 3
+        kept[-1].report(9, loss=0.0)  # a stray thread, after the job
+        assert sum(len(b) for _, b in sent) == 3
