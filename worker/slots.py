@@ -224,8 +224,13 @@ class Slots:
         """Kernel threads of the running jobs."""
         return sum(s.threads for s in self.slots if s.job is not None)
 
-    def submit(self, slot: _Slot, job: JobMsg, threads: int | None = None) -> None:
-        """Run ``job`` on ``slot`` with ``threads`` kernel threads (default: the slots' own)."""
+    def submit(
+        self, slot: _Slot, job: JobMsg | tuple[Any, ...], threads: int | None = None
+    ) -> None:
+        """Run ``job`` on ``slot`` with ``threads`` kernel threads (default: the slots' own).
+        A job without its trial and rung (five fields) is no study's trial (-1, rung 0)."""
+        if len(job) == 5:
+            job = (*job, -1, 0)
         slot.job = job[0]
         slot.threads = threads or self.threads
         slot.started = 0.0  # set when the child says it started (a fresh one imports first)
