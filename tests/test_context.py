@@ -172,7 +172,8 @@ def test_reports_and_file_checkpoints_over_grpc_workers(tmp_path: Path) -> None:
         assert not any((root / ".ash").iterdir())
 
 
-def test_devices_one_slot_each_with_its_environment(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["inproc", "grpc"])
+def test_devices_one_slot_each_with_its_environment(tmp_path: Path, transport: str) -> None:
     spec = write(tmp_path, max_trials=12)
     log = tmp_path / "log"
     log.mkdir()
@@ -183,6 +184,8 @@ def test_devices_one_slot_each_with_its_environment(tmp_path: Path) -> None:
         "3,GPU-7f",
         "--threads",
         "1",
+        "--transport",
+        transport,
         "--out",
         "out",
         cwd=tmp_path,
@@ -446,3 +449,133 @@ def test_malformed_reports_are_refused_and_the_server_lives(tmp_path: Path) -> N
         assert st.latest.step == 3 and dict(st.latest.metrics)["m0"].number == 0.5
     finally:
         sched.kill()
+
+
+# -- the journal -----------------------------------------------------------------------------
+
+
+def test_report_records_replay_survive_a_torn_tail_and_refuse_damage(tmp_path: Path) -> None:
+    from ash.scheduler.driver import open_study
+    from ash.scheduler.journal import JournalError, check_record, seal
+    from helpers import make_spec
+
+    spec = make_spec(max_trials=5)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal).driver
+    a = d.request("w")
+    b = d.request("w")
+    assert a is not None and b is not None
+    assert d.report(a.job.job_id, [(1, {"loss": 0.9}), (2, {"loss": 0.8})])
+    assert d.report(b.job.job_id, [(1, {"loss": 0.7})])
+    d.complete(a.job.job_id, 0.8, {"loss": 0.8})
+    assert not d.report(a.job.job_id, [(3, {"loss": 0.1})])  # settled: a late report is dropped
+    d.lose(b.job.job_id, why="gone")  # its retry reports again: its reports are dropped
+    assert d.reports(b.job.trial) == []
+    d.close()
+    lines = journal.read_text().splitlines()
+    assert json.loads(lines[0])["version"] == 3
+    assert sum('"p":' in line for line in lines) == 2
+    # resumed: the same reports, from the journal
+    d2 = open_study(spec, journal=journal).driver
+    assert d2.reports(a.job.trial) == [
+        {"rung": 0, "step": 1, "metrics": {"loss": 0.9}},
+        {"rung": 0, "step": 2, "metrics": {"loss": 0.8}},
+    ]
+    assert d2.status().reports == 2
+    c = d2.request("w")
+    assert c is not None
+    d2.report(c.job.job_id, [(1, {"loss": 0.5})])
+    d2.close()
+    # a torn report record at the end is cut off (its job was in flight: it is re-issued)
+    torn = journal.read_bytes()[:-7]
+    assert torn.rsplit(b"\n", 1)[1].startswith(b'{"p":')
+    journal.write_bytes(torn)
+    d3 = open_study(spec, journal=journal).driver
+    assert d3.status().reports == 2
+    d3.close()
+    # a damaged one refuses to start, naming the line
+    text = journal.read_text().replace('"loss":0.9', '"loss":0.7', 1)
+    journal.write_text(text)
+    with pytest.raises(JournalError, match=r"line \d+ is damaged \(checksum mismatch\)"):
+        open_study(spec, journal=journal)
+    # shapes
+    assert check_record({"p": 1, "s": [[1, {"m": 1}]], "t": 0.1}) is None
+    for bad in ({"p": 1, "t": 0.1}, {"p": 1, "s": [[1]], "t": 0.1}, {"p": 1, "s": [["x", {}]]}):
+        assert check_record(bad) is not None
+    assert seal("{}") != "{}"
+
+
+def test_a_version_2_journal_resumes_and_takes_reports(tmp_path: Path) -> None:
+    from ash.scheduler.driver import open_study
+    from ash.scheduler.journal import seal, unseal
+    from helpers import make_spec
+
+    spec = make_spec(max_trials=5)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal).driver
+    a = d.request("w")
+    assert a is not None
+    d.complete(a.job.job_id, 0.5, {"loss": 0.5})
+    d.close()
+    lines = journal.read_bytes().splitlines()
+    header = json.loads(unseal(lines[0]) or b"")
+    header["version"] = 2  # what ash wrote before reports
+    lines[0] = seal(json.dumps(header, separators=(",", ":"))).encode()
+    journal.write_bytes(b"\n".join(lines) + b"\n")
+    d2 = open_study(spec, journal=journal).driver
+    b = d2.request("w")
+    assert b is not None and d2.report(b.job.job_id, [(1, {"loss": 0.4})])
+    d2.complete(b.job.job_id, 0.4, {"loss": 0.4})
+    d2.close()
+    d3 = open_study(spec, journal=journal).driver
+    assert d3.reports(b.job.trial) == [{"rung": 0, "step": 1, "metrics": {"loss": 0.4}}]
+    d3.close()
+
+
+def dies(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+    (ctx.checkpoint_dir() / "half-written").write_bytes(b"x")
+    os._exit(3)
+
+
+def test_a_slot_that_dies_leaves_no_scratch_and_keeps_its_device(tmp_path: Path) -> None:
+    import time
+
+    from ash.worker.slots import Died, Slots
+    from helpers import make_spec
+
+    slots = Slots(make_spec(), 1, 1, trainer=dies, work_root=tmp_path, devices=["7"])
+    try:
+        slots.submit(slots.slots[0], (4, {"x": 0.5, "k": "a"}, 0.0, 1.0, None, 2, 0))
+        events: list[Any] = []
+        deadline = time.monotonic() + 60
+        while not events and time.monotonic() < deadline:
+            events = slots.wait(0.5)
+        assert [type(e) for e in events] == [Died] and events[0].job_id == 4
+        assert (tmp_path / "t" / "trial-2").is_dir()  # ctx.dir stays
+        assert list((tmp_path / "t" / ".ash").iterdir()) == []
+        assert slots.slots[0].device == "7"  # the restarted slot has its device
+    finally:
+        slots.shutdown()
+    assert tmp_path.exists()  # a given work root is the caller's
+
+
+def test_reports_before_a_failure_are_sent_and_late_ones_ignored(tmp_path: Path) -> None:
+    sent: list[tuple[int, list[Any]]] = []
+    kept: list[Any] = []
+
+    def fails(config: dict[str, Any], ctx: Any) -> Any:
+        for i in range(3):
+            ctx.report(i, loss=1.0)
+        kept.append(ctx)
+        if config["how"] == "raise":
+            raise RuntimeError("boom")
+        return [1, 2]  # neither metrics nor (metrics, state)
+
+    ws = Workspace(tmp_path, "s", send=lambda job, batch: sent.append((job, batch)))
+    for how, said in (("raise", "RuntimeError: boom"), ("bad", "must return metrics")):
+        sent.clear()
+        out = run_job(FunctionTrainer(fails), "loss", {"how": how}, 0, 1, None, workspace=ws)
+        assert out.error is not None and said in out.error
+        assert sum(len(b) for _, b in sent) == 3
+        kept[-1].report(9, loss=0.0)  # a stray thread, after the job
+        assert sum(len(b) for _, b in sent) == 3

@@ -1,1 +1,2 @@
-"""ash.worker: the worker side (daemon loop, links to the scheduler, thread budgets, trainers)."""
+"""ash.worker: the worker side (daemon loop, links to the scheduler, thread budgets, trainers and
+their trial context)."""

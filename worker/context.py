@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class Reporter:
         self.count = 0  # kept so far (sent or buffered)
         self.dropped = 0  # beyond MAX_REPORTS_PER_JOB
         self._last = -FLUSH_S  # the first report goes at once (a slow epoch shows live)
+        self._lock = threading.Lock()  # a trainer may report from its own threads
+        self.closed = False  # the job returned: later reports (a stray thread's) are ignored
 
     def add(self, step: Any, metrics: Mapping[str, Any]) -> None:
         s, problem = check_step(step)
@@ -87,15 +90,30 @@ class Reporter:
         clean, problem = check_metrics(metrics)
         if problem is not None:
             raise ValueError(f"ctx.report: {problem}")
-        if self.count >= MAX_REPORTS_PER_JOB:
-            self.dropped += 1
-            return
-        self.count += 1
-        self.buffer.append((s, clean))
-        if len(self.buffer) >= MAX_REPORT_BATCH or time.monotonic() - self._last >= FLUSH_S:
-            self.flush()
+        with self._lock:
+            if self.closed:
+                return
+            if self.count >= MAX_REPORTS_PER_JOB:
+                self.dropped += 1
+                return
+            self.count += 1
+            self.buffer.append((s, clean))
+            if len(self.buffer) >= MAX_REPORT_BATCH or time.monotonic() - self._last >= FLUSH_S:
+                self._flush()
 
     def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def close(self) -> None:
+        """Send what is buffered; later reports are ignored (the job's result follows)."""
+        with self._lock:
+            try:
+                self._flush()
+            finally:
+                self.closed = True
+
+    def _flush(self) -> None:
         self._last = time.monotonic()
         if not self.buffer:
             return
@@ -189,10 +207,9 @@ class Workspace:
     ) -> TrialContext:
         """The context of a job: the state unpacked (raises CheckpointFilesError for a
         refused archive)."""
-        base = self.root / _safe(self.study)
-        trial_dir = base / f"trial-{info.trial}"
+        trial_dir = self.root / _safe(self.study) / f"trial-{info.trial}"
         trial_dir.mkdir(parents=True, exist_ok=True)
-        scratch = base / ".ash" / f"job-{info.job_id}"
+        scratch = scratch_dir(self.root, self.study, info.job_id)
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         data: bytes | None = config_state
@@ -223,7 +240,7 @@ class Workspace:
     def finish(ctx: TrialContext, data: bytes | None, final: bool) -> bytes | None:
         """The job's state (packed: its bytes and checkpoint files), None when there is
         nothing to carry; its reports are flushed first."""
-        ctx._reporter.flush()
+        ctx._reporter.close()
         if final:
             return None
         folder = ctx._checkpoint
@@ -235,6 +252,12 @@ class Workspace:
     @staticmethod
     def clean(ctx: TrialContext) -> None:
         shutil.rmtree(ctx._scratch, ignore_errors=True)
+
+
+def scratch_dir(root: Path, study: str, job_id: int) -> Path:
+    """The folder of job ``job_id``'s restore and checkpoint folders (removed after the job;
+    a slot that dies or times out leaves it to its parent to remove)."""
+    return root / _safe(study) / ".ash" / f"job-{job_id}"
 
 
 def _safe(name: str) -> str:

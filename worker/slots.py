@@ -42,7 +42,7 @@ from typing import Any
 
 from ash.errors import UserError
 from ash.spec import StudySpec
-from ash.worker.context import JobInfo, ReportSink, Workspace
+from ash.worker.context import JobInfo, ReportSink, Workspace, scratch_dir
 from ash.worker.trainers import TrainerFn, as_trainer, make_trainer, run_job
 
 # job id, config, start, stop, checkpoint, trial, rung
@@ -224,8 +224,13 @@ class Slots:
         """Kernel threads of the running jobs."""
         return sum(s.threads for s in self.slots if s.job is not None)
 
-    def submit(self, slot: _Slot, job: JobMsg, threads: int | None = None) -> None:
-        """Run ``job`` on ``slot`` with ``threads`` kernel threads (default: the slots' own)."""
+    def submit(
+        self, slot: _Slot, job: JobMsg | tuple[Any, ...], threads: int | None = None
+    ) -> None:
+        """Run ``job`` on ``slot`` with ``threads`` kernel threads (default: the slots' own).
+        A job without its trial and rung (five fields) is no study's trial (-1, rung 0)."""
+        if len(job) == 5:
+            job = (*job, -1, 0)
         slot.job = job[0]
         slot.threads = threads or self.threads
         slot.started = 0.0  # set when the child says it started (a fresh one imports first)
@@ -270,6 +275,7 @@ class Slots:
                 slot.process.join(timeout=5)
                 slot.conn.close()
                 self.slots[self.slots.index(slot)] = self._start(slot.name, slot.device)
+                self._forget(job)
                 why = f"timed out after {limit:g} s (trainer.timeout_s); its process was killed"
                 out.append(Finished(job, None, {}, None, why, now - slot.started))
         return out
@@ -302,6 +308,8 @@ class Slots:
         slot.process.join(timeout=1)
         code = slot.process.exitcode
         job, slot.job = slot.job, None
+        if job is not None:
+            self._forget(job)
         self.restarts += 1
         if self.restarts > self.max_restarts:
             raise SlotError(f"slots died {self.restarts} times; last exit code {code}")
@@ -309,6 +317,10 @@ class Slots:
         slot.conn.close()
         self.slots[i] = self._start(slot.name, slot.device)
         return None if job is None else Died(job, code)
+
+    def _forget(self, job: int) -> None:
+        """Remove the scratch folder of a job whose process was killed or died."""
+        shutil.rmtree(scratch_dir(self.work_root, self.spec.name, job), ignore_errors=True)
 
     def shutdown(self, grace: float = 2.0) -> None:
         for s in self.slots:

@@ -238,7 +238,7 @@ def _run_with_context(
             out = trainer.with_context(config, ctx)
         except BaseException as exc:  # a trial's failure is data, not a crash
             with contextlib.suppress(BaseException):
-                ctx._reporter.flush()  # what it reported before failing is kept
+                ctx._reporter.close()  # what it reported before failing is kept
             return _failed(f"trainer raised {_describe(exc)}")
         if isinstance(out, Mapping):
             metrics, data = out, None
@@ -256,6 +256,8 @@ def _run_with_context(
             return _failed(f"cannot pack the checkpoint files: {exc}")
         return _outcome(metric, metrics, packed)
     finally:
+        with contextlib.suppress(BaseException):
+            ctx._reporter.close()  # the reports go before the result, whatever happened
         workspace.clean(ctx)
 
 

@@ -69,6 +69,9 @@ def tune(
             asha["max_trials"] = max_trials
         if time_limit_s is not None:
             asha["time_limit_s"] = time_limit_s
+        from ash.worker.trainers import as_trainer
+
+        as_trainer(target)  # a signature of neither form: TrainerError now, not in a worker
         name = getattr(target, "__name__", "study")
         spec = parse_spec(
             {
