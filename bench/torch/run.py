@@ -269,7 +269,8 @@ def measure(tuner: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")]),
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--tuner", tuner, "--seed", str(seed)]
-    cmd += ["--trials", str(args.trials), "--epochs", str(args.epochs), "--result", "r.json"]
+    trials = args.ash_trials if tuner == "ash" and args.ash_trials else args.trials
+    cmd += ["--trials", str(trials), "--epochs", str(args.epochs), "--result", "r.json"]
     peak = 0
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, env=env)
@@ -322,6 +323,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--trials", type=int, default=60)
     p.add_argument("--epochs", type=int, default=27)
+    p.add_argument(
+        "--ash-trials", type=int, help="ash's trials, if not --trials (e.g. to match the epochs)"
+    )
     p.add_argument("--result", help="(child) write its result here")
     p.add_argument("--json", help="write every row here")
     args = p.parse_args()
