@@ -358,6 +358,7 @@ def test_a_hostile_checkpoint_archive_is_refused(tmp_path: Path, member: Any) ->
     assert out.value is None and out.error is not None
     assert "cannot restore the checkpoint files" in out.error and not called
     assert not (tmp_path / "escape").exists()
+    assert list((tmp_path / "work" / "s" / ".ash").iterdir()) == []
 
 
 def test_pack_round_trip_and_refusals(tmp_path: Path) -> None:
