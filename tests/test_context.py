@@ -358,6 +358,7 @@ def test_a_hostile_checkpoint_archive_is_refused(tmp_path: Path, member: Any) ->
     assert out.value is None and out.error is not None
     assert "cannot restore the checkpoint files" in out.error and not called
     assert not (tmp_path / "escape").exists()
+    assert list((tmp_path / "work" / "s" / ".ash").iterdir()) == []
 
 
 def test_pack_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -579,3 +580,33 @@ def test_reports_before_a_failure_are_sent_and_late_ones_ignored(tmp_path: Path)
         assert sum(len(b) for _, b in sent) == 3
         kept[-1].report(9, loss=0.0)  # a stray thread, after the job
         assert sum(len(b) for _, b in sent) == 3
+
+
+MANY = """
+def fit(config, ctx):
+    for i in range(1000):  # a report per step of a tight loop
+        ctx.report(int(ctx.start) * 1000 + i, loss=config["x"] + 1.0 / (i + 1))
+    return {"loss": config["x"] + 1.0 / ctx.stop}
+"""
+
+
+def test_a_thousand_reports_per_job_cost_a_few_messages(tmp_path: Path) -> None:
+    (tmp_path / "many.py").write_text(MANY)
+    spec = tmp_path / "study.toml"
+    spec.write_text(SPEC.format(max_trials=6).replace("ctx_trainer:fit", "many:fit"))
+    sched = Scheduler(spec, tmp_path, "--out", "out", "--journal", "j.jsonl")
+    w = worker(sched.target, tmp_path, "w0", "--slots", "2")
+    try:
+        assert sched.wait() == 0
+        assert w.wait(timeout=60) == 0
+    finally:
+        sched.kill()
+        if w.poll() is None:
+            w.kill()
+    records = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    jobs = sum(1 for r in records if "r" in r)
+    batches = [r for r in records if "p" in r]
+    assert sum(len(r["s"]) for r in batches) == 1000 * jobs  # every report kept
+    assert len(batches) <= 8 * jobs  # batched: a journal record (and message) per batch
+    doc = results(tmp_path / "out")
+    assert sum(len(t["reports"]) for t in doc["trials"]) == 1000 * jobs

@@ -216,11 +216,15 @@ class Workspace:
         restore: Path | None = None
         if ckptfiles.is_packed(config_state):
             assert config_state is not None
-            data, tar = ckptfiles.split(config_state)
-            if tar:
-                restore = scratch / "restore"
-                restore.mkdir()
-                ckptfiles.unpack(tar, restore)
+            try:
+                data, tar = ckptfiles.split(config_state)
+                if tar:
+                    restore = scratch / "restore"
+                    restore.mkdir()
+                    ckptfiles.unpack(tar, restore)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)  # a refused archive leaves nothing
+                raise
         return TrialContext(
             trial=info.trial,
             rung=info.rung,
