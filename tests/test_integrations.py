@@ -233,9 +233,11 @@ x = { uniform = [0.0, 1.0] }
 """
 
 
-def ash_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def ash_cli(tmp_path: Path, *args: str, ranks: int = 0) -> subprocess.CompletedProcess[str]:
+    launcher = [str(BIN / "mpiexec"), "-n", str(ranks)] if ranks else []
+    workers = [] if ranks else ["--workers", "2"]
     return subprocess.run(
-        [str(BIN / "ash"), "tune", "study.toml", "--workers", "2", "--quiet", *args],
+        [*launcher, str(BIN / "ash"), "tune", "study.toml", *workers, "--quiet", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -244,15 +246,20 @@ def ash_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("transport", ["inproc", "grpc"])
+@pytest.mark.parametrize("transport", ["inproc", "grpc", "mpi"])
 def test_cli_flags_log_every_trial(tmp_path: Path, transport: str) -> None:
     from mlflow.tracking import MlflowClient
+
+    if transport == "mpi" and not (BIN / "mpiexec").exists():
+        pytest.skip("needs the venv's mpiexec (the test extra's mpich)")
 
     (tmp_path / "cli_trainer.py").write_text(CLI_TRAINER)
     (tmp_path / "study.toml").write_text(CLI_SPEC)
     uri = f"sqlite:///{tmp_path}/m.db"
     proc = ash_cli(
-        tmp_path, "--transport", transport, "--out", "out", "--mlflow", uri, "--tensorboard", "tb"
+        tmp_path,
+        *("--transport", transport, "--out", "out", "--mlflow", uri, "--tensorboard", "tb"),
+        ranks=3 if transport == "mpi" else 0,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "out/results.json").read_text())
@@ -278,6 +285,8 @@ def test_cli_flags_refused_clearly(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "TensorBoardCallback: logdir 'file/tb'" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = ash_cli(tmp_path, "--transport", "mpi", "--mlflow", "sqlite:///m.db")
-    assert proc.returncode == 2
-    assert "--mlflow applies to --transport inproc and grpc, not mpi" in proc.stderr
+    if (BIN / "mpiexec").exists():  # said once by rank 0, every rank exits 2
+        proc = ash_cli(tmp_path, "--transport", "mpi", "--tensorboard", "file/tb", ranks=2)
+        assert proc.returncode == 2
+        assert proc.stderr.count("TensorBoardCallback: logdir 'file/tb'") == 1
+        assert "Traceback" not in proc.stderr

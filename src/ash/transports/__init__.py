@@ -37,20 +37,11 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
                 f"device ({len(devices)}); drop --workers"
             )
     tracking = [
-        (flag, value)
-        for flag, value in (
-            ("--mlflow", getattr(args, "mlflow", None)),
-            ("--tensorboard", getattr(args, "tensorboard", None)),
-        )
-        if value
+        part
+        for flag in ("--mlflow", "--tensorboard")
+        if (value := getattr(args, flag[2:], None))
+        for part in (flag, value)
     ]
-    if tracking and args.transport == "mpi":
-        from ash.errors import UserError
-
-        raise UserError(
-            f"{tracking[0][0]} applies to --transport inproc and grpc, not mpi (from Python, "
-            "pass ash.integrations callbacks to ash.tune)"
-        )
     if args.transport == "mpi":
         from ash.transports.mpi import run_mpi
 
@@ -74,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
             progress=not args.quiet,
             prefetch=getattr(args, "prefetch", "auto"),
             devices=devices,
-            tracking=[part for pair in tracking for part in pair],
+            tracking=tracking,
         )
     from ash.integrations import from_flags
     from ash.transports.inproc import run_inproc

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ash.errors import EXIT_USAGE, UserError
 
 if TYPE_CHECKING:
+    from ash.integrations import Callbacks
     from ash.link.mpi import Layout, Link
     from ash.scheduler.driver import Opened
     from ash.spec import StudySpec
@@ -150,8 +151,18 @@ def run_mpi(args: argparse.Namespace) -> dict[str, Any] | int:
     link = Link(mpi)
     rank0_trains = bool(getattr(args, "rank0_trains", False))
 
+    hooks: list[Callbacks] = []  # rank 0's tracking callbacks (--mlflow, --tensorboard)
+
     def open_on_rank0() -> Opened | None:
-        return _open(spec, args) if link.rank == 0 else None
+        if link.rank != 0:
+            return None
+        opened = _open(spec, args)
+        try:  # a store that cannot be opened stops every rank, said once (exit 2)
+            hooks.extend(_callbacks(spec, args, opened))
+        except BaseException:
+            opened.driver.close()
+            raise
+        return opened
 
     def close(o: Opened | None) -> None:
         if o is not None:
@@ -170,7 +181,13 @@ def run_mpi(args: argparse.Namespace) -> dict[str, Any] | int:
             assert trainer is not None
             return serve(link, spec, trainer, lay.threads)
         assert opened is not None
-        return _rank0(link, spec, lay, opened, args, rank0_trains)
+        doc = None
+        try:
+            doc = _rank0(link, spec, lay, opened, args, rank0_trains)
+        finally:
+            for h in hooks:
+                h.close(doc)
+        return doc
 
 
 def _check(
@@ -207,6 +224,17 @@ def _open(spec: StudySpec, args: argparse.Namespace) -> Opened:
     from ash.scheduler.driver import open_study
 
     return open_study(spec, journal=args.journal, trace=args.trace)
+
+
+def _callbacks(spec: StudySpec, args: argparse.Namespace, opened: Opened) -> list[Callbacks]:
+    mlflow, tensorboard = getattr(args, "mlflow", None), getattr(args, "tensorboard", None)
+    if not (mlflow or tensorboard):
+        return []
+    from ash.integrations import Callbacks, from_flags
+
+    hooks = Callbacks(from_flags(mlflow, tensorboard), spec)
+    hooks.attach(opened.driver)
+    return [hooks]
 
 
 def _n(count: int, word: str) -> str:
