@@ -5,8 +5,11 @@ fed by a real embedded study; a failing or missing integration is reported, neve
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -290,3 +293,59 @@ def test_cli_flags_refused_clearly(tmp_path: Path) -> None:
         assert proc.returncode == 2
         assert proc.stderr.count("TensorBoardCallback: logdir 'file/tb'") == 1
         assert "Traceback" not in proc.stderr
+
+
+SLOW_TRAINER = """
+import time
+
+def fit(config, ctx):
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        time.sleep(0.05)
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss)
+    return {"loss": loss}
+"""
+
+
+def test_a_study_resumed_from_its_journal_goes_on_in_each_trials_mlflow_run(
+    tmp_path: Path,
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "cli_trainer.py").write_text(SLOW_TRAINER)
+    (tmp_path / "study.toml").write_text(
+        CLI_SPEC.replace("max_resource = 4", "max_resource = 8").replace(
+            "max_trials = 6", "max_trials = 16"
+        )
+    )
+    uri = f"sqlite:///{tmp_path}/m.db"
+    args = [str(BIN / "ash"), "tune", "study.toml", "--workers", "2", "--quiet"]
+    args += ["--journal", "j.jsonl", "--out", "out", "--mlflow", uri]
+    proc = subprocess.Popen(args, cwd=tmp_path, start_new_session=True)
+    journal = tmp_path / "j.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = journal.read_text() if journal.exists() else ""
+        if text.count('"r":') >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {json.loads(line)["k"][0] for line in text.splitlines() if '"c":' in line}
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "out/results.json").read_text())
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("cli")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    trials = [int(r.data.tags["ash.trial"]) for r in runs]
+    assert sorted(trials) == sorted(by_trial(doc))  # one run per trial, none twice
+    resumed = [t for t in doc["trials"] if t["trial"] in before and len(t["results"]) > 1]
+    assert resumed  # trials begun before the kill and promoted after it
+    for run in runs:
+        t = by_trial(doc)[int(run.data.tags["ash.trial"])]
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "loss")}
+        assert steps <= {p["step"] for p in t["reports"]}
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["ash.status"] == t["status"]

@@ -4,7 +4,9 @@ The hook is on the scheduler side: the Driver calls its observers under its lock
 trial and every recorded result, whatever transport brought the result. ``Callbacks`` only
 queues them there; a thread of its own calls the user's callbacks in event order, so a slow
 tracking store never holds the study (or the Driver's lock) up. Intermediate reports of a trial
-context reach the callbacks as ``on_report`` when the Driver records them.
+context reach the callbacks as ``on_report`` when the Driver records them. Every trial is
+started (``on_trial_start``) before anything else of it is told, also a trial that began before
+a resume from a journal and is promoted after it (its MLflow run is found again by its tags).
 
 Faults: ``setup`` runs in the caller's thread before the first job, so a tracking store that
 cannot be opened stops the study before anything trains (CallbackError, exit 2). A callback
@@ -105,6 +107,7 @@ class Callbacks:
         self.spec = spec
         self._q: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._told: set[int] = set()  # trials whose on_trial_start was queued
 
     def attach(self, driver: Driver) -> None:
         """Set every callback up (CallbackError if one cannot start), then observe ``driver``."""
@@ -124,7 +127,8 @@ class Callbacks:
 
     def _observe(self, kind: str, job: Job, fields: Mapping[str, Any]) -> None:
         # under the Driver's lock: copy what is needed and queue it, nothing more
-        if kind == "trial":
+        if job.trial not in self._told:  # a new trial, or one started before a resume
+            self._told.add(job.trial)
             self._q.put(("trial", (job.trial, dict(job.config))))
         elif kind == "report":
             for step, metrics in fields["reports"]:

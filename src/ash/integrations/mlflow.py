@@ -8,7 +8,8 @@ many trials open at once and a promoted trial's run goes on where it stopped. A 
 Metrics are logged at ``step`` = the report's step or the rung's resource (rounded: MLflow's
 steps are integers); a rung result whose step a report already logged adds only ``ash.rung``.
 At the end of the study every run is terminated: FINISHED, FAILED for a failed trial, KILLED
-if the study was interrupted.
+if the study was interrupted. A study resumed from its journal into an existing experiment
+finds each trial's run again by its tags and goes on in it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class MLflowCallback(Callback):
         self.runs: dict[int, str] = {}  # trial -> run id
         self._reported: dict[int, float] = {}  # trial -> highest step reported
         self._client: Any = None
+        self._existing = False
         self._study: Study | None = None
 
     def setup(self, study: Study) -> None:
@@ -48,6 +50,7 @@ class MLflowCallback(Callback):
         try:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
             found = self._client.get_experiment_by_name(name)
+            self._existing = found is not None  # its runs may hold trials of a resumed study
             self.experiment_id = (
                 found.experiment_id if found is not None else self._client.create_experiment(name)
             )
@@ -61,6 +64,17 @@ class MLflowCallback(Callback):
         from mlflow.entities import Param
 
         assert self._study is not None
+        if self._existing:  # a study resumed from its journal goes on in the trial's run
+            found = self._client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`ash.study` = '{_quoted(self._study.name)}' "
+                f"and tags.`ash.trial` = '{trial}'",
+                max_results=1,
+            )
+            if found:
+                self.runs[trial] = found[0].info.run_id
+                self._client.update_run(found[0].info.run_id, status="RUNNING")
+                return
         run = self._client.create_run(
             self.experiment_id,
             run_name=f"{self._study.name}-trial-{trial}",
@@ -96,6 +110,8 @@ class MLflowCallback(Callback):
 
     def on_study_end(self, doc: Mapping[str, Any] | None) -> None:
         trials = {t["trial"]: t for t in (doc or {}).get("trials", [])}
+        if self._existing:  # runs of trials that ended before a resume: end them too
+            self._adopt_running()
         best = ((doc or {}).get("best") or {}).get("trial")
         interrupted = doc is None or bool(doc.get("interrupted")) or bool(doc.get("error"))
         for trial, run_id in self.runs.items():
@@ -113,3 +129,25 @@ class MLflowCallback(Callback):
             else:
                 end = "FINISHED"
             self._client.set_terminated(run_id, end)
+
+    def _adopt_running(self) -> None:
+        assert self._study is not None
+        where = (
+            f"tags.`ash.study` = '{_quoted(self._study.name)}' and attributes.status = 'RUNNING'"
+        )
+        token = None
+        while True:
+            page = self._client.search_runs(
+                [self.experiment_id], filter_string=where, max_results=1000, page_token=token
+            )
+            for run in page:
+                trial = run.data.tags.get("ash.trial", "")
+                if trial.isdigit():
+                    self.runs.setdefault(int(trial), run.info.run_id)
+            token = page.token
+            if not token:
+                return
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
