@@ -103,8 +103,9 @@ class Driver:
         self.errors: list[tuple[int, str]] = []  # (trial, message) of failed jobs
         self.replaying = False
         self.store_error: str | None = None  # the checkpoint store failed: record nothing more
-        # called under the lock with (kind, job, fields) for "trial" (a new trial's first job)
-        # and "result": keep them cheap (ash.integrations queues them for its own thread)
+        # called under the lock with (kind, job, fields) for "trial" (a new trial's first job),
+        # "report" (a kept batch of ctx reports) and "result" (recorded, or lost for good); not
+        # while replaying. Keep them cheap: ash.integrations queues them for a thread of its own
         self.observers: list[Callable[[str, Job, Mapping[str, Any]], None]] = []
 
     # -- inputs ---------------------------------------------------------------------------
