@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +32,8 @@ from typing import Any
 from ash.link.checkpoints import State
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
+from ash.scheduler.core.retention import Drop, Retention
+from ash.scheduler.core.rungs import score_of
 from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
@@ -100,6 +104,10 @@ class Driver:
         self.errors: list[tuple[int, str]] = []  # (trial, message) of failed jobs
         self.replaying = False
         self.store_error: str | None = None  # the checkpoint store failed: record nothing more
+        # Checkpoint retention (core/retention.py): drops wait for their results to be durable.
+        self.retention = Retention(self.core, spec.keep_best)
+        self._drops: list[Drop] = []
+        self.store_warnings = 0
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -143,10 +151,14 @@ class Driver:
             record["c"] = job.config
         record["t"] = now
         self._journal(record)
+        self.retention.issued(job)
         checkpoint = None
+        sent = job
         if job.start and not self.replaying:
             checkpoint = self.checkpoints.get(job.trial, job.start)
-        a = Assignment(job, worker, checkpoint, now)
+            if checkpoint is None and self.checkpoints.was_dropped(job.trial):
+                sent = job._replace(start=0)  # dropped under a lower max_trials: from scratch
+        a = Assignment(sent, worker, checkpoint, now)
         self.assigned[job.job_id] = a
         if not defer_trace:
             self.trace.assign(now, job, worker, **(trace_extra or {}))
@@ -182,7 +194,7 @@ class Driver:
             now = self.clock()
             if not self.replaying:
                 job = self.core.inflight[job_id]
-                if job.stop < self.spec.schedule.max_resource:
+                if job.stop < self.spec.schedule.max_resource or self.spec.keep_best > 0:
                     try:
                         self.checkpoints.put(job.trial, job.stop, state)
                     except OSError as exc:
@@ -195,6 +207,7 @@ class Driver:
             reported = self.core.report(job_id, value, now)
             assert reported is not None
             job = reported
+            self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
             self.assigned.pop(job_id, None)
             self.trace.result(now, job, value, **(trace_extra or {}))
             self.results.result(job, value, metrics)
@@ -227,6 +240,7 @@ class Driver:
             self.trace.lost(now, job)
             self.results.lost(job)
             if not retried:
+                self._retain(self.retention.result(job, math.inf))
                 self.trace.result(now, job, None)
                 self.results.result(job, None, {})
                 self.errors.append(
@@ -263,6 +277,8 @@ class Driver:
         if j is None:
             with self.lock:
                 self.trace.flush()
+                drops, self._drops = self._drops, []
+            self._drop(drops)
             return
         target = j.appended
         with j.io_lock:
@@ -271,8 +287,10 @@ class Driver:
             with self.lock:
                 records, count = j.take()
                 lines = self.trace.take()  # with the records: none ahead of its journal record
+                drops, self._drops = self._drops, []  # made safe by records now in ``records``
             j.write(records, count)
             self.trace.write(lines)
+            self._drop(drops)  # only now: the results that make them safe are durable
 
     def pending(self) -> bool:
         """Whether ``sync`` has anything to do."""
@@ -303,6 +321,7 @@ class Driver:
             raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
         finally:
             self.replaying = False
+        self._clean_store()
         offset = time.monotonic() - last
         self.clock = lambda: time.monotonic() - offset
         self.trace.skip = 0
@@ -362,11 +381,58 @@ class Driver:
         try:
             with contextlib.suppress(JournalError):
                 self.sync()
+                if self.broken is None and self.core.finished:
+                    self._drop(self.retention.final())  # keep_best: the study is over
         finally:
             if self.journal is not None:
                 with contextlib.suppress(JournalError):
                     self.journal.close()
             self.trace.close()
+            self.checkpoints.close()
+
+    # -- checkpoint retention -------------------------------------------------------------
+
+    def _retain(self, drops: list[Drop]) -> None:
+        """Queue deletions (under the lock); ``sync`` makes them once their results are
+        durable. A replay queues none: ``_clean_store`` settles the store after it."""
+        if drops and not self.replaying:
+            self._drops.extend(drops)
+
+    def _clean_store(self) -> None:
+        """After a resume: delete what a crash left between a durable result and its
+        deletion (and, for a finished study, all but its keep_best trials)."""
+        if self.core.finished:
+            self.retention.final()
+        try:
+            failed = self.checkpoints.retain(self.retention.needed())
+        except OSError as exc:
+            failed = [f"{getattr(self.checkpoints, 'root', '')} ({exc.strerror or exc})"]
+        self._store_warning(failed)
+
+    def _drop(self, drops: list[Drop]) -> None:
+        if not drops:
+            return
+        try:
+            failed = self.checkpoints.drop(drops)
+        except OSError as exc:
+            failed = [f"{len(drops)} checkpoints ({exc.strerror or exc})"]
+        self._store_warning(failed)
+
+    def _store_warning(self, failed: list[str]) -> None:
+        """A checkpoint that cannot be deleted is a warning, never a lost study: it stays."""
+        if not failed:
+            return
+        self.store_warnings += len(failed)
+        if self.store_warnings == len(failed):  # the first time: say it once, in the results too
+            root = getattr(self.checkpoints, "root", "checkpoint store")
+            why = (
+                f"checkpoint store {root}: cannot delete {failed[0]}"
+                + (f" and {len(failed) - 1} more" if len(failed) > 1 else "")
+                + "; the files stay (the study goes on)"
+            )
+            print(f"ash: warning: {why}", file=sys.stderr, flush=True)
+            with self.lock:
+                self.errors.append((-1, why))
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
@@ -408,6 +474,10 @@ def _show(config: Mapping[str, Any], keys: list[str]) -> str:
     return "{" + ", ".join(f"{k}={config.get(k, '(none)')!r}" for k in keys) + "}"
 
 
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+
+
 def _plain(exc: BaseException) -> str:
     if isinstance(exc, UnknownJobError):
         return f"the record names job {exc.args[0]}, which was never issued"
@@ -437,8 +507,10 @@ def open_study(
     trials from their states. Jobs in flight at the crash are lost without charging their
     trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
     flight as ``orphans`` for their workers to reclaim."""
-    if journal is None:
-        return Opened(Driver(spec, trace=TraceWriter(trace)), 0, 0)
+    if journal is None:  # states on disk, not in memory, in a directory the study owns
+        tmp = tempfile.mkdtemp(prefix=f"ash-{_safe(spec.name)}-", suffix=".ckpt")
+        store = DirectoryStore(tmp, fsync=False, temporary=True)
+        return Opened(Driver(spec, trace=TraceWriter(trace), checkpoints=store), 0, 0)
     j = Journal(
         journal,
         study=spec.name,
