@@ -39,6 +39,9 @@ from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
 from ash.spec import StudySpec
 
+DROP_BATCH = 64  # checkpoints deleted at once on a store that fsyncs
+DROP_SECONDS = 0.5  # ... or after this long
+
 
 class CheckpointStoreError(JournalError):
     """The checkpoint store failed (a full disk): the driver records and decides nothing more."""
@@ -107,6 +110,8 @@ class Driver:
         # Checkpoint retention (core/retention.py): drops wait for their results to be durable.
         self.retention = Retention(self.core, spec.keep_best)
         self._drops: list[Drop] = []
+        self._ready: list[Drop] = []  # safe to delete, batched on a store that fsyncs
+        self._ready_since = 0.0
         self.store_warnings = 0
 
     # -- inputs ---------------------------------------------------------------------------
@@ -278,7 +283,7 @@ class Driver:
             with self.lock:
                 self.trace.flush()
                 drops, self._drops = self._drops, []
-            self._drop(drops)
+            self._drop_batched(drops)
             return
         target = j.appended
         with j.io_lock:
@@ -290,7 +295,7 @@ class Driver:
                 drops, self._drops = self._drops, []  # made safe by records now in ``records``
             j.write(records, count)
             self.trace.write(lines)
-            self._drop(drops)  # only now: the results that make them safe are durable
+            self._drop_batched(drops)  # only now: the results that make them safe are durable
 
     def pending(self) -> bool:
         """Whether ``sync`` has anything to do."""
@@ -381,8 +386,8 @@ class Driver:
         try:
             with contextlib.suppress(JournalError):
                 self.sync()
-                if self.broken is None and self.core.finished:
-                    self._drop(self.retention.final())  # keep_best: the study is over
+                final = self.retention.final() if self.broken is None and self.finished else []
+                self._drop_batched(final, force=True)  # keep_best: the study is over
         finally:
             if self.journal is not None:
                 with contextlib.suppress(JournalError):
@@ -408,6 +413,22 @@ class Driver:
         except OSError as exc:
             failed = [f"{getattr(self.checkpoints, 'root', '')} ({exc.strerror or exc})"]
         self._store_warning(failed)
+
+    def _drop_batched(self, drops: list[Drop], force: bool = False) -> None:
+        """Delete now on a store that does not fsync; on one that does (a journal's), in
+        batches of up to DROP_BATCH or DROP_SECONDS, so the store's note of dead trials costs
+        one fsync per batch, not one per round (the disk bound grows by one batch)."""
+        if not getattr(self.checkpoints, "fsync", False):
+            self._drop(drops)
+            return
+        now = time.monotonic()
+        with self.lock:
+            if not self._ready:
+                self._ready_since = now
+            self._ready.extend(drops)
+            due = force or len(self._ready) >= DROP_BATCH or now - self._ready_since >= DROP_SECONDS
+            batch, self._ready = (self._ready, []) if due else ([], self._ready)
+        self._drop(batch)
 
     def _drop(self, drops: list[Drop]) -> None:
         if not drops:
