@@ -315,3 +315,17 @@ def test_asha_promotes_more_than_floor_n_over_eta(eta: int, workers: int, seed: 
     assert rung1 > 40 // eta  # the naive ladder's M_1
     assert promotions > 40
     driver.close()
+
+
+def test_keep_best_spec_errors_name_the_key() -> None:
+    from ash.spec import SpecError
+
+    raw = dict(make_spec("asha").raw)
+    for table, message in (
+        ({"keep_best": -1}, "checkpoints.keep_best: must be >= 0, got -1"),
+        ({"keep_best": "all"}, "checkpoints.keep_best: must be"),
+        ({"keep": 2}, "checkpoints.keep: unknown key"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            parse_spec({**raw, "checkpoints": table}, source="s.toml")
+    assert make_spec("asha").keep_best == 1
