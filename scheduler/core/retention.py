@@ -203,11 +203,16 @@ class Retention:
         if f is None:
             return
         b = self.core.brackets[bracket]
+        watches = self.watches
         for k in range(b.top):
-            w = self._watch(bracket, k)
-            for t in w.shrink(int(f // b.eta)):
-                self._dead(t, k, drops)
-            f = min(f, w.promoted + w.alive + max(0, f - w.n))
+            w = watches.get((bracket, k)) or self._watch(bracket, k)
+            cap = int(f // b.eta)
+            if w.cap is None or cap < w.cap:  # add() already holds the rung to its cap
+                for t in w.shrink(cap):
+                    self._dead(t, k, drops)
+            more = w.promoted + w.alive + (f - w.n if f > w.n else 0)
+            if more < f:
+                f = more
 
     def _dead(self, trial: int, rung: int, drops: list[Drop]) -> None:
         if self.at.get(trial) != rung or trial in self.promoted:
