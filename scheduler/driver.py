@@ -199,7 +199,9 @@ class Driver:
             now = self.clock()
             if not self.replaying:
                 job = self.core.inflight[job_id]
-                if job.stop < self.spec.schedule.max_resource or self.spec.keep_best > 0:
+                if job.stop < self.spec.schedule.max_resource or self.retention.wants_top(
+                    job.trial, score_of(value, self.spec.mode)
+                ):
                     try:
                         self.checkpoints.put(job.trial, job.stop, state)
                     except OSError as exc:

@@ -161,6 +161,14 @@ class Retention:
 
     # -- answers --------------------------------------------------------------------------
 
+    def wants_top(self, trial: int, score: float) -> bool:
+        """Whether a top-rung result would be among the ``keep_best`` kept (else its state
+        need not even be written)."""
+        if score == math.inf or self.keep_best <= 0:
+            return False
+        top = self.best_top
+        return len(top) < self.keep_best or (score, trial) < (-top[0][0], -top[0][1])
+
     def needed(self) -> dict[int, float]:
         """trial -> the resource of the one checkpoint it may still need."""
         return {t: r for t, (r, _) in self.kept.items()}
