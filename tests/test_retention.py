@@ -329,3 +329,24 @@ def test_keep_best_spec_errors_name_the_key() -> None:
         with pytest.raises(SpecError, match=message):
             parse_spec({**raw, "checkpoints": table}, source="s.toml")
     assert make_spec("asha").keep_best == 1
+
+
+def _fit(config: dict[str, Any], start: float, stop: float, state: bytes | None) -> Any:
+    if (state is None) != (start == 0) or (state is not None and float(state) != start):
+        raise RuntimeError(f"resumed from {state!r}, expected {start}")
+    return {"loss": (config["x"] - 0.3) ** 2 + 1 / stop}, str(stop).encode()
+
+
+def test_embedded_journaled_study_leaves_only_keep_best(tmp_path: Path) -> None:
+    """``ash tune --journal`` end to end (slot processes): no promotion resumed wrongly, and
+    the journal's folder holds the keep_best states and the note of dropped trials."""
+    from ash.transports.inproc import run_inproc
+
+    spec = spec_with(2, "asha", max_trials=40, min_resource=1, max_resource=9)
+    journal = tmp_path / "j.jsonl"
+    doc = run_inproc(spec, workers=2, threads=1, journal=journal, progress=False, trainer=_fit)
+    assert len(doc["trials"]) == 40 and doc["errors"] == [], doc["errors"]
+    left = sorted(p.name for p in Path(f"{journal}.ckpt").iterdir())
+    assert len([n for n in left if n.endswith(".ckpt")]) == 2
+    assert all(n.endswith("-r9.ckpt") for n in left if n.endswith(".ckpt"))
+    assert set(left) - {n for n in left if n.endswith(".ckpt")} <= {"dropped"}
