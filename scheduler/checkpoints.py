@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ash.link.checkpoints import CheckpointRef, State
+from ash.link.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
 
 _FILE = re.compile(r"t(\d+)-r([0-9p.e+-]+)\.(?:ckpt|ref)")  # DirectoryStore's own files
 _DROPPED = "dropped"  # trial ids dropped as never needed again, one a line
@@ -117,8 +117,16 @@ class DirectoryStore:
     promotion of a stateless trainer) costs no system call. ``temporary``: the directory is the
     store's own, removed by ``close``."""
 
-    def __init__(self, root: str | Path, *, fsync: bool = True, temporary: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        fsync: bool = True,
+        temporary: bool = False,
+        shared: Path | None = None,
+    ) -> None:
         self.root = Path(root)
+        self.shared = shared  # shared-directory mode: a dropped .ref's file goes too
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.temporary = temporary
@@ -203,11 +211,23 @@ class DirectoryStore:
 
     def _unlink(self, name: str) -> list[str]:
         try:
+            if self.shared is not None and name.endswith(".ref"):
+                self._unlink_shared(name)
             (self.root / name).unlink(missing_ok=True)
         except OSError as exc:
             return [f"{name} ({exc.strerror or exc})"]
         self._names.discard(name)
         return []
+
+    def _unlink_shared(self, ref: str) -> None:
+        """Delete the worker-written file a ``.ref`` names in the shared directory."""
+        assert self.shared is not None
+        try:
+            name = json.loads((self.root / ref).read_text())[0]
+            path = shared_file(self.shared, str(name))
+        except (FileNotFoundError, ValueError, IndexError, TypeError, CheckpointPathError):
+            return  # no file we could name: nothing of ours to delete
+        path.unlink(missing_ok=True)
 
     def was_dropped(self, trial: int) -> bool:
         return trial in self._dropped

@@ -522,6 +522,7 @@ def open_study(
     trace: str | Path | None = None,
     fsync: bool = True,
     keep_inflight: bool = False,
+    shared_checkpoints: Path | None = None,
 ) -> Opened:
     """A Driver for ``spec``; with a journal, resumed from it when it already holds records.
 
@@ -529,10 +530,11 @@ def open_study(
     live next to the journal (``JOURNAL.ckpt/``), so a resumed study still resumes its promoted
     trials from their states. Jobs in flight at the crash are lost without charging their
     trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
-    flight as ``orphans`` for their workers to reclaim."""
+    flight as ``orphans`` for their workers to reclaim. ``shared_checkpoints``: the directory
+    shared with the workers (--checkpoint-dir), whose files the retention rule deletes too."""
     if journal is None:  # states on disk, not in memory, in a directory the study owns
         tmp = tempfile.mkdtemp(prefix=f"ash-{_safe(spec.name)}-", suffix=".ckpt")
-        store = DirectoryStore(tmp, fsync=False, temporary=True)
+        store = DirectoryStore(tmp, fsync=False, temporary=True, shared=shared_checkpoints)
         return Opened(Driver(spec, trace=TraceWriter(trace), checkpoints=store), 0, 0)
     j = Journal(
         journal,
@@ -545,7 +547,7 @@ def open_study(
     try:  # the trace only once the journal is ours: a refused second owner leaves it alone
         present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
-        store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
+        store = DirectoryStore(f"{journal}.ckpt", fsync=fsync, shared=shared_checkpoints)
         driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
         stale: list[int] = []
         if j.records:

@@ -350,3 +350,27 @@ def test_embedded_journaled_study_leaves_only_keep_best(tmp_path: Path) -> None:
     assert len([n for n in left if n.endswith(".ckpt")]) == 2
     assert all(n.endswith("-r9.ckpt") for n in left if n.endswith(".ckpt"))
     assert set(left) - {n for n in left if n.endswith(".ckpt")} <= {"dropped"}
+
+
+def test_shared_directory_files_go_with_their_refs(tmp_path: Path) -> None:
+    """--checkpoint-dir: the rule deletes a dropped .ref's worker-written file too, and a
+    resume's cleanup as well; a ref naming something outside the shared folder deletes
+    nothing there."""
+    from ash.link.checkpoints import CheckpointRef
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    outside = tmp_path / "precious"
+    outside.write_bytes(b"keep me")
+    for name in ("a.ckpt", "b.ckpt", "c.ckpt"):
+        (shared / name).write_bytes(b"state")
+    store = DirectoryStore(tmp_path / "ck", fsync=False, shared=shared)
+    store.put(1, 1, CheckpointRef("a.ckpt", 0, 5))
+    store.put(2, 1, CheckpointRef("b.ckpt", 0, 5))
+    store.put(3, 1, CheckpointRef("c.ckpt", 0, 5))
+    store.put(4, 1, CheckpointRef("../precious", 0, 5))
+    assert store.drop([(1, 1, True)]) == []
+    assert not (shared / "a.ckpt").exists() and (shared / "b.ckpt").exists()
+    assert store.retain({2: 1}) == []
+    assert (shared / "b.ckpt").exists() and not (shared / "c.ckpt").exists()
+    assert outside.read_bytes() == b"keep me" and store.count() == 1
