@@ -90,7 +90,7 @@ def run_random(driver: Driver, rng: random.Random, *, fail: float = 0.1, lose: f
     return promotions
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     algorithm=st.sampled_from(["asha", "asha", "asha-stopping", "sha", "hyperband", "random"]),
     eta=st.sampled_from([2, 3, 4]),
