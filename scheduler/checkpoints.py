@@ -3,12 +3,21 @@
 A trial's job returns a state (opaque bytes); its next job (a promotion, or a re-issue) resumes
 from it, so the store is asked for the state of trial T trained to resource r. Two stores:
 
-- ``MemoryStore``: the latest state per trial, in memory (embedded runs, the simulator).
-- ``DirectoryStore``: files in a directory (a journaled scheduler). Each write is atomic
-  (temporary file, fsync, rename); the latest two states per trial are kept, so a state whose
-  result never reached the journal before a crash cannot have replaced the one a re-issued job
-  needs. File names are built from integers only (``t<trial>-r<resource>.ckpt``), so nothing a
-  peer sends can name a path outside the directory.
+- ``MemoryStore``: the latest state per trial, in memory (the simulator, tests).
+- ``DirectoryStore``: files in a directory: under a journal ``JOURNAL.ckpt/``, otherwise a
+  temporary directory the study owns and removes at its end (``temporary=True``), so states
+  never pile up in the scheduler's memory. Each write is atomic (temporary file, fsync,
+  rename); a write never removes another state, so a state whose result never reached the
+  journal before a crash cannot have replaced the one a re-issued job needs. File names are
+  built from integers only (``t<trial>-r<resource>.ckpt``), so nothing a peer sends can name a
+  path outside the directory.
+
+What is deleted, and when, is not the stores' call: ``ash.scheduler.core.retention`` decides
+which checkpoints can go and the driver calls ``drop`` once the results that made them safe are
+durable, and ``retain`` after a resume (a crash between a durable result and its deletion
+leaves a file behind; ``retain`` removes it). A trial dropped as never needed again is
+remembered (``was_dropped``; DirectoryStore appends its id to the file ``dropped``), so that if
+a raised ``max_trials`` does promote it, the driver retrains it from scratch.
 
 A state is bytes, or a ``CheckpointRef``: in shared-directory mode a worker writes a large state
 into a directory it shares with the scheduler and sends only its name, size and checksum; the
@@ -18,15 +27,19 @@ stores keep the reference (DirectoryStore as a small ``.ref`` file), never the b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ash.link.checkpoints import CheckpointRef, State
+from ash.link.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
 
-_FILE = re.compile(r"t(\d+)-r[0-9p.e+-]+\.(?:ckpt|ref)")  # DirectoryStore's own files
+_FILE = re.compile(r"t(\d+)-r([0-9p.e+-]+)\.(?:ckpt|ref)")  # DirectoryStore's own files
+_DROPPED = "dropped"  # trial ids dropped as never needed again, one a line
 
 
 class CheckpointStore(Protocol):
@@ -34,10 +47,50 @@ class CheckpointStore(Protocol):
 
     def get(self, trial: int, resource: float) -> State | None: ...
 
+    def drop(self, drops: Iterable[tuple[int, float, bool]]) -> list[str]:
+        """Delete the states (trial, resource, dead); return what could not be deleted."""
+        ...
+
+    def retain(self, keep: Mapping[int, float]) -> list[str]:
+        """Delete every state but ``keep``'s (trial -> resource); return what could not be."""
+        ...
+
+    def was_dropped(self, trial: int) -> bool: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
 
 class MemoryStore:
     def __init__(self) -> None:
         self._states: dict[int, tuple[float, State]] = {}
+        self._dropped: set[int] = set()
+
+    def drop(self, drops: Iterable[tuple[int, float, bool]]) -> list[str]:
+        for trial, resource, dead in drops:
+            got = self._states.get(trial)
+            if got is not None and abs(got[0] - resource) <= 1e-9:
+                del self._states[trial]
+            if dead:
+                self._dropped.add(trial)
+        return []
+
+    def retain(self, keep: Mapping[int, float]) -> list[str]:
+        for trial, (resource, _) in list(self._states.items()):
+            r = keep.get(trial)
+            if r is None or abs(r - resource) > 1e-9:
+                del self._states[trial]
+        return []
+
+    def was_dropped(self, trial: int) -> bool:
+        return trial in self._dropped
+
+    def count(self) -> int:
+        return len(self._states)
+
+    def close(self) -> None:
+        pass
 
     def put(self, trial: int, resource: float, state: State | None) -> None:
         if state is None:
@@ -59,24 +112,33 @@ def _resource_tag(resource: float) -> str:
 
 class DirectoryStore:
     """States as files in ``root``, which this store alone writes. The names present are indexed
-    in memory (scanned once at start, then kept up to date by ``put``), so asking for a state
-    that was never stored (a trainer that returns none, the usual case for a promotion of a
-    stateless trainer) costs no system call."""
+    in memory (scanned once at start, then kept up to date by ``put`` and ``drop``), so asking
+    for a state that was never stored (a trainer that returns none, the usual case for a
+    promotion of a stateless trainer) costs no system call. ``temporary``: the directory is the
+    store's own, removed by ``close``."""
 
-    def __init__(self, root: str | Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        fsync: bool = True,
+        temporary: bool = False,
+        shared: Path | None = None,
+    ) -> None:
         self.root = Path(root)
+        self.shared = shared  # shared-directory mode: a dropped .ref's file goes too
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self._kept: dict[int, list[Path]] = {}
+        self.temporary = temporary
         self._names: set[str] = set()
-        found: list[tuple[int, int, Path]] = []
         for entry in os.scandir(self.root):
-            m = _FILE.fullmatch(entry.name)
-            if m is not None and entry.is_file():
+            if _FILE.fullmatch(entry.name) is not None and entry.is_file():
                 self._names.add(entry.name)
-                found.append((entry.stat().st_mtime_ns, int(m.group(1)), Path(entry.path)))
-        for _, trial, path in sorted(found):  # oldest first, as put() keeps them
-            self._kept.setdefault(trial, []).append(path)
+        self._dropped: set[int] = set()
+        with contextlib.suppress(FileNotFoundError):
+            for line in (self.root / _DROPPED).read_text().split():
+                if line.isdigit():
+                    self._dropped.add(int(line))
 
     def _stem(self, trial: int, resource: float) -> str:
         return f"t{int(trial)}-r{_resource_tag(resource)}"
@@ -97,13 +159,6 @@ class DirectoryStore:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
         self._names.add(name)
-        kept = self._kept.setdefault(trial, [])
-        if path not in kept:
-            kept.append(path)
-        while len(kept) > 2:
-            old = kept.pop(0)
-            self._names.discard(old.name)
-            old.unlink(missing_ok=True)
 
     def get(self, trial: int, resource: float) -> State | None:
         stem = self._stem(trial, resource)
@@ -119,3 +174,68 @@ class DirectoryStore:
         except (FileNotFoundError, ValueError):
             return None
         return CheckpointRef(str(name), int(crc), int(size))
+
+    def drop(self, drops: Iterable[tuple[int, float, bool]]) -> list[str]:
+        """Delete states; a trial dropped as ``dead`` is first noted in ``dropped`` (durably,
+        with fsync), so that the note is never missing for a deleted file."""
+        drops = list(drops)
+        dead = [t for t, _, d in drops if d and t not in self._dropped]
+        failed: list[str] = []
+        if dead:
+            try:
+                with open(self.root / _DROPPED, "a") as f:
+                    f.write("".join(f"{t}\n" for t in dead))
+                    if self.fsync:
+                        f.flush()
+                        os.fsync(f.fileno())
+                self._dropped.update(dead)
+            except OSError as exc:  # without the note, deleting could lose a needed state
+                return [f"{_DROPPED} ({exc.strerror or exc})"]
+        for trial, resource, _ in drops:
+            stem = self._stem(trial, resource)
+            for name in (stem + ".ckpt", stem + ".ref"):
+                if name in self._names:
+                    failed += self._unlink(name)
+        return failed
+
+    def retain(self, keep: Mapping[int, float]) -> list[str]:
+        wanted = {self._stem(t, r) for t, r in keep.items()}
+        failed: list[str] = []
+        for name in sorted(self._names):
+            if name.rsplit(".", 1)[0] not in wanted:
+                failed += self._unlink(name)
+        for entry in os.scandir(self.root):  # a write cut short by a crash
+            if entry.name.endswith(".tmp") and _FILE.fullmatch(entry.name[:-4] + ".ckpt"):
+                failed += self._unlink(entry.name)
+        return failed
+
+    def _unlink(self, name: str) -> list[str]:
+        try:
+            if self.shared is not None and name.endswith(".ref"):
+                self._unlink_shared(name)
+            (self.root / name).unlink(missing_ok=True)
+        except OSError as exc:
+            return [f"{name} ({exc.strerror or exc})"]
+        self._names.discard(name)
+        return []
+
+    def _unlink_shared(self, ref: str) -> None:
+        """Delete the worker-written file a ``.ref`` names in the shared directory."""
+        assert self.shared is not None
+        try:
+            name = json.loads((self.root / ref).read_text())[0]
+            path = shared_file(self.shared, str(name))
+        except (FileNotFoundError, ValueError, IndexError, TypeError, CheckpointPathError):
+            return  # no file we could name: nothing of ours to delete
+        path.unlink(missing_ok=True)
+
+    def was_dropped(self, trial: int) -> bool:
+        return trial in self._dropped
+
+    def count(self) -> int:
+        return len(self._names)
+
+    def close(self) -> None:
+        if self.temporary:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self._names.clear()

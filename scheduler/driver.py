@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,10 +32,15 @@ from typing import Any
 from ash.link.checkpoints import State
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
+from ash.scheduler.core.retention import Drop, Retention
+from ash.scheduler.core.rungs import score_of
 from ash.scheduler.journal import Journal, JournalError, spec_digest
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
 from ash.spec import StudySpec
+
+DROP_BATCH = 64  # checkpoints deleted at once on a store that fsyncs
+DROP_SECONDS = 0.5  # ... or after this long
 
 
 class CheckpointStoreError(JournalError):
@@ -107,6 +114,12 @@ class Driver:
         # "report" (a kept batch of ctx reports) and "result" (recorded, or lost for good); not
         # while replaying. Keep them cheap: ash.integrations queues them for a thread of its own
         self.observers: list[Callable[[str, Job, Mapping[str, Any]], None]] = []
+        # Checkpoint retention (core/retention.py): drops wait for their results to be durable.
+        self.retention = Retention(self.core, spec.keep_best)
+        self._drops: list[Drop] = []
+        self._ready: list[Drop] = []  # safe to delete, batched on a store that fsyncs
+        self._ready_since = 0.0
+        self.store_warnings = 0
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -150,10 +163,14 @@ class Driver:
             record["c"] = job.config
         record["t"] = now
         self._journal(record)
+        self.retention.issued(job)
         checkpoint = None
+        sent = job
         if job.start and not self.replaying:
             checkpoint = self.checkpoints.get(job.trial, job.start)
-        a = Assignment(job, worker, checkpoint, now)
+            if checkpoint is None and self.checkpoints.was_dropped(job.trial):
+                sent = job._replace(start=0)  # dropped under a lower max_trials: from scratch
+        a = Assignment(sent, worker, checkpoint, now)
         self.assigned[job.job_id] = a
         if not defer_trace:
             self.trace.assign(now, job, worker, **(trace_extra or {}))
@@ -191,7 +208,9 @@ class Driver:
             now = self.clock()
             if not self.replaying:
                 job = self.core.inflight[job_id]
-                if job.stop < self.spec.schedule.max_resource:
+                if job.stop < self.spec.schedule.max_resource or self.retention.wants_top(
+                    job.trial, score_of(value, self.spec.mode)
+                ):
                     try:
                         self.checkpoints.put(job.trial, job.stop, state)
                     except OSError as exc:
@@ -204,6 +223,7 @@ class Driver:
             reported = self.core.report(job_id, value, now)
             assert reported is not None
             job = reported
+            self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
             self.assigned.pop(job_id, None)
             self.trace.result(now, job, value, **(trace_extra or {}))
             self.results.result(job, value, metrics)
@@ -274,6 +294,7 @@ class Driver:
             self.trace.lost(now, job)
             self.results.lost(job)
             if not retried:
+                self._retain(self.retention.result(job, math.inf))
                 self.trace.result(now, job, None)
                 self.results.result(job, None, {})
                 self.errors.append(
@@ -312,6 +333,8 @@ class Driver:
         if j is None:
             with self.lock:
                 self.trace.flush()
+                drops, self._drops = self._drops, []
+            self._drop_batched(drops)
             return
         target = j.appended
         with j.io_lock:
@@ -320,8 +343,10 @@ class Driver:
             with self.lock:
                 records, count = j.take()
                 lines = self.trace.take()  # with the records: none ahead of its journal record
+                drops, self._drops = self._drops, []  # made safe by records now in ``records``
             j.write(records, count)
             self.trace.write(lines)
+            self._drop_batched(drops)  # only now: the results that make them safe are durable
 
     def pending(self) -> bool:
         """Whether ``sync`` has anything to do."""
@@ -354,6 +379,7 @@ class Driver:
             raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
         finally:
             self.replaying = False
+        self._clean_store()
         offset = time.monotonic() - last
         self.clock = lambda: time.monotonic() - offset
         self.trace.skip = 0
@@ -420,11 +446,74 @@ class Driver:
         try:
             with contextlib.suppress(JournalError):
                 self.sync()
+                final = self.retention.final() if self.broken is None and self.finished else []
+                self._drop_batched(final, force=True)  # keep_best: the study is over
         finally:
             if self.journal is not None:
                 with contextlib.suppress(JournalError):
                     self.journal.close()
             self.trace.close()
+            self.checkpoints.close()
+
+    # -- checkpoint retention -------------------------------------------------------------
+
+    def _retain(self, drops: list[Drop]) -> None:
+        """Queue deletions (under the lock); ``sync`` makes them once their results are
+        durable. A replay queues none: ``_clean_store`` settles the store after it."""
+        if drops and not self.replaying:
+            self._drops.extend(drops)
+
+    def _clean_store(self) -> None:
+        """After a resume: delete what a crash left between a durable result and its
+        deletion (and, for a finished study, all but its keep_best trials)."""
+        if self.core.finished:
+            self.retention.final()
+        try:
+            failed = self.checkpoints.retain(self.retention.needed())
+        except OSError as exc:
+            failed = [f"{getattr(self.checkpoints, 'root', '')} ({exc.strerror or exc})"]
+        self._store_warning(failed)
+
+    def _drop_batched(self, drops: list[Drop], force: bool = False) -> None:
+        """Delete now on a store that does not fsync; on one that does (a journal's), in
+        batches of up to DROP_BATCH or DROP_SECONDS, so the store's note of dead trials costs
+        one fsync per batch, not one per round (the disk bound grows by one batch)."""
+        if not getattr(self.checkpoints, "fsync", False):
+            self._drop(drops)
+            return
+        now = time.monotonic()
+        with self.lock:
+            if not self._ready:
+                self._ready_since = now
+            self._ready.extend(drops)
+            due = force or len(self._ready) >= DROP_BATCH or now - self._ready_since >= DROP_SECONDS
+            batch, self._ready = (self._ready, []) if due else ([], self._ready)
+        self._drop(batch)
+
+    def _drop(self, drops: list[Drop]) -> None:
+        if not drops:
+            return
+        try:
+            failed = self.checkpoints.drop(drops)
+        except OSError as exc:
+            failed = [f"{len(drops)} checkpoints ({exc.strerror or exc})"]
+        self._store_warning(failed)
+
+    def _store_warning(self, failed: list[str]) -> None:
+        """A checkpoint that cannot be deleted is a warning, never a lost study: it stays."""
+        if not failed:
+            return
+        self.store_warnings += len(failed)
+        if self.store_warnings == len(failed):  # the first time: say it once, in the results too
+            root = getattr(self.checkpoints, "root", "checkpoint store")
+            why = (
+                f"checkpoint store {root}: cannot delete {failed[0]}"
+                + (f" and {len(failed) - 1} more" if len(failed) > 1 else "")
+                + "; the files stay (the study goes on)"
+            )
+            print(f"ash: warning: {why}", file=sys.stderr, flush=True)
+            with self.lock:
+                self.errors.append((-1, why))
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
@@ -466,6 +555,10 @@ def _show(config: Mapping[str, Any], keys: list[str]) -> str:
     return "{" + ", ".join(f"{k}={config.get(k, '(none)')!r}" for k in keys) + "}"
 
 
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+
+
 def _plain(exc: BaseException) -> str:
     if isinstance(exc, UnknownJobError):
         return f"the record names job {exc.args[0]}, which was never issued"
@@ -487,6 +580,7 @@ def open_study(
     trace: str | Path | None = None,
     fsync: bool = True,
     keep_inflight: bool = False,
+    shared_checkpoints: Path | None = None,
 ) -> Opened:
     """A Driver for ``spec``; with a journal, resumed from it when it already holds records.
 
@@ -494,9 +588,12 @@ def open_study(
     live next to the journal (``JOURNAL.ckpt/``), so a resumed study still resumes its promoted
     trials from their states. Jobs in flight at the crash are lost without charging their
     trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
-    flight as ``orphans`` for their workers to reclaim."""
-    if journal is None:
-        return Opened(Driver(spec, trace=TraceWriter(trace)), 0, 0)
+    flight as ``orphans`` for their workers to reclaim. ``shared_checkpoints``: the directory
+    shared with the workers (--checkpoint-dir), whose files the retention rule deletes too."""
+    if journal is None:  # states on disk, not in memory, in a directory the study owns
+        tmp = tempfile.mkdtemp(prefix=f"ash-{_safe(spec.name)}-", suffix=".ckpt")
+        store = DirectoryStore(tmp, fsync=False, temporary=True, shared=shared_checkpoints)
+        return Opened(Driver(spec, trace=TraceWriter(trace), checkpoints=store), 0, 0)
     j = Journal(
         journal,
         study=spec.name,
@@ -508,7 +605,7 @@ def open_study(
     try:  # the trace only once the journal is ours: a refused second owner leaves it alone
         present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
-        store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
+        store = DirectoryStore(f"{journal}.ckpt", fsync=fsync, shared=shared_checkpoints)
         driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
         stale: list[int] = []
         if j.records:

@@ -208,12 +208,14 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
     check_startup(args, host, port)
     warn_exposure(host, token is not None, args.tls_cert is not None)
     max_ckpt = int(args.max_checkpoint_mb * (1 << 20))
+    checkpoint_dir = shared_dir(args.checkpoint_dir)
     opened = open_study(
         spec,
         journal=args.journal,
         trace=args.trace,
         fsync=not args.no_fsync,
         keep_inflight=True,
+        shared_checkpoints=checkpoint_dir,
     )
     driver = opened.driver
     hooks = None
@@ -238,7 +240,7 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
         lease_s=args.lease,
         heartbeat_s=args.heartbeat,
         max_checkpoint_bytes=max_ckpt,
-        checkpoint_dir=shared_dir(args.checkpoint_dir),
+        checkpoint_dir=checkpoint_dir,
     )
     service = SchedulerService(driver, config, opened.orphans)
     tune_gc()

@@ -190,9 +190,11 @@ def test_directory_store_index_survives_a_restart(tmp_path: Path) -> None:
     assert again.get(1, 3.0) == CheckpointRef("big.bin", 7, 10)
     assert again.get(2, 1.5) == b"c"
     assert again.get(2, 3.0) is None
-    again.put(1, 9.0, b"d")  # the third state of trial 1: its oldest goes, as before
+    again.put(1, 9.0, b"d")  # a put never deletes: core/retention.py decides, drop deletes
+    assert again.get(1, 1.0) == b"a"
+    assert again.drop([(1, 1.0, False), (1, 3.0, False)]) == []
     assert again.get(1, 1.0) is None and not (root / "t1-r1.ckpt").exists()
-    assert again.get(1, 9.0) == b"d"
+    assert again.get(1, 3.0) is None and again.get(1, 9.0) == b"d"
 
 
 def _service(tmp_path: Path) -> tuple[Any, Any, Journal]:

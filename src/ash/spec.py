@@ -91,6 +91,7 @@ class StudySpec:
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for digests and the wire
+    keep_best: int = 1  # [checkpoints] keep_best: trials whose checkpoint outlives the study
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -120,8 +121,11 @@ def parse_spec(
     """Validate a parsed spec mapping; raises SpecError with every problem found."""
     v = _Validator()
     for key in data:
-        if key not in ("study", "asha", "trainer", "space"):
-            v.bad(key, "unknown table (expected [study], [asha], [trainer], [space])")
+        if key not in ("study", "asha", "trainer", "space", "checkpoints"):
+            v.bad(
+                key,
+                "unknown table (expected [study], [asha], [trainer], [space], [checkpoints])",
+            )
     study = v.table(data, "study")
     name = v.get(study, "study", "name", str, default_name)
     metric = v.get(study, "study", "metric", str, "val_loss")
@@ -137,6 +141,7 @@ def parse_spec(
     v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm"))
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)
+    keep_best = _keep_best(v, v.table(data, "checkpoints"))
     trainer = _trainer(v, data["trainer"]) if "trainer" in data else None
     space = SearchSpace({})
     raw_space = v.table(data, "space")
@@ -164,7 +169,18 @@ def parse_spec(
         source=source,
         base_dir=base_dir if base_dir is not None else Path.cwd(),
         raw=dict(data),
+        keep_best=keep_best,
     )
+
+
+def _keep_best(v: _Validator, t: Mapping[str, Any]) -> int:
+    """The ``[checkpoints]`` table: how many of the best trials keep their checkpoint."""
+    keep = v.get(t, "checkpoints", "keep_best", int, 1)
+    v.unknown(t, "checkpoints", ("keep_best",))
+    if keep < 0:
+        v.bad("checkpoints.keep_best", f"must be >= 0, got {keep}")
+        keep = 1
+    return int(keep)
 
 
 def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
