@@ -9,6 +9,9 @@ short (O(log n)) and does no blocking I/O: journal records and trace lines are b
 leave the process (an assignment, an acknowledgement), so after a crash the journal holds every
 decision anyone saw and the trace holds no event the journal lacks.
 
+A continued study may raise its budget (``amend``: ``max_trials``, ``time_limit_s``); the
+change is journaled (an ``x`` record) and replayed at the same point.
+
 Resume (``resume``) replays the journal's records through the same methods with the clock set
 to each record's time, which rebuilds the core exactly (it is deterministic); trace events the
 trace file already holds are not written again. Jobs that were in flight at the crash are then
@@ -18,6 +21,7 @@ lost (journaled and traced as ``lost``) and re-issued to the next worker that as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import threading
@@ -30,7 +34,7 @@ from typing import Any
 from ash.link.checkpoints import State
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
-from ash.scheduler.journal import Journal, JournalError, spec_digest
+from ash.scheduler.journal import BUDGET, Journal, JournalError, budget, spec_digest
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
 from ash.spec import StudySpec
@@ -202,6 +206,18 @@ class Driver:
                 self.errors.append((job.trial, error))
             return True
 
+    def amend(self, limits: Mapping[str, Any]) -> None:
+        """Set the budget (``max_trials``, ``time_limit_s``) from now on, journaled: a continued
+        study with a raised budget (the journal allows raising only)."""
+        with self.lock:
+            now = self.clock()
+            new = {key: limits.get(key) for key in BUDGET}
+            self._journal({"x": new, "t": now})
+            self.core.amend(**new)
+            self.spec = dataclasses.replace(
+                self.spec, schedule=dataclasses.replace(self.spec.schedule, **new)
+            )
+
     def lose(self, job_id: int, *, charge: bool = True, why: str | None = None) -> bool:
         """The worker of ``job_id`` vanished (``why``); False if the job had already settled,
         or if the driver is broken (the job then stays in flight: a resume re-issues it).
@@ -298,6 +314,8 @@ class Driver:
                     self.complete(int(rec["r"]), rec.get("v"), rec.get("m"), None, rec.get("e"))
                 elif "l" in rec:
                     self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
+                elif "x" in rec:
+                    self.amend(rec["x"])
         except (JournalError, UnknownJobError) as exc:
             where = self.journal.path if self.journal is not None else "journal"
             raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
@@ -451,7 +469,15 @@ def open_study(
         present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
         store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
-        driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
+        start = spec
+        if isinstance(j.header.get("raw"), dict) and (
+            j.raise_budget is not None or any("x" in r for r in j.records)
+        ):  # the core starts on the budget the journal started with; x records raise it
+            start = dataclasses.replace(
+                spec,
+                schedule=dataclasses.replace(spec.schedule, **budget(j.header["raw"])),
+            )
+        driver = Driver(start, trace=writer, journal=j, checkpoints=store)
         stale: list[int] = []
         if j.records:
             stale = driver.resume(j.records, present)
@@ -459,6 +485,10 @@ def open_study(
                 for job_id in stale:
                     driver.lose(job_id, charge=False, why="the scheduler restarted")
                 driver.sync()
+        if j.raise_budget is not None:
+            driver.amend(j.raise_budget)
+            driver.sync()
+        driver.spec = spec
     except BaseException:
         j.release()
         raise

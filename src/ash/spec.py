@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ash.errors import UserError
-from ash.scheduler.core.space import SearchSpace, SpaceError
+from ash.scheduler.core.space import Config, SearchSpace, SpaceError
 
 # Trainers that know their hyperparameters check a [space] against them: trainer type ->
 # "module:function" taking a SearchSpace and returning (key, problem) pairs. A registry of
@@ -91,6 +91,7 @@ class StudySpec:
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for digests and the wire
+    enqueue: tuple[Config, ...] = ()  # [study] enqueue: the first new trials' configs, in order
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -134,7 +135,7 @@ def parse_spec(
         v.bad(
             "study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})"
         )
-    v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm"))
+    v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm", "enqueue"))
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)
     trainer = _trainer(v, data["trainer"]) if "trainer" in data else None
@@ -148,6 +149,15 @@ def parse_spec(
         except SpaceError as exc:
             key = "space" if exc.key == "space" else f"space.{exc.key}"
             v.bad(key, exc.message)
+    enqueue: tuple[Config, ...] = ()
+    if "enqueue" in study and "space" in data and space.domains:
+        from ash.warmstart import parse_enqueue
+
+        enqueue, problems = parse_enqueue(study["enqueue"], space, base_dir or Path.cwd())
+        for key, message in problems:
+            v.bad(key, message)
+    if trainer is not None and trainer.type == "mlp" and metric not in MLP_METRICS:
+        v.bad("study.metric", f"the mlp trainer reports {', '.join(MLP_METRICS)}, not {metric!r}")
     if trainer is not None and trainer.type == "mlp" and not v.problems:
         _check_mlp(v, schedule, space)
     if v.problems:
@@ -164,6 +174,7 @@ def parse_spec(
         source=source,
         base_dir=base_dir if base_dir is not None else Path.cwd(),
         raw=dict(data),
+        enqueue=enqueue,
     )
 
 
@@ -231,6 +242,9 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
         max_attempts=attempts,
         bracket_trials=bracket_trials,
     )
+
+
+MLP_METRICS = ("val_loss", "val_accuracy", "train_loss")  # what the mlp kernel reports
 
 
 def _check_mlp(v: _Validator, schedule: Schedule, space: SearchSpace) -> None:
