@@ -104,6 +104,12 @@ class Driver:
         self.errors: list[tuple[int, str]] = []  # (trial, message) of failed jobs
         self.replaying = False
         self.store_error: str | None = None  # the checkpoint store failed: record nothing more
+        # Fail fast: once the first ``fail_fast`` results of this run (replayed ones do not
+        # count) have all failed with one error, ``stopped`` holds it and no job is handed out
+        # any more; the jobs in flight drain and the study is finished. None: never.
+        self.fail_fast: int | None = None
+        self.stopped: tuple[int, str] | None = None  # (results that failed alike, the error)
+        self._first: list[str | None] = []  # first lines of this run's first results' errors
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -132,6 +138,8 @@ class Driver:
     ) -> Assignment | None:
         if self.broken is not None:
             return None  # never decide what cannot be recorded
+        if self.stopped is not None and replayed is None:
+            return None  # a systematic error: nothing more is handed out
         now = self.clock()
         trials = self.core.n_trials
         job = self.core.next_job(now)
@@ -201,10 +209,23 @@ class Driver:
             job = reported
             self.assigned.pop(job_id, None)
             self.trace.result(now, job, value, **(trace_extra or {}))
-            self.results.result(job, value, metrics)
+            self.results.result(job, value, metrics, error)
             if error is not None:
                 self.errors.append((job.trial, error))
+            if not self.replaying:
+                self._watch_first(error if value is None else None)
             return True
+
+    def _watch_first(self, error: str | None) -> None:
+        """Fail fast: stop when the first ``fail_fast`` results all failed with one error (its
+        first line: the exception's type and message)."""
+        n = self.fail_fast
+        if n is None or self.stopped is not None or len(self._first) >= n:
+            return
+        self._first.append(None if error is None else error.partition("\n")[0])
+        if len(self._first) == n and self._first[0] is not None:
+            if all(e == self._first[0] for e in self._first) and error is not None:
+                self.stopped = (n, error)
 
     def amend(self, limits: Mapping[str, Any]) -> None:
         """Set the budget (``max_trials``, ``time_limit_s``) from now on, journaled: a continued
@@ -343,11 +364,18 @@ class Driver:
                 running=len(self.core.inflight),
                 elapsed=self.clock(),
                 time_limit=sch.time_limit_s,
-                finished=self.core.finished,
+                finished=self.core.finished or (self.stopped is not None and not self.core.inflight),
                 rungs=self.core.rung_counts(),
                 best=self.results.best(),
-                error=self.broken,
+                error=self.broken or self.stop_reason(),
             )
+
+    def stop_reason(self) -> str | None:
+        """Fail fast's one line (``stopped``), or None."""
+        if self.stopped is None:
+            return None
+        n, error = self.stopped
+        return f"stopped early: the first {n} results all failed with: {error.partition(chr(10))[0]}"
 
     def note(self, why: str) -> None:
         """Note an error that is no trial's (a worker process that died) for the results."""
@@ -374,7 +402,7 @@ class Driver:
     @property
     def finished(self) -> bool:
         with self.lock:
-            return self.core.finished
+            return self.core.finished or (self.stopped is not None and not self.core.inflight)
 
     def close(self) -> None:
         try:
@@ -432,6 +460,15 @@ def _plain(exc: BaseException) -> str:
     return str(exc)
 
 
+def fail_fast_after(spec: StudySpec, slots: int | None) -> int | None:
+    """How many first results, all failed alike, stop a study: min(slots + 1, 5), at least 3
+    (5 when the slots are not known, as over gRPC), for a Python trainer; None (never) for the
+    mlp kernel, whose metric names and parameters the spec already checks."""
+    if spec.trainer is not None and spec.trainer.type != "python":
+        return None
+    return 5 if slots is None else max(3, min(slots + 1, 5))
+
+
 @dataclass(frozen=True)
 class Opened:
     driver: Driver
@@ -447,6 +484,7 @@ def open_study(
     trace: str | Path | None = None,
     fsync: bool = True,
     keep_inflight: bool = False,
+    slots: int | None = None,
 ) -> Opened:
     """A Driver for ``spec``; with a journal, resumed from it when it already holds records.
 
@@ -454,9 +492,14 @@ def open_study(
     live next to the journal (``JOURNAL.ckpt/``), so a resumed study still resumes its promoted
     trials from their states. Jobs in flight at the crash are lost without charging their
     trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
-    flight as ``orphans`` for their workers to reclaim."""
+    flight as ``orphans`` for their workers to reclaim.
+
+    A Python trainer's study fails fast (``Driver.fail_fast``): it stops once its first
+    ``fail_fast_after(slots)`` results of this run all failed with one error."""
     if journal is None:
-        return Opened(Driver(spec, trace=TraceWriter(trace)), 0, 0)
+        d = Driver(spec, trace=TraceWriter(trace))
+        d.fail_fast = fail_fast_after(spec, slots)
+        return Opened(d, 0, 0)
     j = Journal(
         journal,
         study=spec.name,
@@ -489,6 +532,7 @@ def open_study(
             driver.amend(j.raise_budget)
             driver.sync()
         driver.spec = spec
+        driver.fail_fast = fail_fast_after(spec, slots)
     except BaseException:
         j.release()
         raise

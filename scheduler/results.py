@@ -54,7 +54,13 @@ class Results:
         if rec is not None and rec.inflight:
             rec.inflight -= 1
 
-    def result(self, job: Job, value: float | None, metrics: dict[str, Any] | None = None) -> None:
+    def result(
+        self,
+        job: Job,
+        value: float | None,
+        metrics: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         rec = self.trials.get(job.trial)
         if rec is None:
             rec = self.trials[job.trial] = TrialRecord(job.trial, job.config, job.bracket)
@@ -63,9 +69,13 @@ class Results:
         if value is not None and not math.isfinite(value):
             value = None
         clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
-        rec.results.append(
-            {"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean}
-        )
+        entry = {"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean}
+        if value is None and error:  # why it failed: the first line, and the traceback below
+            first, _, below = error.partition("\n")
+            entry["error"] = first
+            if below:
+                entry["traceback"] = below
+        rec.results.append(entry)
         self.n_results += 1
         if value is None:
             self.n_failed += 1

@@ -2,11 +2,15 @@
 
 The paper's promotion variant by default, with checkpoint resume, O(log n) decisions and a
 crash-safe journal; one engine embedded (``ash tune``), as gRPC daemons, or under mpirun.
+``ash.tune`` runs a study from Python, ``ash.load`` reads one back as an ``ash.Study``.
 """
 
 __version__ = "0.1.0"
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ash.study import Study
 
 
 def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -16,4 +20,20 @@ def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _tune(*args, **kwargs)
 
 
-__all__ = ["__version__", "tune"]
+def load(source: Any, **kwargs: Any) -> "Study":
+    """A study's results (results.json, a journal, or a running scheduler's host:port); see
+    :func:`ash.study.load`."""
+    from ash.study import load as _load
+
+    return _load(source, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Study":  # imported when asked for: ``import ash`` stays light
+        from ash.study import Study
+
+        return Study
+    raise AttributeError(f"module 'ash' has no attribute {name!r}")
+
+
+__all__ = ["Study", "__version__", "load", "tune"]

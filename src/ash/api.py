@@ -1,20 +1,35 @@
-"""The Python API: ``tune(...)`` from a notebook or a script.
+"""The Python API: ``tune(...)`` and ``load(...)`` from a notebook or a script.
 
 ``tune(...)`` takes a spec (a path or a StudySpec) or a plain function plus a search space, runs
-the study on local worker processes (``ash.transports.inproc``) and returns the results
-document (the same dict that results.json holds). Everything the user gave is checked before a
-worker starts: the spec, the dataset or the trainer's entrypoint. Ctrl-C stops the study
-cleanly; what was done is still written and returned, marked ``"interrupted": true``.
+the study on local worker processes (``ash.transports.inproc``), prints the same end summary
+``ash tune`` prints (unless ``quiet``) and returns the results document (the same dict that
+results.json holds). Everything the user gave is checked before a worker starts, every problem
+in one error: the spec, the dataset or the trainer's entrypoint and its signature, ``enqueue``d
+configs against the space. ``journal=`` makes the study crash-safe and resumes it, as
+``ash tune --journal`` does (with a raised ``max_trials``/``time_limit_s`` it continues).
+Ctrl-C stops the study cleanly; what was done is still written and returned, marked
+``"interrupted": true``. A study that fails fast (its first results all failed with one error)
+raises ``StudyStopped`` with that error and its traceback; ``.results`` holds the document.
+``load(...)`` (ash.study) reads a finished, running or journaled study back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ash.errors import UserError
 from ash.spec import StudySpec, load_spec, parse_spec
 from ash.transports.inproc import run_inproc
+
+
+class StudyStopped(UserError, RuntimeError):
+    """The study stopped on an error (fail fast, a full disk); ``results`` is what was done."""
+
+    def __init__(self, message: str, results: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 def tune(
@@ -34,15 +49,23 @@ def tune(
     threads: int | str = "auto",
     out: str | Path | None = None,
     trace: str | Path | None = None,
+    journal: str | Path | None = None,
+    enqueue: Sequence[Mapping[str, Any]] | None = None,
     progress: bool = True,
+    quiet: bool = False,
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
     ``target`` is a spec file, a StudySpec, or a trainer function
     ``fn(config, start, stop, state) -> (metrics, state)`` (see the README), in which case
     ``space`` (the ``[space]`` table as a dict) and the other keywords make the spec.
+    ``journal``: a file that makes the study crash-safe and resumes it when it holds one.
+    ``enqueue``: configs to try first (warm start), checked against the space.
+    ``quiet=True`` (or ``verbose=False``) prints nothing: no progress, no summary.
     Returns the results document (``["best"]``, ``["trials"]``).
     """
+    silent = quiet or not verbose
     if callable(target) and not isinstance(target, str | Path | StudySpec):
         if space is None:
             raise ValueError(
@@ -58,31 +81,46 @@ def tune(
         if time_limit_s is not None:
             asha["time_limit_s"] = time_limit_s
         name = getattr(target, "__name__", "study")
+        study: dict[str, Any] = {
+            "name": name,
+            "metric": metric,
+            "mode": mode,
+            "seed": seed,
+            "algorithm": algorithm,
+        }
+        if enqueue:
+            study["enqueue"] = [dict(c) for c in enqueue]
         spec = parse_spec(
             {
-                "study": {
-                    "name": name,
-                    "metric": metric,
-                    "mode": mode,
-                    "seed": seed,
-                    "algorithm": algorithm,
-                },
+                "study": study,
                 "asha": asha,
                 "trainer": {"type": "python", "entrypoint": f"{target.__module__}:{name}"},
                 "space": dict(space),
             },
             source=f"tune({name})",
         )
-        return run_inproc(
-            spec,
-            workers=workers,
-            threads=threads,
-            out=out,
-            trace=trace,
-            progress=progress,
-            trainer=target,
-        )
-    spec = target if isinstance(target, StudySpec) else load_spec(target)
-    return run_inproc(
-        spec, workers=workers, threads=threads, out=out, trace=trace, progress=progress
+        fn: Callable[..., Any] | None = target
+    else:
+        spec = target if isinstance(target, StudySpec) else load_spec(target)
+        if enqueue:
+            raw = {**spec.raw, "study": {**spec.raw.get("study", {}), "enqueue": list(enqueue)}}
+            spec = parse_spec(raw, source=spec.source, base_dir=spec.base_dir)
+        fn = None
+    doc = run_inproc(
+        spec,
+        workers=workers,
+        threads=threads,
+        out=out,
+        trace=trace,
+        journal=journal,
+        progress=progress and not silent,
+        trainer=fn,
     )
+    from ash.summary import print_summary, stop_message
+
+    if not silent:
+        print_summary(doc, out)
+    message = stop_message(doc)
+    if message is not None:
+        raise StudyStopped(message, doc)
+    return doc

@@ -36,20 +36,16 @@ def run_inproc(
 ) -> dict[str, Any]:
     """Run ``spec`` on local worker processes; return the results document. With ``journal``
     the study is crash-safe and, started again on the same journal, resumes where it stood."""
-    from ash.paths import check_out_dir, check_trace_file
+    from ash.preflight import preflight
     from ash.progress import Progress, from_driver
     from ash.report import write_report
     from ash.scheduler.outcome import write_outcome
     from ash.transports.local import SlotBackend
     from ash.worker.slots import Slots
-    from ash.worker.trainers import check_trainer
 
-    check_out_dir(out, "--out")
-    check_trace_file(trace, "--trace")
+    preflight(spec, out=out, trace=trace, trainer=trainer)  # every problem, in one error
     n = workers or available_cores()
     k = resolve_threads(threads, n)
-    if trainer is None:
-        check_trainer(spec)
     planner = None
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
     if threads == "auto":  # threads are planned per job within the cores
@@ -62,7 +58,7 @@ def run_inproc(
             spec, n, custom_trainer=trainer is not None, log=log if progress else None
         )
         title = f"{spec.name}: {spec.algorithm}, {n} workers, threads auto ({planner.cores} cores)"
-    opened = open_study(spec, journal=journal, trace=trace)
+    opened = open_study(spec, journal=journal, trace=trace, slots=n)
     driver = opened.driver
     if opened.resumed_records:
         print(
