@@ -213,6 +213,13 @@ class Journal:
             self._lock_fd = -1
 
 
+def read_only(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(header, records) of a journal, read without its lock (``ash.load``): its owner may be
+    running and appending; a torn last line is left out, other damage refused as on open."""
+    header, records, _, _ = _read(Path(path))
+    return header, records
+
+
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 

@@ -22,6 +22,8 @@ def outcome(driver: Driver, *, interrupted: bool) -> tuple[dict[str, Any], dict[
         "interrupted": interrupted,
         "errors": [_error(t, msg) for t, msg in driver.errors[:100]],
     }
+    if driver.spec.raw:
+        extra["spec"] = driver.spec.raw  # what ran: ash.load(...).spec
     if driver.broken is not None:
         extra["error"] = driver.broken  # a full disk: what was done is written; resume later
     elif driver.stopped is not None:  # fail fast: a systematic error
