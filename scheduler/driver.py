@@ -34,7 +34,7 @@ from typing import Any
 from ash.link.checkpoints import State
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
 from ash.scheduler.core import Job, Scheduler, UnknownJobError
-from ash.scheduler.journal import BUDGET, Journal, JournalError, budget, spec_digest
+from ash.scheduler.journal import Journal, JournalError, budget, spec_digest
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
 from ash.spec import StudySpec
@@ -223,21 +223,21 @@ class Driver:
         if n is None or self.stopped is not None or len(self._first) >= n:
             return
         self._first.append(None if error is None else error.partition("\n")[0])
-        if len(self._first) == n and self._first[0] is not None:
-            if all(e == self._first[0] for e in self._first) and error is not None:
-                self.stopped = (n, error)
+        first = self._first[0]
+        alike = first is not None and all(e == first for e in self._first)
+        if len(self._first) == n and alike and error is not None:
+            self.stopped = (n, error)
 
     def amend(self, limits: Mapping[str, Any]) -> None:
         """Set the budget (``max_trials``, ``time_limit_s``) from now on, journaled: a continued
         study with a raised budget (the journal allows raising only)."""
         with self.lock:
             now = self.clock()
-            new = {key: limits.get(key) for key in BUDGET}
-            self._journal({"x": new, "t": now})
-            self.core.amend(**new)
-            self.spec = dataclasses.replace(
-                self.spec, schedule=dataclasses.replace(self.spec.schedule, **new)
-            )
+            cap, limit = limits.get("max_trials"), limits.get("time_limit_s")
+            self._journal({"x": {"max_trials": cap, "time_limit_s": limit}, "t": now})
+            self.core.amend(max_trials=cap, time_limit_s=limit)
+            schedule = dataclasses.replace(self.spec.schedule, max_trials=cap, time_limit_s=limit)
+            self.spec = dataclasses.replace(self.spec, schedule=schedule)
 
     def lose(self, job_id: int, *, charge: bool = True, why: str | None = None) -> bool:
         """The worker of ``job_id`` vanished (``why``); False if the job had already settled,
@@ -364,7 +364,8 @@ class Driver:
                 running=len(self.core.inflight),
                 elapsed=self.clock(),
                 time_limit=sch.time_limit_s,
-                finished=self.core.finished or (self.stopped is not None and not self.core.inflight),
+                finished=self.core.finished
+                or (self.stopped is not None and not self.core.inflight),
                 rungs=self.core.rung_counts(),
                 best=self.results.best(),
                 error=self.broken or self.stop_reason(),
@@ -375,7 +376,9 @@ class Driver:
         if self.stopped is None:
             return None
         n, error = self.stopped
-        return f"stopped early: the first {n} results all failed with: {error.partition(chr(10))[0]}"
+        return (
+            f"stopped early: the first {n} results all failed with: {error.partition(chr(10))[0]}"
+        )
 
     def note(self, why: str) -> None:
         """Note an error that is no trial's (a worker process that died) for the results."""

@@ -69,7 +69,12 @@ class Results:
         if value is not None and not math.isfinite(value):
             value = None
         clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
-        entry = {"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean}
+        entry: dict[str, Any] = {
+            "rung": job.rung,
+            "resource": job.stop,
+            "value": value,
+            "metrics": clean,
+        }
         if value is None and error:  # why it failed: the first line, and the traceback below
             first, _, below = error.partition("\n")
             entry["error"] = first

@@ -110,7 +110,7 @@ def test_fail_fast_api_raises_with_the_results(tmp_path: Path) -> None:
             quiet=True,
         )
     assert "no such column 'weight'" in str(info.value)
-    assert f"{Path(__file__).name}\", line " in str(info.value)
+    assert f'{Path(__file__).name}", line ' in str(info.value)
     assert len(info.value.results["trials"]) <= 5
 
 
@@ -178,7 +178,7 @@ def test_raised_max_trials_continues_through_the_cli_and_lowering_is_refused(
     assert got.returncode == 2
     assert "lowering [asha].max_trials (20 -> 12) is refused" in got.stderr
     # another key is still refused as before
-    spec.write_text(SPEC.format(max_trials=30, module="good", study_extra="mode = \"max\""))
+    spec.write_text(SPEC.format(max_trials=30, module="good", study_extra='mode = "max"'))
     got = cli(*args, cwd=tmp_path)
     assert got.returncode == 2 and "was written for another spec" in got.stderr
 
@@ -268,9 +268,13 @@ def _toml(configs: list[dict[str, Any]]) -> str:
     def value(v: Any) -> str:
         return f'"{v}"' if isinstance(v, str) else repr(v)
 
-    return "[" + ", ".join(
-        "{" + ", ".join(f"{k} = {value(v)}" for k, v in c.items()) + "}" for c in configs
-    ) + "]"
+    return (
+        "["
+        + ", ".join(
+            "{" + ", ".join(f"{k} = {value(v)}" for k, v in c.items()) + "}" for c in configs
+        )
+        + "]"
+    )
 
 
 # -- ash.load ------------------------------------------------------------------------------
@@ -309,16 +313,18 @@ def test_load_a_running_scheduler_and_a_live_journal(tmp_path: Path) -> None:
     frame = ash.load(tmp_path / "o").to_pandas()
     assert len(frame) == 12 and {"config/x", "config/k", "value", "rung"} <= set(frame.columns)
     best = ash.load(tmp_path / "o").best
-    assert best is not None and frame.loc[frame["trial"] == best.trial, "value"].item() == best.value
+    assert (
+        best is not None and frame.loc[frame["trial"] == best.trial, "value"].item() == best.value
+    )
 
 
 def test_load_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{}")
-    with pytest.raises(UserError, match="not a results.json"):
+    with pytest.raises(UserError, match=r"not a results\.json"):
         ash.load(tmp_path / "x.json")
     with pytest.raises(UserError, match="no such file"):
         ash.load(tmp_path / "missing.json")
-    with pytest.raises(UserError, match="127.0.0.1:1: UNAVAILABLE"):
+    with pytest.raises(UserError, match=r"127\.0\.0\.1:1: UNAVAILABLE"):
         ash.load("127.0.0.1:1", timeout=2)
 
 

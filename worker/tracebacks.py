@@ -48,4 +48,3 @@ def with_traceback(head: str, exc: BaseException, limit: int = MAX_ERROR_CHARS) 
     note = [f"  ... {dropped} outer frames left out\n"] if dropped else []
     body = "".join(note + kept[::-1]).rstrip("\n")
     return f"{head}\n{title}\n{body}\n{tail}"
-

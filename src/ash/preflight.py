@@ -23,9 +23,11 @@ class PreflightError(UserError, ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        text = problems[0] if len(problems) == 1 else "\n  ".join([
-            f"{len(problems)} problems:", *problems
-        ])
+        text = (
+            problems[0]
+            if len(problems) == 1
+            else "\n  ".join([f"{len(problems)} problems:", *problems])
+        )
         super().__init__(text)
 
 

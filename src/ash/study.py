@@ -145,7 +145,9 @@ class Study:
     def __repr__(self) -> str:
         best = self.best
         b = f", best {self.metric}={best.value:.6g} (trial {best.trial})" if best else ""
-        return f"<Study {self.name!r} from {self.source}: {len(self.doc.get('trials', []))} trials{b}>"
+        return (
+            f"<Study {self.name!r} from {self.source}: {len(self.doc.get('trials', []))} trials{b}>"
+        )
 
 
 def load(

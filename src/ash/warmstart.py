@@ -51,7 +51,9 @@ def parse_enqueue(
     return tuple(configs), problems
 
 
-def check_config(entry: Any, space: SearchSpace, where: str) -> tuple[Config, list[tuple[str, str]]]:
+def check_config(
+    entry: Any, space: SearchSpace, where: str
+) -> tuple[Config, list[tuple[str, str]]]:
     """One enqueued config, completed and normalised, or the problems naming its keys."""
     if not isinstance(entry, Mapping):
         return {}, [(where, f"must be a table of parameter values, got {entry!r}")]
