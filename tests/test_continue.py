@@ -334,3 +334,22 @@ def test_torn_tail_of_a_live_journal_is_left_out(tmp_path: Path) -> None:
     with open(tmp_path / "j", "ab") as f:
         f.write(b'{"a":"w0","k":[4,0')  # a write in progress
     assert len(ash.load(tmp_path / "j").trials) == 4
+
+
+def test_fail_fast_over_grpc_travels_with_the_traceback(tmp_path: Path) -> None:
+    spec = study(tmp_path, max_trials=60, module="bad")
+    s = Scheduler(spec, tmp_path, "--out", "o")
+    workers = [worker(s.target, tmp_path, f"w{i}") for i in range(2)]
+    try:
+        assert s.wait(timeout=120) == 1
+        err = s.proc.stderr.read() if s.proc.stderr else ""
+    finally:
+        s.kill()
+        for w in workers:
+            w.kill()
+            w.wait()
+    assert "stopped early: the first 5 results all failed with: trainer raised " in err
+    assert f'File "{tmp_path / "bad.py"}", line 8, in normalise' in err
+    doc = ash.load(tmp_path / "o").doc
+    assert 5 <= sum(len(t["results"]) for t in doc["trials"]) < 12
+    assert all("line 8, in normalise" in e["traceback"] for e in doc["errors"])
