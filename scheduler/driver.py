@@ -466,8 +466,9 @@ def _plain(exc: BaseException) -> str:
 def fail_fast_after(spec: StudySpec, slots: int | None) -> int | None:
     """How many first results, all failed alike, stop a study: min(slots + 1, 5), at least 3
     (5 when the slots are not known, as over gRPC), for a Python trainer; None (never) for the
-    mlp kernel, whose metric names and parameters the spec already checks."""
-    if spec.trainer is not None and spec.trainer.type != "python":
+    mlp kernel, whose metric names and parameters the spec already checks, and with
+    ``[study] fail_fast = false``."""
+    if not spec.fail_fast or (spec.trainer is not None and spec.trainer.type != "python"):
         return None
     return 5 if slots is None else max(3, min(slots + 1, 5))
 

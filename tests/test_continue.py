@@ -114,6 +114,19 @@ def test_fail_fast_api_raises_with_the_results(tmp_path: Path) -> None:
     assert len(info.value.results["trials"]) <= 5
 
 
+def test_fail_fast_can_be_turned_off(tmp_path: Path) -> None:
+    doc = ash.tune(
+        always_raises,
+        space={"x": {"uniform": [0.0, 1.0]}},
+        max_trials=8,
+        max_resource=3,
+        workers=2,
+        quiet=True,
+        fail_fast=False,
+    )
+    assert len(doc["trials"]) == 8 and "error" not in doc and doc["best"] is None
+
+
 def test_mixed_failures_do_not_stop_a_study(tmp_path: Path) -> None:
     def flaky(config: dict[str, Any], start: float, stop: float, state: bytes | None) -> Any:
         if config["k"] == "a":

@@ -51,6 +51,7 @@ def tune(
     trace: str | Path | None = None,
     journal: str | Path | None = None,
     enqueue: Sequence[Mapping[str, Any]] | None = None,
+    fail_fast: bool = True,
     progress: bool = True,
     quiet: bool = False,
     verbose: bool = True,
@@ -62,6 +63,7 @@ def tune(
     ``space`` (the ``[space]`` table as a dict) and the other keywords make the spec.
     ``journal``: a file that makes the study crash-safe and resumes it when it holds one.
     ``enqueue``: configs to try first (warm start), checked against the space.
+    ``fail_fast=False`` (a function; a spec says ``[study] fail_fast``): never stop early.
     ``quiet=True`` (or ``verbose=False``) prints nothing: no progress, no summary.
     Returns the results document (``["best"]``, ``["trials"]``).
     """
@@ -90,6 +92,8 @@ def tune(
         }
         if enqueue:
             study["enqueue"] = [dict(c) for c in enqueue]
+        if not fail_fast:
+            study["fail_fast"] = False
         spec = parse_spec(
             {
                 "study": study,

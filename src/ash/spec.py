@@ -92,6 +92,7 @@ class StudySpec:
     base_dir: Path = field(default_factory=Path.cwd)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for digests and the wire
     enqueue: tuple[Config, ...] = ()  # [study] enqueue: the first new trials' configs, in order
+    fail_fast: bool = True  # [study] fail_fast: stop when the first results all fail alike
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -135,7 +136,10 @@ def parse_spec(
         v.bad(
             "study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})"
         )
-    v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm", "enqueue"))
+    fail_fast = v.get(study, "study", "fail_fast", bool, True)
+    v.unknown(
+        study, "study", ("name", "metric", "mode", "seed", "algorithm", "enqueue", "fail_fast")
+    )
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)
     trainer = _trainer(v, data["trainer"]) if "trainer" in data else None
@@ -175,6 +179,7 @@ def parse_spec(
         base_dir=base_dir if base_dir is not None else Path.cwd(),
         raw=dict(data),
         enqueue=enqueue,
+        fail_fast=fail_fast,
     )
 
 
@@ -335,6 +340,9 @@ class _Validator:
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             self.bad(where, f"must be an integer, got {value!r}")
             return default if default is not None else 1
+        if kind is bool and not isinstance(value, bool):
+            self.bad(where, f"must be true or false, got {value!r}")
+            return default
         if kind is str and not isinstance(value, str):
             self.bad(where, f"must be a string, got {value!r}")
             return default

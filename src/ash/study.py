@@ -112,7 +112,20 @@ class Study:
 
     @property
     def errors(self) -> list[dict[str, Any]]:
+        """The first failures: ``{trial, error, traceback}`` each."""
         return list(self.doc.get("errors", []))
+
+    @property
+    def finished(self) -> bool | None:
+        """Whether the study is over (a journal or a scheduler says; None from results.json,
+        which is written at the end of a run that may have been interrupted)."""
+        done = self.doc.get("finished")
+        return bool(done) if done is not None else None
+
+    @property
+    def running(self) -> int:
+        """Jobs in flight (a live scheduler; a journal: those in flight at its last record)."""
+        return int(self.doc.get("running", 0))
 
     def to_pandas(self) -> Any:
         """One row per trial: trial, bracket, status, rung, resource, value (its metric at the
@@ -208,6 +221,7 @@ def _from_journal(path: Path) -> dict[str, Any]:
     doc, _ = outcome(driver, interrupted=False)
     doc["spec"] = amended(raw, records)  # with the budget raises so far
     doc["running"] = len(driver.core.inflight)
+    doc["finished"] = driver.core.finished
     return doc
 
 
