@@ -24,17 +24,25 @@ import contextlib
 import dataclasses
 import math
 import random
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ash.link.checkpoints import State
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
-from ash.scheduler.core import Job, Scheduler, UnknownJobError
-from ash.scheduler.journal import Journal, JournalError, budget, spec_digest
+from ash.scheduler.core import Config, Job, Scheduler, UnknownJobError
+from ash.scheduler.journal import (
+    Journal,
+    JournalError,
+    amended,
+    budget,
+    enqueued,
+    spec_digest,
+)
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
 from ash.spec import StudySpec
@@ -228,14 +236,19 @@ class Driver:
         if len(self._first) == n and alike and error is not None:
             self.stopped = (n, error)
 
-    def amend(self, limits: Mapping[str, Any]) -> None:
-        """Set the budget (``max_trials``, ``time_limit_s``) from now on, journaled: a continued
-        study with a raised budget (the journal allows raising only)."""
+    def amend(self, limits: Mapping[str, Any], enqueue: Sequence[Config] = ()) -> None:
+        """Set the budget (``max_trials``, ``time_limit_s``) from now on and append ``enqueue``
+        to the warm-start queue, journaled: a continued study (the journal allows raising the
+        budget and appending configs only)."""
         with self.lock:
             now = self.clock()
             cap, limit = limits.get("max_trials"), limits.get("time_limit_s")
-            self._journal({"x": {"max_trials": cap, "time_limit_s": limit}, "t": now})
+            x: dict[str, Any] = {"max_trials": cap, "time_limit_s": limit}
+            if enqueue:
+                x["enqueue"] = [dict(c) for c in enqueue]
+            self._journal({"x": x, "t": now})
             self.core.amend(max_trials=cap, time_limit_s=limit)
+            self.core.queue.extend(dict(c) for c in enqueue)
             schedule = dataclasses.replace(self.spec.schedule, max_trials=cap, time_limit_s=limit)
             self.spec = dataclasses.replace(self.spec, schedule=schedule)
 
@@ -336,7 +349,7 @@ class Driver:
                 elif "l" in rec:
                     self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
                 elif "x" in rec:
-                    self.amend(rec["x"])
+                    self.amend(rec["x"], rec["x"].get("enqueue") or ())
         except (JournalError, UnknownJobError) as exc:
             where = self.journal.path if self.journal is not None else "journal"
             raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
@@ -517,13 +530,15 @@ def open_study(
         writer = TraceWriter(trace)
         store = DirectoryStore(f"{journal}.ckpt", fsync=fsync)
         start = spec
-        if isinstance(j.header.get("raw"), dict) and (
+        raw = j.header.get("raw")
+        if isinstance(raw, dict) and (
             j.raise_budget is not None or any("x" in r for r in j.records)
-        ):  # the core starts on the budget the journal started with; x records raise it
-            start = dataclasses.replace(
-                spec,
-                schedule=dataclasses.replace(spec.schedule, **budget(j.header["raw"])),
-            )
+        ):  # the core starts as the journal's study started; its x records amend it
+            queue = spec.enqueue  # a file's configs: the same (appending is for inline ones)
+            if not isinstance(raw.get("study", {}).get("enqueue"), str):
+                queue = spec.enqueue[: len(enqueued(raw))]
+            schedule = dataclasses.replace(spec.schedule, **budget(raw))
+            start = dataclasses.replace(spec, schedule=schedule, enqueue=queue)
         driver = Driver(start, trace=writer, journal=j, checkpoints=store)
         stale: list[int] = []
         if j.records:
@@ -532,9 +547,23 @@ def open_study(
                 for job_id in stale:
                     driver.lose(job_id, charge=False, why="the scheduler restarted")
                 driver.sync()
-        if j.raise_budget is not None:
-            driver.amend(j.raise_budget)
-            driver.sync()
+        change = j.raise_budget
+        if change is not None and isinstance(raw, dict):
+            limits = {"max_trials": change["max_trials"], "time_limit_s": change["time_limit_s"]}
+            n = int(change.get("enqueue", 0))
+            added = spec.enqueue[len(spec.enqueue) - n :] if n > 0 else ()
+            if limits != budget(amended(raw, j.records)) or added:
+                driver.amend(limits, added)
+                driver.sync()
+            cap = driver.spec.schedule.max_trials
+            if added and cap is not None and driver.core.n_trials + len(driver.core.queue) > cap:
+                print(
+                    f"ash: warning: {journal}: {driver.core.n_trials} trials of max_trials {cap} "
+                    f"are started, so {len(driver.core.queue)} enqueued configs will not all "
+                    "run; raise [asha] max_trials with them",
+                    file=sys.stderr,
+                    flush=True,
+                )
         driver.spec = spec
         driver.fail_fast = fail_fast_after(spec, slots)
     except BaseException:

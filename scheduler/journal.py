@@ -10,11 +10,14 @@ state. Record kinds, written in the order the driver applied them:
                                                        the loss is not charged to the trial, "w":
                                                        why)
     {"x": {"max_trials": 80, "time_limit_s": null}, "t": 15.0}   the budget, raised from here on
+                                                       ("enqueue": [...]: configs appended to
+                                                       the warm-start queue from here on)
 
 A continued study may raise its budget: a spec that differs from the journal's (its header's
 spec with the ``x`` records so far applied) only by a larger ``[asha] max_trials`` or
-``time_limit_s`` (or by dropping one of them while the other still bounds the study) is
-accepted, and the driver journals an ``x`` record before its first new decision, so a replay
+``time_limit_s`` (or by dropping one of them while the other still bounds the study), or by
+inline ``[study] enqueue`` configs appended after the same ones (warm-start suggestions for an
+existing study: the next new trials), is accepted, and the driver journals an ``x`` record before its first new decision, so a replay
 raises the core's budget at the same point. These two keys only change when the core stops
 handing out new trials, never which trial or config a recorded ask produced (the bracket a sync
 algorithm opens is sized at the budget of its moment, which the replay has too). Anything else,
@@ -279,7 +282,8 @@ def budget(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def amended(raw: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The spec a journal's study runs now: its header's, with each ``x`` record applied."""
+    """The spec a journal's study runs now: its header's, with each ``x`` record applied (its
+    budget, and the configs it enqueued after those of ``[study] enqueue``)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for rec in records:
         if "x" in rec:
@@ -288,7 +292,17 @@ def amended(raw: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any
                 table.pop(key, None)
                 if rec["x"].get(key) is not None:
                     table[key] = rec["x"][key]
+            if rec["x"].get("enqueue"):
+                study = out.setdefault("study", {})
+                study["enqueue"] = [*enqueued(out), *rec["x"]["enqueue"]]
     return out
+
+
+def enqueued(raw: dict[str, Any]) -> list[Any]:
+    """A spec's inline ``[study] enqueue`` list ([] when none; a file's path is not a list)."""
+    study = raw.get("study")
+    queue = study.get("enqueue") if isinstance(study, dict) else None
+    return list(queue) if isinstance(queue, list) else []
 
 
 def _check_header(
@@ -337,18 +351,31 @@ def _check_header(
 
 
 def _budget_raise(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | str | None:
-    """The new budget when ``new`` differs from ``old`` only by a raised budget; otherwise why
-    not (a lowered budget), or None (other keys changed)."""
+    """What a continued study changes (its new budget, and in ``"enqueue"`` the number of
+    configs appended to ``[study] enqueue``) when ``new`` differs from ``old`` only by a raised
+    budget or more inline enqueued configs after the same ones; otherwise why not (a lowered
+    budget, changed enqueued configs), or None (other keys changed)."""
     a, b = budget(old), budget(new)
-    if amended(old, [{"x": b}]) != amended(new, [{"x": b}]):
-        return None  # more than the budget changed
+    was_q, now_q = enqueued(old), enqueued(new)
+
+    def rest(raw: dict[str, Any]) -> dict[str, Any]:
+        out = amended(raw, [{"x": b}])
+        study = out.get("study")
+        if isinstance(study, dict) and isinstance(study.get("enqueue"), list):
+            out["study"] = {k: v for k, v in study.items() if k != "enqueue"}
+        return out
+
+    if rest(old) != rest(new):
+        return None  # more than the budget and the enqueued configs changed
+    if now_q[: len(was_q)] != was_q:
+        return "changing configs already enqueued is refused: only appending to them is"
     for key in BUDGET:
         was, now = a[key], b[key]
         if was is not None and now is not None and now < was:
             return f"lowering [asha].{key} ({was} -> {now}) is refused: only raising it is"
         if was is None and now is not None:
             return f"adding [asha].{key} = {now} lowers the budget, which is refused"
-    return b
+    return {**b, "enqueue": len(now_q) - len(was_q)}
 
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -399,9 +426,12 @@ def check_record(rec: Any) -> str | None:
         return f"'e' is {type(rec['e']).__name__}"
     x = rec.get("x")
     if isinstance(x, dict) and any(
-        not isinstance(v, int | float | None) or isinstance(v, bool) for v in x.values()
+        not isinstance(x.get(key), int | float | None) or isinstance(x.get(key), bool)
+        for key in BUDGET
     ):
         return "'x' holds a budget that is not a number"
+    if isinstance(x, dict) and not all(isinstance(c, dict) for c in x.get("enqueue") or []):
+        return "'x' enqueues a config that is not an object"
     k = rec.get("k")
     if k is not None and not (len(k) == 2 and all(type(x) is int for x in k)):
         return "'k' is not [trial, rung]"

@@ -366,3 +366,24 @@ def test_fail_fast_over_grpc_travels_with_the_traceback(tmp_path: Path) -> None:
     doc = ash.load(tmp_path / "o").doc
     assert 5 <= sum(len(t["results"]) for t in doc["trials"]) < 12
     assert all("line 8, in normalise" in e["traceback"] for e in doc["errors"])
+
+
+def test_enqueue_into_a_journaled_study_appends_the_next_trials(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {
+        "space": {"x": {"uniform": [0.0, 1.0]}},
+        "max_resource": 3,
+        "workers": 2,
+        "threads": 1,
+        "quiet": True,
+        "journal": tmp_path / "j.jsonl",
+    }
+    a = ash.tune(good, max_trials=4, **kw)
+    warm = [{"x": 0.3}, {"x": 0.31}]
+    b = ash.tune(good, max_trials=8, enqueue=warm, **kw)
+    assert [t["config"] for t in b["trials"][4:6]] == warm and b["trials"][:4] == a["trials"]
+    c = ash.tune(good, max_trials=8, enqueue=warm, **kw)  # the same: a plain resume
+    assert c["trials"] == b["trials"]
+    with pytest.raises(JournalError, match="changing configs already enqueued is refused"):
+        ash.tune(good, max_trials=8, enqueue=[{"x": 0.9}], **kw)
+    journal = (tmp_path / "j.jsonl").read_text()
+    assert journal.count('"enqueue"') == 1
