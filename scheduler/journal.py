@@ -17,9 +17,10 @@ A continued study may raise its budget: a spec that differs from the journal's (
 spec with the ``x`` records so far applied) only by a larger ``[asha] max_trials`` or
 ``time_limit_s`` (or by dropping one of them while the other still bounds the study), or by
 inline ``[study] enqueue`` configs appended after the same ones (warm-start suggestions for an
-existing study: the next new trials), is accepted, and the driver journals an ``x`` record before its first new decision, so a replay
-raises the core's budget at the same point. These two keys only change when the core stops
-handing out new trials, never which trial or config a recorded ask produced (the bracket a sync
+existing study: the next new trials), is accepted, and the driver journals an ``x`` record
+before its first new decision, so a replay applies it at the same point. The budget only
+changes when the core stops handing out new trials, and an appended config only which config
+the next new trial gets, never which trial or config a recorded ask produced (the bracket a sync
 algorithm opens is sized at the budget of its moment, which the replay has too). Anything else,
 a lowered budget included, is refused as before, naming what changed.
 
