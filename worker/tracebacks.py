@@ -26,8 +26,7 @@ _ASH_DIRS = tuple(
 
 def with_traceback(head: str, exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
     """``head`` (one line) followed by ``exc``'s traceback within ``limit`` characters."""
-    head = head.splitlines()[0] if head else type(exc).__name__
-    head = head if len(head) <= limit // 4 else f"{head[: limit // 4]}..."
+    head = _clip(head.splitlines()[0] if head else type(exc).__name__, limit // 4)
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_ASH_DIRS)
     ]
@@ -35,7 +34,7 @@ def with_traceback(head: str, exc: BaseException, limit: int = MAX_ERROR_CHARS) 
         return head
     lines = traceback.format_list(frames)
     tail = traceback.format_exception_only(type(exc), exc)[-1].rstrip("\n")
-    tail = tail if len(tail) <= limit // 4 else f"{tail[: limit // 4]}..."
+    tail = _clip(tail, limit // 4)
     title = "Traceback (most recent call last):"
     room = limit - len(head) - len(title) - len(tail) - 60
     kept: list[str] = []
@@ -48,3 +47,8 @@ def with_traceback(head: str, exc: BaseException, limit: int = MAX_ERROR_CHARS) 
     note = [f"  ... {dropped} outer frames left out\n"] if dropped else []
     body = "".join(note + kept[::-1]).rstrip("\n")
     return f"{head}\n{title}\n{body}\n{tail}"
+
+
+def _clip(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters, with a note of how much was cut (as ``clip_error``)."""
+    return text if len(text) <= n else f"{text[:n]}... ({len(text) - n} more characters)"
