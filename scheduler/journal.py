@@ -325,7 +325,9 @@ def _check_header(
     raise_to: dict[str, Any] | None = None
     raw = header.get("raw")
     now = amended(raw, records or []) if isinstance(raw, dict) else None
-    if header.get("spec") != digest and not (now is not None and spec_digest(now) == digest):
+    amends = any("x" in r for r in records or [])
+    current = spec_digest(now) if now is not None and amends else header.get("spec")
+    if current != digest:  # (after a raise, the header's own spec would be a lowering)
         changed = ""
         if now is not None and spec is not None:
             changes = spec_changes(now, spec)

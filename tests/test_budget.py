@@ -98,3 +98,11 @@ def test_enqueued_configs_come_first_and_sampling_goes_on_as_seeded() -> None:
         parse_spec({**raw, "study": {**raw["study"], "enqueue": [{"x": 0.5}]}})
     with pytest.raises(SpecError, match=r"study\.enqueue: must be a list"):
         parse_spec({**raw, "study": {**raw["study"], "enqueue": 3}})
+
+
+def test_the_original_spec_after_a_raise_is_a_lowering(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    drive((make_spec(max_trials=4), journal))
+    drive((make_spec(max_trials=8), journal))
+    with pytest.raises(JournalError, match=r"lowering \[asha\]\.max_trials \(8 -> 4\)"):
+        open_study(make_spec(max_trials=4), journal=journal)
