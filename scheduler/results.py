@@ -69,17 +69,16 @@ class Results:
         if value is not None and not math.isfinite(value):
             value = None
         clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
+        # why it failed: the first line, and the traceback below it (null when it did not)
+        first, below = (error.partition("\n")[::2]) if value is None and error else (None, "")
         entry: dict[str, Any] = {
             "rung": job.rung,
             "resource": job.stop,
             "value": value,
             "metrics": clean,
+            "error": first,
+            "traceback": below or None,
         }
-        if value is None and error:  # why it failed: the first line, and the traceback below
-            first, _, below = error.partition("\n")
-            entry["error"] = first
-            if below:
-                entry["traceback"] = below
         rec.results.append(entry)
         self.n_results += 1
         if value is None:
