@@ -4,6 +4,7 @@ real slot processes, a real gRPC scheduler and workers on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import sys
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -387,3 +388,27 @@ def test_enqueue_into_a_journaled_study_appends_the_next_trials(tmp_path: Path) 
         ash.tune(good, max_trials=8, enqueue=[{"x": 0.9}], **kw)
     journal = (tmp_path / "j.jsonl").read_text()
     assert journal.count('"enqueue"') == 1
+
+
+def test_tune_prints_the_cli_summary_unless_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kw: dict[str, Any] = {
+        "space": {"x": {"uniform": [0.0, 1.0]}},
+        "max_trials": 4,
+        "max_resource": 3,
+        "workers": 1,
+        "threads": 1,
+        "progress": False,
+    }
+    ash.tune(good, out=tmp_path / "o", **kw)
+    printed = capsys.readouterr().out
+    assert (
+        "best trials (loss, min)" in printed and f"wrote {tmp_path / 'o'}/results.json" in printed
+    )
+    ash.tune(good, quiet=True, **kw)
+    ash.tune(good, verbose=False, **kw)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if the extra were not installed
+    with pytest.raises(UserError, match=r"pip install 'ash-hpo\[pandas\]'"):
+        ash.load(tmp_path / "o").to_pandas()
