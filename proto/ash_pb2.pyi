@@ -244,10 +244,12 @@ class SchedulerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., assignments: _Optional[_Union[AssignmentBatch, _Mapping]] = ..., recorded: _Optional[_Union[Recorded, _Mapping]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ("token",)
+    __slots__ = ("token", "results")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     token: str
-    def __init__(self, token: _Optional[str] = ...) -> None: ...
+    results: bool
+    def __init__(self, token: _Optional[str] = ..., results: _Optional[bool] = ...) -> None: ...
 
 class RungStatus(_message.Message):
     __slots__ = ("bracket", "rung", "resource", "results")
@@ -283,7 +285,7 @@ class BestResult(_message.Message):
     def __init__(self, trial: _Optional[int] = ..., value: _Optional[float] = ..., resource: _Optional[float] = ..., rung: _Optional[int] = ..., config: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error", "worker_info", "reports", "latest")
+    __slots__ = ("study", "algorithm", "metric", "mode", "trials", "max_trials", "results", "failed", "running", "workers", "elapsed_s", "finished", "rungs", "best", "time_limit_s", "error", "worker_info", "reports", "latest", "results_json")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +305,7 @@ class StudyStatus(_message.Message):
     WORKER_INFO_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_JSON_FIELD_NUMBER: _ClassVar[int]
     study: str
     algorithm: str
     metric: str
@@ -322,7 +325,8 @@ class StudyStatus(_message.Message):
     worker_info: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
     reports: int
     latest: LatestReport
-    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ..., worker_info: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., reports: _Optional[int] = ..., latest: _Optional[_Union[LatestReport, _Mapping]] = ...) -> None: ...
+    results_json: str
+    def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ..., worker_info: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., reports: _Optional[int] = ..., latest: _Optional[_Union[LatestReport, _Mapping]] = ..., results_json: _Optional[str] = ...) -> None: ...
 
 class LatestReport(_message.Message):
     __slots__ = ("trial", "rung", "step", "metrics")

@@ -9,6 +9,9 @@ short (O(log n)) and does no blocking I/O: journal records and trace lines are b
 leave the process (an assignment, an acknowledgement), so after a crash the journal holds every
 decision anyone saw and the trace holds no event the journal lacks.
 
+A continued study may raise its budget (``amend``: ``max_trials``, ``time_limit_s``); the
+change is journaled (an ``x`` record) and replayed at the same point.
+
 Resume (``resume``) replays the journal's records through the same methods with the clock set
 to each record's time, which rebuilds the core exactly (it is deterministic); trace events the
 trace file already holds are not written again. Jobs that were in flight at the crash are then
@@ -18,6 +21,7 @@ lost (journaled and traced as ``lost``) and re-issued to the next worker that as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import sys
@@ -31,10 +35,17 @@ from typing import Any
 
 from ash.link.checkpoints import State
 from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemoryStore
-from ash.scheduler.core import Job, Scheduler, UnknownJobError
+from ash.scheduler.core import Config, Job, Scheduler, UnknownJobError
 from ash.scheduler.core.retention import Drop, Retention
 from ash.scheduler.core.rungs import score_of
-from ash.scheduler.journal import Journal, JournalError, spec_digest
+from ash.scheduler.journal import (
+    Journal,
+    JournalError,
+    amended,
+    budget,
+    enqueued,
+    spec_digest,
+)
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
 from ash.spec import StudySpec
@@ -120,6 +131,12 @@ class Driver:
         self._ready: list[Drop] = []  # safe to delete, batched on a store that fsyncs
         self._ready_since = 0.0
         self.store_warnings = 0
+        # Fail fast: once the first ``fail_fast`` results of this run (replayed ones do not
+        # count) have all failed with one error, ``stopped`` holds it and no job is handed out
+        # any more; the jobs in flight drain and the study is finished. None: never.
+        self.fail_fast: int | None = None
+        self.stopped: tuple[int, str] | None = None  # (results that failed alike, the error)
+        self._first: list[str | None] = []  # first lines of this run's first results' errors
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -148,6 +165,8 @@ class Driver:
     ) -> Assignment | None:
         if self.broken is not None:
             return None  # never decide what cannot be recorded
+        if self.stopped is not None and replayed is None:
+            return None  # a systematic error: nothing more is handed out
         now = self.clock()
         trials = self.core.n_trials
         job = self.core.next_job(now)
@@ -226,10 +245,12 @@ class Driver:
             self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
             self.assigned.pop(job_id, None)
             self.trace.result(now, job, value, **(trace_extra or {}))
-            self.results.result(job, value, metrics)
+            self.results.result(job, value, metrics, error)
             if error is not None:
                 self.errors.append((job.trial, error))
             self._tell("result", job, {"value": value, "metrics": metrics or {}, "error": error})
+            if not self.replaying:
+                self._watch_first(error if value is None else None)
             return True
 
     def report(self, job_id: int, reports: Sequence[Sequence[Any]]) -> bool:
@@ -268,6 +289,34 @@ class Driver:
         with self.lock:
             rec = self.results.trials.get(trial)
             return list(rec.reports) if rec is not None else []
+
+    def _watch_first(self, error: str | None) -> None:
+        """Fail fast: stop when the first ``fail_fast`` results all failed with one error (its
+        first line: the exception's type and message)."""
+        n = self.fail_fast
+        if n is None or self.stopped is not None or len(self._first) >= n:
+            return
+        self._first.append(None if error is None else error.partition("\n")[0])
+        first = self._first[0]
+        alike = first is not None and all(e == first for e in self._first)
+        if len(self._first) == n and alike and error is not None:
+            self.stopped = (n, error)
+
+    def amend(self, limits: Mapping[str, Any], enqueue: Sequence[Config] = ()) -> None:
+        """Set the budget (``max_trials``, ``time_limit_s``) from now on and append ``enqueue``
+        to the warm-start queue, journaled: a continued study (the journal allows raising the
+        budget and appending configs only)."""
+        with self.lock:
+            now = self.clock()
+            cap, limit = limits.get("max_trials"), limits.get("time_limit_s")
+            x: dict[str, Any] = {"max_trials": cap, "time_limit_s": limit}
+            if enqueue:
+                x["enqueue"] = [dict(c) for c in enqueue]
+            self._journal({"x": x, "t": now})
+            self.core.amend(max_trials=cap, time_limit_s=limit)
+            self.core.queue.extend(dict(c) for c in enqueue)
+            schedule = dataclasses.replace(self.spec.schedule, max_trials=cap, time_limit_s=limit)
+            self.spec = dataclasses.replace(self.spec, schedule=schedule)
 
     def lose(self, job_id: int, *, charge: bool = True, why: str | None = None) -> bool:
         """The worker of ``job_id`` vanished (``why``); False if the job had already settled,
@@ -374,6 +423,8 @@ class Driver:
                     self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
                 elif "p" in rec:
                     self.report(int(rec["p"]), rec["s"])
+                elif "x" in rec:
+                    self.amend(rec["x"], rec["x"].get("enqueue") or ())
         except (JournalError, UnknownJobError) as exc:
             where = self.journal.path if self.journal is not None else "journal"
             raise JournalError(f"{where}: line {line}: {_plain(exc)}") from None
@@ -402,13 +453,23 @@ class Driver:
                 running=len(self.core.inflight),
                 elapsed=self.clock(),
                 time_limit=sch.time_limit_s,
-                finished=self.core.finished,
+                finished=self.core.finished
+                or (self.stopped is not None and not self.core.inflight),
                 rungs=self.core.rung_counts(),
                 best=self.results.best(),
-                error=self.broken,
+                error=self.broken or self.stop_reason(),
                 reports=self.results.n_reports,
                 latest=self.results.latest,
             )
+
+    def stop_reason(self) -> str | None:
+        """Fail fast's one line (``stopped``), or None."""
+        if self.stopped is None:
+            return None
+        n, error = self.stopped
+        return (
+            f"stopped early: the first {n} results all failed with: {error.partition(chr(10))[0]}"
+        )
 
     def note(self, why: str) -> None:
         """Note an error that is no trial's (a worker process that died) for the results."""
@@ -440,7 +501,7 @@ class Driver:
     @property
     def finished(self) -> bool:
         with self.lock:
-            return self.core.finished
+            return self.core.finished or (self.stopped is not None and not self.core.inflight)
 
     def close(self) -> None:
         try:
@@ -565,6 +626,16 @@ def _plain(exc: BaseException) -> str:
     return str(exc)
 
 
+def fail_fast_after(spec: StudySpec, slots: int | None) -> int | None:
+    """How many first results, all failed alike, stop a study: min(slots + 1, 5), at least 3
+    (5 when the slots are not known, as over gRPC), for a Python trainer; None (never) for the
+    mlp kernel, whose metric names and parameters the spec already checks, and with
+    ``[study] fail_fast = false``."""
+    if not spec.fail_fast or (spec.trainer is not None and spec.trainer.type != "python"):
+        return None
+    return 5 if slots is None else max(3, min(slots + 1, 5))
+
+
 @dataclass(frozen=True)
 class Opened:
     driver: Driver
@@ -581,6 +652,7 @@ def open_study(
     fsync: bool = True,
     keep_inflight: bool = False,
     shared_checkpoints: Path | None = None,
+    slots: int | None = None,
 ) -> Opened:
     """A Driver for ``spec``; with a journal, resumed from it when it already holds records.
 
@@ -589,11 +661,16 @@ def open_study(
     trials from their states. Jobs in flight at the crash are lost without charging their
     trials an attempt, or, with ``keep_inflight`` (a service whose workers outlive it), kept in
     flight as ``orphans`` for their workers to reclaim. ``shared_checkpoints``: the directory
-    shared with the workers (--checkpoint-dir), whose files the retention rule deletes too."""
+    shared with the workers (--checkpoint-dir), whose files the retention rule deletes too.
+
+    A Python trainer's study fails fast (``Driver.fail_fast``): it stops once its first
+    ``fail_fast_after(slots)`` results of this run all failed with one error."""
     if journal is None:  # states on disk, not in memory, in a directory the study owns
         tmp = tempfile.mkdtemp(prefix=f"ash-{_safe(spec.name)}-", suffix=".ckpt")
         store = DirectoryStore(tmp, fsync=False, temporary=True, shared=shared_checkpoints)
-        return Opened(Driver(spec, trace=TraceWriter(trace), checkpoints=store), 0, 0)
+        d = Driver(spec, trace=TraceWriter(trace), checkpoints=store)
+        d.fail_fast = fail_fast_after(spec, slots)
+        return Opened(d, 0, 0)
     j = Journal(
         journal,
         study=spec.name,
@@ -606,7 +683,17 @@ def open_study(
         present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
         store = DirectoryStore(f"{journal}.ckpt", fsync=fsync, shared=shared_checkpoints)
-        driver = Driver(spec, trace=writer, journal=j, checkpoints=store)
+        start = spec
+        raw = j.header.get("raw")
+        if isinstance(raw, dict) and (
+            j.raise_budget is not None or any("x" in r for r in j.records)
+        ):  # the core starts as the journal's study started; its x records amend it
+            queue = spec.enqueue  # a file's configs: the same (appending is for inline ones)
+            if not isinstance(raw.get("study", {}).get("enqueue"), str):
+                queue = spec.enqueue[: len(enqueued(raw))]
+            schedule = dataclasses.replace(spec.schedule, **budget(raw))
+            start = dataclasses.replace(spec, schedule=schedule, enqueue=queue)
+        driver = Driver(start, trace=writer, journal=j, checkpoints=store)
         stale: list[int] = []
         if j.records:
             stale = driver.resume(j.records, present)
@@ -614,6 +701,25 @@ def open_study(
                 for job_id in stale:
                     driver.lose(job_id, charge=False, why="the scheduler restarted")
                 driver.sync()
+        change = j.raise_budget
+        if change is not None and isinstance(raw, dict):
+            limits = {"max_trials": change["max_trials"], "time_limit_s": change["time_limit_s"]}
+            n = int(change.get("enqueue", 0))
+            added = spec.enqueue[len(spec.enqueue) - n :] if n > 0 else ()
+            if limits != budget(amended(raw, j.records)) or added:
+                driver.amend(limits, added)
+                driver.sync()
+            cap = driver.spec.schedule.max_trials
+            if added and cap is not None and driver.core.n_trials + len(driver.core.queue) > cap:
+                print(
+                    f"ash: warning: {journal}: {driver.core.n_trials} trials of max_trials {cap} "
+                    f"are started, so {len(driver.core.queue)} enqueued configs will not all "
+                    "run; raise [asha] max_trials with them",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        driver.spec = spec
+        driver.fail_fast = fail_fast_after(spec, slots)
     except BaseException:
         j.release()
         raise

@@ -12,6 +12,20 @@ state. Record kinds, written in the order the driver applied them:
     {"p": 31, "s": [[1, {"loss": 0.5}], ...], "t": 12.9}  a running job's intermediate reports
                                                        (ctx.report), one record per batch
                                                        (version 3)
+    {"x": {"max_trials": 80, "time_limit_s": null}, "t": 15.0}   the budget, raised from here on
+                                                       ("enqueue": [...]: configs appended to
+                                                       the warm-start queue from here on)
+
+A continued study may raise its budget: a spec that differs from the journal's (its header's
+spec with the ``x`` records so far applied) only by a larger ``[asha] max_trials`` or
+``time_limit_s`` (or by dropping one of them while the other still bounds the study), or by
+inline ``[study] enqueue`` configs appended after the same ones (warm-start suggestions for an
+existing study: the next new trials), is accepted, and the driver journals an ``x`` record
+before its first new decision, so a replay applies it at the same point. The budget only
+changes when the core stops handing out new trials, and an appended config only which config
+the next new trial gets, never which trial or config a recorded ask produced (the bracket a sync
+algorithm opens is sized at the budget of its moment, which the replay has too). Anything else,
+a lowered budget included, is refused as before, naming what changed.
 
 The first line is a header naming the study and a hash of its spec (and, from version 2, the
 spec itself and the order of its ``[space]`` keys), so a journal is never replayed against
@@ -115,6 +129,7 @@ class Journal:
         self.broken: str | None = None
         self.records: list[dict[str, Any]] = []
         self.header: dict[str, Any] = {}
+        self.raise_budget: dict[str, Any] | None = None  # the budget to journal (x) on resume
         self._lock_fd = _lock(self.path)
         try:
             self._open(study, digest, spec, order)
@@ -128,7 +143,9 @@ class Journal:
         exists = self.path.exists() and self.path.stat().st_size > 0
         if exists:
             self.header, self.records, good, size = _read(self.path)
-            _check_header(self.path, self.header, study, digest, spec, order)
+            self.raise_budget = _check_header(
+                self.path, self.header, study, digest, spec, order, self.records
+            )
             if good < size:
                 with open(self.path, "r+b") as f:
                     f.truncate(good)  # cut a torn last line before appending
@@ -205,6 +222,13 @@ class Journal:
             self._lock_fd = -1
 
 
+def read_only(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(header, records) of a journal, read without its lock (``ash.load``): its owner may be
+    running and appending; a torn last line is left out, other damage refused as on open."""
+    header, records, _, _ = _read(Path(path))
+    return header, records
+
+
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
@@ -254,6 +278,39 @@ def _flock_holder(st: os.stat_result) -> int | None:
     return None
 
 
+BUDGET = ("max_trials", "time_limit_s")  # the [asha] keys a continued study may raise
+
+
+def budget(raw: dict[str, Any]) -> dict[str, Any]:
+    """The ``[asha]`` budget of a parsed spec: {"max_trials": ..., "time_limit_s": ...}."""
+    table = raw.get("asha", {})
+    return {key: table.get(key) if isinstance(table, dict) else None for key in BUDGET}
+
+
+def amended(raw: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spec a journal's study runs now: its header's, with each ``x`` record applied (its
+    budget, and the configs it enqueued after those of ``[study] enqueue``)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for rec in records:
+        if "x" in rec:
+            table = out.setdefault("asha", {})
+            for key in BUDGET:
+                table.pop(key, None)
+                if rec["x"].get(key) is not None:
+                    table[key] = rec["x"][key]
+            if rec["x"].get("enqueue"):
+                study = out.setdefault("study", {})
+                study["enqueue"] = [*enqueued(out), *rec["x"]["enqueue"]]
+    return out
+
+
+def enqueued(raw: dict[str, Any]) -> list[Any]:
+    """A spec's inline ``[study] enqueue`` list ([] when none; a file's path is not a list)."""
+    study = raw.get("study")
+    queue = study.get("enqueue") if isinstance(study, dict) else None
+    return list(queue) if isinstance(queue, list) else []
+
+
 def _check_header(
     path: Path,
     header: dict[str, Any],
@@ -261,21 +318,36 @@ def _check_header(
     digest: str,
     spec: dict[str, Any] | None,
     order: list[str] | None,
-) -> None:
+    records: list[dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """Refuse another study's or a changed spec's journal; the new budget when the spec only
+    raises it (journaled by the driver), else None."""
     if header.get("study") != study:
         raise JournalError(
             f"{path}: belongs to study {header.get('study')!r}, not {study!r}; "
             "use a new journal file"
         )
-    if header.get("spec") != digest:
+    raise_to: dict[str, Any] | None = None
+    raw = header.get("raw")
+    now = amended(raw, records or []) if isinstance(raw, dict) else None
+    amends = any("x" in r for r in records or [])
+    current = spec_digest(now) if now is not None and amends else header.get("spec")
+    if current != digest:  # (after a raise, the header's own spec would be a lowering)
         changed = ""
-        if isinstance(header.get("raw"), dict) and spec is not None:
-            changed = ": " + "; ".join(spec_changes(header["raw"], spec))
-        raise JournalError(
-            f"{path}: was written for another spec (spec hash {header.get('spec')} != "
-            f"{digest}){changed}; a changed spec would make other decisions: restore it, or "
-            "use a new journal file"
-        )
+        if now is not None and spec is not None:
+            changes = spec_changes(now, spec)
+            lowered = _budget_raise(now, spec)
+            if isinstance(lowered, dict):
+                raise_to = lowered
+            else:
+                changed = ": " + "; ".join(changes) + (f" ({lowered})" if lowered else "")
+        if raise_to is None:
+            raise JournalError(
+                f"{path}: was written for another spec (spec hash {header.get('spec')} != "
+                f"{digest}){changed}; a changed spec would make other decisions: restore it, "
+                "or use a new journal file (raising [asha] max_trials or time_limit_s is "
+                "allowed)"
+            )
     was = header.get("order")
     if isinstance(was, list) and order is not None and was != order:
         raise JournalError(
@@ -283,6 +355,35 @@ def _check_header(
             f"{', '.join(order)}); configs are sampled in the file's order, so the journal's "
             "trials would get other configs: restore the order, or use a new journal file"
         )
+    return raise_to
+
+
+def _budget_raise(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | str | None:
+    """What a continued study changes (its new budget, and in ``"enqueue"`` the number of
+    configs appended to ``[study] enqueue``) when ``new`` differs from ``old`` only by a raised
+    budget or more inline enqueued configs after the same ones; otherwise why not (a lowered
+    budget, changed enqueued configs), or None (other keys changed)."""
+    a, b = budget(old), budget(new)
+    was_q, now_q = enqueued(old), enqueued(new)
+
+    def rest(raw: dict[str, Any]) -> dict[str, Any]:
+        out = amended(raw, [{"x": b}])
+        study = out.get("study")
+        if isinstance(study, dict) and isinstance(study.get("enqueue"), list):
+            out["study"] = {k: v for k, v in study.items() if k != "enqueue"}
+        return out
+
+    if rest(old) != rest(new):
+        return None  # more than the budget and the enqueued configs changed
+    if now_q[: len(was_q)] != was_q:
+        return "changing configs already enqueued is refused: only appending to them is"
+    for key in BUDGET:
+        was, now = a[key], b[key]
+        if was is not None and now is not None and now < was:
+            return f"lowering [asha].{key} ({was} -> {now}) is refused: only raising it is"
+        if was is None and now is not None:
+            return f"adding [asha].{key} = {now} lowers the budget, which is refused"
+    return {**b, "enqueue": len(now_q) - len(was_q)}
 
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -316,6 +417,7 @@ _SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,)},
     "l": {"l": (int,), "t": (int, float), "c": (int,), "w": (str,)},
     "p": {"p": (int,), "t": (int, float), "s": (list,)},
+    "x": {"x": (dict,), "t": (int, float)},
 }
 
 
@@ -325,12 +427,20 @@ def check_record(rec: Any) -> str | None:
         return "not a JSON object"
     kinds = [k for k in _SHAPES if k in rec]
     if len(kinds) != 1:
-        return "not an ask (a), result (r), loss (l) or report (p) record"
+        return "not an ask (a), result (r), loss (l), report (p) or budget (x) record"
     for key, types in _SHAPES[kinds[0]].items():
         if key in rec and (not isinstance(rec[key], types) or isinstance(rec[key], bool)):
             return f"{key!r} is {type(rec[key]).__name__}"
     if "e" in rec and not isinstance(rec["e"], str | None):
         return f"'e' is {type(rec['e']).__name__}"
+    x = rec.get("x")
+    if isinstance(x, dict) and any(
+        not isinstance(x.get(key), int | float | None) or isinstance(x.get(key), bool)
+        for key in BUDGET
+    ):
+        return "'x' holds a budget that is not a number"
+    if isinstance(x, dict) and not all(isinstance(c, dict) for c in x.get("enqueue") or []):
+        return "'x' enqueues a config that is not an object"
     k = rec.get("k")
     if k is not None and not (len(k) == 2 and all(type(x) is int for x in k)):
         return "'k' is not [trial, rung]"

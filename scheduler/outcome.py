@@ -1,5 +1,7 @@
 """The end of every study, whatever ran it (embedded, gRPC, MPI): the results document (the
-results with ``interrupted``, the first errors and, when the study stopped on one, ``error``)
+results with ``interrupted``, the first errors (each with its traceback, when the trainer raised)
+and, when the study stopped on one, ``error``: a full disk, or the systematic error of fail fast
+with its ``traceback``)
 and the files of ``--out``: results.json and trials.csv here, the HTML report by the
 ``report`` the caller passes (the scheduler does no presentation)."""
 
@@ -18,11 +20,26 @@ def outcome(driver: Driver, *, interrupted: bool) -> tuple[dict[str, Any], dict[
     """(the results document, the fields it adds to the results)."""
     extra: dict[str, Any] = {
         "interrupted": interrupted,
-        "errors": [{"trial": t, "error": msg} for t, msg in driver.errors[:100]],
+        "errors": [_error(t, msg) for t, msg in driver.errors[:100]],
     }
+    if driver.spec.raw:
+        extra["spec"] = driver.spec.raw  # what ran: ash.load(...).spec
     if driver.broken is not None:
         extra["error"] = driver.broken  # a full disk: what was done is written; resume later
+    elif driver.stopped is not None:  # fail fast: a systematic error
+        extra["error"] = driver.stop_reason()
+        below = driver.stopped[1].partition("\n")[2]
+        if below:
+            extra["traceback"] = below
     return {**driver.results.to_json(), **extra}, extra
+
+
+def _error(trial: int, text: str) -> dict[str, Any]:
+    first, _, below = text.partition("\n")
+    out: dict[str, Any] = {"trial": trial, "error": first}
+    if below:
+        out["traceback"] = below
+    return out
 
 
 def write_outcome(

@@ -90,7 +90,13 @@ class Results:
         self.latest = {"trial": job.trial, "rung": job.rung, "step": step, "metrics": metrics}
         return kept
 
-    def result(self, job: Job, value: float | None, metrics: dict[str, Any] | None = None) -> None:
+    def result(
+        self,
+        job: Job,
+        value: float | None,
+        metrics: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         rec = self.trials.get(job.trial)
         if rec is None:
             rec = self.trials[job.trial] = TrialRecord(job.trial, job.config, job.bracket)
@@ -100,9 +106,17 @@ class Results:
         if value is not None and not math.isfinite(value):
             value = None
         clean = {k: _finite_or_none(v) for k, v in (metrics or {}).items()}
-        rec.results.append(
-            {"rung": job.rung, "resource": job.stop, "value": value, "metrics": clean}
-        )
+        # why it failed: the first line, and the traceback below it (null when it did not)
+        first, below = (error.partition("\n")[::2]) if value is None and error else (None, "")
+        entry: dict[str, Any] = {
+            "rung": job.rung,
+            "resource": job.stop,
+            "value": value,
+            "metrics": clean,
+            "error": first,
+            "traceback": below or None,
+        }
+        rec.results.append(entry)
         self.n_results += 1
         if value is None:
             self.n_failed += 1

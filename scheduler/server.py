@@ -325,6 +325,17 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
             flush=True,
         )
         return 1
+    if driver.stopped is not None:  # fail fast: a systematic error, printed once
+        for task in (done, stopping, failed):
+            task.cancel()
+        await server.stop(grace=1.0)
+        if metrics_server is not None:
+            metrics_server.close()
+        print(f"ash-scheduler: {driver.stop_reason()}", file=sys.stderr, flush=True)
+        below = driver.stopped[1].partition("\n")[2]
+        if below:
+            print(below, file=sys.stderr, flush=True)
+        return 1
     if service.done.is_set():
         print(f"ash-scheduler: study finished; best {driver.results.best()}", flush=True)
         if args.stay and not stop.is_set():

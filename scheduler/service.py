@@ -512,7 +512,14 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.StudyStatus:
-        return self.status()
+        st = self.status()
+        if request.results:  # the whole results document (ash.load("host:port"))
+            from ash.scheduler.outcome import outcome
+
+            with self.driver.lock:
+                doc, _ = outcome(self.driver, interrupted=False)
+            st.results_json = json.dumps(doc, allow_nan=False)
+        return st
 
     def status(self) -> pb.StudyStatus:
         st = self.driver.status()

@@ -141,8 +141,8 @@ def test_seal_round_trip() -> None:
 def test_a_changed_spec_is_refused_saying_what_changed(tmp_path: Path) -> None:
     journal = tmp_path / "j.jsonl"
     open_study(make_spec(max_trials=20), journal=journal).driver.close()
-    with pytest.raises(JournalError, match=r"\[asha\]\.max_trials: 20 -> 21"):
-        open_study(make_spec(max_trials=21), journal=journal)
+    with pytest.raises(JournalError, match=r"\[asha\]\.reduction_factor: 3 -> 4"):
+        open_study(make_spec(max_trials=20, reduction_factor=4), journal=journal)
 
 
 def test_a_reordered_space_is_refused(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from ash.scheduler.core.space import Config
 from ash.spec import StudySpec, TrainerSpec
 from ash.worker.context import JobInfo, TrialContext, Workspace, takes_context
 from ash.worker.mlp_params import PARAMS
+from ash.worker.tracebacks import with_traceback
 
 TrainerFn = Callable[
     [Config, float, float, "bytes | None"], tuple[Mapping[str, Any], "bytes | None"]
@@ -207,7 +208,7 @@ def run_job(
     try:
         out = trainer(config, start, stop, state)
     except BaseException as exc:  # a trial's failure is data, not a crash
-        return _failed(f"trainer raised {_describe(exc)}")
+        return _failed(with_traceback(f"trainer raised {_describe(exc)}", exc))
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping)):
         return _failed("trainer must return (metrics: dict, state: bytes | None)")
     return _outcome(metric, *out)

@@ -27,6 +27,12 @@ nothing scans all results. Determinism: the only randomness is the ``rng`` passe
 sample configurations, so the same spec, seed and sequence of inputs give the same jobs, which is
 what makes a journal replay equal to the live run.
 
+Warm start: the spec's ``enqueue`` configs are the first new trials, in order, before anything
+is sampled (an input like the seed: the same list gives the same trials).
+
+Continuing: ``amend`` raises ``max_trials`` or ``time_limit_s`` (a study continued with a larger
+budget); the driver journals it, so a replay applies it at the same point.
+
 Stopping: no new trial after ``max_trials``; nothing at all after ``time_limit_s`` (by ``now``) or
 once a result reaches ``target``. ``finished`` is True when nothing is in flight and nothing
 can be handed out any more.
@@ -37,7 +43,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from ash.scheduler.core.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
@@ -100,6 +106,8 @@ class Scheduler:
         self.retry: deque[Job] = deque()
         self.next_id = 0
         self.halted = False  # time limit or target reached: nothing more is handed out
+        self.target_hit = False
+        self.queue: deque[Config] = deque(dict(c) for c in getattr(spec, "enqueue", ()))
         self.brackets: list[Bracket] = []
         self._sync_plan: list[int] = []  # for sha/hyperband: early-stopping rates, cycled
         self._build()
@@ -183,7 +191,7 @@ class Scheduler:
             value = None
         self._record(job, value)
         if value is not None and self._reaches_target(value):
-            self.halted = True
+            self.halted = self.target_hit = True
         self._check_time(now)
         return job
 
@@ -206,6 +214,14 @@ class Scheduler:
             return job, True
         self._record(job, None)
         return job, False
+
+    def amend(self, *, max_trials: int | None, time_limit_s: float | None) -> None:
+        """Set the study's budget anew (the driver allows raising it only): a study halted by
+        its time limit goes on when the limit is raised (re-checked at the next ``now``); one
+        halted by its target stays halted."""
+        self.schedule = replace(self.schedule, max_trials=max_trials, time_limit_s=time_limit_s)
+        if not self.target_hit:
+            self.halted = False
 
     # -- state ----------------------------------------------------------------------------
 
@@ -253,7 +269,8 @@ class Scheduler:
 
     def _new_trial(self, bracket: Bracket) -> Job:
         trial = len(self.trials)
-        self.trials.append(Trial(self.sample(self.rng), bracket.index))
+        config = self.queue.popleft() if self.queue else self.sample(self.rng)
+        self.trials.append(Trial(config, bracket.index))
         return self._issue(trial, bracket.index, 0, 0, bracket.rungs[0].resource, 1)
 
     def _promote(self, bracket: Bracket, trial: int, rung: int) -> Job:

@@ -2,11 +2,15 @@
 
 The paper's promotion variant by default, with checkpoint resume, O(log n) decisions and a
 crash-safe journal; one engine embedded (``ash tune``), as gRPC daemons, or under mpirun.
+``ash.tune`` runs a study from Python, ``ash.load`` reads one back as an ``ash.Study``.
 """
 
 __version__ = "0.1.0"
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ash.study import Study
 
 
 def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -16,13 +20,26 @@ def tune(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _tune(*args, **kwargs)
 
 
+def load(source: Any, **kwargs: Any) -> "Study":
+    """A study's results (results.json, a journal, or a running scheduler's host:port); see
+    :func:`ash.study.load`."""
+    from ash.study import load as _load
+
+    return _load(source, **kwargs)
+
+
 def __getattr__(name: str) -> Any:
     """``ash.TrialContext``: the type of a ``(config, ctx)`` trainer's ``ctx`` (for hints);
-    ``ash.integrations``: tracking callbacks, imported when first used."""
+    ``ash.Study``; ``ash.integrations``: tracking callbacks. Imported when first used, so
+    ``import ash`` stays light."""
     if name == "TrialContext":
         from ash.worker.context import TrialContext
 
         return TrialContext
+    if name == "Study":
+        from ash.study import Study
+
+        return Study
     if name == "integrations":
         import importlib
 
@@ -30,4 +47,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ash' has no attribute {name!r}")
 
 
-__all__ = ["TrialContext", "__version__", "tune"]
+__all__ = ["Study", "TrialContext", "__version__", "load", "tune"]

@@ -1,10 +1,16 @@
-"""The Python API: ``tune(...)`` from a notebook or a script.
+"""The Python API: ``tune(...)`` and ``load(...)`` from a notebook or a script.
 
 ``tune(...)`` takes a spec (a path or a StudySpec) or a plain function plus a search space, runs
-the study on local worker processes (``ash.transports.inproc``) and returns the results
-document (the same dict that results.json holds). Everything the user gave is checked before a
-worker starts: the spec, the dataset or the trainer's entrypoint. Ctrl-C stops the study
-cleanly; what was done is still written and returned, marked ``"interrupted": true``.
+the study on local worker processes (``ash.transports.inproc``), prints the same end summary
+``ash tune`` prints (unless ``quiet``) and returns the results document (the same dict that
+results.json holds). Everything the user gave is checked before a worker starts, every problem
+in one error: the spec, the dataset or the trainer's entrypoint and its signature, ``enqueue``d
+configs against the space. ``journal=`` makes the study crash-safe and resumes it, as
+``ash tune --journal`` does (with a raised ``max_trials``/``time_limit_s`` it continues).
+Ctrl-C stops the study cleanly; what was done is still written and returned, marked
+``"interrupted": true``. A study that fails fast (its first results all failed with one error)
+raises ``StudyStopped`` with that error and its traceback; ``.results`` holds the document.
+``load(...)`` (ash.study) reads a finished, running or journaled study back.
 """
 
 from __future__ import annotations
@@ -13,11 +19,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ash.errors import UserError
 from ash.spec import StudySpec, load_spec, parse_spec
 from ash.transports.inproc import run_inproc
 
 if TYPE_CHECKING:
     from ash.integrations import Callback
+
+
+class StudyStopped(UserError, RuntimeError):
+    """The study stopped on an error (fail fast, a full disk); ``results`` is what was done."""
+
+    def __init__(self, message: str, results: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 def tune(
@@ -37,9 +52,14 @@ def tune(
     threads: int | str = "auto",
     out: str | Path | None = None,
     trace: str | Path | None = None,
+    journal: str | Path | None = None,
+    enqueue: Sequence[Mapping[str, Any]] | None = None,
+    fail_fast: bool = True,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     devices: str | list[str] | list[int] | None = None,
+    quiet: bool = False,
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
@@ -48,8 +68,14 @@ def tune(
     (docs/python.md), in which case ``space`` (the ``[space]`` table as a dict) and the other
     keywords make the spec. ``devices`` (``"0,1"`` or ``[0, 1]``): one worker per accelerator
     (docs/devices.md). ``callbacks``: ash.integrations callbacks (MLflowCallback,
-    TensorBoardCallback, your own). Returns the results document (``["best"]``, ``["trials"]``).
+    TensorBoardCallback, your own).
+    ``journal``: a file that makes the study crash-safe and resumes it when it holds one.
+    ``enqueue``: configs to try first (warm start), checked against the space.
+    ``fail_fast=False`` (a function; a spec says ``[study] fail_fast``): never stop early.
+    ``quiet=True`` (or ``verbose=False``) prints nothing: no progress, no summary.
+    Returns the results document (``["best"]``, ``["trials"]``).
     """
+    silent = quiet or not verbose
     device_ids = None
     if devices is not None:
         from ash.devices import parse_devices
@@ -73,40 +99,50 @@ def tune(
 
         as_trainer(target)  # a signature of neither form: TrainerError now, not in a worker
         name = getattr(target, "__name__", "study")
+        study: dict[str, Any] = {
+            "name": name,
+            "metric": metric,
+            "mode": mode,
+            "seed": seed,
+            "algorithm": algorithm,
+        }
+        if enqueue:
+            study["enqueue"] = [dict(c) for c in enqueue]
+        if not fail_fast:
+            study["fail_fast"] = False
         spec = parse_spec(
             {
-                "study": {
-                    "name": name,
-                    "metric": metric,
-                    "mode": mode,
-                    "seed": seed,
-                    "algorithm": algorithm,
-                },
+                "study": study,
                 "asha": asha,
                 "trainer": {"type": "python", "entrypoint": f"{target.__module__}:{name}"},
                 "space": dict(space),
             },
             source=f"tune({name})",
         )
-        return run_inproc(
-            spec,
-            workers=workers,
-            threads=threads,
-            out=out,
-            trace=trace,
-            progress=progress,
-            trainer=target,
-            callbacks=callbacks,
-            devices=device_ids,
-        )
-    spec = target if isinstance(target, StudySpec) else load_spec(target)
-    return run_inproc(
+        fn: Callable[..., Any] | None = target
+    else:
+        spec = target if isinstance(target, StudySpec) else load_spec(target)
+        if enqueue:
+            raw = {**spec.raw, "study": {**spec.raw.get("study", {}), "enqueue": list(enqueue)}}
+            spec = parse_spec(raw, source=spec.source, base_dir=spec.base_dir)
+        fn = None
+    doc = run_inproc(
         spec,
         workers=workers,
         threads=threads,
         out=out,
         trace=trace,
-        progress=progress,
+        journal=journal,
+        progress=progress and not silent,
+        trainer=fn,
         callbacks=callbacks,
         devices=device_ids,
     )
+    from ash.summary import print_summary, stop_message
+
+    if not silent:
+        print_summary(doc, out)
+    message = stop_message(doc)
+    if message is not None:
+        raise StudyStopped(message, doc)
+    return doc

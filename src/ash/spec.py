@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ash.errors import UserError
-from ash.scheduler.core.space import SearchSpace, SpaceError
+from ash.scheduler.core.space import Config, SearchSpace, SpaceError
 
 # Trainers that know their hyperparameters check a [space] against them: trainer type ->
 # "module:function" taking a SearchSpace and returning (key, problem) pairs. A registry of
@@ -92,6 +92,8 @@ class StudySpec:
     base_dir: Path = field(default_factory=Path.cwd)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for digests and the wire
     keep_best: int = 1  # [checkpoints] keep_best: trials whose checkpoint outlives the study
+    enqueue: tuple[Config, ...] = ()  # [study] enqueue: the first new trials' configs, in order
+    fail_fast: bool = True  # [study] fail_fast: stop when the first results all fail alike
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -138,7 +140,10 @@ def parse_spec(
         v.bad(
             "study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})"
         )
-    v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm"))
+    fail_fast = v.get(study, "study", "fail_fast", bool, True)
+    v.unknown(
+        study, "study", ("name", "metric", "mode", "seed", "algorithm", "enqueue", "fail_fast")
+    )
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)
     keep_best = _keep_best(v, v.table(data, "checkpoints"))
@@ -153,6 +158,15 @@ def parse_spec(
         except SpaceError as exc:
             key = "space" if exc.key == "space" else f"space.{exc.key}"
             v.bad(key, exc.message)
+    enqueue: tuple[Config, ...] = ()
+    if "enqueue" in study and "space" in data and space.domains:
+        from ash.warmstart import parse_enqueue
+
+        enqueue, problems = parse_enqueue(study["enqueue"], space, base_dir or Path.cwd())
+        for key, message in problems:
+            v.bad(key, message)
+    if trainer is not None and trainer.type == "mlp" and metric not in MLP_METRICS:
+        v.bad("study.metric", f"the mlp trainer reports {', '.join(MLP_METRICS)}, not {metric!r}")
     if trainer is not None and trainer.type == "mlp" and not v.problems:
         _check_mlp(v, schedule, space)
     if v.problems:
@@ -170,6 +184,8 @@ def parse_spec(
         base_dir=base_dir if base_dir is not None else Path.cwd(),
         raw=dict(data),
         keep_best=keep_best,
+        enqueue=enqueue,
+        fail_fast=fail_fast,
     )
 
 
@@ -247,6 +263,9 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
         max_attempts=attempts,
         bracket_trials=bracket_trials,
     )
+
+
+MLP_METRICS = ("val_loss", "val_accuracy", "train_loss")  # what the mlp kernel reports
 
 
 def _check_mlp(v: _Validator, schedule: Schedule, space: SearchSpace) -> None:
@@ -337,6 +356,9 @@ class _Validator:
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             self.bad(where, f"must be an integer, got {value!r}")
             return default if default is not None else 1
+        if kind is bool and not isinstance(value, bool):
+            self.bad(where, f"must be true or false, got {value!r}")
+            return default
         if kind is str and not isinstance(value, str):
             self.bad(where, f"must be a string, got {value!r}")
             return default

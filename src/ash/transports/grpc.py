@@ -55,13 +55,10 @@ def run_grpc(
     tracking: list[str] | None = None,
 ) -> dict[str, Any]:
     from ash.cores import available_cores, resolve_threads
-    from ash.paths import check_out_dir, check_trace_file
+    from ash.preflight import preflight
     from ash.progress import Progress, from_status
-    from ash.worker.trainers import check_trainer
 
-    check_out_dir(out, "--out")
-    check_trace_file(trace, "--trace")
-    check_trainer(spec)
+    preflight(spec, out=out, trace=trace)  # every problem, in one error
     workers = len(devices) if devices else workers or available_cores()
     threads = resolve_threads(threads, workers)
     tmp = None
@@ -140,9 +137,10 @@ def run_grpc(
                 p.kill()
         if sched.poll() is None:
             sched.kill()
-    if sched.returncode != 0:
+    written = Path(out) / "results.json"
+    doc: dict[str, Any] = json.loads(written.read_text()) if written.exists() else {}
+    if sched.returncode != 0 and not doc.get("error"):  # a stopped study says why in doc
         raise UserError(f"ash-scheduler exited with code {sched.returncode}")
-    doc: dict[str, Any] = json.loads((Path(out) / "results.json").read_text())
     doc["interrupted"] = doc.get("interrupted", False) or interrupted
     if tmp is not None:
         tmp.cleanup()

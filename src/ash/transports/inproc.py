@@ -43,20 +43,16 @@ def run_inproc(
     the study is crash-safe and, started again on the same journal, resumes where it stood.
     With ``devices``: one worker per accelerator id (ash.worker.slots sets its environment).
     ``callbacks`` (ash.integrations) hear of every trial, report and result of this run."""
-    from ash.paths import check_out_dir, check_trace_file
+    from ash.preflight import preflight
     from ash.progress import Progress, from_driver
     from ash.report import write_report
     from ash.scheduler.outcome import write_outcome
     from ash.transports.local import SlotBackend
     from ash.worker.slots import Slots
-    from ash.worker.trainers import check_trainer
 
-    check_out_dir(out, "--out")
-    check_trace_file(trace, "--trace")
+    preflight(spec, out=out, trace=trace, trainer=trainer)  # every problem, in one error
     n = len(devices) if devices else workers or available_cores()
     k = resolve_threads(threads, n)
-    if trainer is None:
-        check_trainer(spec)
     planner = None
     title = f"{spec.name}: {spec.algorithm}, {n} workers x {k} threads"
     shown = f", devices {','.join(devices)}" if devices else ""
@@ -76,7 +72,7 @@ def run_inproc(
         from ash.integrations import Callbacks
 
         hooks = Callbacks(callbacks, spec)  # checked before the journal is taken
-    opened = open_study(spec, journal=journal, trace=trace)
+    opened = open_study(spec, journal=journal, trace=trace, slots=n)
     driver = opened.driver
     if opened.resumed_records:
         print(

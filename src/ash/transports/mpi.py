@@ -195,9 +195,8 @@ def _check(
 ) -> tuple[StudySpec, TrainerFn | None]:
     """Every rank: the flags and the spec; each rank that trains, its trainer and dataset
     (rank 0 checks them even when it does not train, as every other transport does)."""
-    from ash.paths import check_out_dir, check_trace_file
+    from ash.preflight import preflight
     from ash.spec import load_spec
-    from ash.worker.trainers import check_trainer
 
     if args.workers is not None:
         raise UserError(
@@ -211,9 +210,7 @@ def _check(
         )
     spec = load_spec(args.spec)
     if link.rank == 0:
-        check_out_dir(args.out, "--out")
-        check_trace_file(args.trace, "--trace")
-        check_trainer(spec)
+        preflight(spec, out=args.out, trace=args.trace)  # every problem, in one error
         return spec, None
     from ash.worker.mpi_worker import setup
 

@@ -1,0 +1,257 @@
+"""A study you can query: ``ash.load(...)`` and the ``Study`` it returns.
+
+``load`` reads a study from wherever it is: a ``results.json`` (or the ``--out`` folder holding
+it), a journal (replayed read-only through the same Driver code path a resume uses; no lock is
+taken, so the study that owns a live journal keeps it, and a torn last line is left out), or a
+running scheduler at ``host:port`` (its Status RPC, asking for the results document; a token
+and a CA certificate are given as for ``ash status``). A ``Study`` answers ``.best``,
+``.trials`` (one ``TrialRecord`` each: config, highest rung reached, per-rung results, status,
+errors with tracebacks), ``.curves`` (metric against resource per trial), ``.spec`` and
+``.to_pandas()`` (the ``pandas`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ash.errors import UserError
+
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
+
+
+class LoadError(UserError, ValueError):
+    """What ``ash.load`` was given cannot be read as a study; names it and why."""
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best result: highest resource reached with success, then best value."""
+
+    trial: int
+    config: dict[str, Any]
+    value: float  # the study's metric
+    rung: int
+    resource: float
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial: int
+    config: dict[str, Any]
+    bracket: int
+    status: str  # running, completed, stopped, failed, lost
+    rung: int | None  # the highest rung it reached with a result (None: none yet)
+    results: list[dict[str, Any]]  # per rung: rung, resource, value, metrics (+error, traceback)
+    errors: list[str] = field(default_factory=list)  # each failure: message and traceback
+
+    @property
+    def value(self) -> float | None:
+        """Its metric at the highest resource it reached with success, or None."""
+        ok = [r for r in self.results if r["value"] is not None]
+        return max(ok, key=lambda r: r["resource"])["value"] if ok else None
+
+
+class Study:
+    """A study's results, from any source ``load`` reads (``doc``: results.json's form)."""
+
+    def __init__(self, doc: dict[str, Any], source: str = "<doc>") -> None:
+        self.doc = doc
+        self.source = source
+        self.name: str = doc.get("study", "")
+        self.metric: str = doc.get("metric", "")
+        self.mode: str = doc.get("mode", "min")
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """The spec that ran (its parsed TOML tables), when the source holds it."""
+        spec = self.doc.get("spec")
+        return spec if isinstance(spec, dict) else None
+
+    @property
+    def best(self) -> Best | None:
+        b = self.doc.get("best")
+        if not b:
+            return None
+        return Best(b["trial"], dict(b["config"]), b["value"], b["rung"], b["resource"])
+
+    @property
+    def trials(self) -> list[TrialRecord]:
+        out = []
+        for t in self.doc.get("trials", []):
+            results = list(t.get("results", []))
+            errors = [
+                r["error"] + (f"\n{r['traceback']}" if r.get("traceback") else "")
+                for r in results
+                if r.get("error")
+            ]
+            rung = max((r["rung"] for r in results), default=None)
+            out.append(
+                TrialRecord(
+                    t["trial"],
+                    dict(t["config"]),
+                    t.get("bracket", 0),
+                    t["status"],
+                    rung,
+                    results,
+                    errors,
+                )
+            )
+        return out
+
+    @property
+    def curves(self) -> dict[int, list[tuple[float, float | None]]]:
+        """Per trial, (resource, metric) at each rung it reached, in order of resource."""
+        return {
+            t["trial"]: sorted((r["resource"], r["value"]) for r in t.get("results", []))
+            for t in self.doc.get("trials", [])
+        }
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The first failures: ``{trial, error, traceback}`` each."""
+        return list(self.doc.get("errors", []))
+
+    @property
+    def finished(self) -> bool | None:
+        """Whether the study is over (a journal or a scheduler says; None from results.json,
+        which is written at the end of a run that may have been interrupted)."""
+        done = self.doc.get("finished")
+        return bool(done) if done is not None else None
+
+    @property
+    def running(self) -> int:
+        """Jobs in flight (a live scheduler; a journal: those in flight at its last record)."""
+        return int(self.doc.get("running", 0))
+
+    def to_pandas(self) -> Any:
+        """One row per trial: trial, bracket, status, rung, resource, value (its metric at the
+        highest resource it reached with success), ``config/<param>`` and that result's
+        metrics as ``metrics/<name>``. Needs the ``pandas`` extra."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise LoadError(
+                "Study.to_pandas() needs pandas: pip install 'ash-hpo[pandas]'"
+            ) from None
+        rows = []
+        for t in self.trials:
+            ok = [r for r in t.results if r["value"] is not None]
+            top = max(ok, key=lambda r: r["resource"]) if ok else None
+            row: dict[str, Any] = {
+                "trial": t.trial,
+                "bracket": t.bracket,
+                "status": t.status,
+                "rung": t.rung,
+                "resource": top["resource"] if top else None,
+                "value": top["value"] if top else None,
+            }
+            row.update({f"config/{k}": v for k, v in t.config.items()})
+            if top:
+                row.update({f"metrics/{k}": v for k, v in top["metrics"].items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        best = self.best
+        b = f", best {self.metric}={best.value:.6g} (trial {best.trial})" if best else ""
+        return (
+            f"<Study {self.name!r} from {self.source}: {len(self.doc.get('trials', []))} trials{b}>"
+        )
+
+
+def load(
+    source: str | Path,
+    *,
+    token: str | None = None,
+    tls_ca: str | Path | None = None,
+    timeout: float = 30.0,
+) -> Study:
+    """A study from a results.json (or its folder), a journal, or a scheduler's ``host:port``."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "results.json"
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(256)
+        except OSError as exc:
+            raise LoadError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+        if b'"ash-journal"' in head:
+            return Study(_from_journal(path), str(source))
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LoadError(f"{source}: not a results.json ({exc})") from None
+        if not isinstance(doc, dict) or "trials" not in doc:
+            raise LoadError(f"{source}: not a results.json (no trials)")
+        return Study(doc, str(source))
+    if isinstance(source, str) and _ADDRESS.match(source):
+        return Study(_from_scheduler(source, token, tls_ca, timeout), source)
+    raise LoadError(
+        f"{source}: no such file, and not a scheduler address host:port (give a results.json, "
+        "an --out folder, a journal, or a running scheduler's host:port)"
+    )
+
+
+def _from_journal(path: Path) -> dict[str, Any]:
+    """Replay a journal read-only (no lock: its owner may be running; a torn tail is left
+    out) through a Driver without a journal, and make its results document."""
+    from ash.scheduler.driver import Driver
+    from ash.scheduler.journal import JournalError, amended, read_only
+    from ash.scheduler.outcome import outcome
+    from ash.spec import SpecError, parse_spec
+
+    header, records = read_only(path)
+    raw = header.get("raw")
+    if not isinstance(raw, dict):
+        raise LoadError(f"{path}: a version-1 journal holds no spec; load its results.json")
+    try:
+        spec = parse_spec(raw, source=str(path), base_dir=path.parent)
+    except SpecError as exc:
+        raise LoadError(f"{path}: its spec no longer parses: {exc}") from None
+    driver = Driver(spec)
+    try:
+        driver.resume(records, 0)
+    except JournalError as exc:
+        raise LoadError(str(exc)) from None
+    doc, _ = outcome(driver, interrupted=False)
+    doc["spec"] = amended(raw, records)  # with the budget raises so far
+    doc["running"] = len(driver.core.inflight)
+    doc["finished"] = driver.core.finished
+    return doc
+
+
+def _from_scheduler(
+    address: str, token: str | None, tls_ca: str | Path | None, timeout: float
+) -> dict[str, Any]:
+    import grpc
+
+    from ash.link.auth import bearer
+    from ash.link.wire import scheduler_stub
+    from ash.proto import ash_pb2 as pb
+
+    options = [("grpc.max_receive_message_length", 1 << 30)]
+    if tls_ca is not None:
+        from ash.tls import read_ca
+
+        creds = grpc.ssl_channel_credentials(read_ca(str(tls_ca), "tls_ca"))
+        channel = grpc.secure_channel(address, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    with channel:
+        try:
+            st = scheduler_stub(channel).Status(
+                pb.StatusRequest(results=True), timeout=timeout, metadata=bearer(token)
+            )
+        except grpc.RpcError as exc:
+            raise LoadError(f"{address}: {exc.code().name}: {exc.details()}") from None
+    if not st.results_json:
+        raise LoadError(f"{address}: the scheduler sent no results (an older ash-scheduler?)")
+    doc: dict[str, Any] = json.loads(st.results_json)
+    doc["running"] = st.running
+    doc["finished"] = st.finished
+    return doc
