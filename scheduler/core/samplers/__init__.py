@@ -15,24 +15,32 @@ from ash.scheduler.core.samplers.base import (
     RandomSampler,
     Sampler,
 )
+from ash.scheduler.core.samplers.bohb import BOHBSampler
+from ash.scheduler.core.samplers.tpe import TPESampler
 from ash.scheduler.core.space import SearchSpace
 
-SAMPLERS = ("random",)
+SAMPLERS = ("random", "tpe", "bohb")
 
 
 def make_sampler(name: str, space: SearchSpace) -> Sampler:
     """The built-in sampler called ``name`` (one of SAMPLERS) for ``space``."""
     if name == "random":
         return RandomSampler()
+    if name == "tpe":
+        return TPESampler(space)
+    if name == "bohb":
+        return BOHBSampler(space)
     raise ValueError(f"unknown sampler {name!r} (expected one of {', '.join(SAMPLERS)})")
 
 
 __all__ = [
     "SAMPLERS",
+    "BOHBSampler",
     "FunctionSampler",
     "History",
     "Level",
     "RandomSampler",
     "Sampler",
+    "TPESampler",
     "make_sampler",
 ]
