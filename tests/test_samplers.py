@@ -169,12 +169,13 @@ def test_model_samplers_are_deterministic_for_a_seed_and_learn(sampler: str) -> 
 
 def sampler_state(sampler: Any) -> Any:
     """Everything a model sampler's next decisions depend on, comparable with ==."""
-    levels = {
-        r: (st.n, sorted(st.best), sorted(st.pool)) for r, st in sampler.levels.by_resource.items()
-    }
+    ranking = getattr(sampler, "ranking", None)
+    by_level = (ranking.levels if ranking is not None else sampler.levels).by_resource
+    levels = {r: (st.n, sorted(st.best), sorted(st.pool)) for r, st in by_level.items()}
     schedule = (sampler.schedule.level, sampler.schedule.n, sampler.fits)
-    if hasattr(sampler, "tables"):
-        return levels, schedule, [(t.dim.name, t.cdf) for t in sampler.tables]
+    if ranking is not None:
+        ranked = (ranking.highest.tolist(), ranking.n, ranking.results, sorted(ranking.pool))
+        return levels, ranked, schedule, [(t.dim.name, t.cdf) for t in sampler.tables]
     m = sampler.model
     model = None
     if m is not None:  # repr: exact for floats, and NaN (an inactive coordinate) equals itself
@@ -182,8 +183,7 @@ def sampler_state(sampler: Any) -> Any:
             (
                 m.xl.tolist(),
                 m.bw_l.tolist(),
-                m.l.const.tolist(),
-                m.g.const.tolist(),
+                m.w.tolist(),
                 m.gen.bit_generator.state,
                 [q.tolist() for q in m.queue],
             )
