@@ -177,7 +177,9 @@ def sampler_state(sampler: Any) -> Any:
     schedule = (sampler.schedule.level, sampler.schedule.n, sampler.fits)
     if ranking is not None:
         ranked = (ranking.highest.tolist(), ranking.n, ranking.results, sorted(ranking.pool))
-        return levels, ranked, schedule, [(t.dim.name, t.cdf) for t in sampler.tables]
+        tables = [(t.dim.name, t.cdf) for t in sampler.tables]
+        pending = (repr(sampler._split), sampler._stale, sampler._cursor)
+        return levels, ranked, schedule, tables, pending
     m = sampler.model
     model = None
     if m is not None:  # repr: exact for floats, and NaN (an inactive coordinate) equals itself

@@ -26,7 +26,8 @@ that parameter from the prior.
 
 Cost: l holds at most ``max_good`` points and g a uniform subsample of at most ``max_bad``
 (``levels``), refits are O(log n) per study, and a decision scores N_s candidates against at
-most max_good + max_bad points: bounded, vectorised with numpy. Randomness: each fit seeds a
+most max_good + max_bad points: bounded, vectorised with numpy, in batches of up to 16 // d
+decisions drawn together (the model is fixed between fits, so this changes only the cost). Randomness: each fit seeds a
 numpy generator from the core's RNG (64 bits), so decisions are a function of the seed and the
 inputs, as replay requires.
 """
@@ -114,8 +115,10 @@ class BOHBSampler:
                 return self.space.sample(rng)
             n_g = max(self.min_points, stats.n - n_l)
             good, bad = stats.split(n_l, n_g)
-            # decisions drawn per batch: about as many as come before the next refit, <= 16
-            batch = min(16, max(1, math.ceil(self.schedule.growth * stats.n / 2)))
+            # decisions drawn per batch: about as many as come before the next refit, and at
+            # most 16 // d, so that one decision's cost stays bounded as d grows
+            cap = max(1, 16 // max(1, len(self.kinds)))
+            batch = min(cap, max(1, math.ceil(self.schedule.growth * stats.n / 2)))
             self.model = self._fit(good, bad, rng, batch)
             self.schedule.done(resource, stats.n)
             self.fits += 1

@@ -23,7 +23,9 @@ choice's density is the observed frequencies with the uniform prior as one more 
 
 Cost: both densities are tabulated once per fit on ``bins`` equal cells (or on the values of a
 discrete parameter): O((max_good + max_bad) * bins * d) with numpy, and O(log n) fits per study
-(``levels.RefitSchedule``: when the number of results grew 5%). Drawing ``candidates`` from a
+(``levels.RefitSchedule``: when the number of results grew 5%); after the first fit, the
+parameters' tables are refitted one per decision, in turn, from the latest split, so a
+decision costs one parameter's fit at most, however many parameters there are. Drawing ``candidates`` from a
 tabulated l and keeping the best by l/g has a closed-form distribution over cells (cell b wins
 with probability S_b^N - (S_b - m_b)^N, where cells are ranked by l/g, m_b is l's mass in b and
 S_b the mass of the cells ranked at or below b), so a decision samples it directly: one
@@ -86,6 +88,9 @@ class TPESampler:
         self.schedule = RefitSchedule(refit_growth)
         self.tables: list[_Table] = []
         self.fits = 0
+        self._split: tuple[list[tuple[float, ...]], list[tuple[float, ...]]] = ([], [])
+        self._stale = 0  # parameters whose tables predate the latest split
+        self._cursor = 0  # the next parameter to refit
         self._constants = [n for n in space.order if n not in self.encoding.index]
         import numpy  # noqa: F401  (here, not at the first fit: that decision stays fast)
 
@@ -98,11 +103,21 @@ class TPESampler:
         ranking = self.ranking
         if ranking.n < self.min_points or ranking.finite == 0:
             return self.space.sample(rng)
+        dims = self.encoding.dims
         if self.schedule.due(0.0, ranking.results):
-            good, bad = ranking.split(math.ceil(self.gamma * ranking.n))
-            self.tables = [self._fit(i, d, good, bad) for i, d in enumerate(self.encoding.dims)]
+            self._split = ranking.split(math.ceil(self.gamma * ranking.n))
+            self._stale = len(dims)
             self.schedule.done(0.0, ranking.results)
             self.fits += 1
+            if not self.tables:  # the first fit: every parameter at once
+                good, bad = self._split
+                self.tables = [self._fit(i, d, good, bad) for i, d in enumerate(dims)]
+                self._stale = 0
+        if self._stale:  # one parameter per decision, so a decision's cost is bounded in d
+            i = self._cursor
+            self.tables[i] = self._fit(i, dims[i], *self._split)
+            self._cursor = (i + 1) % len(dims)
+            self._stale -= 1
         return self._draw(rng)
 
     # -- model ------------------------------------------------------------------------------
