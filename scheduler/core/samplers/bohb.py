@@ -27,9 +27,9 @@ that parameter from the prior.
 Cost: l holds at most ``max_good`` points and g a uniform subsample of at most ``max_bad``
 (``levels``), refits are O(log n) per study, and a decision scores N_s candidates against at
 most max_good + max_bad points: bounded, vectorised with numpy, in batches of up to 16 // d
-decisions drawn together (the model is fixed between fits, so this changes only the cost). Randomness: each fit seeds a
-numpy generator from the core's RNG (64 bits), so decisions are a function of the seed and the
-inputs, as replay requires.
+decisions drawn together (the model is fixed between fits, so this changes only the cost).
+Randomness: each fit seeds a numpy generator from the core's RNG (64 bits), so decisions are a
+function of the seed and the inputs, as replay requires.
 """
 
 from __future__ import annotations

@@ -25,10 +25,11 @@ Cost: both densities are tabulated once per fit on ``bins`` equal cells (or on t
 discrete parameter): O((max_good + max_bad) * bins * d) with numpy, and O(log n) fits per study
 (``levels.RefitSchedule``: when the number of results grew 5%); after the first fit, the
 parameters' tables are refitted one per decision, in turn, from the latest split, so a
-decision costs one parameter's fit at most, however many parameters there are. Drawing ``candidates`` from a
-tabulated l and keeping the best by l/g has a closed-form distribution over cells (cell b wins
-with probability S_b^N - (S_b - m_b)^N, where cells are ranked by l/g, m_b is l's mass in b and
-S_b the mass of the cells ranked at or below b), so a decision samples it directly: one
+decision costs one parameter's fit at most, however many parameters there are. Drawing
+``candidates`` from a tabulated l and keeping the best by l/g has a closed-form distribution
+over cells (cell b wins with probability S_b^N - (S_b - m_b)^N, where cells are ranked by l/g,
+m_b is l's mass in b and S_b the mass of the cells ranked at or below b), so a decision samples
+it directly: one
 bisection and one draw per parameter, exact in distribution for the tabulated densities,
 whatever N is. Within a cell a real value is uniform. Caps: l holds at most ``max_good`` (32)
 trials, g a uniform subsample of at most ``max_bad`` (96) of the others (hashed, so the same
