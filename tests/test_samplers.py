@@ -91,6 +91,7 @@ def test_a_users_sampler_chooses_configs_and_observes_every_result() -> None:
     user = Recording()
     assert isinstance(user, Sampler)
     core = Scheduler(spec_of(), random.Random(0), sampler=user)
+    assert core.sampler.inner is user  # type: ignore[attr-defined]  (checked)
     decisions = drive(core, bowl)
     firsts = [c for _, rung, c in decisions if rung == 0]
     assert [c["x"] for c in firsts] == [min(1.0, 0.01 * i) for i in range(len(firsts))]
@@ -102,6 +103,20 @@ def test_a_users_sampler_chooses_configs_and_observes_every_result() -> None:
     for resource, level in levels.items():
         told = [(t, s) for t, r, s in user.seen if r == resource]
         assert list(zip(level.trials, level.scores, strict=True)) == told
+
+
+class Outside(Recording):
+    def sample(self, rng: random.Random, space: SearchSpace, history: History) -> Config:
+        return {"x": 2.0, "k": "a"} if len(history.configs) == 2 else space.sample(rng)
+
+
+def test_a_users_config_outside_the_space_is_refused_naming_the_parameter() -> None:
+    from ash.scheduler.core.samplers import SamplerError
+
+    core = Scheduler(spec_of(), random.Random(0), sampler=Outside())
+    assert core.next_job(0.0) is not None and core.next_job(0.0) is not None
+    with pytest.raises(SamplerError, match=r"sampler Outside: trial 2: x: value 2.0 is outside"):
+        core.next_job(0.0)
 
 
 def test_a_plain_function_still_works_as_a_sampler() -> None:
