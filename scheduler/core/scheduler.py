@@ -101,11 +101,11 @@ class Scheduler:
         self.rng = rng
         self.space = spec.space
         self.sampler: Sampler = _sampler_of(spec, sampler)
-        self.history = History()
+        self.trials: list[Trial] = []
+        self.history = History(self.trials)
         sch = spec.schedule
         self.eta = sch.reduction_factor
         self.s_max = max_rungs(sch.min_resource, sch.max_resource, sch.reduction_factor)
-        self.trials: list[Trial] = []
         self.inflight: dict[int, Job] = {}
         self.retry: deque[Job] = deque()
         self.next_id = 0
@@ -265,7 +265,6 @@ class Scheduler:
         trial = len(self.trials)
         config = self.sampler.sample(self.rng, self.space, self.history)
         self.trials.append(Trial(config, bracket.index))
-        self.history.configs.append(config)
         return self._issue(trial, bracket.index, 0, 0, bracket.rungs[0].resource, 1)
 
     def _promote(self, bracket: Bracket, trial: int, rung: int) -> Job:
