@@ -15,6 +15,7 @@ raises ``StudyStopped`` with that error and its traceback; ``.results`` holds th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,7 @@ def tune(
     devices: str | list[str] | list[int] | None = None,
     quiet: bool = False,
     verbose: bool = True,
+    sampler: str | Any = None,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
@@ -73,6 +75,9 @@ def tune(
     ``enqueue``: configs to try first (warm start), checked against the space.
     ``fail_fast=False`` (a function; a spec says ``[study] fail_fast``): never stop early.
     ``quiet=True`` (or ``verbose=False``) prints nothing: no progress, no summary.
+    ``sampler`` is a built-in sampler's name ("random", "tpe", "bohb"; for a function target,
+    the spec's ``[study] sampler``) or an object with ``sample(rng, space, history)`` and
+    ``observe(trial, config, resource, score)`` (``ash.scheduler.core.Sampler``).
     Returns the results document (``["best"]``, ``["trials"]``).
     """
     silent = quiet or not verbose
@@ -81,6 +86,7 @@ def tune(
         from ash.devices import parse_devices
 
         device_ids = parse_devices(devices, "devices")
+    custom = None if sampler is None or isinstance(sampler, str) else sampler
     if callable(target) and not isinstance(target, str | Path | StudySpec):
         if space is None:
             raise ValueError(
@@ -112,19 +118,28 @@ def tune(
             study["fail_fast"] = False
         spec = parse_spec(
             {
-                "study": study,
+                "study": {
+                    **study,
+                    **({"sampler": sampler} if isinstance(sampler, str) else {}),
+                },
                 "asha": asha,
                 "trainer": {"type": "python", "entrypoint": f"{target.__module__}:{name}"},
                 "space": dict(space),
             },
             source=f"tune({name})",
         )
+        if custom is not None:
+            spec = dataclasses.replace(spec, custom_sampler=custom)
         fn: Callable[..., Any] | None = target
     else:
         spec = target if isinstance(target, StudySpec) else load_spec(target)
         if enqueue:
             raw = {**spec.raw, "study": {**spec.raw.get("study", {}), "enqueue": list(enqueue)}}
             spec = parse_spec(raw, source=spec.source, base_dir=spec.base_dir)
+        if isinstance(sampler, str):
+            spec = _with_sampler(spec, sampler)
+        elif custom is not None:
+            spec = dataclasses.replace(spec, custom_sampler=custom)
         fn = None
     doc = run_inproc(
         spec,
@@ -146,3 +161,11 @@ def tune(
     if message is not None:
         raise StudyStopped(message, doc)
     return doc
+
+
+def _with_sampler(spec: StudySpec, name: str) -> StudySpec:
+    """``spec`` with ``[study] sampler = name``, validated (and in the raw spec, so a journal's
+    digest tells studies with different samplers apart)."""
+    raw = dict(spec.raw)
+    raw["study"] = {**raw.get("study", {}), "sampler": name}
+    return parse_spec(raw, source=spec.source, base_dir=spec.base_dir, default_name=spec.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ash.errors import UserError
+from ash.scheduler.core.samplers import SAMPLERS
 from ash.scheduler.core.space import Config, SearchSpace, SpaceError
 
 # Trainers that know their hyperparameters check a [space] against them: trainer type ->
@@ -94,6 +95,9 @@ class StudySpec:
     keep_best: int = 1  # [checkpoints] keep_best: trials whose checkpoint outlives the study
     enqueue: tuple[Config, ...] = ()  # [study] enqueue: the first new trials' configs, in order
     fail_fast: bool = True  # [study] fail_fast: stop when the first results all fail alike
+    sampler: str = "random"  # [study] sampler: how new trials' configurations are chosen
+    # A user's Sampler object (ash.tune(sampler=...)): local to this process, never serialized.
+    custom_sampler: Any = field(default=None, compare=False, repr=False)
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -141,8 +145,13 @@ def parse_spec(
             "study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})"
         )
     fail_fast = v.get(study, "study", "fail_fast", bool, True)
+    sampler = v.get(study, "study", "sampler", str, "random")
+    if sampler not in SAMPLERS:
+        v.bad("study.sampler", f"unknown sampler {sampler!r} (expected {', '.join(SAMPLERS)})")
     v.unknown(
-        study, "study", ("name", "metric", "mode", "seed", "algorithm", "enqueue", "fail_fast")
+        study,
+        "study",
+        ("name", "metric", "mode", "seed", "algorithm", "sampler", "enqueue", "fail_fast"),
     )
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)
@@ -186,6 +195,7 @@ def parse_spec(
         keep_best=keep_best,
         enqueue=enqueue,
         fail_fast=fail_fast,
+        sampler=sampler,
     )
 
 
