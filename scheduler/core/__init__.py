@@ -11,11 +11,13 @@ the simulator, a journal replay) runs the very same decisions. See ``scheduler``
 of operation.
 """
 
-from ash.scheduler.core.scheduler import Job, Sampler, Scheduler, Trial, UnknownJobError
+from ash.scheduler.core.samplers import History, Sampler
+from ash.scheduler.core.scheduler import Job, Scheduler, Trial, UnknownJobError
 from ash.scheduler.core.space import Config, SearchSpace, SpaceError, Value
 
 __all__ = [
     "Config",
+    "History",
     "Job",
     "Sampler",
     "Scheduler",

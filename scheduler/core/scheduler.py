@@ -27,6 +27,10 @@ nothing scans all results. Determinism: the only randomness is the ``rng`` passe
 sample configurations, so the same spec, seed and sequence of inputs give the same jobs, which is
 what makes a journal replay equal to the live run.
 
+Sampling: a new trial's configuration comes from the study's sampler (``samplers``: random by
+default, TPE or BOHB by ``[study] sampler``, or a user's object), which reads the ``history`` of
+results the core records and is told of each one (``observe``); it never decides promotions.
+
 Stopping: no new trial after ``max_trials``; nothing at all after ``time_limit_s`` (by ``now``) or
 once a result reaches ``target``. ``finished`` is True when nothing is in flight and nothing
 can be handed out any more.
@@ -36,13 +40,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from ash.scheduler.core.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
 from ash.scheduler.core.ladder import bracket_size, max_rungs, rung_resources
 from ash.scheduler.core.rungs import score_of
+from ash.scheduler.core.samplers import FunctionSampler, History, Sampler, make_sampler
 from ash.scheduler.core.space import Config
 
 if TYPE_CHECKING:
@@ -74,9 +78,6 @@ class Trial:
     bracket: int
 
 
-Sampler = Callable[["Random"], Config]
-
-
 class Scheduler:
     """ASHA (promotion or stopping), synchronous SH, Hyperband and random search."""
 
@@ -85,13 +86,15 @@ class Scheduler:
         spec: StudySpec,
         rng: Random,
         *,
-        sampler: Sampler | None = None,
+        sampler: Sampler | object | None = None,
     ) -> None:
         self.algorithm = spec.algorithm
         self.mode = spec.mode
         self.schedule: Schedule = spec.schedule
         self.rng = rng
-        self.sample: Sampler = sampler if sampler is not None else spec.space.sample
+        self.space = spec.space
+        self.sampler: Sampler = _sampler_of(spec, sampler)
+        self.history = History()
         sch = spec.schedule
         self.eta = sch.reduction_factor
         self.s_max = max_rungs(sch.min_resource, sch.max_resource, sch.reduction_factor)
@@ -253,7 +256,9 @@ class Scheduler:
 
     def _new_trial(self, bracket: Bracket) -> Job:
         trial = len(self.trials)
-        self.trials.append(Trial(self.sample(self.rng), bracket.index))
+        config = self.sampler.sample(self.rng, self.space, self.history)
+        self.trials.append(Trial(config, bracket.index))
+        self.history.configs.append(config)
         return self._issue(trial, bracket.index, 0, 0, bracket.rungs[0].resource, 1)
 
     def _promote(self, bracket: Bracket, trial: int, rung: int) -> Job:
@@ -271,4 +276,24 @@ class Scheduler:
         return job
 
     def _record(self, job: Job, value: float | None) -> None:
-        self.brackets[job.bracket].record(job.trial, job.rung, score_of(value, self.mode))
+        score = score_of(value, self.mode)
+        self.brackets[job.bracket].record(job.trial, job.rung, score)
+        self.history.add(job.trial, job.stop, score)
+        self.sampler.observe(job.trial, job.config, job.stop, score)
+
+
+def _sampler_of(spec: StudySpec, given: object) -> Sampler:
+    """The sampler a Scheduler uses: ``given`` (a Sampler, or a plain ``fn(rng) -> Config`` as
+    the simulator's recorded benchmarks pass), else the spec's user object, else its name."""
+    if given is None:
+        given = spec.custom_sampler
+    if given is None:
+        return make_sampler(spec.sampler, spec.space)
+    if isinstance(given, Sampler):
+        return given
+    if callable(given):
+        return FunctionSampler(given)
+    raise TypeError(
+        f"sampler {given!r}: expected an object with sample(rng, space, history) and "
+        "observe(trial, config, resource, score), or a function fn(rng) -> config"
+    )

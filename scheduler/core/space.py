@@ -1,12 +1,20 @@
-"""The search space: typed parameter domains and seeded sampling.
+"""The search space: typed parameter domains, conditions, and seeded sampling.
 
-A space maps parameter names to domains (uniform, log-uniform, int, log-int, choice, constant).
-It owns three things: building itself from the study spec's ``[space]`` table (with errors that
-name the key), sampling a configuration from an RNG that the caller passes in (never the global
-``random`` state, so the same seed gives the same configurations), and mapping a value to a unit
-coordinate in [0, 1] (used by the synthetic benchmark and by plots). Bounds are refused where
-sampling or ``unit`` would give inf or nan: a uniform range wider than the largest float, log
-bounds that are not > 0 or whose logarithms coincide, int bounds beyond +-2**53.
+A space maps parameter names to domains (uniform, log-uniform, int, log-int, choice, ordered
+choice, constant). It owns three things: building itself from the study spec's ``[space]`` table
+(with errors that name the key), sampling a configuration from an RNG that the caller passes in
+(never the global ``random`` state, so the same seed gives the same configurations), and mapping
+a value to a unit coordinate in [0, 1] (used by the synthetic benchmark and by plots). Bounds are
+refused where sampling or ``unit`` would give inf or nan: a uniform range wider than the largest
+float, log bounds that are not > 0 or whose logarithms coincide, int bounds beyond +-2**53.
+
+Conditions: a parameter with ``when = { parent = value }`` (or ``= [values]``; several keys must
+all hold) is active only when each parent is active and has one of the values; an inactive
+parameter is absent from the configuration. Parents must be choice or ordered parameters of the
+same space, the values among theirs, and the conditions acyclic. Parameters are sampled in
+declaration order, except that a parent comes before the parameters that depend on it (a stable
+topological order), and an inactive one draws nothing from the RNG: a space without conditions
+samples exactly as it always did.
 """
 
 from __future__ import annotations
@@ -120,6 +128,26 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Ordered(Choice):
+    """A choice whose values are ordered (``ordered = [...]``): sampled like a choice, modelled
+    by the samplers as an integer index, so neighbours count as close."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``parent`` must be active and take one of ``values`` for the parameter to be active."""
+
+    parent: str
+    values: tuple[Value, ...]
+
+    def holds(self, config: Mapping[str, Value]) -> bool:
+        if self.parent not in config:
+            return False
+        value = config[self.parent]
+        return any(type(v) is type(value) and v == value for v in self.values)
+
+
+@dataclass(frozen=True)
 class Constant:
     value: Value
 
@@ -134,27 +162,54 @@ class Constant:
 
 
 class SearchSpace:
-    """An ordered mapping of parameter names to domains."""
+    """An ordered mapping of parameter names to domains, with optional conditions."""
 
-    def __init__(self, domains: Mapping[str, Domain]) -> None:
+    def __init__(
+        self,
+        domains: Mapping[str, Domain],
+        conditions: Mapping[str, Sequence[Condition]] | None = None,
+    ) -> None:
         self.domains: dict[str, Domain] = dict(domains)
+        self.conditions: dict[str, tuple[Condition, ...]] = {
+            name: tuple(conds) for name, conds in (conditions or {}).items() if conds
+        }
+        _check_conditions(self.domains, self.conditions)
+        self.order: list[str] = _sampling_order(self.domains, self.conditions)
 
     def sample(self, rng: Random) -> Config:
-        return {name: domain.sample(rng) for name, domain in self.domains.items()}
+        if not self.conditions:
+            return {name: domain.sample(rng) for name, domain in self.domains.items()}
+        config: Config = {}
+        for name in self.order:
+            if self.active(name, config):
+                config[name] = self.domains[name].sample(rng)
+        return config
+
+    def active(self, name: str, config: Mapping[str, Value]) -> bool:
+        """Whether ``name`` is active given the values of its parents in ``config``."""
+        conds = self.conditions.get(name)
+        return conds is None or all(c.holds(config) for c in conds)
 
     def names(self) -> list[str]:
         return list(self.domains)
 
     def unit(self, config: Mapping[str, Value]) -> list[float]:
-        """The configuration as a point of the unit cube, one coordinate per parameter."""
-        return [d.unit(config[name]) for name, d in self.domains.items()]
+        """The configuration as a point of the unit cube, one coordinate per parameter (0.5 for
+        an inactive one)."""
+        return [d.unit(config[name]) if name in config else 0.5 for name, d in self.domains.items()]
 
     def check(self, config: Mapping[str, Value]) -> None:
-        """Raise SpaceError unless ``config`` has exactly this space's keys with values inside."""
+        """Raise SpaceError unless ``config`` has exactly this space's active keys (inactive
+        ones absent) with values inside."""
         for name in config:
             if name not in self.domains:
                 raise SpaceError(name, "unknown parameter")
-        for name, domain in self.domains.items():
+        for name in self.order:
+            domain = self.domains[name]
+            if not self.active(name, config):
+                if name in config:
+                    raise SpaceError(name, "is set but inactive (its `when` does not hold)")
+                continue
             if name not in config:
                 raise SpaceError(name, "missing")
             value = config[name]
@@ -168,10 +223,17 @@ class SearchSpace:
         """Build from the ``[space]`` table of a study spec; raises SpaceError naming the key."""
         if not table:
             raise SpaceError("space", "is empty: declare at least one parameter")
-        return cls({name: parse_domain(name, entry) for name, entry in table.items()})
+        domains = {name: parse_domain(name, entry) for name, entry in table.items()}
+        conditions = {
+            name: _conditions(name, entry["when"], domains)
+            for name, entry in table.items()
+            if isinstance(entry, Mapping) and "when" in entry
+        }
+        return cls(domains, conditions)
 
 
-_KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
+_KINDS = ("uniform", "log_uniform", "int", "log_int", "choice", "ordered")
+_OPTIONS = ("log", "when")
 
 
 def parse_domain(name: str, entry: object) -> Domain:
@@ -185,7 +247,7 @@ def parse_domain(name: str, entry: object) -> Domain:
             name, f"expected a constant or a table like {{ uniform = [0, 1] }}, got {entry!r}"
         )
     kinds = [k for k in entry if k in _KINDS]
-    extra = [k for k in entry if k not in _KINDS and k != "log"]
+    extra = [k for k in entry if k not in _KINDS and k not in _OPTIONS]
     if extra:
         raise SpaceError(
             name, f"unknown distribution {extra[0]!r} (expected one of {', '.join(_KINDS)})"
@@ -201,6 +263,8 @@ def parse_domain(name: str, entry: object) -> Domain:
     args = entry[kind]
     if kind == "choice":
         return _choice(name, args)
+    if kind == "ordered":
+        return Ordered(_choice(name, args, kind).values)
     integer = kind in ("int", "log_int")
     log = log or kind.startswith("log_")
     low, high = _bounds(name, kind, args, integer=integer)
@@ -236,19 +300,80 @@ def _bounds(name: str, kind: str, args: object, *, integer: bool) -> tuple[float
     return float(low), float(high)
 
 
-def _choice(name: str, args: object) -> Choice:
+def _choice(name: str, args: object, kind: str = "choice") -> Choice:
+    where = f"{name}.{kind}"
     if not isinstance(args, Sequence) or isinstance(args, str) or not args:
-        raise SpaceError(f"{name}.choice", f"expected a non-empty list, got {args!r}")
+        raise SpaceError(where, f"expected a non-empty list, got {args!r}")
     for value in args:
         if not isinstance(value, bool | int | float | str):
-            raise SpaceError(
-                f"{name}.choice", f"values must be numbers, strings or booleans, got {value!r}"
-            )
+            raise SpaceError(where, f"values must be numbers, strings or booleans, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
-            raise SpaceError(f"{name}.choice", f"value {value!r} is not finite")
+            raise SpaceError(where, f"value {value!r} is not finite")
     if len({(type(v), v) for v in args}) != len(args):
-        raise SpaceError(f"{name}.choice", "values repeat")
+        raise SpaceError(where, "values repeat")
     return Choice(tuple(args))
+
+
+def _conditions(name: str, when: object, domains: Mapping[str, Domain]) -> list[Condition]:
+    """Parse ``when = { parent = value | [values], ... }`` of parameter ``name``."""
+    where = f"{name}.when"
+    if not isinstance(when, Mapping) or not when:
+        raise SpaceError(where, f'expected a table like {{ optimizer = "sgd" }}, got {when!r}')
+    out = []
+    for parent, raw in when.items():
+        if parent == name:
+            raise SpaceError(where, f"{name!r} cannot depend on itself")
+        domain = domains.get(parent)
+        if domain is None:
+            raise SpaceError(where, f"unknown parameter {parent!r} (not in [space])")
+        if not isinstance(domain, Choice):
+            raise SpaceError(
+                where, f"{parent!r} is not a choice or ordered parameter: a condition needs one"
+            )
+        values = list(raw) if isinstance(raw, list | tuple) else [raw]
+        if not values:
+            raise SpaceError(f"{where}.{parent}", "expected a value or a non-empty list")
+        for value in values:
+            if not domain.contains(value):
+                raise SpaceError(
+                    f"{where}.{parent}",
+                    f"{value!r} is not one of {parent}'s values {list(domain.values)!r}",
+                )
+        out.append(Condition(parent, tuple(values)))
+    return out
+
+
+def _check_conditions(
+    domains: Mapping[str, Domain], conditions: Mapping[str, Sequence[Condition]]
+) -> None:
+    for name, conds in conditions.items():
+        for c in conds:
+            if name not in domains or c.parent not in domains:
+                raise SpaceError(f"{name}.when", f"unknown parameter {c.parent!r}")
+
+
+def _sampling_order(
+    domains: Mapping[str, Domain], conditions: Mapping[str, Sequence[Condition]]
+) -> list[str]:
+    """Declaration order with every parent before its children; SpaceError on a cycle."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the path, 2 = placed
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*path[path.index(name) :], name])
+            raise SpaceError(f"{name}.when", f"conditions form a cycle: {cycle}")
+        state[name] = 1
+        for c in conditions.get(name, ()):
+            visit(c.parent, [*path, name])
+        state[name] = 2
+        order.append(name)
+
+    for name in domains:
+        visit(name, [])
+    return order
 
 
 def _is_real(value: object) -> bool:

@@ -9,6 +9,7 @@ cleanly; what was done is still written and returned, marked ``"interrupted": tr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,19 @@ def tune(
     out: str | Path | None = None,
     trace: str | Path | None = None,
     progress: bool = True,
+    sampler: str | Any = None,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
     ``target`` is a spec file, a StudySpec, or a trainer function
     ``fn(config, start, stop, state) -> (metrics, state)`` (see the README), in which case
     ``space`` (the ``[space]`` table as a dict) and the other keywords make the spec.
+    ``sampler`` is a built-in sampler's name ("random", "tpe", "bohb"; for a function target,
+    the spec's ``[study] sampler``) or an object with ``sample(rng, space, history)`` and
+    ``observe(trial, config, resource, score)`` (``ash.scheduler.core.Sampler``).
     Returns the results document (``["best"]``, ``["trials"]``).
     """
+    custom = None if sampler is None or isinstance(sampler, str) else sampler
     if callable(target) and not isinstance(target, str | Path | StudySpec):
         if space is None:
             raise ValueError(
@@ -66,6 +72,7 @@ def tune(
                     "mode": mode,
                     "seed": seed,
                     "algorithm": algorithm,
+                    **({"sampler": sampler} if isinstance(sampler, str) else {}),
                 },
                 "asha": asha,
                 "trainer": {"type": "python", "entrypoint": f"{target.__module__}:{name}"},
@@ -73,6 +80,8 @@ def tune(
             },
             source=f"tune({name})",
         )
+        if custom is not None:
+            spec = dataclasses.replace(spec, custom_sampler=custom)
         return run_inproc(
             spec,
             workers=workers,
@@ -83,6 +92,18 @@ def tune(
             trainer=target,
         )
     spec = target if isinstance(target, StudySpec) else load_spec(target)
+    if isinstance(sampler, str):
+        spec = _with_sampler(spec, sampler)
+    elif custom is not None:
+        spec = dataclasses.replace(spec, custom_sampler=custom)
     return run_inproc(
         spec, workers=workers, threads=threads, out=out, trace=trace, progress=progress
     )
+
+
+def _with_sampler(spec: StudySpec, name: str) -> StudySpec:
+    """``spec`` with ``[study] sampler = name``, validated (and in the raw spec, so a journal's
+    digest tells studies with different samplers apart)."""
+    raw = dict(spec.raw)
+    raw["study"] = {**raw.get("study", {}), "sampler": name}
+    return parse_spec(raw, source=spec.source, base_dir=spec.base_dir, default_name=spec.name)

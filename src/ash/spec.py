@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ash.errors import UserError
+from ash.scheduler.core.samplers import SAMPLERS
 from ash.scheduler.core.space import SearchSpace, SpaceError
 
 # Trainers that know their hyperparameters check a [space] against them: trainer type ->
@@ -91,6 +92,9 @@ class StudySpec:
     source: str = "<spec>"
     base_dir: Path = field(default_factory=Path.cwd)
     raw: dict[str, Any] = field(default_factory=dict)  # the parsed TOML, for digests and the wire
+    sampler: str = "random"  # [study] sampler: how new trials' configurations are chosen
+    # A user's Sampler object (ash.tune(sampler=...)): local to this process, never serialized.
+    custom_sampler: Any = field(default=None, compare=False, repr=False)
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -134,7 +138,10 @@ def parse_spec(
         v.bad(
             "study.algorithm", f"unknown algorithm {algorithm!r} (expected {', '.join(ALGORITHMS)})"
         )
-    v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm"))
+    sampler = v.get(study, "study", "sampler", str, "random")
+    if sampler not in SAMPLERS:
+        v.bad("study.sampler", f"unknown sampler {sampler!r} (expected {', '.join(SAMPLERS)})")
+    v.unknown(study, "study", ("name", "metric", "mode", "seed", "algorithm", "sampler"))
 
     schedule = _schedule(v, v.table(data, "asha"), algorithm)
     trainer = _trainer(v, data["trainer"]) if "trainer" in data else None
@@ -164,6 +171,7 @@ def parse_spec(
         source=source,
         base_dir=base_dir if base_dir is not None else Path.cwd(),
         raw=dict(data),
+        sampler=sampler,
     )
 
 

@@ -1,0 +1,322 @@
+"""BOHB's model (Falkner, Klein, Hutter, ICML 2018, Section 3.1 and Algorithm 2).
+
+Written from the paper. With probability ``random_fraction`` (rho, 1/3 in the paper) a new trial
+is drawn from the prior. Otherwise the model is fitted on the highest resource level (budget) b
+with at least N_min + 2 results, N_min = ``min_points`` (d + 1 by default, d the number of
+modelled parameters); with no such level the trial is drawn from the prior. The level's results
+are split into the best n_l = max(N_min, q n) (q = ``top_fraction``, 15%) and the worst
+n_g = max(N_min, n - n_l) (they overlap while n < 2 N_min), and a multivariate kernel density
+estimate with a product kernel is fitted on each: l(x) on the best, g(x) on the worst.
+``candidates`` samples (N_s = 64) are drawn from l'(x), which is l(x) with every bandwidth
+multiplied by ``bandwidth_factor`` (b_w = 3), and the one with the highest l(x)/g(x) is chosen.
+
+Kernels and bandwidths: a Gaussian kernel on the unit coordinate of a numeric parameter (log
+space for log domains, index positions for ordered choices and narrow ints; samples from l' are
+truncated to the range and rounded to the nearest position), with the normal-reference
+bandwidth 1.06 sigma n^(-1/5); an Aitchison-Aitken kernel on a choice (weight 1 - lambda on the
+observed value, lambda/(k - 1) on each other), lambda = (k - 1)/k min(1, 1.06 n^(-1/5)). Every
+bandwidth is at least ``min_bandwidth`` (1e-3) so the model keeps exploring a parameter whose
+good values agree; widened ones are capped (at 1 for numeric, (k - 1)/k for a choice).
+
+Conditional spaces (inactive parameters): a coordinate that is inactive in an observation or in
+a candidate contributes a factor 1 to the product kernel, which is the expectation of imputing
+it with a uniform value on [0, 1] (the prior's density is 1 there), BOHB's imputation in the
+mean; a candidate drawn around an observation where a now-active parameter was inactive takes
+that parameter from the prior.
+
+Cost: l holds at most ``max_good`` points and g a uniform subsample of at most ``max_bad``
+(``levels``), refits are O(log n) per study, and a decision scores N_s candidates against at
+most max_good + max_bad points: bounded, vectorised with numpy. Randomness: each fit seeds a
+numpy generator from the core's RNG (64 bits), so decisions are a function of the seed and the
+inputs, as replay requires.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ash.scheduler.core.samplers.base import History
+from ash.scheduler.core.samplers.encoding import Encoding, complete
+from ash.scheduler.core.samplers.levels import Levels, RefitSchedule
+from ash.scheduler.core.space import Config, SearchSpace, Value
+
+if TYPE_CHECKING:
+    from random import Random
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class BOHBSampler:
+    name = "bohb"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        random_fraction: float = 1 / 3,
+        top_fraction: float = 0.15,
+        candidates: int = 64,
+        min_points: int | None = None,
+        bandwidth_factor: float = 3.0,
+        min_bandwidth: float = 1e-3,
+        max_good: int = 32,
+        max_bad: int = 64,
+        refit_growth: float = 0.05,
+    ) -> None:
+        import numpy as np
+
+        if not 0 <= random_fraction <= 1:
+            raise ValueError(f"random_fraction must be in [0, 1], got {random_fraction}")
+        if not 0 < top_fraction < 1:
+            raise ValueError(f"top_fraction must be in (0, 1), got {top_fraction}")
+        self.np = np
+        self.space = space
+        self.encoding = Encoding(space)
+        d = len(self.encoding.dims)
+        self.min_points = max(2, min_points if min_points is not None else d + 1)
+        if candidates < 1 or bandwidth_factor <= 0 or min_bandwidth <= 0:
+            raise ValueError("candidates >= 1, bandwidth_factor > 0 and min_bandwidth > 0")
+        self.random_fraction = random_fraction
+        self.top_fraction = top_fraction
+        self.candidates = candidates
+        self.bandwidth_factor = bandwidth_factor
+        self.min_bandwidth = min_bandwidth
+        max_good = max(max_good, self.min_points)
+        self.levels = Levels(self.encoding.encode, max_good, max(max_bad, self.min_points))
+        self.schedule = RefitSchedule(refit_growth)
+        dims = self.encoding.dims
+        self.kinds = [d.kind for d in dims]
+        self.sizes = np.array([max(1, d.size) for d in dims], dtype=float)
+        self.categorical = np.array([d.kind == "categorical" for d in dims], dtype=bool)
+        self.numeric = ~self.categorical
+        self.cat_dims = [i for i, d in enumerate(dims) if d.kind == "categorical"]
+        self.cat_sizes = [dims[i].size for i in self.cat_dims]
+        # index -> position of each ordinal dimension (None for others)
+        self.positions = [np.asarray(d.positions) if d.kind == "ordinal" else None for d in dims]
+        self.model: _Model | None = None
+        self.fits = 0
+
+    def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
+        self.levels.observe(trial, config, resource, score)
+
+    def sample(self, rng: Random, space: SearchSpace, history: History) -> Config:
+        if self.random_fraction and rng.random() < self.random_fraction:
+            return self.space.sample(rng)
+        found = self.levels.highest(self.min_points + 2)
+        if found is None or not self.encoding.dims:
+            return self.space.sample(rng)
+        resource, stats = found
+        if self.schedule.due(resource, stats.n):
+            n_l = min(max(self.min_points, math.ceil(self.top_fraction * stats.n)), stats.n)
+            n_l = min(n_l, stats.n_finite(), self.levels.max_good)
+            if n_l == 0:
+                return self.space.sample(rng)
+            n_g = max(self.min_points, stats.n - n_l)
+            good, bad = stats.split(n_l, n_g)
+            # decisions drawn per batch: about as many as come before the next refit, <= 16
+            batch = min(16, max(1, math.ceil(self.schedule.growth * stats.n / 2)))
+            self.model = self._fit(good, bad, rng, batch)
+            self.schedule.done(resource, stats.n)
+            self.fits += 1
+        if self.model is None:
+            return self.space.sample(rng)
+        return self._draw(self.model)
+
+    # -- model ------------------------------------------------------------------------------
+
+    def _points(self, vecs: list[tuple[float, ...]]) -> Any:
+        """Coordinates for the kernels: ordinal indices become positions in [0, 1]."""
+        np = self.np
+        x = np.array(vecs, dtype=float).reshape(len(vecs), len(self.kinds))
+        for i, pos in enumerate(self.positions):
+            if pos is not None:
+                col = x[:, i]
+                ok = ~np.isnan(col)
+                col[ok] = pos[col[ok].astype(np.int64)]
+        return x
+
+    def _bandwidths(self, x: Any) -> Any:
+        np = self.np
+        active = ~np.isnan(x)
+        n = np.maximum(active.sum(axis=0), 1)
+        mean = np.where(active, x, 0.0).sum(axis=0) / n
+        var = np.where(active, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(n - 1, 1)
+        factor = 1.06 * n ** (-0.2)
+        numeric = factor * np.sqrt(var)
+        k = self.sizes
+        cat = (k - 1) / k * np.minimum(1.0, factor)
+        bw = np.where(self.categorical, cat, numeric)
+        return np.maximum(bw, self.min_bandwidth)
+
+    def _fit(
+        self, good: list[tuple[float, ...]], bad: list[tuple[float, ...]], rng: Random, batch: int
+    ) -> _Model:
+        np = self.np
+        xl, xg = self._points(good), self._points(bad)
+        bw_l = self._bandwidths(xl)
+        return _Model(
+            xl,
+            bw_l,
+            self._kde(xl, bw_l),
+            self._kde(xg, self._bandwidths(xg)),
+            np.random.Generator(np.random.PCG64(rng.getrandbits(64))),
+            batch,
+        )
+
+    def _kde(self, x: Any, bw: Any) -> _KDE:
+        """The product-kernel KDE of points ``x`` (n, d) with bandwidths ``bw`` (d,), arranged
+        so that its log density at C candidates is a few (C, d) @ (d, n) products: a Gaussian's
+        log kernel is a quadratic in the candidate's coordinate, and an Aitchison-Aitken
+        kernel's is a constant plus a bonus when the values agree (a one-hot product)."""
+        np = self.np
+        num = self.numeric
+        active = ~np.isnan(x)
+        x0 = np.where(active, x, 0.0)
+        mn = (active & num).astype(float)  # active numeric coordinates
+        h2 = bw * bw
+        quad = (-0.5 * mn / h2).T  # times c^2
+        lin = (x0 * mn / h2).T  # times c
+        const = mn * (-0.5 * x0 * x0 / h2 - np.log(bw) - _LOG_SQRT_2PI)
+        k = self.sizes
+        lam = np.minimum(bw, (k - 1) / k)
+        differ = np.log(np.maximum(lam, 1e-300) / np.maximum(k - 1, 1))
+        bonus = np.log1p(-lam) - differ
+        mc = (active & self.categorical).astype(float)
+        const = const + mc * differ
+        hot = self._one_hot(x0, active) * np.repeat(bonus[self.categorical], self.cat_sizes)
+        return _KDE(quad, lin, const.T, hot.T, math.log(x.shape[0]))
+
+    def _one_hot(self, x0: Any, active: Any) -> Any:
+        np = self.np
+        out = np.zeros((x0.shape[0], int(sum(self.cat_sizes))))
+        offset = 0
+        for i, k in zip(self.cat_dims, self.cat_sizes, strict=True):
+            rows = np.nonzero(active[:, i])[0]
+            out[rows, offset + x0[rows, i].astype(np.int64)] = 1.0
+            offset += k
+        return out
+
+    def _log_density(self, cand: Any, kde: _KDE) -> Any:
+        """log KDE at each candidate (C,); an inactive coordinate on either side is a factor 1."""
+        np = self.np
+        active = ~np.isnan(cand)
+        c0 = np.where(active, cand, 0.0)
+        a = active.astype(float)
+        total = (c0 * c0) @ kde.quad + c0 @ kde.lin + a @ kde.const
+        if self.cat_dims:
+            total += self._one_hot(c0, active) @ kde.hot
+        top = total.max(axis=1, keepdims=True)
+        return top[:, 0] + np.log(np.exp(total - top).sum(axis=1)) - kde.log_n
+
+    def _draw(self, m: _Model) -> Config:
+        if not m.queue:
+            m.queue = self._draw_batch(m, m.batch)
+        return self._config(m.queue.pop())
+
+    def _draw_batch(self, m: _Model, batch: int) -> list[Any]:
+        """``batch`` decisions at once (the model is fixed until the next fit, so drawing them
+        together changes nothing but the cost): each the best of ``candidates`` draws from l'.
+        Returned last-first, for ``pop``."""
+        np = self.np
+        gen = m.gen
+        c, d = self.candidates * batch, len(self.kinds)
+        pick = m.xl[gen.integers(0, m.xl.shape[0], size=c)]  # (c, d)
+        missing = np.isnan(pick)
+        wide = m.bw_l * self.bandwidth_factor
+        unif = gen.random((c, d))
+        # numeric: a Gaussian around the picked point, truncated to [0, 1] by redrawing
+        sigma = np.minimum(1.0, wide)
+        cand = pick + sigma * gen.standard_normal((c, d))
+        for _ in range(8):
+            out = ((cand < 0) | (cand > 1)) & self.numeric
+            if not out.any():
+                break
+            cand = np.where(out, pick + sigma * gen.standard_normal((c, d)), cand)
+        cand = np.where(missing, unif, np.clip(cand, 0.0, 1.0))
+        for i, kind in enumerate(self.kinds):
+            if kind == "ordinal":  # snap to the nearest position
+                pos = self.positions[i]
+                assert pos is not None
+                col = cand[:, i]
+                idx = np.clip(np.searchsorted(pos, col), 1, max(1, len(pos) - 1))
+                if len(pos) > 1:
+                    idx = idx - ((col - pos[idx - 1]) < (pos[idx] - col))
+                else:
+                    idx = np.zeros_like(idx)
+                cand[:, i] = pos[idx]
+            elif kind == "categorical":  # Aitchison-Aitken: keep, or any other value
+                k = int(self.sizes[i])
+                lam = min((k - 1) / k, wide[i])
+                centre = pick[:, i]
+                other = gen.integers(0, max(1, k - 1), size=c)
+                other = other + (other >= np.nan_to_num(centre, nan=k))
+                col = np.where(unif[:, i] >= lam, centre, other)
+                cand[:, i] = np.where(missing[:, i], gen.integers(0, k, size=c), col)
+        self._deactivate(cand)
+        score = self._log_density(cand, m.l) - self._log_density(cand, m.g)
+        best = np.argmax(score.reshape(batch, self.candidates), axis=1)
+        rows = cand.reshape(batch, self.candidates, d)[np.arange(batch), best]
+        return list(rows[::-1])
+
+    def _deactivate(self, cand: Any) -> None:
+        """Set to NaN each candidate's coordinates whose conditions do not hold."""
+        space = self.space
+        if not space.conditions:
+            return
+        np = self.np
+        index = self.encoding.index
+        dims = self.encoding.dims
+        for i, dim in enumerate(dims):  # dims are in sampling order: parents first
+            conds = space.conditions.get(dim.name)
+            if not conds:
+                continue
+            ok = np.ones(cand.shape[0], dtype=bool)
+            for cond in conds:
+                j = index[cond.parent]  # parents are choices: always modelled
+                pdim = dims[j]
+                col = cand[:, j]
+                if pdim.kind == "ordinal":
+                    pos = self.positions[j]
+                    assert pos is not None
+                    col = np.where(np.isnan(col), np.nan, np.searchsorted(pos, col))
+                allowed = [k for k, v in enumerate(pdim.values) if cond.holds({cond.parent: v})]
+                ok &= np.isin(col, allowed)  # NaN (an inactive parent) is never in it
+            cand[~ok, i] = np.nan
+
+    def _config(self, point: Any) -> Config:
+        values: dict[str, Value] = {}
+        for i, dim in enumerate(self.encoding.dims):
+            x = float(point[i])
+            if x != x:
+                continue
+            if dim.kind == "real":
+                values[dim.name] = dim.decode(x)
+            elif dim.kind == "ordinal":
+                pos = self.positions[i]
+                assert pos is not None
+                values[dim.name] = dim.values[min(dim.size - 1, int(self.np.searchsorted(pos, x)))]
+            else:
+                values[dim.name] = dim.values[round(x)]
+        return complete(self.space, values)
+
+
+class _KDE:
+    """A KDE as matrices (see ``BOHBSampler._kde``)."""
+
+    __slots__ = ("const", "hot", "lin", "log_n", "quad")
+
+    def __init__(self, quad: Any, lin: Any, const: Any, hot: Any, log_n: float) -> None:
+        self.quad, self.lin, self.const, self.hot, self.log_n = quad, lin, const, hot, log_n
+
+
+class _Model:
+    """l's points and bandwidths (to draw from l'), l and g as KDEs, the generator, and the
+    decisions drawn ahead."""
+
+    __slots__ = ("batch", "bw_l", "g", "gen", "l", "queue", "xl")
+
+    def __init__(self, xl: Any, bw_l: Any, l: _KDE, g: _KDE, gen: Any, batch: int) -> None:  # noqa: E741
+        self.xl, self.bw_l, self.l, self.g, self.gen = xl, bw_l, l, g, gen
+        self.batch = batch
+        self.queue: list[Any] = []

@@ -1,0 +1,147 @@
+"""How the model samplers see a configuration: one coordinate per non-constant parameter.
+
+Three kinds of dimension, chosen per domain:
+
+- ``real``: uniform and log-uniform values, and ints with more than ``MAX_POINTS`` values, as a
+  coordinate u in [0, 1] (in log space for log domains; an int v sits at the middle of the
+  interval of u that the prior maps to v, so encode and decode round-trip).
+- ``ordinal``: ints with at most ``MAX_POINTS`` values and ordered choices, as an index i with a
+  position ``positions[i]`` in [0, 1] (the same mapping as ``real``, at the points), so a kernel
+  on positions treats neighbours as close.
+- ``categorical``: choices, as an index into their values.
+
+An inactive parameter (its ``when`` does not hold) is NaN. Constants have no dimension.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ash.scheduler.core.space import (
+    Choice,
+    Config,
+    Constant,
+    Domain,
+    Int,
+    LogUniform,
+    Ordered,
+    SearchSpace,
+    Uniform,
+    Value,
+)
+
+MAX_POINTS = 128  # an int with at most this many values is modelled point by point
+NAN = math.nan
+
+
+@dataclass(frozen=True)
+class Dim:
+    name: str
+    kind: str  # "real" | "ordinal" | "categorical"
+    domain: Domain
+    positions: tuple[float, ...] = ()  # ordinal: each index's place in [0, 1]
+    values: tuple[Value, ...] = ()  # ordinal and categorical: the value of each index
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def encode(self, value: Value) -> float:
+        """The coordinate of ``value``: u in [0, 1] (real) or an index (ordinal, categorical)."""
+        d = self.domain
+        if self.kind != "real":
+            if isinstance(d, Int):
+                return float(int(value) - d.low)
+            return float(_index(self.values, value))
+        if isinstance(d, Uniform):
+            return _clip01((float(value) - d.low) / (d.high - d.low))
+        if isinstance(d, LogUniform):
+            lo, hi = math.log(d.low), math.log(d.high)
+            return _clip01((math.log(float(value)) - lo) / (hi - lo))
+        assert isinstance(d, Int)
+        return _int_unit(d, int(value))
+
+    def decode(self, x: float) -> Value:
+        """The value at coordinate ``x`` (an index for ordinal and categorical dimensions)."""
+        if self.kind != "real":
+            return self.values[min(self.size - 1, max(0, int(x)))]
+        d = self.domain
+        u = _clip01(x)
+        if isinstance(d, Uniform):
+            return min(d.high, max(d.low, d.low + (d.high - d.low) * u))
+        if isinstance(d, LogUniform):
+            lo, hi = math.log(d.low), math.log(d.high)
+            return min(d.high, max(d.low, math.exp(lo + (hi - lo) * u)))
+        assert isinstance(d, Int)
+        if d.log:
+            lo, hi = math.log(d.low), math.log(d.high + 1)
+            return min(d.high, max(d.low, int(math.exp(lo + (hi - lo) * u))))
+        return min(d.high, max(d.low, d.low + int(u * (d.high - d.low + 1))))
+
+
+def _int_unit(d: Int, v: int) -> float:
+    if d.log:
+        lo, hi = math.log(d.low), math.log(d.high + 1)
+        return _clip01((0.5 * (math.log(v) + math.log(v + 1)) - lo) / (hi - lo))
+    return _clip01((v - d.low + 0.5) / (d.high - d.low + 1))
+
+
+def dim_of(name: str, domain: Domain) -> Dim | None:
+    """The dimension that models ``domain``, or None for a constant."""
+    if isinstance(domain, Constant):
+        return None
+    if isinstance(domain, Ordered):
+        k = len(domain.values)
+        return Dim(name, "ordinal", domain, tuple((i + 0.5) / k for i in range(k)), domain.values)
+    if isinstance(domain, Choice):
+        return Dim(name, "categorical", domain, (), domain.values)
+    if isinstance(domain, Int) and domain.high - domain.low + 1 <= MAX_POINTS:
+        values = tuple(range(domain.low, domain.high + 1))
+        return Dim(name, "ordinal", domain, tuple(_int_unit(domain, v) for v in values), values)
+    return Dim(name, "real", domain)
+
+
+class Encoding:
+    """The dimensions of a space, in its sampling order (parents before children)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.dims: list[Dim] = []
+        for name in space.order:
+            dim = dim_of(name, space.domains[name])
+            if dim is not None:
+                self.dims.append(dim)
+        self.index = {d.name: i for i, d in enumerate(self.dims)}
+
+    def encode(self, config: Mapping[str, Value]) -> tuple[float, ...]:
+        return tuple(d.encode(config[d.name]) if d.name in config else NAN for d in self.dims)
+
+
+def _index(values: tuple[Value, ...], value: Value) -> int:
+    for i, v in enumerate(values):
+        if type(v) is type(value) and v == value:
+            return i
+    raise ValueError(f"{value!r} is not one of {values!r}")
+
+
+def _clip01(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def constant_value(space: SearchSpace, name: str) -> Value | None:
+    d = space.domains[name]
+    return d.value if isinstance(d, Constant) else None
+
+
+def complete(space: SearchSpace, values: Mapping[str, Value]) -> Config:
+    """A configuration in the space's order from the values of the active dimensions: constants
+    filled in, inactive parameters left out."""
+    config: Config = {}
+    for name in space.order:
+        if not space.active(name, config):
+            continue
+        d = space.domains[name]
+        config[name] = d.value if isinstance(d, Constant) else values[name]
+    return config
