@@ -227,15 +227,17 @@ def goal(recs: dict[str, Recording], runs: Runs, systems: list[str], w: int = 8)
         f"Goal at W={w}: (a) median time-to-target of random-ASHA / of the sampler >= 1.5 on at "
         "least 3 recordings; (b) the sampler's median is never later than a peer's median plus "
         "the peer's seed spread (its interquartile range).\n",
-        "| sampler | recording | speed-up over random-ASHA | "
-        + " | ".join(f"vs {LABELS[p]}: sampler - peer median (peer IQR)" for p in peers)
-        + " |",
+        "| sampler | recording | speed-up over random-ASHA |"
+        + "".join(f" vs {LABELS[p]}: sampler - peer median (peer IQR) |" for p in peers),
         "|---|---|---" + "|---" * len(peers) + "|",
     ]
     verdicts = []
     for s in ash_models:
         wins, ok_b = 0, True
         for name in recs:
+            if not by.get((name, s, w)) or not by.get((name, "ash-random", w)):
+                lines.append(f"| {LABELS[s]} | {name} | n/a |" + " n/a |" * len(peers))
+                continue
             a = median(ttts(by.get((name, s, w), [])))
             base = median(ttts(by.get((name, "ash-random", w), [])))
             if math.isinf(a):
@@ -270,14 +272,16 @@ def goal(recs: dict[str, Recording], runs: Runs, systems: list[str], w: int = 8)
     return "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n"
 
 
-def plots(recs: dict[str, Recording], runs: Runs, workers: list[int], systems: list[str]) -> None:
+def plots(
+    recs: dict[str, Recording], runs: Runs, workers: list[int], systems: list[str], out: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = HERE / "plots"
-    out.mkdir(exist_ok=True)
+    out = out / "plots"
+    out.mkdir(parents=True, exist_ok=True)
     by = group(runs, "data", "system", "workers")
     for name, rec in recs.items():
         fig, axes = plt.subplots(1, len(workers), figsize=(5.5 * len(workers), 4), squeeze=False)
@@ -329,6 +333,13 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="processes")
     ap.add_argument("--out", default=str(HERE), help="folder for results.json.gz, results.md")
     ap.add_argument("--from-results", action="store_true")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="RESULTS",
+        help="combine these results.json.gz files (runs of other recordings) into --out",
+    )
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args()
     names = args.recordings.split(",")
@@ -341,7 +352,14 @@ def main() -> int:
     out = Path(args.out)
     recs = load_all(names, args.quantile)
     results = out / "results.json.gz"
-    if args.from_results:
+    if args.merge:
+        docs = [json.loads(gzip.decompress(Path(p).read_bytes())) for p in args.merge]
+        runs = [r for d in docs for r in d["runs"]]
+        systems = [s for s in SYSTEMS if any(s in d["systems"] for d in docs)]
+        doc = {**docs[0], "systems": systems, "runs": runs}
+        out.mkdir(parents=True, exist_ok=True)
+        results.write_bytes(gzip.compress(json.dumps(doc, separators=(",", ":")).encode()))
+    elif args.from_results:
         doc = json.loads(gzip.decompress(results.read_bytes()))
         runs, systems = doc["runs"], doc["systems"]
     else:
@@ -418,7 +436,7 @@ def main() -> int:
     (out / "results.md").write_text(text)
     print(text)
     if not args.no_plots:
-        plots(recs, runs, workers, systems)
+        plots(recs, runs, workers, systems, out)
     return 0
 
 
