@@ -14,6 +14,11 @@ runs 40/27 results per trial, lands on about N results).
   intermediate value (resources 1, 3, 9, 27), then ``should_prune``; a pruned or finished trial
   is told and a new one is asked. A "result" is a ``trial.report`` call.
 
+Samplers (``--samplers``): ash runs with each ``[study] sampler`` (random, tpe, bohb), Optuna
+(``--optuna-samplers``) with its ``RandomSampler`` or ``TPESampler`` (seeded), on the same
+workload; the objective is the same, so a model sampler also changes which trials are promoted.
+"max us" is the longest single ``next_job`` call in the last 10% of a run (refits included).
+
 Every measurement runs in a fresh Python process (this file with ``--child``); only the
 scheduling loop is timed (imports, spec parsing and study creation are not). The parent
 interleaves ash and Optuna runs so that both see the same machine noise, and prints medians as a
@@ -22,6 +27,7 @@ Markdown table.
     /work/venv/bin/python bench/core/run.py                 # full run (1k..1M ash, 1k/10k Optuna)
     /work/venv/bin/python bench/core/run.py --quick         # a smoke run in seconds
     /work/venv/bin/python bench/core/run.py --profile 1000000   # cProfile of one ash run
+    /work/venv/bin/python bench/core/run.py --sizes 1000,10000,100000 --samplers random,tpe,bohb
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ def rss_mib() -> float:
 # -- children ------------------------------------------------------------------------------------
 
 
-def run_ash(n_results: int, seed: int) -> Row:
+def run_ash(n_results: int, seed: int, sampler: str = "random") -> Row:
     import random
 
     from ash.scheduler.core import Job, Scheduler
@@ -79,6 +85,7 @@ def run_ash(n_results: int, seed: int) -> Row:
                 "mode": "min",
                 "seed": seed,
                 "algorithm": "asha",
+                "sampler": sampler,
             },
             "asha": {
                 "min_resource": 1,
@@ -99,10 +106,19 @@ def run_ash(n_results: int, seed: int) -> Row:
     d_mark = 0
     best = math.inf
     now = 0.0
+    worst = 0.0  # the longest next_job call in the last 10%
+    clock = time.perf_counter
     t0 = time.perf_counter()
     while True:
         while len(pending) < 2:
-            job = core.next_job(now)
+            if t_mark >= 0:
+                t1 = clock()
+                job = core.next_job(now)
+                t1 = clock() - t1
+                if t1 > worst:
+                    worst = t1
+            else:
+                job = core.next_job(now)
             if job is None:
                 break
             decisions += 1
@@ -126,6 +142,7 @@ def run_ash(n_results: int, seed: int) -> Row:
     tail = t_mark >= 0 and decisions > d_mark
     return {
         "system": "ash",
+        "sampler": sampler,
         "target": n_results,
         "trials": core.n_trials,
         "results": results,
@@ -135,16 +152,18 @@ def run_ash(n_results: int, seed: int) -> Row:
         "us_per_decision": 1e6 * elapsed / decisions,
         "tail_us_per_decision": 1e6 * (t_end - t_mark) / (decisions - d_mark) if tail else None,
         "tail_results_per_s": (results - mark) / (t_end - t_mark) if tail else math.nan,
+        "tail_max_us": 1e6 * worst if tail else None,
+        "fits": getattr(core.sampler, "fits", None),
         "rss_before_mib": rss_before,
         "rss_peak_mib": rss_mib(),
         "complete": True,
     }
 
 
-def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
+def run_optuna(n_results: int, seed: int, budget_s: float, sampler: str = "random") -> Row:
     import optuna
     from optuna.pruners import SuccessiveHalvingPruner
-    from optuna.samplers import RandomSampler
+    from optuna.samplers import RandomSampler, TPESampler
     from optuna.storages import InMemoryStorage
     from optuna.trial import Trial, TrialState
 
@@ -152,7 +171,7 @@ def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
     max_trials = trials_for(n_results)
     study = optuna.create_study(
         storage=InMemoryStorage(),
-        sampler=RandomSampler(seed=seed),
+        sampler=TPESampler(seed=seed) if sampler == "tpe" else RandomSampler(seed=seed),
         pruner=SuccessiveHalvingPruner(
             min_resource=1, reduction_factor=3, min_early_stopping_rate=0
         ),
@@ -199,6 +218,7 @@ def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
     tail_rate = (results - r_mark) / (t_end - t_mark) if t_end > t_mark else math.nan
     return {
         "system": "optuna",
+        "sampler": sampler,
         "target": n_results,
         "trials": started,
         "results": results,
@@ -212,13 +232,13 @@ def run_optuna(n_results: int, seed: int, budget_s: float) -> Row:
     }
 
 
-def profile_ash(n_results: int, seed: int, top: int) -> None:
+def profile_ash(n_results: int, seed: int, top: int, sampler: str = "random") -> None:
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
     prof.enable()
-    row = run_ash(n_results, seed)
+    row = run_ash(n_results, seed, sampler)
     prof.disable()
     print(json.dumps(row))
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
@@ -227,12 +247,14 @@ def profile_ash(n_results: int, seed: int, top: int) -> None:
 # -- parent --------------------------------------------------------------------------------------
 
 
-def spawn(system: str, n: int, seed: int, budget_s: float) -> Row:
+def spawn(system: str, n: int, seed: int, budget_s: float, sampler: str = "random") -> Row:
     cmd = [
         sys.executable,
         str(HERE),
         "--child",
         system,
+        "--sampler",
+        sampler,
         "--n",
         str(n),
         "--seed",
@@ -297,6 +319,7 @@ def summarize(rows: list[Row]) -> Row:
     rates = [r["results_per_s"] for r in use]
     return {
         "system": use[0]["system"],
+        "sampler": use[0].get("sampler", "random"),
         "reps": len(rows),
         "complete": len(done),
         "deterministic": len({(r["trials"], r["results"], r["best"]) for r in done}) <= 1,
@@ -309,6 +332,9 @@ def summarize(rows: list[Row]) -> Row:
         "decisions_per_s": med(use, "decisions_per_s"),
         "us_per_decision": med(use, "us_per_decision"),
         "tail_us": med(use, "tail_us_per_decision"),
+        "tail_max_us": max(
+            (r["tail_max_us"] for r in use if r.get("tail_max_us")), default=math.nan
+        ),
         "rss_peak_mib": med(use, "rss_peak_mib"),
         "rss_before_mib": med(use, "rss_before_mib"),
     }
@@ -318,18 +344,20 @@ def num(x: float, spec: str = ",.0f") -> str:
     return "-" if math.isnan(x) else format(x, spec)
 
 
-def table(summary: dict[tuple[str, int], Row], sizes: list[int]) -> str:
+Key = tuple[str, str, int]  # (system, sampler, N)
+
+
+def table(summary: dict[Key, Row], sizes: list[int]) -> str:
     lines = [
-        "| system | N (target results) | trials | results | runs | median s "
+        "| system | sampler | N (target results) | trials | results | runs | median s "
         "| results/s, median (min-max) | results/s, last 10% | decisions/s "
-        "| us/decision (whole / last 10%) | peak RSS MiB (before loop) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| us/decision (whole / last 10%) | max us, last 10% | peak RSS MiB (before loop) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
-        for system in ("ash", "optuna"):
-            s = summary.get((system, n))
-            if s is None:
-                continue
+        for key in sorted(k for k in summary if k[2] == n):
+            system = key[0]
+            s = summary[key]
             lo, hi = s["spread"]
             rate = f"{num(s['results_per_s'])} ({num(lo)}-{num(hi)})"
             results = f"{s['results']:,}"
@@ -338,10 +366,11 @@ def table(summary: dict[tuple[str, int], Row], sizes: list[int]) -> str:
             elif not s["deterministic"]:
                 results += " (runs differ!)"
             usd = f"{num(s['us_per_decision'], '.2f')} / {num(s['tail_us'], '.2f')}"
+            worst = num(s["tail_max_us"], ",.0f") if system == "ash" else "-"
             lines.append(
-                f"| {system} | {fmt_k(n)} | {s['trials']:,} | {results} | {s['reps']} "
-                f"| {s['seconds']:.3f} | {rate} | {num(s['tail_results_per_s'])} "
-                f"| {num(s['decisions_per_s'])} | {usd if system == 'ash' else '-'} "
+                f"| {system} | {s['sampler']} | {fmt_k(n)} | {s['trials']:,} | {results} "
+                f"| {s['reps']} | {s['seconds']:.3f} | {rate} | {num(s['tail_results_per_s'])} "
+                f"| {num(s['decisions_per_s'])} | {usd if system == 'ash' else '-'} | {worst} "
                 f"| {s['rss_peak_mib']:.0f} ({s['rss_before_mib']:.0f}) |"
             )
     return "\n".join(lines)
@@ -393,21 +422,36 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="run ash once in this process under cProfile at N results and exit",
     )
+    p.add_argument(
+        "--samplers",
+        default="random",
+        help="ash's [study] sampler for each run (comma-separated: random, tpe, bohb)",
+    )
+    p.add_argument(
+        "--optuna-samplers",
+        default="random",
+        help="Optuna's sampler for each run (comma-separated: random, tpe)",
+    )
     p.add_argument("--child", choices=("ash", "optuna"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--sampler", default="random", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         row = (
-            run_ash(args.n, args.seed)
+            run_ash(args.n, args.seed, args.sampler)
             if args.child == "ash"
-            else run_optuna(args.n, args.seed, args.budget)
+            else run_optuna(args.n, args.seed, args.budget, args.sampler)
         )
         print(json.dumps(row))
         return 0
     if args.profile:
-        profile_ash(args.profile, args.seed, 25)
+        profile_ash(args.profile, args.seed, 25, args.samplers.split(",")[0])
         return 0
+    samplers = {
+        "ash": [x for x in args.samplers.split(",") if x],
+        "optuna": [x for x in args.optuna_samplers.split(",") if x],
+    }
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     osizes = [int(s) for s in args.optuna_sizes.split(",") if s]
@@ -418,21 +462,21 @@ def main(argv: list[str] | None = None) -> int:
         osizes.append(probe)
     info = machine()
     print(f"machine: {json.dumps(info)}", file=sys.stderr)
-    raw: dict[tuple[str, int], list[Row]] = {}
+    raw: dict[Key, list[Row]] = {}
     t_start = time.perf_counter()
     all_sizes = sorted(set(sizes) | set(osizes))
     for n in all_sizes:
         for rep in range(max(reps_for(sys_, n, reps, probe) for sys_ in ("ash", "optuna"))):
             # Interleaved: ash then Optuna in each repetition, so they share the machine's noise.
-            for system in ("ash", "optuna"):
+            for system, sampler in [(x, y) for x in ("ash", "optuna") for y in samplers[x]]:
                 if n not in (sizes if system == "ash" else osizes):
                     continue
                 if rep >= reps_for(system, n, reps, probe):
                     continue
-                row = spawn(system, n, args.seed, args.budget)
-                raw.setdefault((system, n), []).append(row)
+                row = spawn(system, n, args.seed, args.budget, sampler)
+                raw.setdefault((system, sampler, n), []).append(row)
                 print(
-                    f"{system:6} N={n:>8} run {rep + 1}: {row['results']:,} results in "
+                    f"{system:6} {sampler:6} N={n:>8} run {rep + 1}: {row['results']:,} results in "
                     f"{row['seconds']:.3f} s = {row['results'] / row['seconds']:,.0f}/s, "
                     f"peak RSS {row['rss_peak_mib']:.0f} MiB"
                     + ("" if row["complete"] else " (stopped at the time budget)"),
@@ -442,23 +486,29 @@ def main(argv: list[str] | None = None) -> int:
     summary = {key: summarize(rows) for key, rows in raw.items()}
     print(table(summary, all_sizes))
     print()
-    ash_sizes = sorted(n for (system, n) in summary if system == "ash")
-    if len(ash_sizes) >= 2:
-        lo, hi = summary[("ash", ash_sizes[0])], summary[("ash", ash_sizes[-1])]
-        print(
-            f"- ash per-decision cost, {fmt_k(ash_sizes[-1])} / {fmt_k(ash_sizes[0])}: "
-            f"whole run {hi['us_per_decision'] / lo['us_per_decision']:.2f}x "
-            f"({lo['us_per_decision']:.2f} -> {hi['us_per_decision']:.2f} us), "
-            f"last 10% {hi['tail_us'] / lo['tail_us']:.2f}x "
-            f"({lo['tail_us']:.2f} -> {hi['tail_us']:.2f} us); goal <= 2x"
-        )
-        worst = min(summary[("ash", n)]["decisions_per_s"] for n in ash_sizes)
-        print(f"- ash decisions/s, lowest median over sizes: {worst:,.0f} (goal >= 100,000)")
+    for sampler in samplers["ash"]:
+        ash_sizes = sorted(n for (system, x, n) in summary if system == "ash" and x == sampler)
+        if len(ash_sizes) >= 2:
+            lo = summary[("ash", sampler, ash_sizes[0])]
+            hi = summary[("ash", sampler, ash_sizes[-1])]
+            print(
+                f"- ash ({sampler}) per-decision cost, {fmt_k(ash_sizes[-1])} / "
+                f"{fmt_k(ash_sizes[0])}: whole run "
+                f"{hi['us_per_decision'] / lo['us_per_decision']:.2f}x "
+                f"({lo['us_per_decision']:.2f} -> {hi['us_per_decision']:.2f} us), "
+                f"last 10% {hi['tail_us'] / lo['tail_us']:.2f}x "
+                f"({lo['tail_us']:.2f} -> {hi['tail_us']:.2f} us); goal <= 2x"
+            )
+            worst = min(summary[("ash", sampler, n)]["decisions_per_s"] for n in ash_sizes)
+            print(
+                f"- ash ({sampler}) decisions/s, lowest median over sizes: {worst:,.0f} "
+                f"(goal >= {'100,000' if sampler == 'random' else '50,000 at 100k'})"
+            )
     for n in all_sizes:
-        a, o = summary.get(("ash", n)), summary.get(("optuna", n))
+        a, o = summary.get(("ash", "random", n)), summary.get(("optuna", "random", n))
         if a and o and o["complete"] == o["reps"]:
             print(
-                f"- {fmt_k(n)}: ash / Optuna results/s = "
+                f"- {fmt_k(n)}: ash / Optuna results/s (random samplers) = "
                 f"{a['results_per_s'] / o['results_per_s']:,.0f}x"
             )
     print(f"- wall time {time.perf_counter() - t_start:.0f} s; machine: {json.dumps(info)}")

@@ -46,7 +46,14 @@ from typing import TYPE_CHECKING, NamedTuple
 from ash.scheduler.core.brackets import Bracket, PromotionBracket, StoppingBracket, SyncBracket
 from ash.scheduler.core.ladder import bracket_size, max_rungs, rung_resources
 from ash.scheduler.core.rungs import score_of
-from ash.scheduler.core.samplers import FunctionSampler, History, Sampler, make_sampler
+from ash.scheduler.core.samplers import (
+    BUILT_IN,
+    CheckedSampler,
+    FunctionSampler,
+    History,
+    Sampler,
+    make_sampler,
+)
 from ash.scheduler.core.space import Config
 
 if TYPE_CHECKING:
@@ -289,8 +296,10 @@ def _sampler_of(spec: StudySpec, given: object) -> Sampler:
         given = spec.custom_sampler
     if given is None:
         return make_sampler(spec.sampler, spec.space)
-    if isinstance(given, Sampler):
+    if isinstance(given, BUILT_IN):
         return given
+    if isinstance(given, Sampler):
+        return CheckedSampler(given)  # a user's: its configurations are checked
     if callable(given):
         return FunctionSampler(given)
     raise TypeError(

@@ -9,17 +9,20 @@ its only randomness is the core's RNG passed to ``sample``.
 from __future__ import annotations
 
 from ash.scheduler.core.samplers.base import (
+    CheckedSampler,
     FunctionSampler,
     History,
     Level,
     RandomSampler,
     Sampler,
+    SamplerError,
 )
 from ash.scheduler.core.samplers.bohb import BOHBSampler
 from ash.scheduler.core.samplers.tpe import TPESampler
 from ash.scheduler.core.space import SearchSpace
 
 SAMPLERS = ("random", "tpe", "bohb")
+BUILT_IN = (RandomSampler, TPESampler, BOHBSampler, FunctionSampler, CheckedSampler)
 
 
 def make_sampler(name: str, space: SearchSpace) -> Sampler:
@@ -34,13 +37,16 @@ def make_sampler(name: str, space: SearchSpace) -> Sampler:
 
 
 __all__ = [
+    "BUILT_IN",
     "SAMPLERS",
     "BOHBSampler",
+    "CheckedSampler",
     "FunctionSampler",
     "History",
     "Level",
     "RandomSampler",
     "Sampler",
+    "SamplerError",
     "TPESampler",
     "make_sampler",
 ]

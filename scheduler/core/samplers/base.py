@@ -24,7 +24,7 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ash.scheduler.core.space import Config, SearchSpace
+from ash.scheduler.core.space import Config, SearchSpace, SpaceError
 
 if TYPE_CHECKING:
     from random import Random
@@ -102,3 +102,33 @@ class FunctionSampler:
 
     def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
         return None
+
+
+class SamplerError(ValueError):
+    """A user's sampler returned something that is not a configuration of the space."""
+
+
+class CheckedSampler:
+    """A user's sampler, whose every configuration is checked against the space (a config
+    outside it, or with an inactive parameter set, would reach the trainers otherwise)."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+
+    def sample(self, rng: Random, space: SearchSpace, history: History) -> Config:
+        config = self.inner.sample(rng, space, history)
+        if not isinstance(config, dict):
+            raise SamplerError(
+                f"sampler {self.name}: sample() returned {config!r}, not a dict of parameters"
+            )
+        try:
+            space.check(config)
+        except SpaceError as exc:
+            raise SamplerError(
+                f"sampler {self.name}: trial {len(history.configs)}: {exc} (in {config!r})"
+            ) from None
+        return config
+
+    def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
+        self.inner.observe(trial, config, resource, score)

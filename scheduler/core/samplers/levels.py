@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Callable
 
 Vec = tuple[float, ...]
@@ -58,6 +59,8 @@ class LevelStats:
                     heapq.heappush(best, (-score, -trial, vec))
                 else:
                     heapq.heapreplace(best, (-score, -trial, vec))
+        if not self.max_bad:
+            return
         pool = self.pool
         h = -trial_hash(trial)
         if len(pool) < self.max_bad or h > pool[0][0]:
@@ -126,3 +129,71 @@ class Levels:
             if stats.n >= min_results:
                 return resource, stats
         return None
+
+
+class Ranking:
+    """All trials ranked across levels, for TPE: a trial ranks by the highest level it reached,
+    then by its score there (a trial that stopped lower ranks below every trial that went
+    further, whatever its score). Kept bounded and incremental: each level's ``max_good`` best,
+    every trial's highest level (8 bytes a trial), and a hashed bottom-k ``pool`` of
+    ``max_bad`` distinct trials with their points."""
+
+    def __init__(self, encode: Callable[..., Vec], max_good: int, max_bad: int) -> None:
+        self.levels = Levels(encode, max_good, 0)
+        self.encode = encode
+        self.max_bad = max_bad
+        self.highest = array("d")  # trial -> the highest resource it has a result at (0: none)
+        self.n = 0  # trials with a result
+        self.results = 0
+        self.finite = 0  # results with a finite score
+        self.pool: list[tuple[int, int, Vec]] = []  # (-hash, trial, point): max-heap on hash
+        self.in_pool: set[int] = set()
+
+    def observe(self, trial: int, config: object, resource: float, score: float) -> None:
+        vec: Vec | None = None
+        stats = self.levels.by_resource.get(resource)
+        if stats is None:
+            self.levels.observe(trial, config, resource, score)
+        else:  # LevelStats.observe without its pool, inlined: this runs for every result
+            stats.n += 1
+            if score != math.inf:
+                best = stats.best
+                if len(best) < stats.max_good:
+                    vec = self.encode(config)
+                    heapq.heappush(best, (-score, -trial, vec))
+                elif -score > best[0][0] or (-score == best[0][0] and -trial > best[0][1]):
+                    vec = self.encode(config)
+                    heapq.heapreplace(best, (-score, -trial, vec))
+        self.results += 1
+        if score != math.inf:
+            self.finite += 1
+        hi = self.highest
+        while trial >= len(hi):
+            hi.append(0.0)
+        if hi[trial] == 0.0:
+            self.n += 1
+            pool, h = self.pool, -trial_hash(trial)
+            if len(pool) < self.max_bad or h > pool[0][0]:
+                entry = (h, trial, vec if vec is not None else self.encode(config))
+                if len(pool) < self.max_bad:
+                    heapq.heappush(pool, entry)
+                else:
+                    self.in_pool.discard(heapq.heapreplace(pool, entry)[1])
+                self.in_pool.add(trial)
+        if resource > hi[trial]:
+            hi[trial] = resource
+
+    def split(self, n_good: int) -> tuple[list[Vec], list[Vec]]:
+        """The points of the ``n_good`` best-ranked trials (each level contributes at most its
+        ``max_good`` best), and of the pool's other trials."""
+        good: list[tuple[int, Vec]] = []
+        hi = self.highest
+        for resource, stats in self.levels._descending:
+            for neg_score, neg_trial, vec in sorted(stats.best, reverse=True):
+                if len(good) >= n_good:
+                    break
+                if hi[-neg_trial] == resource and neg_score != -math.inf:
+                    good.append((-neg_trial, vec))
+        taken = {t for t, _ in good}
+        bad = sorted((t, v) for _, t, v in self.pool if t not in taken)
+        return [v for _, v in good], [v for _, v in bad]

@@ -1,14 +1,18 @@
 """TPE: the Tree-structured Parzen Estimator (Bergstra, Bardenet, Bengio, Kegl, NeurIPS 2011).
 
-Written from the paper. The results of one resource level (the highest one with at least
-``min_points`` results, so the model learns from the longest training it has enough of) are split
-at the gamma-quantile y* of their scores: l(x) is a density fitted on the configurations with
-y < y*, g(x) on the others. Each parameter has its own one-dimensional density (the paper's
+Written from the paper. Trials are ranked and split at the gamma-quantile (gamma = 0.15 by
+default): l(x) is a density fitted on the configurations of the best-ranked ceil(gamma n) trials,
+g(x) on the others. Each parameter has its own one-dimensional density (the paper's
 tree-structured factorisation: a conditional parameter is fitted only on the trials where it is
 active, which is how its tree handles inactive dimensions). A new configuration is the
-candidate, among ``candidates`` drawn from l, with the greatest l(x)/g(x), which maximises the
-expected improvement (EI is proportional to (gamma + g(x)/l(x) (1 - gamma))^-1). As in the
+candidate, among ``candidates`` (24) drawn from l, with the greatest l(x)/g(x), which maximises
+the expected improvement (EI is proportional to (gamma + g(x)/l(x) (1 - gamma))^-1); as in the
 paper's Section 4, each parameter is optimised on its own.
+
+Ranking under early stopping (``levels.Ranking``): a trial ranks by the highest resource level it
+reached, then by its score there, so a trial ASHA stopped low ranks below every trial that went
+further. The paper has one fidelity; fitting on one level alone (as BOHB does) leaves g without
+the configurations ASHA eliminated lower down, and then l/g favours exactly those regions.
 
 Densities (Section 4.2): a numeric parameter's is an adaptive Parzen estimator, one Gaussian per
 observation with standard deviation the larger of the distances to its left and right neighbours
@@ -19,16 +23,20 @@ choice's density is the observed frequencies with the uniform prior as one more 
 
 Cost: both densities are tabulated once per fit on ``bins`` equal cells (or on the values of a
 discrete parameter): O((max_good + max_bad) * bins * d) with numpy, and O(log n) fits per study
-(``levels.RefitSchedule``). Drawing ``candidates`` from a tabulated l and keeping the best by
-l/g has a closed-form distribution over cells (cell b wins with probability
-S_b^N - (S_b - m_b)^N, where cells are ranked by l/g, m_b is l's mass in b and S_b the mass of
-the cells ranked at or below b), so a decision samples it directly: one bisection and one draw
-per parameter, exact in distribution for the tabulated densities, whatever N is. Within a cell a
-real value is uniform. Quantile and caps: l holds ceil(gamma * n) points but at most
-``max_good``, g a uniform subsample of at most ``max_bad`` of the rest (``levels``).
+(``levels.RefitSchedule``: when the number of results grew 5%); after the first fit, the
+parameters' tables are refitted one per decision, in turn, from the latest split, so a
+decision costs one parameter's fit at most, however many parameters there are. Drawing
+``candidates`` from a tabulated l and keeping the best by l/g has a closed-form distribution
+over cells (cell b wins with probability S_b^N - (S_b - m_b)^N, where cells are ranked by l/g,
+m_b is l's mass in b and S_b the mass of the cells ranked at or below b), so a decision samples
+it directly: one
+bisection and one draw per parameter, exact in distribution for the tabulated densities,
+whatever N is. Within a cell a real value is uniform. Caps: l holds at most ``max_good`` (32)
+trials, g a uniform subsample of at most ``max_bad`` (96) of the others (hashed, so the same
+on every run).
 
-Mixing: a fraction ``random_fraction`` (default 0.2) of new trials, and every trial before some
-level has ``min_points`` results, come from the prior, so the search never collapses.
+Mixing: a fraction ``random_fraction`` (default 0.2) of new trials, and every trial until
+``min_points`` (10) trials have results, come from the prior, so the search never collapses.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ash.scheduler.core.samplers.base import History
 from ash.scheduler.core.samplers.encoding import Dim, Encoding, complete
-from ash.scheduler.core.samplers.levels import Levels, RefitSchedule
+from ash.scheduler.core.samplers.levels import Ranking, RefitSchedule
 from ash.scheduler.core.space import Config, SearchSpace
 
 if TYPE_CHECKING:
@@ -77,29 +85,40 @@ class TPESampler:
         self.bins = bins
         self.prior_weight = prior_weight
         self.encoding = Encoding(space)
-        self.levels = Levels(self.encoding.encode, max_good, max_bad)
+        self.ranking = Ranking(self.encoding.encode, max_good, max_bad)
         self.schedule = RefitSchedule(refit_growth)
         self.tables: list[_Table] = []
         self.fits = 0
+        self._split: tuple[list[tuple[float, ...]], list[tuple[float, ...]]] = ([], [])
+        self._stale = 0  # parameters whose tables predate the latest split
+        self._cursor = 0  # the next parameter to refit
         self._constants = [n for n in space.order if n not in self.encoding.index]
         import numpy  # noqa: F401  (here, not at the first fit: that decision stays fast)
 
     def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
-        self.levels.observe(trial, config, resource, score)
+        self.ranking.observe(trial, config, resource, score)
 
     def sample(self, rng: Random, space: SearchSpace, history: History) -> Config:
         if self.random_fraction and rng.random() < self.random_fraction:
             return self.space.sample(rng)
-        found = self.levels.highest(self.min_points)
-        if found is None or found[1].n_finite() == 0:
+        ranking = self.ranking
+        if ranking.n < self.min_points or ranking.finite == 0:
             return self.space.sample(rng)
-        resource, stats = found
-        if self.schedule.due(resource, stats.n):
-            n_good = min(math.ceil(self.gamma * stats.n), stats.n_finite())
-            good, bad = stats.split(n_good, stats.n - n_good)
-            self.tables = [self._fit(i, d, good, bad) for i, d in enumerate(self.encoding.dims)]
-            self.schedule.done(resource, stats.n)
+        dims = self.encoding.dims
+        if self.schedule.due(0.0, ranking.results):
+            self._split = ranking.split(math.ceil(self.gamma * ranking.n))
+            self._stale = len(dims)
+            self.schedule.done(0.0, ranking.results)
             self.fits += 1
+            if not self.tables:  # the first fit: every parameter at once
+                good, bad = self._split
+                self.tables = [self._fit(i, d, good, bad) for i, d in enumerate(dims)]
+                self._stale = 0
+        if self._stale:  # one parameter per decision, so a decision's cost is bounded in d
+            i = self._cursor
+            self.tables[i] = self._fit(i, dims[i], *self._split)
+            self._cursor = (i + 1) % len(dims)
+            self._stale -= 1
         return self._draw(rng)
 
     # -- model ------------------------------------------------------------------------------
