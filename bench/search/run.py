@@ -174,8 +174,8 @@ def fmt(x: float) -> str:
 def tables(recs: dict[str, Recording], runs: Runs, workers: list[int], systems: list[str]) -> str:
     by = group(runs, "data", "system", "workers")
     lines = [
-        "Median time-to-target in time(R) [25%-75% over seeds] (seeds that reach it / seeds); "
-        "'-': not reached by half the seeds within the budget.\n",
+        "Median time-to-target in time(R) [25%, 75% quantiles over seeds] (seeds that reach "
+        "it / seeds); '-': not reached by half the seeds (or a quarter) within the budget.\n",
         "| recording | system | " + " | ".join(f"W={w}" for w in workers) + " |",
         "|---|---" + "|---" * len(workers) + "|",
     ]
@@ -190,7 +190,7 @@ def tables(recs: dict[str, Recording], runs: Runs, workers: list[int], systems: 
                 xs = ttts(rs)
                 q1, q3 = quartiles(xs)
                 hit = sum(r["ttt"] is not None for r in rs)
-                cells.append(f"{fmt(median(xs))} [{fmt(q1)}-{fmt(q3)}] ({hit}/{len(rs)})")
+                cells.append(f"{fmt(median(xs))} [{fmt(q1)}, {fmt(q3)}] ({hit}/{len(rs)})")
             lines.append(f"| {name} | {LABELS[s]} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
