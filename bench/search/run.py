@@ -30,7 +30,7 @@ import math
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +316,15 @@ def plots(
         plt.close(fig)
 
 
+def _read_runs(path: Path) -> dict[str, Any]:
+    """A results.json.gz, or the runs.partial.jsonl of an interrupted run."""
+    if path.suffix == ".jsonl":
+        runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return {"systems": sorted({r["system"] for r in runs}), "runs": runs}
+    doc: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
+    return doc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--recordings", default=",".join(RECORDINGS))
@@ -326,8 +335,8 @@ def main() -> int:
         "--cap",
         action="append",
         default=[],
-        metavar="SYSTEM:W:SEEDS",
-        help="run SYSTEM at W workers with fewer seeds (its studies cost the most CPU)",
+        metavar="SYSTEM:W:SEEDS[:RECORDING]",
+        help="run SYSTEM at W workers (on RECORDING, or all) with fewer seeds, 0 for none",
     )
     ap.add_argument("--quantile", type=float, default=0.01)
     ap.add_argument("--jobs", type=int, default=2, help="processes")
@@ -353,7 +362,7 @@ def main() -> int:
     recs = load_all(names, args.quantile)
     results = out / "results.json.gz"
     if args.merge:
-        docs = [json.loads(gzip.decompress(Path(p).read_bytes())) for p in args.merge]
+        docs = [_read_runs(Path(p)) for p in args.merge]
         runs = [r for d in docs for r in d["runs"]]
         systems = [s for s in SYSTEMS if any(s in d["systems"] for d in docs)]
         doc = {**docs[0], "systems": systems, "runs": runs}
@@ -372,29 +381,38 @@ def main() -> int:
                 print(f"skipping {s}: {why}", file=sys.stderr)
             else:
                 systems.append(s)
-        caps: dict[tuple[str, int], int] = {}
+        caps: dict[tuple[str, int, str], int] = {}
         for c in args.cap:
-            system, w, k = c.split(":")
-            caps[(system, int(w))] = int(k)
+            system, w, k, *rest = c.split(":")
+            for n in rest or names:
+                caps[(system, int(w), n)] = int(k)
         tasks: list[Task] = [
             (n, s, w, seed, LIMIT[w])
             for w in workers
             for n in names
             for s in systems
-            for seed in range(min(args.seeds, caps.get((s, w), args.seeds)))
+            for seed in range(min(args.seeds, caps.get((s, w, n), args.seeds)))
         ]
         started = time.monotonic()
         runs = []
+        out.mkdir(parents=True, exist_ok=True)
+        partial = (out / "runs.partial.jsonl").open("w")  # every run as it ends
         with ProcessPoolExecutor(
             args.jobs, initializer=_init, initargs=(names, args.quantile)
         ) as ex:
-            for i, r in enumerate(ex.map(one_run, tasks, chunksize=1)):
+            futures = [ex.submit(one_run, t) for t in tasks]
+            for i, fut in enumerate(as_completed(futures)):
+                r = fut.result()
                 runs.append(r)
+                partial.write(json.dumps(r) + "\n")
+                partial.flush()
                 if (i + 1) % 20 == 0 or i + 1 == len(tasks):
                     print(
                         f"{i + 1}/{len(tasks)} runs, {time.monotonic() - started:.0f} s",
                         file=sys.stderr,
                     )
+        partial.close()
+        runs.sort(key=lambda r: (r["data"], r["system"], r["workers"], r["seed"]))
         doc = {
             "quantile": args.quantile,
             "limit": {str(w): LIMIT[w] for w in workers},
