@@ -56,6 +56,13 @@ LABELS = {
     "optuna-tpe-sh": "Optuna TPE+SH",
     "dehb": "DEHB",
 }
+COLORS = {
+    "ash-random": "tab:blue",
+    "ash-tpe": "tab:orange",
+    "ash-bohb": "tab:green",
+    "optuna-tpe-sh": "tab:red",
+    "dehb": "tab:purple",
+}
 LIMIT = {8: 12.0, 64: 4.0}  # the budget of a run, in time(R), by number of workers
 
 
@@ -301,8 +308,8 @@ def plots(
                     med.append(max(median(vals), floor))
                     lo.append(max(q1, floor))
                     hi.append(max(q3, floor))
-                (line,) = ax.plot(grid, med, label=LABELS[s])
-                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.12)
+                ax.plot(grid, med, label=LABELS[s], color=COLORS[s])
+                ax.fill_between(grid, lo, hi, color=COLORS[s], alpha=0.12)
             gap = abs(rec.target - rec.best)
             if gap > 0:
                 ax.axhline(gap, color="grey", ls=":", lw=1, label="target")
