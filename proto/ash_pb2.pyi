@@ -284,10 +284,12 @@ class StudyStatus(_message.Message):
     def __init__(self, study: _Optional[str] = ..., algorithm: _Optional[str] = ..., metric: _Optional[str] = ..., mode: _Optional[str] = ..., trials: _Optional[int] = ..., max_trials: _Optional[int] = ..., results: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., finished: _Optional[bool] = ..., rungs: _Optional[_Iterable[_Union[RungStatus, _Mapping]]] = ..., best: _Optional[_Union[BestResult, _Mapping]] = ..., time_limit_s: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("token",)
+    __slots__ = ("token", "detail")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     token: str
-    def __init__(self, token: _Optional[str] = ...) -> None: ...
+    detail: bool
+    def __init__(self, token: _Optional[str] = ..., detail: _Optional[bool] = ...) -> None: ...
 
 class StudyEvent(_message.Message):
     __slots__ = ("json",)
