@@ -414,6 +414,7 @@ class StudyModel:
     def rungs(self) -> list[dict[str, Any]]:
         """The ladder: per bracket and rung, its resource, results, failures, how many went up,
         and the promotion threshold (the worst value still in the top 1/eta)."""
+        self._infer_eta()
         out = []
         for (b, k), res in sorted(self.rung_res.items()):
             scores = self.rung_scores.get((b, k), [])
@@ -505,3 +506,38 @@ class StudyModel:
     def set_importance(self, imp: dict[str, Any] | None) -> None:
         self.importance = imp
         self._importance_changed = True
+
+    def importance_input(self) -> tuple[list[dict[str, Any]], list[float], float] | None:
+        """(configs, values, resource) for the importance estimate: the results at the highest
+        resource that has enough of them (16, and 4 per parameter), else at the fullest one."""
+        if not self.params:
+            return None
+        by_res: dict[float, int] = {}
+        for key, scores in self.rung_scores.items():
+            res = self.rung_res.get(key, 0.0)
+            by_res[res] = by_res.get(res, 0) + len(scores)
+        if not by_res:
+            return None
+        need = max(16, 4 * len(self.params))
+        enough = [r for r, n in by_res.items() if n >= need]
+        res = max(enough) if enough else max(by_res, key=lambda r: by_res[r])
+        configs, values = [], []
+        for tv in self.trials.values():
+            for x, y in zip(tv.xs, tv.ys, strict=True):
+                if x == res and y is not None and tv.config:
+                    configs.append(tv.config)
+                    values.append(y)
+                    break
+        return configs, values, res
+
+    def compute_importance(self) -> None:
+        """The importance estimate, now (report.html; the server does it in a thread)."""
+        from ash.dashboard.importance import importance
+
+        got = self.importance_input()
+        if got is None:
+            return
+        configs, values, res = got
+        imp = importance(configs, values, list(self.params))
+        if imp:
+            self.set_importance({"resource": res, "n": len(values), "values": imp})

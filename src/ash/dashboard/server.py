@@ -74,29 +74,6 @@ class Study:
         }
 
 
-def importance_input(m: StudyModel) -> tuple[list[dict[str, Any]], list[float], float] | None:
-    """(configs, values, resource) of the highest resource that has enough results."""
-    if not m.params:
-        return None
-    by_res: dict[float, int] = {}
-    for (b, k), scores in m.rung_scores.items():
-        res = m.rung_res.get((b, k), 0.0)
-        by_res[res] = by_res.get(res, 0) + len(scores)
-    if not by_res:
-        return None
-    need = max(16, 4 * len(m.params))
-    enough = [r for r, n in by_res.items() if n >= need]
-    res = max(enough) if enough else max(by_res, key=lambda r: by_res[r])
-    configs, values = [], []
-    for tv in m.trials.values():
-        for x, y in zip(tv.xs, tv.ys, strict=True):
-            if x == res and y is not None and tv.config:
-                configs.append(tv.config)
-                values.append(y)
-                break
-    return configs, values, res
-
-
 class Dashboard:
     def __init__(self, token: str | None = None) -> None:
         self.token = token
@@ -127,6 +104,7 @@ class Dashboard:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/", self._index)
+        app.router.add_get("/favicon.ico", lambda _: web.Response(status=204))
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/studies", self._list)
         app.router.add_get("/api/study/{key}", self._view)
@@ -149,6 +127,7 @@ class Dashboard:
 
     async def close(self) -> None:
         for study in self.studies.values():
+            self._flush(study)  # the last of it (the study's end) reaches the pages
             for q in study.subscribers:
                 q.put_nowait(None)
         for task in self.tasks:
@@ -290,7 +269,7 @@ class Dashboard:
 
     async def _importance(self, study: Study, m: StudyModel) -> None:
         try:
-            got = importance_input(m)
+            got = m.importance_input()
             if got is None:
                 return
             configs, values, res = got

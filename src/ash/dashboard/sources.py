@@ -23,7 +23,6 @@ from ash.errors import UserError
 
 RESULTS = "results.json"
 TRACES = ("trace.jsonl", "trace.json")
-JOURNAL_MAGIC = b'"format": "ash-journal"'
 
 
 class SourceError(UserError):
@@ -82,7 +81,7 @@ def replay_journal(path: Path, model: StudyModel) -> None:
     from ash.spec import parse_spec
 
     header, records, _, _ = read_journal(path)
-    raw = header.get("spec")
+    raw = header.get("raw")
     if not isinstance(raw, dict):
         raise SourceError(f"{path}: a version-1 journal holds no spec; show its results.json")
     try:
