@@ -109,8 +109,18 @@ def test_live_study_updates_in_the_browser(
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
     s = Scheduler(
-        spec, tmp_path, "--out", "out", "--trace", "trace.jsonl", "--token-file", str(tok),
-        "--dashboard-port", "0", "--linger", "0",
+        spec,
+        tmp_path,
+        "--out",
+        "out",
+        "--trace",
+        "trace.jsonl",
+        "--token-file",
+        str(tok),
+        "--dashboard-port",
+        "0",
+        "--linger",
+        "0",
     )
     cleanup.append(s)
     url = dashboard_url(s.proc)
@@ -123,9 +133,19 @@ def test_live_study_updates_in_the_browser(
     assert "wrong token" in browser.find_element("tag name", "body").text
     # a second dashboard, ash dashboard --scheduler, follows the same study over gRPC
     remote = subprocess.Popen(
-        [str(BIN / "ash"), "dashboard", "--scheduler", s.target, "--token-file", str(tok),
-         "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(BIN / "ash"),
+            "dashboard",
+            "--scheduler",
+            s.target,
+            "--token-file",
+            str(tok),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     cleanup.append(remote)
     remote_url = dashboard_url(remote)
@@ -136,16 +156,18 @@ def test_live_study_updates_in_the_browser(
     assert count(browser, "st-results") == 0
     w = worker(s.target, tmp_path, "w1", "--token-file", str(tok), env={"SLEEP": "0.25"})
     cleanup.append(w)
-    first = wait_for(lambda: count(browser, "st-results") >= 2 and count(browser, "st-results"),
-                     why="results")
+    first = wait_for(
+        lambda: count(browser, "st-results") >= 2 and count(browser, "st-results"), why="results"
+    )
     wait_for(lambda: count(browser, "st-results") > first + 2, why="more results, live")
     wait_for(lambda: traces(browser, "plot-timeline") > 0, why="the timeline")
     wait_for(lambda: "w1" in text(browser, "workers"), why="the worker list")
     assert browser.find_elements("css selector", "#rungs tbody tr")
     browser.save_screenshot(str(tmp_path / "live.png"))
     # the page never reloaded: one document, updated by deltas
-    assert int(browser.execute_script("return Number(document.getElementById('app')"
-                                      ".dataset.seq)")) > 1
+    assert (
+        int(browser.execute_script("return Number(document.getElementById('app').dataset.seq)")) > 1
+    )
     wait_for(lambda: text(browser, "state") == "finished", timeout=180, why="the study's end")
     assert s.wait() == 0
     doc = results(tmp_path / "out")
@@ -159,8 +181,9 @@ def test_live_study_updates_in_the_browser(
     assert int(cells[3]) == sum(1 for t in doc["trials"] for r in t["results"] if r["rung"] == 0)
     browser.save_screenshot(str(tmp_path / "finished.png"))
     # the remote dashboard saw the same study through the scheduler's Watch stream
-    req = urllib.request.Request(remote_url + "api/study/study",
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    req = urllib.request.Request(
+        remote_url + "api/study/study", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     view = json.loads(urllib.request.urlopen(req, timeout=10).read())
     assert view["status"]["results"] == n and view["status"]["finished"]
     remote.send_signal(signal.SIGTERM)
@@ -172,16 +195,32 @@ def test_finished_study_and_its_offline_report(tmp_path: Path, browser: Any) -> 
     spec = write_study(tmp_path, max_trials=40)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [str(BIN / "ash"), "tune", str(spec), "--workers", "2", "--out", str(out), "--trace",
-         str(out / "trace.jsonl"), "--quiet"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(BIN / "ash"),
+            "tune",
+            str(spec),
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--trace",
+            str(out / "trace.jsonl"),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     doc = results(out)
     n = sum(len(t["results"]) for t in doc["trials"])
     dash = subprocess.Popen(
         [str(BIN / "ash"), "dashboard", str(out), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         url = dashboard_url(dash)

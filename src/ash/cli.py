@@ -109,9 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("path", nargs="?", help="results.json, a journal, a trace, or a folder")
     dash.add_argument("--scheduler", help="HOST:PORT of a running ash-scheduler")
     dash.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
-    dash.add_argument(
-        "--token-file", help="the scheduler's token; the page then asks for it too"
-    )
+    dash.add_argument("--token-file", help="the scheduler's token; the page then asks for it too")
     dash.add_argument("--tls-ca", help="CA certificate (PEM) to verify the scheduler's TLS")
     dash.add_argument("--trace", help="with a results.json: the trace, for times and the timeline")
     dash.set_defaults(run=_run_dashboard)

@@ -160,7 +160,8 @@ def importance(
         return dict.fromkeys(params, 0.0)
     out: dict[str, float] = {}
     for j, name in enumerate(params):
-        grid, counts = np.unique(X[:, j], return_counts=True)
+        grid, n_of = np.unique(X[:, j], return_counts=True)
+        counts = n_of.astype(float)
         if len(grid) > GRID:  # quantiles, each standing for an equal share of the data
             grid = np.quantile(X[:, j], (np.arange(GRID) + 0.5) / GRID)
             counts = np.ones(GRID)

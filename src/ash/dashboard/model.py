@@ -90,7 +90,8 @@ def parse_reports(raw: Any, metric: str) -> list[tuple[float, float]]:
             x, y = _num(r[0]), _num(r[1])
         elif isinstance(r, dict):
             x = _num(r.get("resource", r.get("step", r.get("epoch", i + 1))))
-            m = r.get("metrics") if isinstance(r.get("metrics"), dict) else r
+            inner = r.get("metrics")
+            m: dict[str, Any] = inner if isinstance(inner, dict) else r
             y = _num(r.get("value", m.get(metric)))
         else:
             continue
@@ -102,6 +103,7 @@ def parse_reports(raw: Any, metric: str) -> list[tuple[float, float]]:
 class StudyModel:
     def __init__(self, study: str = "", metric: str = "value", mode: str = "min") -> None:
         self.epoch = 0  # a new epoch: the page must start again from ``view``
+        self.source = ""  # where the study comes from, as the page says it
         self._init(study, metric, mode)
 
     def reset(self) -> None:
@@ -126,7 +128,6 @@ class StudyModel:
         self.t = 0.0
         self.finished = False
         self.error: str | None = None
-        self.source = ""
         self.trials: dict[int, TrialView] = {}
         self.jobs: dict[int, JobView] = {}
         self.n_results = 0
@@ -185,8 +186,11 @@ class StudyModel:
                     if t is None:
                         self._order += 1
                     self._result(
-                        tv, int(r.get("rung", 0)), _num(r.get("resource")) or 0.0,
-                        _num(r.get("value")), self._order if t is None else t,
+                        tv,
+                        int(r.get("rung", 0)),
+                        _num(r.get("resource")) or 0.0,
+                        _num(r.get("value")),
+                        self._order if t is None else t,
                     )
             if not td.get("results") and td.get("status") == "running":
                 self._top(tv, 0)
@@ -288,8 +292,13 @@ class StudyModel:
         for j in ev.get("inflight") or []:
             tv = self._trial(int(j["trial"]), int(j.get("bracket", 0)))
             self.jobs[int(j["job"])] = JobView(
-                int(j["job"]), tv.trial, int(j["rung"]), tv.bracket, str(j["worker"]),
-                float(j.get("t", t)), float(j.get("resource", 0.0)),
+                int(j["job"]),
+                tv.trial,
+                int(j["rung"]),
+                tv.bracket,
+                str(j["worker"]),
+                float(j.get("t", t)),
+                float(j.get("resource", 0.0)),
             )
             self._worker(str(j["worker"]))["running"] += 1
             tv.inflight += 1
@@ -314,8 +323,14 @@ class StudyModel:
         w = self.workers.get(wid)
         if w is None:
             w = self.workers[wid] = {
-                "id": wid, "threads": None, "slots": None, "running": 0, "assigned": 0,
-                "done": 0, "lost": 0, "last": None,
+                "id": wid,
+                "threads": None,
+                "slots": None,
+                "running": 0,
+                "assigned": 0,
+                "done": 0,
+                "lost": 0,
+                "last": None,
             }
         return w
 
@@ -332,9 +347,7 @@ class StudyModel:
             self._shown_by_top.setdefault(rung, set()).add(tv.trial)
         tv.top = rung
 
-    def _result(
-        self, tv: TrialView, rung: int, res: float, value: float | None, t: float
-    ) -> None:
+    def _result(self, tv: TrialView, rung: int, res: float, value: float | None, t: float) -> None:
         key = (tv.bracket, rung)
         self.rung_res.setdefault(key, res)
         self._top(tv, rung)
@@ -431,8 +444,13 @@ class StudyModel:
                 best = scores[0] if self.mode == "min" else -scores[0]
             out.append(
                 {
-                    "bracket": b, "rung": k, "resource": res, "results": n, "failed": n - n_ok,
-                    "promoted": self.promoted.get((b, k), 0), "threshold": threshold,
+                    "bracket": b,
+                    "rung": k,
+                    "resource": res,
+                    "results": n,
+                    "failed": n - n_ok,
+                    "promoted": self.promoted.get((b, k), 0),
+                    "threshold": threshold,
                     "best": best,
                 }
             )
@@ -441,10 +459,18 @@ class StudyModel:
     def status(self) -> dict[str, Any]:
         running = sum(1 for _ in self.jobs)
         return {
-            "trials": len(self.trials), "results": self.n_results, "failed": self.n_failed,
-            "lost": self.n_lost, "running": running, "workers": len(self.workers),
-            "t": self.t, "finished": self.finished, "error": self.error, "best": self.best,
-            "max_trials": self.max_trials, "shown": len(self.shown),
+            "trials": len(self.trials),
+            "results": self.n_results,
+            "failed": self.n_failed,
+            "lost": self.n_lost,
+            "running": running,
+            "workers": len(self.workers),
+            "t": self.t,
+            "finished": self.finished,
+            "error": self.error,
+            "best": self.best,
+            "max_trials": self.max_trials,
+            "shown": len(self.shown),
         }
 
     def _running(self) -> list[list[Any]]:
@@ -452,20 +478,32 @@ class StudyModel:
 
     def head(self) -> dict[str, Any]:
         return {
-            "study": self.study, "metric": self.metric, "mode": self.mode,
-            "algorithm": self.algorithm, "eta": self.eta, "clock": self.clock,
-            "source": self.source, "params": list(self.params),
+            "study": self.study,
+            "metric": self.metric,
+            "mode": self.mode,
+            "algorithm": self.algorithm,
+            "eta": self.eta,
+            "clock": self.clock,
+            "source": self.source,
+            "params": list(self.params),
         }
 
     def view(self) -> dict[str, Any]:
         """The whole view, as the page's first state."""
         return {
-            "kind": "full", "seq": self.seq, "epoch": self.epoch, **self.head(),
-            "status": self.status(), "rungs": self.rungs(),
-            "series": self.best_series, "points": list(self.points),
+            "kind": "full",
+            "seq": self.seq,
+            "epoch": self.epoch,
+            **self.head(),
+            "status": self.status(),
+            "rungs": self.rungs(),
+            "series": self.best_series,
+            "points": list(self.points),
             "trials": [self.trials[t].to_json() for t in sorted(self.shown)],
-            "segments": list(self.segments), "running": self._running(),
-            "workers": list(self.workers.values()), "errors": self.errors,
+            "segments": list(self.segments),
+            "running": self._running(),
+            "workers": list(self.workers.values()),
+            "errors": self.errors,
             "importance": self.importance,
         }
 
@@ -478,10 +516,14 @@ class StudyModel:
             return None
         self.seq += 1
         d: dict[str, Any] = {
-            "kind": "delta", "seq": self.seq, **self.head(),
-            "status": self.status(), "rungs": self.rungs(),
+            "kind": "delta",
+            "seq": self.seq,
+            **self.head(),
+            "status": self.status(),
+            "rungs": self.rungs(),
             "series": self.best_series[len(self.best_series) - self._new_series :]
-            if self._new_series else [],
+            if self._new_series
+            else [],
             "points": self._new_points[-POINTS_CAP:],
             "trials": [self.trials[t].to_json() for t in sorted(self._dirty)],
             "drop": sorted(self._dropped),
@@ -489,7 +531,8 @@ class StudyModel:
             "running": self._running(),
             "workers": list(self.workers.values()),
             "errors": self.errors[len(self.errors) - self._new_errors :]
-            if self._new_errors else [],
+            if self._new_errors
+            else [],
         }
         if self._importance_changed:
             d["importance"] = self.importance

@@ -70,7 +70,9 @@ class Study:
     def summary(self) -> dict[str, Any]:
         m = self.model
         return {
-            "id": self.key, **m.head(), "status": m.status(),
+            "id": self.key,
+            **m.head(),
+            "status": m.status(),
         }
 
 
@@ -84,8 +86,9 @@ class Dashboard:
 
     # -- studies --------------------------------------------------------------------------
 
-    def add(self, model: StudyModel, reload: Callable[[], StudyModel] | None = None,
-            stamp: Any = None) -> Study:
+    def add(
+        self, model: StudyModel, reload: Callable[[], StudyModel] | None = None, stamp: Any = None
+    ) -> Study:
         base = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.study or "study").strip("-") or "study"
         key, n = base, 1
         while key in self.studies:
@@ -104,7 +107,7 @@ class Dashboard:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/", self._index)
-        app.router.add_get("/favicon.ico", lambda _: web.Response(status=204))
+        app.router.add_get("/favicon.ico", self._favicon)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/studies", self._list)
         app.router.add_get("/api/study/{key}", self._view)
@@ -152,8 +155,7 @@ class Dashboard:
             header[7:] if header.startswith("Bearer ") else None,
             request.cookies.get("ash_token"),
         ]
-        if not any(c is not None and hmac.compare_digest(c.encode(), expected)
-                   for c in candidates):
+        if not any(c is not None and hmac.compare_digest(c.encode(), expected) for c in candidates):
             raise web.HTTPUnauthorized(
                 text="ash dashboard: missing or wrong token (open the page as /?token=TOKEN)\n",
             )
@@ -162,9 +164,14 @@ class Dashboard:
             response.set_cookie("ash_token", given, httponly=True, samesite="Strict")
         return response
 
+    async def _favicon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return web.Response(
-            body=(STATIC / "index.html").read_bytes(), content_type="text/html", charset="utf-8",
+            body=(STATIC / "index.html").read_bytes(),
+            content_type="text/html",
+            charset="utf-8",
             headers={"Cache-Control": "no-store"},
         )
 
@@ -176,7 +183,8 @@ class Dashboard:
         if not path.is_file():
             raise web.HTTPNotFound()
         return web.Response(
-            body=path.read_bytes(), content_type=CONTENT_TYPES[Path(name).suffix],
+            body=path.read_bytes(),
+            content_type=CONTENT_TYPES[Path(name).suffix],
             headers={"Cache-Control": "max-age=3600" if name.endswith(".min.js") else "no-cache"},
         )
 
@@ -253,6 +261,7 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(TICK_S)
+            self.tasks = [t for t in self.tasks if not t.done()]
             for study in list(self.studies.values()):
                 m = study.model
                 if (
@@ -263,7 +272,7 @@ class Dashboard:
                     study.computing = True
                     study.last_importance = loop.time()
                     m.results_since_importance = 0
-                    asyncio.ensure_future(self._importance(study, m))
+                    self.tasks.append(asyncio.ensure_future(self._importance(study, m)))
                 if m.changed():
                     self._flush(study)
 
