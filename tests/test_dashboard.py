@@ -338,3 +338,37 @@ def test_report_html_embeds_the_same_views(tmp_path: Path) -> None:
     assert view["kind"] == "full" and view["status"]["results"] == sum(
         len(t["results"]) for t in doc["trials"]
     )
+
+
+def test_detailed_watch_stream_has_a_snapshot_configs_and_errors(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    import grpc
+
+    from ash.link.wire import scheduler_stub
+    from ash.proto import ash_pb2 as pb
+    from helpers import Scheduler, worker, write_study
+
+    spec = write_study(tmp_path, max_trials=12)
+    s = Scheduler(spec, tmp_path, "--linger", "0")
+    cleanup.append(s)
+    with grpc.insecure_channel(s.target) as channel:
+        stub = scheduler_stub(channel)
+        plain = stub.Watch(pb.WatchRequest(), timeout=60)
+        detailed = stub.Watch(pb.WatchRequest(detail=True), timeout=60)
+        events = iter(detailed)
+        snap = json.loads(next(events).json)
+        assert snap["event"] == "snapshot" and snap["results"]["trials"] == []
+        assert snap["schedule"]["reduction_factor"] == 3 and snap["finished"] is False
+        cleanup.append(worker(s.target, tmp_path, "w1"))
+        rest = [json.loads(e.json) for e in events]  # until the study is over
+        trace = [json.loads(e.json) for e in plain]
+    assert [e["event"] for e in rest] == [e["event"] for e in trace]  # the same events
+    assigns = [e for e in rest if e["event"] == "assign"]
+    assert all(set(e["config"]) == {"x", "mode"} for e in assigns)
+    assert all("config" not in e for e in trace)  # the plain stream is the trace, unchanged
+    ok = [e for e in rest if e["event"] == "result" and e["value"] is not None]
+    assert ok and all("loss" in e["metrics"] for e in ok)
+    failed = [e for e in rest if e["event"] == "result" and e["value"] is None]
+    assert failed and all(e.get("error") for e in failed)
+    assert s.wait() == 0

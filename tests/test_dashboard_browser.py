@@ -175,7 +175,8 @@ def test_live_study_updates_in_the_browser(
     wait_for(lambda: count(browser, "st-results") == n, why=f"all {n} results")
     assert count(browser, "st-trials") == len(doc["trials"])
     assert browser.find_elements("css selector", "#errors details")  # raise/nan/crash trials
-    assert traces(browser, "plot-curves") > 0 and traces(browser, "plot-parcoords") == 1
+    wait_for(lambda: traces(browser, "plot-curves") > 0, why="the learning curves")
+    wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the parallel coordinates")
     rung0 = browser.find_element("css selector", '#rungs tr[data-bracket="0"][data-rung="0"]')
     cells = [c.text for c in rung0.find_elements("tag name", "td")]
     assert int(cells[3]) == sum(1 for t in doc["trials"] for r in t["results"] if r["rung"] == 0)
@@ -224,25 +225,25 @@ def test_finished_study_and_its_offline_report(tmp_path: Path, browser: Any) -> 
     )
     try:
         url = dashboard_url(dash)
-        t0 = time.monotonic()
         browser.get(url)
         wait_for(lambda: count(browser, "st-results") == n, why=f"{n} results")
-        paint = time.monotonic() - t0
         assert text(browser, "state") == "finished"
         wait_for(lambda: traces(browser, "plot-importance") == 1, why="the importance")
-        assert traces(browser, "plot-timeline") > 0  # times from the trace beside results.json
-        assert traces(browser, "plot-best") > 0 and traces(browser, "plot-scatter") > 0
+        # times from the trace beside results.json
+        wait_for(lambda: traces(browser, "plot-timeline") > 0, why="the timeline")
+        wait_for(lambda: traces(browser, "plot-best") > 0, why="best so far")
+        wait_for(lambda: traces(browser, "plot-scatter") > 0, why="the scatter")
         browser.save_screenshot(str(tmp_path / "finished-served.png"))
         served = {k: text(browser, k) for k in ("st-trials", "st-results", "st-best", "rungs")}
     finally:
         dash.terminate()
         assert dash.wait(timeout=20) == 0
-    print(f"first paint of a {len(doc['trials'])}-trial study: {paint:.2f} s")
     # report.html: the same views, offline, nothing fetched
     browser.get((out / "report.html").as_uri())
     wait_for(lambda: count(browser, "st-results") == n, why="the report's views")
     offline = {k: text(browser, k) for k in ("st-trials", "st-results", "st-best", "rungs")}
     assert offline == served
-    assert traces(browser, "plot-curves") > 0 and traces(browser, "plot-parcoords") == 1
+    wait_for(lambda: traces(browser, "plot-curves") > 0, why="the report's curves")
+    wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the report's parcoords")
     assert browser.find_elements("css selector", "#best-trials tr")
     browser.save_screenshot(str(tmp_path / "report.png"))

@@ -28,6 +28,7 @@ let source = null;
 function showStudy(key, several) {
   app.innerHTML = (several ? '<p><a href="#/">← all studies</a></p>' : "") + STUDY_HTML;
   const st = newState();
+  window.ashDashboard = st; // for the benchmark and for curious users' consoles
   let queued = false;
   const redraw = () => {
     if (queued) return;
@@ -39,6 +40,9 @@ function showStudy(key, several) {
     });
   };
   bindControls(st, app, redraw);
+  if (typeof Plotly === "undefined") {
+    document.getElementById("plotly").addEventListener("load", () => { st.dirty.add("all"); redraw(); });
+  }
   source = new EventSource(`/api/study/${encodeURIComponent(key)}/events`);
   source.onmessage = (ev) => {
     applyMessage(st, JSON.parse(ev.data));

@@ -7,12 +7,16 @@ const POINTS_CAP = 4000;
 const TIMELINE_CAP = 3000;
 const PALETTE = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725", "#f89540", "#cc4778"];
 const CONFIG = { displaylogo: false, responsive: true };
+// SVG draws a few thousand points faster than WebGL starts (and a browser without a GPU emulates
+// WebGL slowly); beyond that, WebGL.
+const GL_FROM = 3000;
+const scatterType = (n) => (n >= GL_FROM ? "scattergl" : "scatter");
 
 export function newState() {
   return {
     head: {}, status: {}, rungs: [], series: [], points: [], trials: new Map(),
     segments: [], running: [], workers: [], errors: [], importance: null, seq: -1,
-    dirty: new Set(["all"]), param: null,
+    dirty: new Set(["all"]), param: null, timings: {}, chartTimer: null,
   };
 }
 
@@ -20,8 +24,8 @@ export function newState() {
 export function applyMessage(st, msg) {
   const full = msg.kind === "full";
   if (full) {
-    const param = st.param;
-    Object.assign(st, newState(), { param });
+    const { param, timings, chartTimer } = st;
+    Object.assign(st, newState(), { param, timings, chartTimer });
   } else if (msg.seq <= st.seq) {
     return;
   }
@@ -149,8 +153,9 @@ function renderBest(st, root) {
     byRung.get(rung).x.push(t);
     byRung.get(rung).y.push(v);
   }
+  const type = scatterType(st.points.length);
   const traces = [...byRung.entries()].sort((a, b) => a[0] - b[0]).map(([rung, p]) => ({
-    type: "scattergl", mode: "markers", name: `rung ${rung}`, x: p.x, y: p.y,
+    type, mode: "markers", name: `rung ${rung}`, x: p.x, y: p.y,
     marker: { size: 4, color: colour(rung, top), opacity: 0.45 },
   }));
   const s = st.series;
@@ -191,8 +196,9 @@ function renderCurves(st, root) {
     }
     g.x.push(null); g.y.push(null); g.text.push("");
   }
+  const type = scatterType([...groups.values()].reduce((n, g) => n + g.x.length, 0));
   const traces = [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([rung, g]) => ({
-    type: "scattergl", mode: "lines+markers", name: `reached rung ${rung}`, x: g.x, y: g.y,
+    type, mode: "lines+markers", name: `reached rung ${rung}`, x: g.x, y: g.y,
     text: g.text, hoverinfo: "text+x+y", connectgaps: false,
     line: { width: 1, color: colour(rung, top) }, marker: { size: 3, color: colour(rung, top) },
     opacity: 0.35 + (0.6 * rung) / Math.max(1, top),
@@ -252,8 +258,9 @@ function renderScatter(st, root) {
     const g = groups.get(t.top);
     g.x.push(kind.numeric ? t.c[name] : String(t.c[name])); g.y.push(t.v); g.text.push(`trial ${t.id}`);
   }
+  const type = scatterType(st.trials.size);
   const traces = [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([rung, g]) => ({
-    type: "scattergl", mode: "markers", name: `reached rung ${rung}`, x: g.x, y: g.y, text: g.text,
+    type, mode: "markers", name: `reached rung ${rung}`, x: g.x, y: g.y, text: g.text,
     marker: { size: 6, color: colour(rung, top), opacity: 0.75 },
   }));
   Plotly.react(root.querySelector("#plot-scatter"), traces, layout({
@@ -335,24 +342,73 @@ function renderErrors(st, root) {
   }
   el.innerHTML = st.errors.map((e) => {
     const first = String(e.error).split("\n").filter((l) => l.trim()).pop() || "";
-    return `<details class="err"><summary>trial ${esc(e.trial)}${e.t === null || e.t === undefined ? "" : " at " + seconds(e.t)}: ${esc(first)}</summary><pre>${esc(e.error)}</pre></details>`;
+    const who = e.trial === null || e.trial === undefined || e.trial < 0 ? "worker" : `trial ${esc(e.trial)}`;
+    return `<details class="err"><summary>${who}${e.t === null || e.t === undefined ? "" : " at " + seconds(e.t)}: ${esc(first)}</summary><pre>${esc(e.error)}</pre></details>`;
   }).join("");
 }
 
 const SECTIONS = {
-  status: renderStatus, rungs: renderRungs, best: renderBest, curves: renderCurves,
-  importance: renderImportance, params: (st, root) => { renderScatter(st, root); renderParcoords(st, root); },
-  timeline: renderTimeline, workers: renderWorkers, errors: renderErrors,
+  status: renderStatus, rungs: renderRungs, workers: renderWorkers, errors: renderErrors,
+  best: renderBest, curves: renderCurves, importance: renderImportance,
+  params: renderScatter, parcoords: renderParcoords, timeline: renderTimeline,
 };
+// Charts (plotly) are drawn after the tables, one per task so the page paints in between, and a
+// chart that took c ms waits 4c ms before it is drawn again: a study that changes five times a
+// second keeps its counts current while its costly charts follow as fast as the browser allows.
+const CHARTS = ["best", "curves", "importance", "params", "timeline", "parcoords"];
+const SPACING = 4;
 
-// Draw what changed since the last render (everything the first time).
+// Draw what changed (everything the first time): the tables now, the charts soon.
+// Milliseconds per section are kept in st.timings (bench/dashboard reads them).
 export function render(st, root) {
-  const all = st.dirty.has("all");
-  for (const [name, fn] of Object.entries(SECTIONS)) {
-    if (all || st.dirty.has(name)) fn(st, root);
+  if (st.dirty.has("all")) {
+    st.dirty.delete("all");
+    for (const name of Object.keys(SECTIONS)) st.dirty.add(name);
   }
-  st.dirty.clear();
+  if (st.dirty.has("params")) st.dirty.add("parcoords");
+  const t0 = performance.now();
+  for (const name of Object.keys(SECTIONS)) {
+    if (!CHARTS.includes(name) && st.dirty.has(name)) draw(st, root, name);
+  }
+  st.timings.tables = { seq: st.seq, ms: performance.now() - t0 };
   root.dataset.seq = st.seq;
+  scheduleCharts(st, root);
+}
+
+function draw(st, root, name) {
+  const t = performance.now();
+  st.dirty.delete(name);
+  SECTIONS[name](st, root);
+  st.timings[name] = { seq: st.seq, ms: performance.now() - t, at: performance.now() };
+}
+
+function scheduleCharts(st, root) {
+  if (st.chartTimer) return;
+  if (typeof Plotly === "undefined") {  // still loading: the page calls render again when it is there
+    return;
+  }
+  const now = performance.now();
+  let wait = Infinity;
+  for (const name of CHARTS) {
+    if (!st.dirty.has(name)) continue;
+    const last = st.timings[name];
+    const ready = last ? last.at + SPACING * last.ms : 0;
+    if (ready <= now) {
+      st.chartTimer = setTimeout(() => {
+        st.chartTimer = null;
+        draw(st, root, name);
+        root.dataset.charts = st.seq;
+        scheduleCharts(st, root);
+      }, 0);
+      return;
+    }
+    wait = Math.min(wait, ready - now);
+  }
+  if (wait < Infinity) {
+    st.chartTimer = setTimeout(() => { st.chartTimer = null; scheduleCharts(st, root); }, wait);
+  } else {
+    root.dataset.drawn = st.seq;  // everything drawn up to this message
+  }
 }
 
 export function bindControls(st, root, redraw) {
