@@ -19,6 +19,7 @@ import contextlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from importlib import resources
@@ -249,7 +250,9 @@ class Dashboard:
         study.epoch_sent = m.epoch
         if not study.subscribers:
             return
-        msg = _dumps(m.view() if fresh else d)
+        out = m.view() if fresh else d
+        out["sent"] = round(time.time() * 1000)  # the page measures its update latency
+        msg = _dumps(out)
         for q in list(study.subscribers):
             if q.qsize() > 50:  # a page that does not keep up starts again from a whole view
                 study.subscribers.discard(q)

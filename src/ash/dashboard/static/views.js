@@ -17,6 +17,7 @@ export function newState() {
     head: {}, status: {}, rungs: [], series: [], points: [], trials: new Map(),
     segments: [], running: [], workers: [], errors: [], importance: null, seq: -1,
     dirty: new Set(["all"]), param: null, timings: {}, chartTimer: null,
+    sent: null, latency: { tables: [], charts: [] }, visible: null,
   };
 }
 
@@ -24,12 +25,13 @@ export function newState() {
 export function applyMessage(st, msg) {
   const full = msg.kind === "full";
   if (full) {
-    const { param, timings, chartTimer } = st;
-    Object.assign(st, newState(), { param, timings, chartTimer });
+    const { param, timings, chartTimer, latency, visible } = st;
+    Object.assign(st, newState(), { param, timings, chartTimer, latency, visible });
   } else if (msg.seq <= st.seq) {
     return;
   }
   st.seq = msg.seq;
+  st.sent = msg.sent || null;  // when the server sent it (ms since the epoch): update latency
   st.head = {
     study: msg.study, metric: msg.metric, mode: msg.mode, algorithm: msg.algorithm,
     eta: msg.eta, clock: msg.clock, source: msg.source, params: msg.params || [],
@@ -269,8 +271,14 @@ function renderScatter(st, root) {
   }), CONFIG);
 }
 
+// Parallel coordinates: the PARCOORDS_CAP trials that went highest, best first (more lines
+// only cover each other, and each costs drawing time).
+const PARCOORDS_CAP = 500;
+
 function renderParcoords(st, root) {
-  const trials = [...st.trials.values()].filter((t) => t.v !== null);
+  const sign = st.head.mode === "max" ? -1 : 1;
+  const trials = [...st.trials.values()].filter((t) => t.v !== null)
+    .sort((a, b) => b.top - a.top || sign * (a.v - b.v)).slice(0, PARCOORDS_CAP);
   const el = root.querySelector("#plot-parcoords");
   if (!trials.length || !st.head.params.length) {
     Plotly.react(el, [], layout({ height: 200 }), CONFIG);
@@ -356,6 +364,10 @@ const SECTIONS = {
 // chart that took c ms waits 4c ms before it is drawn again: a study that changes five times a
 // second keeps its counts current while its costly charts follow as fast as the browser allows.
 const CHARTS = ["best", "curves", "importance", "params", "timeline", "parcoords"];
+const CHART_EL = {
+  best: "plot-best", curves: "plot-curves", importance: "plot-importance", params: "plot-scatter",
+  timeline: "plot-timeline", parcoords: "plot-parcoords",
+};
 const SPACING = 4;
 
 // Draw what changed (everything the first time): the tables now, the charts soon.
@@ -371,6 +383,7 @@ export function render(st, root) {
     if (!CHARTS.includes(name) && st.dirty.has(name)) draw(st, root, name);
   }
   st.timings.tables = { seq: st.seq, ms: performance.now() - t0 };
+  if (st.sent) pushCapped(st.latency.tables, [Date.now() - st.sent], 1000);
   root.dataset.seq = st.seq;
   scheduleCharts(st, root);
 }
@@ -391,6 +404,7 @@ function scheduleCharts(st, root) {
   let wait = Infinity;
   for (const name of CHARTS) {
     if (!st.dirty.has(name)) continue;
+    if (st.visible && !st.visible.has(CHART_EL[name])) continue;  // drawn when scrolled to
     const last = st.timings[name];
     const ready = last ? last.at + SPACING * last.ms : 0;
     if (ready <= now) {
@@ -408,10 +422,24 @@ function scheduleCharts(st, root) {
     st.chartTimer = setTimeout(() => { st.chartTimer = null; scheduleCharts(st, root); }, wait);
   } else {
     root.dataset.drawn = st.seq;  // everything drawn up to this message
+    st.timings.drawnAt = performance.now();
+    if (st.sent) pushCapped(st.latency.charts, [Date.now() - st.sent], 1000);
   }
 }
 
+// Wire the page's controls; charts off screen are left until they are scrolled into view.
 export function bindControls(st, root, redraw) {
+  if (typeof IntersectionObserver !== "undefined") {
+    st.visible = new Set();
+    const seen = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        if (e.isIntersecting) st.visible.add(e.target.id);
+        else st.visible.delete(e.target.id);
+      }
+      redraw();
+    });
+    for (const id of Object.values(CHART_EL)) seen.observe(root.querySelector("#" + id));
+  }
   root.querySelector("#param").addEventListener("change", (ev) => {
     st.param = ev.target.value;
     st.dirty.add("params");
