@@ -144,6 +144,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             while True:
                 event = await q.get()
                 if event is None:
+                    if detail and self.finished_sent:  # else a watcher too slow, dropped
+                        yield json.dumps({"event": "finished", "t": self.driver.clock()})
                     return
                 yield json.dumps(watchfeed.enrich(event, self.driver) if detail else event)
         finally:

@@ -363,6 +363,8 @@ def test_detailed_watch_stream_has_a_snapshot_configs_and_errors(
         cleanup.append(worker(s.target, tmp_path, "w1"))
         rest = [json.loads(e.json) for e in events]  # until the study is over
         trace = [json.loads(e.json) for e in plain]
+    assert rest[-1]["event"] == "finished"  # the study's end, said (a dropped watcher's is not)
+    rest = rest[:-1]
     assert [e["event"] for e in rest] == [e["event"] for e in trace]  # the same events
     assigns = [e for e in rest if e["event"] == "assign"]
     assert all(set(e["config"]) == {"x", "mode"} for e in assigns)

@@ -136,6 +136,7 @@ async def serve(study: Path, rate: float, live_events: int) -> None:
                 await asyncio.sleep(delay)
             ev = dict(ev, t=ev["t"] - origin + model.t)  # keep the study's clock going
             yield json.dumps(ev)
+        yield json.dumps({"event": "finished"})
 
     dash.follow(follow(model, lines))
     await loop.run_in_executor(None, sys.stdin.readline)  # "stop"

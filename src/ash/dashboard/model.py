@@ -214,6 +214,9 @@ class StudyModel:
         if kind == "snapshot":
             self._snapshot(ev)
             return
+        if kind == "finished":
+            self.finish()
+            return
         if kind not in ("assign", "result", "lost"):
             return
         tv = self._trial(int(ev["trial"]), int(ev.get("bracket", 0)))

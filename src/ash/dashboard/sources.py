@@ -193,8 +193,9 @@ async def follow(
     retry_s: float = 1.0,
     on_error: Callable[[str], None] | None = None,
 ) -> None:
-    """Feed ``model`` from ``lines()`` until the study is finished; a broken stream is opened
-    again (a fresh model state from its snapshot) after ``retry_s``."""
+    """Feed ``model`` from ``lines()`` until the study is finished (a ``finished`` event, or a
+    snapshot that says so); a stream that breaks or ends before is opened again after
+    ``retry_s`` (a fresh model state from its snapshot). A refused token ends it."""
     import grpc
 
     while True:
@@ -206,14 +207,17 @@ async def follow(
                     model.reset()
                 first = False
                 model.apply(ev)
-            model.finish()
-            return
+            if model.finished:  # the snapshot said so, or the stream's last event
+                return
+            # ended without "finished": this watcher was too slow and dropped; start again
         except grpc.aio.AioRpcError as exc:
             why = f"{exc.code().name}: {exc.details()}"
-            model.error = f"scheduler unreachable ({why}); retrying"
-            model.touch()
             if on_error is not None:
                 on_error(why)
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                model.error = f"the scheduler refused us ({why}): give its --token-file"
+                model.touch()
                 return
+            model.error = f"scheduler unreachable ({why}); retrying"
+            model.touch()
         await asyncio.sleep(retry_s)
