@@ -539,6 +539,11 @@ class StudyModel:
         }
         if self._importance_changed:
             d["importance"] = self.importance
+        self.mark_clean()
+        return d
+
+    def mark_clean(self) -> None:
+        """Forget what changed (nobody watches: nothing to send)."""
         self._dirty.clear()
         self._dropped.clear()
         self._new_series = 0
@@ -547,7 +552,6 @@ class StudyModel:
         self._new_errors = 0
         self._changed = False
         self._importance_changed = False
-        return d
 
     def set_importance(self, imp: dict[str, Any] | None) -> None:
         self.importance = imp

@@ -243,13 +243,15 @@ class Dashboard:
     def _flush(self, study: Study) -> None:
         """Send what changed to the pages watching ``study``."""
         m = study.model
+        if not study.subscribers:
+            m.mark_clean()
+            study.epoch_sent = m.epoch
+            return
         d = m.delta()
         if d is None:
             return
         fresh = m.epoch != study.epoch_sent  # the study started again (a reconnect)
         study.epoch_sent = m.epoch
-        if not study.subscribers:
-            return
         out = m.view() if fresh else d
         out["sent"] = round(time.time() * 1000)  # the page measures its update latency
         msg = _dumps(out)
