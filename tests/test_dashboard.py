@@ -374,3 +374,25 @@ def test_detailed_watch_stream_has_a_snapshot_configs_and_errors(
     failed = [e for e in rest if e["event"] == "result" and e["value"] is None]
     assert failed and all(e.get("error") for e in failed)
     assert s.wait() == 0
+
+
+def test_a_folder_of_studies_is_a_list(tmp_path: Path) -> None:
+    journal, doc = _study_on_journal(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(doc))
+    journal.rename(tmp_path / "runs" / "study.journal")
+    proc, url = _serve([str(tmp_path / "runs"), "--listen", "127.0.0.1:0"])
+    try:
+        code, text = _get(url + "api/studies")
+        studies = json.loads(text)
+        assert code == 200 and len(studies) == 3
+        assert sorted(s["id"] for s in studies) == ["t", "t-2", "t-3"]  # same study name, thrice
+        sources = sorted(s["source"] for s in studies)
+        assert sources[0].startswith("/") and any(s.startswith("journal ") for s in sources)
+        for s in studies:
+            view = json.loads(_get(url + f"api/study/{s['id']}")[1])
+            assert view["status"]["trials"] == len(doc["trials"])
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
