@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -151,9 +152,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_pss_mb(root: int) -> float:
-    """Summed proportional set size (PSS: shared pages split among their sharers, so they are
-    counted once) of ``root``'s descendants: Chromium's browser, renderer, GPU... processes."""
+def tree_pss_mb(root: int) -> dict[str, float]:
+    """Proportional set size (PSS: shared pages split among their sharers, so they are counted
+    once) of ``root``'s descendants, by Chromium process type (browser, renderer, gpu-process,
+    utility...), and their ``total``."""
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -164,16 +166,22 @@ def tree_pss_mb(root: int) -> float:
             continue
         ppid = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("PPid:"))
         children.setdefault(ppid, []).append(int(d.name))
-    total, stack = 0, list(children.get(root, []))
+    out: dict[str, float] = {}
+    stack = list(children.get(root, []))
     while stack:
         p = stack.pop()
         stack.extend(children.get(p, []))
         try:
             rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            argv = Path(f"/proc/{p}/cmdline").read_bytes()  # chromium rewrites it: not NUL-split
         except OSError:
             continue
-        total += next(int(x.split()[1]) for x in rollup.splitlines() if x.startswith("Pss:"))
-    return total / 1024
+        m = re.search(rb"--type=([\w-]+)", argv)
+        kind = m.group(1).decode() if m else "browser"
+        kb = next(int(x.split()[1]) for x in rollup.splitlines() if x.startswith("Pss:"))
+        out[kind] = out.get(kind, 0.0) + kb / 1024
+    out["total"] = sum(out.values())
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def browser() -> Any:
@@ -316,8 +324,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "p95": pct(charts, 0.95),
                 "n": len(charts),
             },
-            "browser_pss_mb_max": round(max(rss_samples), 1),
-            "browser_pss_mb_about_blank": round(blank_pss, 1),
+            "browser_pss_mb_max": max(rss_samples, key=lambda x: x["total"]),
+            "browser_pss_mb_about_blank": blank_pss,
             "js_heap_mb_max": round(max(h for h in heap_samples if h is not None), 1)
             if any(h is not None for h in heap_samples)
             else None,

@@ -138,6 +138,7 @@ class StudyModel:
         self.rung_failed: dict[tuple[int, int], int] = {}
         self.promoted: dict[tuple[int, int], int] = {}
         self.best_by_res: dict[float, tuple[float, int, float]] = {}
+        self.ok_at: dict[float, dict[int, float]] = {}  # resource -> trial -> its first value
         self.best: dict[str, Any] | None = None
         self.best_series: list[list[Any]] = []
         self.points: deque[list[Any]] = deque(maxlen=POINTS_CAP)
@@ -362,6 +363,7 @@ class StudyModel:
             self.rung_failed[key] = self.rung_failed.get(key, 0) + 1
             return
         self.results_since_importance += 1
+        self.ok_at.setdefault(res, {}).setdefault(tv.trial, value)
         bisect.insort(self.rung_scores.setdefault(key, []), self._score(value))
         self.points.append([t, value, rung])
         self._new_points.append([t, value, rung])
@@ -562,22 +564,18 @@ class StudyModel:
         resource that has enough of them (16, and 4 per parameter), else at the fullest one."""
         if not self.params:
             return None
-        by_res: dict[float, int] = {}
-        for key, scores in self.rung_scores.items():
-            res = self.rung_res.get(key, 0.0)
-            by_res[res] = by_res.get(res, 0) + len(scores)
+        by_res = {res: len(trials) for res, trials in self.ok_at.items()}
         if not by_res:
             return None
         need = max(16, 4 * len(self.params))
         enough = [r for r, n in by_res.items() if n >= need]
         res = max(enough) if enough else max(by_res, key=lambda r: by_res[r])
         configs, values = [], []
-        for tv in self.trials.values():
-            for x, y in zip(tv.xs, tv.ys, strict=True):
-                if x == res and y is not None and tv.config:
-                    configs.append(tv.config)
-                    values.append(y)
-                    break
+        for trial, value in self.ok_at[res].items():
+            config = self.trials[trial].config
+            if config:
+                configs.append(config)
+                values.append(value)
         return configs, values, res
 
     def compute_importance(self) -> None:

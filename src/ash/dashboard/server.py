@@ -34,7 +34,8 @@ from ash.errors import UserError
 from ash.link.auth import is_loopback
 
 TICK_S = 0.2
-IMPORTANCE_S = 5.0
+IMPORTANCE_S = 5.0  # at least this long between two importance estimates of a study,
+IMPORTANCE_SPACING = 50  # and 50 times as long as the last one took (2% of a core at most)
 KEEPALIVE_S = 15.0
 STATIC = resources.files("ash.dashboard") / "static"
 CONTENT_TYPES = {
@@ -65,6 +66,7 @@ class Study:
     stamp: Any = None
     subscribers: set[asyncio.Queue[str | None]] = field(default_factory=set)
     computing: bool = False
+    importance_cost: float = 0.0  # seconds of CPU the last estimate took
     epoch_sent: int = 0
     last_importance: float = -1e9
 
@@ -272,7 +274,8 @@ class Dashboard:
                 if (
                     m.results_since_importance
                     and not study.computing
-                    and loop.time() - study.last_importance >= IMPORTANCE_S
+                    and loop.time() - study.last_importance
+                    >= max(IMPORTANCE_S, IMPORTANCE_SPACING * study.importance_cost)
                 ):
                     study.computing = True
                     study.last_importance = loop.time()
@@ -288,7 +291,9 @@ class Dashboard:
                 return
             configs, values, res = got
             params = list(m.params)
+            t0 = time.process_time()
             imp = await asyncio.to_thread(importance, configs, values, params)
+            study.importance_cost = time.process_time() - t0
             if imp:
                 m.set_importance({"resource": res, "n": len(values), "values": imp})
         finally:

@@ -9,7 +9,7 @@ const PALETTE = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725", "#f89540
 const CONFIG = { displaylogo: false, responsive: true };
 // SVG draws a few thousand points faster than WebGL starts (and a browser without a GPU emulates
 // WebGL slowly); beyond that, WebGL.
-const GL_FROM = 3000;
+const GL_FROM = 5000;
 const scatterType = (n) => (n >= GL_FROM ? "scattergl" : "scatter");
 
 export function newState() {
@@ -198,9 +198,9 @@ function renderCurves(st, root) {
     }
     g.x.push(null); g.y.push(null); g.text.push("");
   }
-  const type = scatterType([...groups.values()].reduce((n, g) => n + g.x.length, 0));
+  const n = [...groups.values()].reduce((k, g) => k + g.x.length, 0);
   const traces = [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([rung, g]) => ({
-    type, mode: "lines+markers", name: `reached rung ${rung}`, x: g.x, y: g.y,
+    type: "scatter", mode: n > 1500 ? "lines" : "lines+markers", name: `reached rung ${rung}`, x: g.x, y: g.y,
     text: g.text, hoverinfo: "text+x+y", connectgaps: false,
     line: { width: 1, color: colour(rung, top) }, marker: { size: 3, color: colour(rung, top) },
     opacity: 0.35 + (0.6 * rung) / Math.max(1, top),
