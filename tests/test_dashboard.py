@@ -396,3 +396,54 @@ def test_a_folder_of_studies_is_a_list(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+def test_remote_dashboard_follows_a_scheduler_across_a_restart(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    import signal
+    import socket
+    import time
+
+    from helpers import Scheduler, results, worker, write_study
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = write_study(tmp_path, max_trials=30)
+    args = ("--out", "out", "--journal", "j.jsonl", "--linger", "0")
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    proc, url = _serve(["--scheduler", s.target, "--listen", "127.0.0.1:0"])
+    cleanup.append(proc)
+
+    def view() -> dict[str, Any]:
+        got: dict[str, Any] = json.loads(_get(url + "api/study/study")[1])
+        return got
+
+    w = worker(s.target, tmp_path, "w1", "--retry-for", "60", env={"SLEEP": "0.05"})
+    cleanup.append(w)
+    deadline = time.monotonic() + 60
+    while view()["status"]["results"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert view()["status"]["results"] >= 10
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    deadline = time.monotonic() + 30
+    while "unreachable" not in str(view()["status"]["error"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "unreachable" in str(view()["status"]["error"])  # the page says so
+    s = Scheduler(spec, tmp_path, *args, port=port)  # resumes from its journal
+    cleanup.append(s)
+    assert s.wait() == 0
+    doc = results(tmp_path / "out")
+    n = sum(len(t["results"]) for t in doc["trials"])
+    deadline = time.monotonic() + 30
+    while not view()["status"]["finished"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    final = view()
+    assert final["status"]["finished"] and final["status"]["error"] is None
+    assert final["status"]["results"] == n  # the snapshot after the restart holds everything
+    assert final["status"]["trials"] == len(doc["trials"])
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0
