@@ -155,8 +155,9 @@ class StudyModel:
         self._dirty: set[int] = set()
         self._dropped: set[int] = set()
         self._new_series = 0
-        self._new_points: list[list[Any]] = []
-        self._new_segments: list[list[Any]] = []
+        # (bounded: a study read before anyone watches must not keep all of it twice)
+        self._new_points: deque[list[Any]] = deque(maxlen=POINTS_CAP)
+        self._new_segments: deque[list[Any]] = deque(maxlen=TIMELINE_CAP)
         self._new_errors = 0
         self._changed = False
         self._importance_changed = False
@@ -529,10 +530,10 @@ class StudyModel:
             "series": self.best_series[len(self.best_series) - self._new_series :]
             if self._new_series
             else [],
-            "points": self._new_points[-POINTS_CAP:],
+            "points": list(self._new_points),
             "trials": [self.trials[t].to_json() for t in sorted(self._dirty)],
             "drop": sorted(self._dropped),
-            "segments": self._new_segments[-TIMELINE_CAP:],
+            "segments": list(self._new_segments),
             "running": self._running(),
             "workers": list(self.workers.values()),
             "errors": self.errors[len(self.errors) - self._new_errors :]
@@ -549,8 +550,8 @@ class StudyModel:
         self._dirty.clear()
         self._dropped.clear()
         self._new_series = 0
-        self._new_points = []
-        self._new_segments = []
+        self._new_points.clear()
+        self._new_segments.clear()
         self._new_errors = 0
         self._changed = False
         self._importance_changed = False
