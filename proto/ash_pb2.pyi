@@ -358,10 +358,12 @@ class WorkerInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., slots: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("token",)
+    __slots__ = ("token", "detail")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     token: str
-    def __init__(self, token: _Optional[str] = ...) -> None: ...
+    detail: bool
+    def __init__(self, token: _Optional[str] = ..., detail: _Optional[bool] = ...) -> None: ...
 
 class StudyEvent(_message.Message):
     __slots__ = ("json",)

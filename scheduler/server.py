@@ -15,6 +15,7 @@ import gc
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -34,6 +35,10 @@ from ash.scheduler.outcome import Report, write_outcome
 from ash.scheduler.service import SchedulerService, ServiceConfig
 from ash.spec import load_spec
 from ash.tls import read_server_pair
+
+# serves a web dashboard of the service on (host, port, token); returns what closes it
+Closer = Callable[[], Awaitable[None]]
+Dashboard = Callable[[SchedulerService, str, int, str | None], Awaitable[Closer]]
 
 MAX_CHECKPOINT_MB = 2046  # a checkpoint and 1 MiB of message around it: gRPC's 2 GiB limit
 checkpoint_mb = number(
@@ -112,6 +117,8 @@ def check_startup(args: argparse.Namespace, host: str, port: int) -> None:
     check_bindable(host, port, "--listen", " (another ash-scheduler?)")
     if args.metrics_port is not None:
         check_bindable(metrics_host(host), args.metrics_port, "--metrics-port")
+    if args.dashboard_port:
+        check_bindable(host, args.dashboard_port, "--dashboard-port")
     check_out_dir(args.out, "--out")
     check_trace_file(args.trace, "--trace")
     shared_dir(args.checkpoint_dir)
@@ -177,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "hear that it is finished",
     )
     p.add_argument("--metrics-port", type=port_number, help="serve Prometheus metrics on this port")
+    p.add_argument(
+        "--dashboard-port",
+        type=port_number,
+        help="serve the web dashboard on this port, beside --listen's host (off loopback it "
+        "needs --token-file)",
+    )
     p.add_argument("--no-fsync", action="store_true", help="journal without fsync (faster)")
     p.add_argument(
         "--mlflow",
@@ -199,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
+async def serve(
+    args: argparse.Namespace, report: Report | None = None, dashboard: Dashboard | None = None
+) -> int:
     spec = load_spec(args.spec)
     host, port = parse_listen(args.listen)
     token = read_secret(args.token_file, "--token-file")
@@ -276,6 +291,9 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
         metrics_server = await start_metrics(
             service, host if is_loopback(host) else "0.0.0.0", args.metrics_port
         )
+    close_dashboard = None
+    if args.dashboard_port is not None and dashboard is not None:
+        close_dashboard = await dashboard(service, host, args.dashboard_port, token)
     leases = asyncio.create_task(service.expire_leases())
     gc_task = asyncio.create_task(freeze_periodically())
     service._check_finished()
@@ -346,10 +364,14 @@ async def serve(args: argparse.Namespace, report: Report | None = None) -> int:
     await server.stop(grace=1.0)
     if metrics_server is not None:
         metrics_server.close()
+    if close_dashboard is not None:
+        await close_dashboard()
     return 0
 
 
-def main(argv: list[str] | None = None, report: Report | None = None) -> int:
+def main(
+    argv: list[str] | None = None, report: Report | None = None, dashboard: Dashboard | None = None
+) -> int:
     """``ash-scheduler``; ``report`` writes the HTML report into ``--out`` (the CLI passes
     ash.report's: the scheduler does no presentation itself)."""
     from ash.errors import guard
@@ -363,4 +385,4 @@ def main(argv: list[str] | None = None, report: Report | None = None) -> int:
             f"--heartbeat {args.heartbeat:g} must be less than --lease {args.lease:g} "
             "(a worker that heartbeats on time must never lose its jobs)"
         )
-    return guard(lambda: asyncio.run(serve(args, report)), prog="ash-scheduler")
+    return guard(lambda: asyncio.run(serve(args, report, dashboard)), prog="ash-scheduler")

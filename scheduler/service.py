@@ -99,7 +99,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.ids = itertools.count(1)
         self.done = asyncio.Event()
         self.draining = False
-        self.watchers: set[asyncio.Queue[str | None]] = set()
+        self.watchers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self.finished_sent = False
         self.journal_error: str | None = None
         self.failed = asyncio.Event()  # the journal or the checkpoint store failed
@@ -122,13 +122,35 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     def _on_event(self, event: dict[str, Any]) -> None:
         if not self.watchers:
             return
-        line = json.dumps(event)
         for q in list(self.watchers):
             if q.qsize() > 10_000:
                 self.watchers.discard(q)  # a watcher that does not keep up is dropped
                 q.put_nowait(None)
             else:
-                q.put_nowait(line)
+                q.put_nowait(event)
+
+    async def watch(self, detail: bool = False) -> AsyncIterator[str]:
+        """The study's events as JSON lines, from now until it finishes; with ``detail``, a
+        snapshot first and configs, metrics and errors added (scheduler/watchfeed.py)."""
+        from ash.scheduler import watchfeed
+
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.watchers.add(q)
+        try:
+            if detail:
+                snap = watchfeed.snapshot(self.driver, self.sessions.values(), self.journal_error)
+                yield json.dumps(snap)
+                if self.finished_sent:
+                    return
+            while True:
+                event = await q.get()
+                if event is None:
+                    if detail and self.finished_sent:  # else a watcher too slow, dropped
+                        yield json.dumps({"event": "finished", "t": self.driver.clock()})
+                    return
+                yield json.dumps(watchfeed.enrich(event, self.driver) if detail else event)
+        finally:
+            self.watchers.discard(q)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -561,13 +583,5 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     async def Watch(
         self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StudyEvent]:
-        q: asyncio.Queue[str | None] = asyncio.Queue()
-        self.watchers.add(q)
-        try:
-            while True:
-                line = await q.get()
-                if line is None:
-                    return
-                yield pb.StudyEvent(json=line)
-        finally:
-            self.watchers.discard(q)
+        async for line in self.watch(request.detail):
+            yield pb.StudyEvent(json=line)

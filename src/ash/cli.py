@@ -118,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--quiet", action="store_true", help="no progress")
     record.set_defaults(run=_run_record)
 
+    dash = sub.add_parser(
+        "dashboard",
+        help="live web dashboard of a study (running, finished, or a folder of them)",
+        description="Serve a web dashboard: a running study over its scheduler's Watch stream, "
+        "a finished one from results.json, a trace or a journal, or every study in a folder.",
+    )
+    dash.add_argument("path", nargs="?", help="results.json, a journal, a trace, or a folder")
+    dash.add_argument("--scheduler", help="HOST:PORT of a running ash-scheduler")
+    dash.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    dash.add_argument("--token-file", help="the scheduler's token; the page then asks for it too")
+    dash.add_argument("--tls-ca", help="CA certificate (PEM) to verify the scheduler's TLS")
+    dash.add_argument("--trace", help="with a results.json: the trace, for times and the timeline")
+    dash.set_defaults(run=_run_dashboard)
+
     sim = sub.add_parser(
         "simulate",
         help="simulate a study on a virtual clock with N workers",
@@ -162,6 +176,12 @@ def _run_record(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from ash.commands.dashboard import run
+
+    return run(args)
+
+
 def _run_simulate(args: argparse.Namespace) -> int:
     from ash.commands.simulate import run
 
@@ -178,10 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def scheduler_main(argv: Sequence[str] | None = None) -> int:
+    from ash.commands.dashboard import serve_service
     from ash.report import write_report
     from ash.scheduler.server import main as serve
 
-    return serve(list(argv) if argv is not None else None, report=write_report)
+    return serve(
+        list(argv) if argv is not None else None, report=write_report, dashboard=serve_service
+    )
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:

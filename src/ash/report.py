@@ -1,17 +1,22 @@
-"""The study report in ``--out``: report.html, with learning-curve plots when matplotlib is there.
+"""The study report in ``--out``: report.html, the dashboard's own views in one offline file.
 
-Plots (the ``plot`` extra): ``curves.png``, every trial's metric against resource, one panel per
-bracket, coloured by the highest rung the trial reached, so promotions read as lines that go on
-(drawn through the trial's intermediate reports of the metric, ``ctx.report``, when it made any,
-with its results as dots);
-and ``rungs.png``, the distribution of results at each rung. Without matplotlib the HTML report
-holds everything but the plots, and says how to get them.
+report.html is the page ``ash dashboard`` serves, made self-contained: its stylesheet, its view
+code (``ash/dashboard/static/views.js``) and the vendored plotly.js are inlined, with the
+study's view (``ash.dashboard.model``) embedded as JSON, so a finished study looks the same
+offline as live, with nothing fetched from anywhere. Below the views, a table of the best trials.
+
+With matplotlib (the ``plot`` extra) it also writes two static images beside it: ``curves.png``,
+every trial's metric against resource, one panel per bracket, coloured by the highest rung the
+trial reached (drawn through its ``ctx.report`` reports of the metric when it made any); and
+``rungs.png``, the distribution of results at each rung.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -111,42 +116,52 @@ def _plotted(trials: list[dict[str, Any]], cap: int = 1500) -> list[dict[str, An
     return promoted + rest[::step][:room]
 
 
+def _inline_view(doc: dict[str, Any]) -> str:
+    """The dashboard's views of ``doc``, with their code, styles and plotly.js inlined."""
+    from ash.dashboard.model import StudyModel
+
+    model = StudyModel()
+    model.load_results(doc)
+    model.source = "report.html"
+    model.compute_importance()
+    static = resources.files("ash.dashboard") / "static"
+    plotly = (static / "plotly.min.js").read_text(encoding="utf-8")
+    views = (static / "views.js").read_text(encoding="utf-8")
+    style = (static / "style.css").read_text(encoding="utf-8")
+    data = json.dumps(model.view(), separators=(",", ":"), allow_nan=False, default=str)
+    data = data.replace("</", "<\\/")  # never ends the script element early
+    plotly = plotly.replace("</script", "<\\/script")
+    return f"""<style>{style}</style>
+<script>{plotly}</script>
+<script type="application/json" id="ash-data">{data}</script>
+<main id="app"></main>
+<script type="module">
+{views}
+const app = document.getElementById("app");
+const st = newState();
+applyMessage(st, JSON.parse(document.getElementById("ash-data").textContent));
+app.innerHTML = STUDY_HTML;
+bindControls(st, app, () => render(st, app));
+render(st, app);
+</script>"""
+
+
 def _html(doc: dict[str, Any], plots: list[str], limit: int) -> str:
     e = html.escape
-    best = doc.get("best")
     rows = []
-    mode = doc["mode"]
     for t, top in ranked_trials(doc)[:limit]:
         cfg = ", ".join(f"{e(str(k))}={e(str(v))}" for k, v in t["config"].items())
         rows.append(
             f"<tr><td>{t['trial']}</td><td>{top['resource']}</td><td>{top['value']:.6g}</td>"
             f"<td>{e(t['status'])}</td><td>{cfg}</td></tr>"
         )
-    statuses: dict[str, int] = {}
-    for t in doc["trials"]:
-        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-    figs = "".join(f'<p><img src="{p}" alt="{p}"></p>' for p in plots) or (
-        "<p><em>No plots: install the plot extra (pip install 'ash-hpo[plot]').</em></p>"
-    )
-    best_html = "<p>No successful result.</p>"
-    if best is not None:
-        best_html = (
-            f"<p>Best {e(doc['metric'])} = <b>{best['value']:.6g}</b>: trial {best['trial']} at "
-            f"resource {best['resource']} (rung {best['rung']}), config "
-            f"<code>{e(str(best['config']))}</code></p>"
-        )
+    figs = "".join(f'<p><img src="{p}" alt="{p}" style="max-width:100%"></p>' for p in plots)
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{e(doc["study"])}: ash report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
-img{{max-width:100%}}</style></head><body>
-<h1>{e(doc["study"])}</h1>
-<p>{len(doc["trials"])} trials ({e(summary)}); metric {e(doc["metric"])} ({e(mode)}).</p>
-{best_html}
-{figs}
-<h2>Best trials</h2>
-<table><tr><th>trial</th><th>resource</th><th>{e(doc["metric"])}</th><th>status</th>
-<th>config</th></tr>{"".join(rows)}</table>
+<html lang="en"><head><meta charset="utf-8"><title>{e(doc["study"])}: ash report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>
+{_inline_view(doc)}
+<section class="report"><h2>Best trials</h2>
+<table id="best-trials"><tr><th>trial</th><th>resource</th><th>{e(doc["metric"])}</th>
+<th>status</th><th>config</th></tr>{"".join(rows)}</table>{figs}</section>
 </body></html>
 """

@@ -1,0 +1,223 @@
+"""Where the dashboard's studies come from, each read into a ``StudyModel``.
+
+Finished studies are read once (again when the file changes, checked when a page asks, never
+polled): a ``results.json`` (with the times of a trace beside it, ``trace.jsonl``, when there is
+one), a folder holding one, a trace file, or a journal (replayed read-only through the driver,
+which is how the scheduler itself resumes it: times, configs, metrics and errors all come back).
+A folder of such studies is a list of them. A running study comes over the scheduler's Watch
+stream with ``detail`` (a snapshot, then every event as it happens): from a remote
+``ash-scheduler`` over gRPC, reconnecting when the stream breaks, or in-process from the
+service of ``ash-scheduler --dashboard-port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from ash.dashboard.model import StudyModel
+from ash.errors import UserError
+
+RESULTS = "results.json"
+TRACES = ("trace.jsonl", "trace.json")
+
+
+class SourceError(UserError):
+    """A study file or folder the dashboard cannot read."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("trials"), list):
+        raise SourceError(f"{path}: not an ash results.json (no 'trials' list)")
+    return doc
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The events of a trace file (a torn last line skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    events = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            if n == len(lines):
+                break  # a torn last line
+            raise SourceError(f"{path}: line {n}: not JSON") from None
+        if not isinstance(ev, dict) or "event" not in ev:
+            raise SourceError(f"{path}: line {n}: not a trace event")
+        events.append(ev)
+    return events
+
+
+def _is_journal(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return b"ash-journal" in head.split(b"\n", 1)[0]
+
+
+def replay_journal(path: Path, model: StudyModel) -> None:
+    """Feed ``model`` with the events of the study in journal ``path`` (read-only: no lock,
+    nothing written), replayed through a Driver of the spec the journal holds."""
+    from ash.scheduler.driver import Driver
+    from ash.scheduler.journal import _read as read_journal
+    from ash.scheduler.trace import TraceWriter
+    from ash.spec import parse_spec
+
+    header, records, _, _ = read_journal(path)
+    raw = header.get("raw")
+    if not isinstance(raw, dict):
+        raise SourceError(f"{path}: a version-1 journal holds no spec; show its results.json")
+    try:
+        spec = parse_spec(raw, source=str(path), base_dir=path.parent)
+    except UserError as exc:
+        raise SourceError(f"{path}: its spec: {exc}") from None
+    driver = Driver(spec, trace=TraceWriter(None))
+    model.study, model.metric, model.mode = spec.name, spec.metric, spec.mode
+    model.algorithm = spec.algorithm
+    sch = spec.schedule
+    model.eta, model.max_resource = float(sch.reduction_factor), float(sch.max_resource)
+    model.max_trials = sch.max_trials
+    from ash.scheduler.watchfeed import enrich
+
+    events: list[dict[str, Any]] = []
+    driver.listen(events.append)
+    driver.resume(records, 0)
+    for ev in events:  # each event with its config, metrics and error, as a live watcher has it
+        model.apply(enrich(ev, driver))
+    model.finished = driver.finished
+    model.source = f"journal {path}"
+
+
+def load_path(path: Path, trace: Path | None = None) -> StudyModel:
+    """One finished study from a results.json, a folder holding one, a trace or a journal."""
+    model = StudyModel()
+    if path.is_dir():
+        if (path / RESULTS).is_file():
+            path = path / RESULTS
+        else:
+            raise SourceError(f"{path}: holds no {RESULTS}")
+    if trace is None and path.name == RESULTS:
+        trace = next((path.parent / n for n in TRACES if (path.parent / n).is_file()), None)
+    if path.suffix == ".json" and not _is_journal(path):
+        doc = _read_json(path)
+        if trace is not None:
+            model.load_results(doc, values=False)
+            for ev in read_events(trace):
+                model.apply(ev)
+            status = {t.get("trial"): t.get("status") for t in doc["trials"]}
+            for tv in model.trials.values():
+                tv.status = str(status.get(tv.trial) or tv.status)
+            model.source = f"{path} + {trace.name}"
+        else:
+            model.load_results(doc)
+            model.source = str(path)
+        model.finished = True
+        return model
+    if _is_journal(path):
+        replay_journal(path, model)
+        return model
+    events = read_events(path)
+    for ev in events:
+        model.apply(ev)
+    model.finished = True
+    model.study = model.study or path.stem
+    model.source = str(path)
+    return model
+
+
+def find_studies(folder: Path, depth: int = 3) -> list[Path]:
+    """The studies under ``folder``: folders holding a results.json, and journals."""
+    found: list[Path] = []
+
+    def walk(d: Path, level: int) -> None:
+        try:
+            entries = sorted(d.iterdir())
+        except OSError:
+            return
+        if (d / RESULTS).is_file():
+            found.append(d)
+            return
+        for e in entries:
+            if e.is_dir() and level < depth and not e.name.startswith("."):
+                walk(e, level + 1)
+            elif e.is_file() and e.suffix in (".journal", ".jsonl") and _is_journal(e):
+                found.append(e)
+
+    walk(folder, 0)
+    return found
+
+
+async def watch_lines(
+    address: str, token: str | None, ca: bytes | None = None
+) -> AsyncIterator[str]:
+    """The detailed Watch stream of the scheduler at ``address`` (raises grpc.aio.AioRpcError
+    when it breaks)."""
+    import grpc
+
+    from ash.link.auth import bearer
+    from ash.link.wire import scheduler_stub
+    from ash.proto import ash_pb2 as pb
+
+    if ca is not None:
+        channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca))
+    else:
+        channel = grpc.aio.insecure_channel(address)
+    async with channel:
+        stub = scheduler_stub(channel)
+        call = stub.Watch(pb.WatchRequest(detail=True), metadata=bearer(token))
+        async for ev in call:
+            yield ev.json
+
+
+async def follow(
+    model: StudyModel,
+    lines: Callable[[], AsyncIterator[str]],
+    *,
+    retry_s: float = 1.0,
+    on_error: Callable[[str], None] | None = None,
+) -> None:
+    """Feed ``model`` from ``lines()`` until the study is finished (a ``finished`` event, or a
+    snapshot that says so); a stream that breaks or ends before is opened again after
+    ``retry_s`` (a fresh model state from its snapshot). A refused token ends it."""
+    import grpc
+
+    while True:
+        try:
+            first = True
+            async for line in lines():
+                ev = json.loads(line)
+                if first and ev.get("event") == "snapshot":
+                    model.reset()
+                first = False
+                model.apply(ev)
+            if model.finished:  # the snapshot said so, or the stream's last event
+                return
+            # ended without "finished": this watcher was too slow and dropped; start again
+        except grpc.aio.AioRpcError as exc:
+            why = f"{exc.code().name}: {exc.details()}"
+            if on_error is not None:
+                on_error(why)
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                model.error = f"the scheduler refused us ({why}): give its --token-file"
+                model.touch()
+                return
+            model.error = f"scheduler unreachable ({why}); retrying"
+            model.touch()
+        await asyncio.sleep(retry_s)

@@ -1,0 +1,449 @@
+"""The dashboard without a browser: the view model (rung ladder, thresholds, deltas, caps), the
+importance estimate on a case with a known answer, the study sources (results.json, trace,
+journal, folder), the server's token rule, and report.html carrying the same views."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ash.dashboard import model as model_mod
+from ash.dashboard.importance import importance
+from ash.dashboard.model import StudyModel
+from ash.dashboard.sources import find_studies, load_path
+from ash.scheduler.driver import open_study
+from helpers import BIN, make_spec
+
+pytest.importorskip("aiohttp")
+
+
+def test_importance_finds_the_parameter_that_matters() -> None:
+    rng = np.random.default_rng(0)
+    configs = [
+        {
+            "lr": float(10 ** rng.uniform(-4, 0)),
+            "noise": float(rng.uniform()),
+            "act": str(rng.choice(["relu", "tanh", "gelu"])),
+        }
+        for _ in range(400)
+    ]
+    values = [(np.log10(c["lr"]) + 2) ** 2 + 0.05 * rng.normal() for c in configs]
+    imp = importance(configs, values, ["lr", "noise", "act"])
+    assert imp["lr"] > 0.8, imp
+    assert imp["noise"] < 0.05 and imp["act"] < 0.05, imp
+    # a categorical that alone decides the metric
+    values = [(1.0 if c["act"] == "gelu" else 0.0) + 0.05 * rng.normal() for c in configs]
+    imp = importance(configs, values, ["lr", "noise", "act"])
+    assert imp["act"] > 0.9 and imp["lr"] < 0.05 and imp["noise"] < 0.05, imp
+    assert importance(configs[:5], values[:5], ["lr"]) == {}  # too little to say
+
+
+def _events(n_trials: int, eta: int = 3) -> list[dict[str, Any]]:
+    """A hand-made study: n trials at rung 0 (value = trial id / 10), the top third promoted."""
+    evs: list[dict[str, Any]] = []
+    job = 0
+    t = 0.0
+    for trial in range(n_trials):
+        job += 1
+        t += 1
+        cfg = {"x": trial / 10, "k": "a" if trial % 2 else "b"}
+        evs.append(
+            {
+                "event": "assign",
+                "t": t,
+                "trial": trial,
+                "rung": 0,
+                "bracket": 0,
+                "resource": 1,
+                "worker": f"w{trial % 2}",
+                "job": job,
+                "threads": 2,
+                "config": cfg,
+            }
+        )
+        evs.append(
+            {
+                "event": "result",
+                "t": t + 0.5,
+                "trial": trial,
+                "rung": 0,
+                "bracket": 0,
+                "value": trial / 10,
+                "job": job,
+            }
+        )
+    for trial in range(n_trials // eta):
+        job += 1
+        t += 1
+        evs.append(
+            {
+                "event": "assign",
+                "t": t,
+                "trial": trial,
+                "rung": 1,
+                "bracket": 0,
+                "resource": 3,
+                "worker": "w0",
+                "job": job,
+            }
+        )
+    return evs
+
+
+def test_rung_ladder_threshold_promotions_and_deltas() -> None:
+    m = StudyModel("s", "loss", "min")
+    for ev in _events(9):
+        m.apply(ev)
+    rungs = {(r["bracket"], r["rung"]): r for r in m.rungs()}
+    r0 = rungs[(0, 0)]
+    assert (r0["results"], r0["promoted"], r0["resource"]) == (9, 3, 1)
+    assert r0["threshold"] == pytest.approx(0.2)  # the 3rd best of 9 (floor(9/3) = 3)
+    assert r0["best"] == 0.0
+    assert m.eta == 3 and m.status()["running"] == 3
+    full = m.view()
+    assert full["kind"] == "full" and len(full["trials"]) == 9
+    assert [w["id"] for w in full["workers"]] == ["w0", "w1"]
+    assert {(s[0], s[5]) for s in full["segments"]} == {("w0", "ok"), ("w1", "ok")}
+    first = m.delta()
+    assert first is not None and m.delta() is None  # nothing new: no message at all
+    m.apply(
+        {
+            "event": "result",
+            "t": 20.0,
+            "trial": 0,
+            "rung": 1,
+            "bracket": 0,
+            "value": 0.05,
+            "job": 10,
+        }
+    )
+    d = m.delta()
+    assert d is not None
+    assert [t["id"] for t in d["trials"]] == [0]  # only what changed
+    assert d["segments"] == [["w0", 10.0, 20.0, 0, 1, "ok"]]
+    assert d["series"][-1][:3] == [20.0, 0.05, 0]  # the best moved to the higher resource
+    assert d["points"] == [[20.0, 0.05, 1]]
+
+
+def test_max_mode_threshold_and_failures() -> None:
+    m = StudyModel("s", "acc", "max")
+    for i, v in enumerate([0.1, 0.9, 0.5, None, 0.7, 0.3]):
+        m.apply(
+            {
+                "event": "assign",
+                "t": i,
+                "trial": i,
+                "rung": 0,
+                "resource": 1,
+                "job": i + 1,
+                "worker": "w",
+            }
+        )
+        m.apply(
+            {
+                "event": "result",
+                "t": i,
+                "trial": i,
+                "rung": 0,
+                "value": v,
+                "job": i + 1,
+                "error": "Traceback ...\nValueError: boom" if v is None else None,
+            }
+        )
+    m.eta = 3
+    (r0,) = m.rungs()
+    assert r0["results"] == 6 and r0["failed"] == 1
+    assert r0["threshold"] == 0.7  # floor(6/3) = 2: the 2nd best of a max study
+    assert m.errors[0]["trial"] == 3 and "ValueError: boom" in m.errors[0]["error"]
+
+
+def test_curves_are_capped_highest_rungs_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_mod, "CURVE_CAP", 5)
+    m = StudyModel("s", "loss", "min")
+    for ev in _events(12):
+        m.apply(ev)
+    # 12 trials, 5 shown; the 4 that went to rung 1 are all among them
+    assert len(m.shown) == 5
+    assert {0, 1, 2, 3} <= m.shown
+    view = m.view()
+    assert len(view["trials"]) == 5 and view["status"]["trials"] == 12
+
+
+def _study_on_journal(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    spec = make_spec("asha", max_trials=30, max_attempts=2)
+    journal = tmp_path / "study.journal"
+    driver = open_study(spec, journal=journal, trace=tmp_path / "trace.jsonl").driver
+    rng = random.Random(1)
+    inflight: list[int] = []
+    for _ in range(300):
+        if rng.random() < 0.5 or not inflight:
+            a = driver.request(f"w{rng.randrange(3)}")
+            if a is not None:
+                inflight.append(a.job.job_id)
+        else:
+            job = inflight.pop(rng.randrange(len(inflight)))
+            fail = rng.random() < 0.1
+            v = None if fail else rng.random()
+            driver.complete(
+                job,
+                v,
+                {} if fail else {"loss": v},
+                b"s",
+                "Traceback (most recent call last):\nRuntimeError: x" if fail else None,
+            )
+        driver.sync()
+    doc = driver.results.to_json()
+    driver.close()
+    return journal, doc
+
+
+def test_journal_replays_read_only_to_the_same_study(tmp_path: Path) -> None:
+    journal, doc = _study_on_journal(tmp_path)
+    before = journal.read_bytes()
+    m = load_path(journal)
+    assert journal.read_bytes() == before  # read-only
+    n_results = sum(len(t["results"]) for t in doc["trials"])
+    assert m.n_results == n_results and len(m.trials) == len(doc["trials"])
+    assert m.clock == "seconds" and m.segments and m.errors
+    assert "RuntimeError: x" in m.errors[0]["error"]
+    for t in doc["trials"]:
+        assert m.trials[t["trial"]].config == t["config"]
+    assert m.best is not None and doc["best"] is not None
+    assert m.best["trial"] == doc["best"]["trial"]
+
+
+def test_results_json_with_and_without_its_trace(tmp_path: Path) -> None:
+    journal, doc = _study_on_journal(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(doc))
+    alone = load_path(out)
+    assert alone.clock == "order" and not alone.segments
+    assert alone.n_results == sum(len(t["results"]) for t in doc["trials"])
+    (out / "trace.jsonl").write_text((tmp_path / "trace.jsonl").read_text())
+    timed = load_path(out / "results.json")
+    assert timed.clock == "seconds" and timed.segments and timed.n_results == alone.n_results
+    assert {p for t in timed.trials.values() for p in t.config} == {"x", "k"}
+    assert set(find_studies(tmp_path)) == {out, journal}  # a results folder and a journal
+
+
+def _serve(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [str(BIN / "ash"), "dashboard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"(http://\S+/)", line)
+    assert m, line + (proc.stderr.read() if proc.stderr else "")
+    return proc, m.group(1)
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_server_serves_views_and_refuses_a_wrong_token(tmp_path: Path) -> None:
+    _, doc = _study_on_journal(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(doc))
+    tok = tmp_path / "tok"
+    tok.write_text("s3cret\n")
+    proc, url = _serve([str(out), "--listen", "127.0.0.1:0", "--token-file", str(tok)])
+    try:
+        assert _get(url + "api/studies")[0] == 401
+        code, text = _get(url + "api/studies", "wrong")
+        assert code == 401 and "wrong token" in text
+        assert _get(url + "?token=wrong")[0] == 401
+        code, text = _get(url + "api/studies", "s3cret")
+        assert code == 200
+        (study,) = json.loads(text)
+        code, text = _get(url + f"api/study/{study['id']}", "s3cret")
+        view = json.loads(text)
+        assert view["kind"] == "full" and view["status"]["results"] == sum(
+            len(t["results"]) for t in doc["trials"]
+        )
+        code, js = _get(url + "static/plotly.min.js", "s3cret")
+        assert code == 200 and "plotly.js v" in js[:300]
+        assert _get(url + "static/..%2Fserver.py", "s3cret")[0] == 404
+        assert _get(url + "api/study/nope", "s3cret")[0] == 404
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_off_loopback_needs_a_token(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(
+        json.dumps({"study": "s", "metric": "m", "mode": "min", "trials": []})
+    )
+    proc = subprocess.run(
+        [str(BIN / "ash"), "dashboard", str(out), "--listen", "0.0.0.0:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "needs a token" in proc.stderr
+    proc = subprocess.run(
+        [str(BIN / "ash"), "dashboard", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    (out / "results.json").write_text("{not json")
+    proc = subprocess.run(
+        [str(BIN / "ash"), "dashboard", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "results.json: not JSON" in proc.stderr
+
+
+def test_report_html_embeds_the_same_views(tmp_path: Path) -> None:
+    from ash.report import write_report
+
+    _, doc = _study_on_journal(tmp_path)
+    path = write_report(doc, tmp_path)
+    text = path.read_text()
+    assert "plotly.js v" in text and "applyMessage" in text  # the page's own code, inlined
+    assert "<script src=" not in text and "http://" not in text.split("<script")[0]
+    data = re.search(r'<script type="application/json" id="ash-data">(.*?)</script>', text, re.S)
+    assert data is not None
+    view = json.loads(data.group(1))
+    assert view["kind"] == "full" and view["status"]["results"] == sum(
+        len(t["results"]) for t in doc["trials"]
+    )
+
+
+def test_detailed_watch_stream_has_a_snapshot_configs_and_errors(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    import grpc
+
+    from ash.link.wire import scheduler_stub
+    from ash.proto import ash_pb2 as pb
+    from helpers import Scheduler, worker, write_study
+
+    spec = write_study(tmp_path, max_trials=12)
+    s = Scheduler(spec, tmp_path, "--linger", "0")
+    cleanup.append(s)
+    with grpc.insecure_channel(s.target) as channel:
+        stub = scheduler_stub(channel)
+        plain = stub.Watch(pb.WatchRequest(), timeout=60)
+        detailed = stub.Watch(pb.WatchRequest(detail=True), timeout=60)
+        events = iter(detailed)
+        snap = json.loads(next(events).json)
+        assert snap["event"] == "snapshot" and snap["results"]["trials"] == []
+        assert snap["schedule"]["reduction_factor"] == 3 and snap["finished"] is False
+        cleanup.append(worker(s.target, tmp_path, "w1"))
+        rest = [json.loads(e.json) for e in events]  # until the study is over
+        trace = [json.loads(e.json) for e in plain]
+    assert rest[-1]["event"] == "finished"  # the study's end, said (a dropped watcher's is not)
+    rest = rest[:-1]
+    assert [e["event"] for e in rest] == [e["event"] for e in trace]  # the same events
+    assigns = [e for e in rest if e["event"] == "assign"]
+    assert all(set(e["config"]) == {"x", "mode"} for e in assigns)
+    assert all("config" not in e for e in trace)  # the plain stream is the trace, unchanged
+    ok = [e for e in rest if e["event"] == "result" and e["value"] is not None]
+    assert ok and all("loss" in e["metrics"] for e in ok)
+    failed = [e for e in rest if e["event"] == "result" and e["value"] is None]
+    assert failed and all(e.get("error") for e in failed)
+    assert s.wait() == 0
+
+
+def test_a_folder_of_studies_is_a_list(tmp_path: Path) -> None:
+    journal, doc = _study_on_journal(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(doc))
+    journal.rename(tmp_path / "runs" / "study.journal")
+    proc, url = _serve([str(tmp_path / "runs"), "--listen", "127.0.0.1:0"])
+    try:
+        code, text = _get(url + "api/studies")
+        studies = json.loads(text)
+        assert code == 200 and len(studies) == 3
+        assert sorted(s["id"] for s in studies) == ["t", "t-2", "t-3"]  # same study name, thrice
+        sources = sorted(s["source"] for s in studies)
+        assert sources[0].startswith("/") and any(s.startswith("journal ") for s in sources)
+        for s in studies:
+            view = json.loads(_get(url + f"api/study/{s['id']}")[1])
+            assert view["status"]["trials"] == len(doc["trials"])
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_remote_dashboard_follows_a_scheduler_across_a_restart(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    import signal
+    import socket
+    import time
+
+    from helpers import Scheduler, results, worker, write_study
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = write_study(tmp_path, max_trials=30)
+    args = ("--out", "out", "--journal", "j.jsonl", "--linger", "0")
+    s = Scheduler(spec, tmp_path, *args, port=port)
+    cleanup.append(s)
+    proc, url = _serve(["--scheduler", s.target, "--listen", "127.0.0.1:0"])
+    cleanup.append(proc)
+
+    def view() -> dict[str, Any]:
+        got: dict[str, Any] = json.loads(_get(url + "api/study/study")[1])
+        return got
+
+    w = worker(s.target, tmp_path, "w1", "--retry-for", "60", env={"SLEEP": "0.05"})
+    cleanup.append(w)
+    deadline = time.monotonic() + 60
+    while view()["status"]["results"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert view()["status"]["results"] >= 10
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    deadline = time.monotonic() + 30
+    while "unreachable" not in str(view()["status"]["error"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "unreachable" in str(view()["status"]["error"])  # the page says so
+    s = Scheduler(spec, tmp_path, *args, port=port)  # resumes from its journal
+    cleanup.append(s)
+    assert s.wait() == 0
+    doc = results(tmp_path / "out")
+    n = sum(len(t["results"]) for t in doc["trials"])
+    deadline = time.monotonic() + 30
+    while not view()["status"]["finished"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    final = view()
+    assert final["status"]["finished"] and final["status"]["error"] is None
+    assert final["status"]["results"] == n  # the snapshot after the restart holds everything
+    assert final["status"]["trials"] == len(doc["trials"])
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0

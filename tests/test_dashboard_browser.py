@@ -1,0 +1,249 @@
+"""The dashboard in a real browser: headless Chromium (Debian's chromium + chromium-driver, which
+CI installs) driven by selenium against a real ash-scheduler on loopback with a real worker
+process, a finished study's results.json served by ``ash dashboard``, and report.html opened
+from disk. Screenshots go to the test's tmp folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import BIN, Scheduler, results, worker, write_study
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium "
+    "chromium-driver; .ci/run installs them)",
+)
+selenium = pytest.importorskip("selenium")
+pytest.importorskip("aiohttp")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+
+TOKEN = "dash-test-token"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    opts = webdriver.ChromeOptions()
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1400,2300",
+    ):
+        opts.add_argument(arg)
+    assert CHROMIUM is not None
+    opts.binary_location = CHROMIUM
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(what: Callable[[], Any], timeout: float = 60.0, why: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = what()
+        except Exception as exc:  # the page may be between renders
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {why}: last {last!r}")
+
+
+def text(driver: Any, element_id: str) -> str:
+    return str(driver.find_element("id", element_id).text)
+
+
+def count(driver: Any, element_id: str) -> int:
+    m = re.match(r"\d+", text(driver, element_id))
+    return int(m.group(0)) if m else -1
+
+
+def traces(driver: Any, plot_id: str) -> int:
+    n = driver.execute_script(
+        f"const el = document.getElementById('{plot_id}'); return el && el.data ? "
+        "el.data.length : 0;"
+    )
+    return int(n)
+
+
+def dashboard_url(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"dashboard:? (?:on )?(http://\S+/)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("no dashboard line")
+
+
+def test_live_study_updates_in_the_browser(
+    tmp_path: Path, cleanup: list[Any], browser: Any
+) -> None:
+    spec = write_study(tmp_path, max_trials=24)
+    tok = tmp_path / "token"
+    tok.write_text(TOKEN)
+    s = Scheduler(
+        spec,
+        tmp_path,
+        "--out",
+        "out",
+        "--trace",
+        "trace.jsonl",
+        "--token-file",
+        str(tok),
+        "--dashboard-port",
+        "0",
+        "--linger",
+        "0",
+    )
+    cleanup.append(s)
+    url = dashboard_url(s.proc)
+    # a wrong or missing token is refused, by the API and by the page
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(url + "api/studies", headers=headers))
+        assert err.value.code == 401
+    browser.get(url + "?token=wrong")
+    assert "wrong token" in browser.find_element("tag name", "body").text
+    # a second dashboard, ash dashboard --scheduler, follows the same study over gRPC
+    remote = subprocess.Popen(
+        [
+            str(BIN / "ash"),
+            "dashboard",
+            "--scheduler",
+            s.target,
+            "--token-file",
+            str(tok),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    cleanup.append(remote)
+    remote_url = dashboard_url(remote)
+
+    browser.get(url + f"?token={TOKEN}")
+    wait_for(lambda: text(browser, "title") == "py", why="the study's name")
+    assert text(browser, "state") == "live"
+    assert count(browser, "st-results") == 0
+    w = worker(s.target, tmp_path, "w1", "--token-file", str(tok), env={"SLEEP": "0.25"})
+    cleanup.append(w)
+    first = wait_for(
+        lambda: count(browser, "st-results") >= 2 and count(browser, "st-results"), why="results"
+    )
+    wait_for(lambda: count(browser, "st-results") > first + 2, why="more results, live")
+    wait_for(lambda: traces(browser, "plot-timeline") > 0, why="the timeline")
+    wait_for(lambda: "w1" in text(browser, "workers"), why="the worker list")
+    assert browser.find_elements("css selector", "#rungs tbody tr")
+    browser.save_screenshot(str(tmp_path / "live.png"))
+    # the page never reloaded: one document, updated by deltas
+    assert (
+        int(browser.execute_script("return Number(document.getElementById('app').dataset.seq)")) > 1
+    )
+    wait_for(lambda: text(browser, "state") == "finished", timeout=180, why="the study's end")
+    assert s.wait() == 0
+    doc = results(tmp_path / "out")
+    n = sum(len(t["results"]) for t in doc["trials"])
+    wait_for(lambda: count(browser, "st-results") == n, why=f"all {n} results")
+    assert count(browser, "st-trials") == len(doc["trials"])
+    assert browser.find_elements("css selector", "#errors details")  # raise/nan/crash trials
+    wait_for(lambda: traces(browser, "plot-curves") > 0, why="the learning curves")
+    wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the parallel coordinates")
+    rung0 = browser.find_element("css selector", '#rungs tr[data-bracket="0"][data-rung="0"]')
+    cells = [c.text for c in rung0.find_elements("tag name", "td")]
+    assert int(cells[3]) == sum(1 for t in doc["trials"] for r in t["results"] if r["rung"] == 0)
+    browser.save_screenshot(str(tmp_path / "finished.png"))
+    # the remote dashboard saw the same study through the scheduler's Watch stream
+    req = urllib.request.Request(
+        remote_url + "api/study/study", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    view = json.loads(urllib.request.urlopen(req, timeout=10).read())
+    assert view["status"]["results"] == n and view["status"]["finished"]
+    remote.send_signal(signal.SIGTERM)
+    assert remote.wait(timeout=20) == 0
+    w.wait(timeout=60)
+
+
+def test_finished_study_and_its_offline_report(tmp_path: Path, browser: Any) -> None:
+    spec = write_study(tmp_path, max_trials=40)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            str(BIN / "ash"),
+            "tune",
+            str(spec),
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--trace",
+            str(out / "trace.jsonl"),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = results(out)
+    n = sum(len(t["results"]) for t in doc["trials"])
+    dash = subprocess.Popen(
+        [str(BIN / "ash"), "dashboard", str(out), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = dashboard_url(dash)
+        browser.get(url)
+        wait_for(lambda: count(browser, "st-results") == n, why=f"{n} results")
+        assert text(browser, "state") == "finished"
+        wait_for(lambda: traces(browser, "plot-importance") == 1, why="the importance")
+        # times from the trace beside results.json
+        wait_for(lambda: traces(browser, "plot-timeline") > 0, why="the timeline")
+        wait_for(lambda: traces(browser, "plot-best") > 0, why="best so far")
+        wait_for(lambda: traces(browser, "plot-scatter") > 0, why="the scatter")
+        browser.save_screenshot(str(tmp_path / "finished-served.png"))
+        served = {k: text(browser, k) for k in ("st-trials", "st-results", "st-best", "rungs")}
+    finally:
+        dash.terminate()
+        assert dash.wait(timeout=20) == 0
+    # report.html: the same views, offline, nothing fetched
+    browser.get((out / "report.html").as_uri())
+    wait_for(lambda: count(browser, "st-results") == n, why="the report's views")
+    offline = {k: text(browser, k) for k in ("st-trials", "st-results", "st-best", "rungs")}
+    assert offline == served
+    wait_for(lambda: traces(browser, "plot-curves") > 0, why="the report's curves")
+    wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the report's parcoords")
+    assert browser.find_elements("css selector", "#best-trials tr")
+    browser.save_screenshot(str(tmp_path / "report.png"))
