@@ -44,11 +44,12 @@ from ash.scheduler.journal import (
     amended,
     budget,
     enqueued,
+    read_only,
     spec_digest,
 )
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter, count_events
-from ash.spec import StudySpec
+from ash.spec import SpecError, StudySpec, parse_spec
 
 DROP_BATCH = 64  # checkpoints deleted at once on a store that fsyncs
 DROP_SECONDS = 0.5  # ... or after this long
@@ -726,3 +727,25 @@ def open_study(
     if keep_inflight:
         return Opened(driver, len(j.records), 0, tuple(stale))
     return Opened(driver, len(j.records), len(stale))
+
+
+def replay_read_only(
+    path: Path, listener: Callable[[dict[str, Any]], None] | None = None
+) -> tuple[Driver, dict[str, Any], list[dict[str, Any]]]:
+    """The study in journal ``path`` replayed through a Driver of the spec it holds, without its
+    lock and writing nothing (its owner may be running; a torn tail is left out): what
+    ``ash.load`` and the dashboard read. ``listener`` hears the replayed trace events. Returns
+    the driver, the journal's raw spec and its records; JournalError for what cannot be read."""
+    header, records = read_only(path)
+    raw = header.get("raw")
+    if not isinstance(raw, dict):
+        raise JournalError(f"{path}: a version-1 journal holds no spec; read its results.json")
+    try:
+        spec = parse_spec(raw, source=str(path), base_dir=path.parent)
+    except SpecError as exc:
+        raise JournalError(f"{path}: its spec no longer parses: {exc}") from None
+    driver = Driver(spec, trace=TraceWriter(None))
+    if listener is not None:
+        driver.listen(listener)
+    driver.resume(records, 0)
+    return driver, raw, records

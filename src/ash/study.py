@@ -199,23 +199,13 @@ def load(
 
 def _from_journal(path: Path) -> dict[str, Any]:
     """Replay a journal read-only (no lock: its owner may be running; a torn tail is left
-    out) through a Driver without a journal, and make its results document."""
-    from ash.scheduler.driver import Driver
-    from ash.scheduler.journal import JournalError, amended, read_only
+    out) and make its results document."""
+    from ash.scheduler.driver import replay_read_only
+    from ash.scheduler.journal import JournalError, amended
     from ash.scheduler.outcome import outcome
-    from ash.spec import SpecError, parse_spec
 
-    header, records = read_only(path)
-    raw = header.get("raw")
-    if not isinstance(raw, dict):
-        raise LoadError(f"{path}: a version-1 journal holds no spec; load its results.json")
     try:
-        spec = parse_spec(raw, source=str(path), base_dir=path.parent)
-    except SpecError as exc:
-        raise LoadError(f"{path}: its spec no longer parses: {exc}") from None
-    driver = Driver(spec)
-    try:
-        driver.resume(records, 0)
+        driver, raw, records = replay_read_only(path)
     except JournalError as exc:
         raise LoadError(str(exc)) from None
     doc, _ = outcome(driver, interrupted=False)

@@ -75,30 +75,21 @@ def _is_journal(path: Path) -> bool:
 def replay_journal(path: Path, model: StudyModel) -> None:
     """Feed ``model`` with the events of the study in journal ``path`` (read-only: no lock,
     nothing written), replayed through a Driver of the spec the journal holds."""
-    from ash.scheduler.driver import Driver
-    from ash.scheduler.journal import _read as read_journal
-    from ash.scheduler.trace import TraceWriter
-    from ash.spec import parse_spec
+    from ash.scheduler.driver import replay_read_only
+    from ash.scheduler.journal import JournalError
+    from ash.scheduler.watchfeed import enrich
 
-    header, records, _, _ = read_journal(path)
-    raw = header.get("raw")
-    if not isinstance(raw, dict):
-        raise SourceError(f"{path}: a version-1 journal holds no spec; show its results.json")
+    events: list[dict[str, Any]] = []
     try:
-        spec = parse_spec(raw, source=str(path), base_dir=path.parent)
-    except UserError as exc:
-        raise SourceError(f"{path}: its spec: {exc}") from None
-    driver = Driver(spec, trace=TraceWriter(None))
+        driver, _, _ = replay_read_only(path, events.append)
+    except JournalError as exc:
+        raise SourceError(str(exc)) from None
+    spec = driver.spec
     model.study, model.metric, model.mode = spec.name, spec.metric, spec.mode
     model.algorithm = spec.algorithm
     sch = spec.schedule
     model.eta, model.max_resource = float(sch.reduction_factor), float(sch.max_resource)
     model.max_trials = sch.max_trials
-    from ash.scheduler.watchfeed import enrich
-
-    events: list[dict[str, Any]] = []
-    driver.listen(events.append)
-    driver.resume(records, 0)
     for ev in events:  # each event with its config, metrics and error, as a live watcher has it
         model.apply(enrich(ev, driver))
     model.finished = driver.finished
