@@ -164,7 +164,7 @@ def test_mlp_metric_is_a_spec_error_and_start_problems_come_together(tmp_path: P
     assert "3 problems" in got.stderr
     assert "--out file: exists and is not a directory" in got.stderr
     assert "--trace no/such/t.jsonl" in got.stderr
-    assert "takes (config), not a trainer's" in got.stderr
+    assert "must take (config, ctx) or (config, start, stop, state), not (config)" in got.stderr
 
 
 # -- continued studies ------------------------------------------------------------------------
