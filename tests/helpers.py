@@ -17,6 +17,21 @@ EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
 
 
+def run_ash(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The venv's ``ash`` CLI as a user runs it: output captured, exit code not checked."""
+    return subprocess.run(
+        [str(BIN / "ash"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def make_spec(algorithm: str = "asha", mode: str = "min", seed: int = 0, **asha: Any) -> StudySpec:
     table: dict[str, Any] = {"min_resource": 1, "max_resource": 27, "reduction_factor": 3}
     table.update(asha)

@@ -27,6 +27,7 @@ from ash.worker import ckptfiles
 from ash.worker.context import JobInfo, Reporter, Workspace, takes_context
 from ash.worker.trainers import FunctionTrainer, run_job
 from helpers import BIN, Scheduler, results, worker
+from helpers import run_ash as ash_cli
 
 TRAINER = """
 import json, os
@@ -93,18 +94,6 @@ def write(tmp_path: Path, max_trials: int = 12) -> Path:
     spec = tmp_path / "study.toml"
     spec.write_text(SPEC.format(max_trials=max_trials))
     return spec
-
-
-def ash_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
-    return subprocess.run(
-        [str(BIN / "ash"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def check_reports(doc: dict[str, Any]) -> None:

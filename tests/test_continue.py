@@ -4,7 +4,6 @@ real slot processes, a real gRPC scheduler and workers on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from ash.api import StudyStopped
 from ash.errors import UserError
 from ash.scheduler.journal import JournalError
 from ash.spec import SpecError, parse_spec
-from helpers import BIN, Scheduler, worker
+from helpers import Scheduler, worker
+from helpers import run_ash as cli
 
 SPEC = """
 [study]
@@ -61,12 +61,6 @@ def study(tmp: Path, *, max_trials: int = 10, module: str = "good", extra: str =
     spec = tmp / "study.toml"
     spec.write_text(SPEC.format(max_trials=max_trials, module=module, study_extra=extra))
     return spec
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ash"), *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def good(config: dict[str, Any], start: float, stop: float, state: bytes | None) -> Any:
@@ -211,7 +205,12 @@ def test_tune_resumes_from_python_with_a_raised_budget(tmp_path: Path) -> None:
     b = ash.tune(good, max_trials=6, **kw)  # finished: resumes to the same results
     assert b["trials"] == a["trials"]
     c = ash.tune(good, max_trials=15, **kw)
-    assert len(c["trials"]) == 15 and c["trials"][:6] == a["trials"]
+    assert len(c["trials"]) == 15
+    for before, after in zip(a["trials"], c["trials"][:6], strict=True):
+        # The first six keep their configs and results; the larger rungs may promote them
+        # further (which of them depends on the order results arrive from two workers).
+        n = len(before["results"])
+        assert after["config"] == before["config"] and after["results"][:n] == before["results"]
     with pytest.raises(JournalError, match="lowering"):
         ash.tune(good, max_trials=10, **kw)
     live = ash.load(journal)  # read-only replay: same trials as the run

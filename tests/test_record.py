@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from ash.scheduler.benchmarks import Recorded
-from helpers import BIN
+from helpers import run_ash as ash
 
 IRIS = """
 [study]
@@ -67,17 +66,6 @@ def fit(config, start, stop, state):
     loss = math.nan if (x == 3.0 and stop >= 2) else x / stop
     return {"loss": loss, "extra": 10 * stop}, str(int(stop)).encode()
 """
-
-
-def ash(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ash"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def test_record_iris_then_simulate(tmp_path: Path) -> None:

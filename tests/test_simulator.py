@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,8 @@ from ash.scheduler.results import Results
 from ash.scheduler.simulator import simulate
 from ash.scheduler.trace import TraceWriter, read_trace
 from ash.spec import load_spec
-from helpers import BIN, EXAMPLES, make_spec
-
-
-def ash(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ash"), *args], capture_output=True, text=True, check=False, timeout=300
-    )
+from helpers import EXAMPLES, make_spec
+from helpers import run_ash as ash
 
 
 def test_simulate_example_64_workers_contract(tmp_path: Path) -> None:

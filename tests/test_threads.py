@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +21,8 @@ from ash.worker import calibration as th
 from ash.worker.calibration import Shape, Speeds, best_threads, lone_threads
 from ash.worker.planner import Planner, Task
 from ash.worker.slots import Finished, Slots
-from helpers import BIN, EXAMPLES, Scheduler, worker, write_study
+from helpers import EXAMPLES, Scheduler, worker, write_study
+from helpers import run_ash as ash_cli
 
 BIG = Speeds(2, alone={1: 1.0e6, 2: 1.95e6}, packed={1: 1.6e6})  # memory-bound when packed
 TINY = Speeds(2, alone={1: 5.0e6, 2: 5.0e6}, packed={1: 10.0e6}, parallel=False)
@@ -355,12 +355,6 @@ def test_slot_applies_each_jobs_threads(tmp_path: Path) -> None:
 
 
 # -- end to end -------------------------------------------------------------------------------
-
-
-def ash_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ash"), *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def assigns(trace: Path) -> list[dict[str, Any]]:

@@ -18,22 +18,7 @@ from ash.scheduler.audit import audit_for
 from ash.scheduler.trace import read_trace
 from ash.spec import load_spec
 from helpers import BIN, EXAMPLES, PY_SPEC, write_study
-
-
-def ash_cli(
-    *args: str,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ash"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+from helpers import run_ash as ash_cli
 
 
 def test_tune_python_trainer_resumes_and_survives_failures(tmp_path: Path) -> None:
