@@ -40,6 +40,11 @@ function showStudy(key, several) {
     });
   };
   bindControls(st, app, redraw);
+  const csv = document.createElement("a");
+  csv.href = `/api/study/${encodeURIComponent(key)}/trials.csv`;
+  csv.textContent = "Every trial as CSV";
+  csv.id = "trials-csv";
+  app.querySelector("#download").append(csv);
   if (typeof Plotly === "undefined") {
     document.getElementById("plotly").addEventListener("load", () => { st.dirty.add("all"); redraw(); });
   }
