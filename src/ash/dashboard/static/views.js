@@ -144,6 +144,15 @@ function renderStatus(st, root) {
     : "";
 }
 
+// Replace an element's content only when it changed (no new nodes, five times a second, for
+// the same rows).
+function setHTML(el, html) {
+  if (el.ashHTML !== html) {
+    el.innerHTML = html;
+    el.ashHTML = html;
+  }
+}
+
 function count(n) {
   return Number(n).toLocaleString("en-US");
 }
@@ -161,7 +170,7 @@ function renderRungs(st, root) {
     <td>${r.bracket}</td><td>${r.rung}</td><td>${fmt(r.resource)}</td>
     <td class="count"><div class="bar" style="width:${(100 * r.results) / max}%"></div><span>${r.results}</span></td>
     <td>${r.promoted}</td><td>${r.failed}</td><td>${fmt(r.threshold)}</td><td>${fmt(r.best)}</td></tr>`);
-  root.querySelector("#rungs tbody").innerHTML = rows.join("");
+  setHTML(root.querySelector("#rungs tbody"), rows.join(""));
 }
 
 function renderBest(st, root) {
@@ -385,7 +394,7 @@ function renderWorkers(st, root) {
   const rows = st.workers.map((w) => `<tr><td>${esc(w.id)}</td><td>${w.threads ?? "auto"}</td>
     <td>${w.slots ?? "–"}</td><td>${w.devices ? esc(JSON.stringify(w.devices)) : "–"}</td>
     <td>${w.running}</td><td>${w.done}</td><td>${w.lost}</td><td>${w.last === null ? "–" : fmt(w.last)}</td></tr>`);
-  root.querySelector("#workers tbody").innerHTML = rows.join("");
+  setHTML(root.querySelector("#workers tbody"), rows.join(""));
 }
 
 function renderErrors(st, root) {
@@ -409,7 +418,7 @@ const SECTIONS = {
 // Charts (plotly) are drawn after the tables, one per task so the page paints in between. While
 // deltas arrive (five a second at most), one chart is drawn right after each delta's tables, so
 // the next delta finds the page idle and its counts are drawn at once; a chart is redrawn at
-// most once a second, and a chart that took c ms waits 4c ms before it is drawn again. When no
+// most every two seconds, and a chart that took c ms waits 4c ms before it is drawn again. When no
 // delta has come for QUIET_MS, the charts left are drawn one after another.
 const CHARTS = ["best", "curves", "importance", "params", "timeline", "parcoords"];
 const CHART_EL = {
@@ -417,7 +426,7 @@ const CHART_EL = {
   timeline: "plot-timeline", parcoords: "plot-parcoords",
 };
 const SPACING = 4;
-const CHART_EVERY_MS = 1000;
+const CHART_EVERY_MS = 2000;
 const QUIET_MS = 250;
 
 // Draw what changed (everything the first time): the tables now, the charts soon.
