@@ -9,11 +9,16 @@ server CPU under 5% of a core while a page watches.
    stream would have fed it: every event but the last ``rate * watch_s`` ones, each ``assign``
    with its config. On a line on its stdin it goes live: the rest of the events arrive at
    ``--rate`` events/s through the same path a scheduler's stream takes (``sources.follow``).
-3. Headless Chromium opens the page. First paint: when the counts are drawn (ms since the
-   navigation started, the page's own clock); also when every chart is drawn. Then the feed goes
-   live for ``--watch-s`` seconds: the server's CPU (utime + stime from /proc) over that window,
-   the page's update latency (server sent a delta -> its tables drawn, and -> its charts caught
-   up), and the browser's memory (the JS heap, and the summed RSS of Chromium's processes).
+3. Headless Chromium (a 1400x2300 window: every chart in view, so every chart is drawn) opens
+   the page. First paint: when the counts are drawn (ms since the navigation started, the
+   page's own clock); also when every chart is drawn. Then the feed goes live for
+   ``--watch-s`` seconds: the server's CPU (utime + stime from /proc) over that window, the
+   page's update latency (server sent a delta -> its tables drawn; and how old a chart's data
+   is when it is drawn), and the browser's memory: the JS heap, and the PSS of all of
+   Chromium's processes, beside the same on about:blank (Chromium's own share). Then the
+   parallel coordinates, drawn on demand, are asked for, and the memory measured again.
+4. The control: the server process with the same feed at the same pace and no dashboard, for
+   as long: what the stream itself costs the process.
 
 Run only under the benchmark lock:
     flock /tmp/ash-bench.lock .venv/bin/python bench/dashboard/run.py [--json OUT]
