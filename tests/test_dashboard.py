@@ -4,6 +4,8 @@ journal, folder), the server's token rule, and report.html carrying the same vie
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 import re
@@ -178,6 +180,44 @@ def test_curves_are_capped_highest_rungs_first(monkeypatch: pytest.MonkeyPatch) 
     assert len(view["trials"]) == 5 and view["status"]["trials"] == 12
 
 
+def test_rung_scores_order_statistic_matches_a_sorted_list() -> None:
+    rng = random.Random(7)
+    rs = model_mod.RungScores()
+    seen: list[float] = []
+    for i in range(2000):
+        x = round(rng.gauss(0, 1), 3)  # ties too
+        rs.add(x)
+        seen.append(x)
+        if i % 7 == 0:  # asked now and then, k moving both ways, as failures and eta move it
+            srt = sorted(seen)
+            k = rng.choice([len(seen) // 3, len(seen) // 2, 1, len(seen), len(seen) + 1, 0])
+            assert rs.kth(k) == (srt[k - 1] if 0 < k <= len(srt) else None)
+            assert rs.best == srt[0] and len(rs) == len(srt)
+
+
+def test_importance_is_estimated_again_only_when_its_input_grew() -> None:
+    m = StudyModel("s", "loss", "min")
+    assert not m.importance_due()  # no results yet
+    for ev in _events(40):
+        m.apply(ev)
+    assert m.importance_due()  # none yet
+    got = m.importance_input()
+    assert got is not None and got[2] == 1 and len(got[1]) == 40
+    assert not m.importance_due()  # just made
+    feed = _events(60)[80:120]  # trials 40..59 at rung 0 (values 4.0 .. 5.9)
+    for ev in feed[:6]:
+        m.apply(ev)  # 3 more results: 43 < 40 * 1.1 + 1
+    assert not m.importance_due()
+    for ev in feed[6:]:
+        m.apply(ev)  # 60 results: a tenth more and then some
+    assert m.importance_due()
+    m.importance_input()
+    m.finish()
+    assert not m.importance_due()  # the study ended with nothing it has not seen
+    m.apply({**feed[-1], "trial": 99, "job": 999, "value": 0.5})  # a late result
+    assert m.importance_due()
+
+
 def _study_on_journal(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     spec = make_spec("asha", max_trials=30, max_attempts=2)
     journal = tmp_path / "study.journal"
@@ -282,6 +322,18 @@ def test_server_serves_views_and_refuses_a_wrong_token(tmp_path: Path) -> None:
         assert view["kind"] == "full" and view["status"]["results"] == sum(
             len(t["results"]) for t in doc["trials"]
         )
+        # every trial on demand, not only those the page draws; behind the token too
+        assert _get(url + f"api/study/{study['id']}/trials.csv")[0] == 401
+        code, text = _get(url + f"api/study/{study['id']}/trials.csv", "s3cret")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert code == 200 and len(rows) == len(doc["trials"])
+        by_id = {int(r["trial"]): r for r in rows}
+        for t in doc["trials"]:
+            row = by_id[t["trial"]]
+            ok = [r for r in t["results"] if r["value"] is not None]
+            assert row["status"] == t["status"]
+            assert row["loss"] == (str(max(ok, key=lambda r: r["resource"])["value"]) if ok else "")
+            assert all(row[k] == str(v) for k, v in t["config"].items())
         code, js = _get(url + "static/plotly.min.js", "s3cret")
         assert code == 200 and "plotly.js v" in js[:300]
         assert _get(url + "static/..%2Fserver.py", "s3cret")[0] == 404

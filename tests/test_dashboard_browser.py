@@ -6,6 +6,7 @@ from disk. Screenshots go to the test's tmp folder."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import signal
@@ -160,6 +161,14 @@ def test_live_study_updates_in_the_browser(
         lambda: count(browser, "st-results") >= 2 and count(browser, "st-results"), why="results"
     )
     wait_for(lambda: count(browser, "st-results") > first + 2, why="more results, live")
+    # parallel coordinates (WebGL) are drawn when asked for, and not again on every delta
+    assert traces(browser, "plot-parcoords") == 0
+    browser.find_element("id", "parcoords-draw").click()
+    wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the parallel coordinates")
+    drawn_at = browser.execute_script("return window.ashDashboard.parcoords.seq")
+    now = count(browser, "st-results")
+    wait_for(lambda: count(browser, "st-results") > now + 2, why="results after the drawing")
+    assert browser.execute_script("return window.ashDashboard.parcoords.seq") == drawn_at
     wait_for(lambda: traces(browser, "plot-timeline") > 0, why="the timeline")
     wait_for(lambda: "w1" in text(browser, "workers"), why="the worker list")
     assert browser.find_elements("css selector", "#rungs tbody tr")
@@ -176,7 +185,14 @@ def test_live_study_updates_in_the_browser(
     assert count(browser, "st-trials") == len(doc["trials"])
     assert browser.find_elements("css selector", "#errors details")  # raise/nan/crash trials
     wait_for(lambda: traces(browser, "plot-curves") > 0, why="the learning curves")
-    wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the parallel coordinates")
+    # and again when asked, with the latest trials
+    assert "Redraw" in text(browser, "parcoords-draw")
+    browser.find_element("id", "parcoords-draw").click()
+    wait_for(
+        lambda: browser.execute_script("return window.ashDashboard.parcoords.seq") > drawn_at,
+        why="the parallel coordinates drawn again",
+    )
+    assert traces(browser, "plot-parcoords") == 1
     rung0 = browser.find_element("css selector", '#rungs tr[data-bracket="0"][data-rung="0"]')
     cells = [c.text for c in rung0.find_elements("tag name", "td")]
     assert int(cells[3]) == sum(1 for t in doc["trials"] for r in t["results"] if r["rung"] == 0)
@@ -244,6 +260,75 @@ def test_finished_study_and_its_offline_report(tmp_path: Path, browser: Any) -> 
     offline = {k: text(browser, k) for k in ("st-trials", "st-results", "st-best", "rungs")}
     assert offline == served
     wait_for(lambda: traces(browser, "plot-curves") > 0, why="the report's curves")
+    browser.find_element("id", "parcoords-draw").click()
     wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the report's parcoords")
     assert browser.find_elements("css selector", "#best-trials tr")
     browser.save_screenshot(str(tmp_path / "report.png"))
+
+
+def test_a_large_study_draws_a_stated_subset_and_parcoords_on_demand(
+    tmp_path: Path, browser: Any
+) -> None:
+    """2,500 trials: the server sends the page 2,000 (the highest rungs first), the curves draw
+    500 of them and the scatter all it has, each chart says so; the parallel coordinates wait
+    for the button."""
+    rng = random.Random(3)
+    trials = []
+    for i in range(2500):
+        top = 2 if i % 27 == 0 else 1 if i % 3 == 0 else 0
+        cfg = {"lr": 10 ** rng.uniform(-5, 0), "act": rng.choice(["relu", "tanh"])}
+        results_ = [
+            {"rung": k, "resource": 3**k, "value": rng.random() / (k + 1)} for k in range(top + 1)
+        ]
+        status = "completed" if top == 2 else "stopped"
+        trials.append(
+            {"trial": i, "bracket": 0, "config": cfg, "results": results_, "status": status}
+        )
+    doc = {"study": "big", "metric": "loss", "mode": "min", "trials": trials}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    dash = subprocess.Popen(
+        [str(BIN / "ash"), "dashboard", str(tmp_path), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        browser.get(dashboard_url(dash))
+        wait_for(lambda: count(browser, "st-trials") == 2500, why="the counts")
+        wait_for(lambda: traces(browser, "plot-curves") > 0, why="the curves")
+        wait_for(lambda: traces(browser, "plot-scatter") > 0, why="the scatter")
+        assert text(browser, "curves-note") == (
+            "showing 500 of 2,500 trials (those that went highest, best first)"
+        )
+        assert text(browser, "scatter-note") == (
+            "showing 2,000 of 2,500 trials (those that went highest first)"
+        )
+        assert "2,000 of 2,500" in text(browser, "shown")
+        drawn = browser.execute_script(
+            "return document.getElementById('plot-curves').data"
+            ".reduce((n, t) => n + t.y.filter((y) => y === null).length, 0)"
+        )
+        assert drawn == 500  # one null after each trial's curve
+        # every trial that reached rung 2 (93 of them) is among those drawn
+        top = browser.execute_script(
+            "return document.getElementById('plot-curves').data"
+            ".filter((t) => t.name === 'reached rung 2')[0].y.filter((y) => y === null).length"
+        )
+        assert top == sum(1 for t in trials if len(t["results"]) == 3)
+        # parallel coordinates: nothing drawn (no WebGL context) until asked
+        time.sleep(1)
+        assert traces(browser, "plot-parcoords") == 0
+        assert not browser.find_elements("css selector", "#plot-parcoords canvas")
+        browser.find_element("id", "parcoords-draw").click()
+        wait_for(lambda: traces(browser, "plot-parcoords") == 1, why="the parallel coordinates")
+        assert text(browser, "parcoords-note").startswith(
+            "showing 500 of 2,500 trials (those that went highest, best first)"
+        )
+        n_lines = browser.execute_script(
+            "return document.getElementById('plot-parcoords').data[0].dimensions[0].values.length"
+        )
+        assert n_lines == 500
+        browser.save_screenshot(str(tmp_path / "large.png"))
+    finally:
+        dash.terminate()
+        assert dash.wait(timeout=20) == 0

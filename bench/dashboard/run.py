@@ -9,11 +9,16 @@ server CPU under 5% of a core while a page watches.
    stream would have fed it: every event but the last ``rate * watch_s`` ones, each ``assign``
    with its config. On a line on its stdin it goes live: the rest of the events arrive at
    ``--rate`` events/s through the same path a scheduler's stream takes (``sources.follow``).
-3. Headless Chromium opens the page. First paint: when the counts are drawn (ms since the
-   navigation started, the page's own clock); also when every chart is drawn. Then the feed goes
-   live for ``--watch-s`` seconds: the server's CPU (utime + stime from /proc) over that window,
-   the page's update latency (server sent a delta -> its tables drawn, and -> its charts caught
-   up), and the browser's memory (the JS heap, and the summed RSS of Chromium's processes).
+3. Headless Chromium (a 1400x2300 window: every chart in view, so every chart is drawn) opens
+   the page. First paint: when the counts are drawn (ms since the navigation started, the
+   page's own clock); also when every chart is drawn. Then the feed goes live for
+   ``--watch-s`` seconds: the server's CPU (utime + stime from /proc) over that window, the
+   page's update latency (server sent a delta -> its tables drawn; and how old a chart's data
+   is when it is drawn), and the browser's memory: the JS heap, and the PSS of all of
+   Chromium's processes, beside the same on about:blank (Chromium's own share). Then the
+   parallel coordinates, drawn on demand, are asked for, and the memory measured again.
+4. The control: the server process with the same feed at the same pace and no dashboard, for
+   as long: what the stream itself costs the process.
 
 Run only under the benchmark lock:
     flock /tmp/ash-bench.lock .venv/bin/python bench/dashboard/run.py [--json OUT]
@@ -37,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-WINDOW = "1400,900"  # a laptop's screen: the charts below the fold are drawn when scrolled to
+WINDOW = "1400,2300"  # tall enough that every chart is in view, so every chart is drawn
 BIN = Path(sys.executable).parent
 SPEC = """
 [study]
@@ -92,7 +97,7 @@ def make_study(work: Path, trials: int) -> Path:
 # -- the server process -------------------------------------------------------------------
 
 
-async def serve(study: Path, rate: float, live_events: int) -> None:
+async def serve(study: Path, rate: float, live_events: int, feed_only: bool = False) -> None:
     from ash.dashboard.model import StudyModel
     from ash.dashboard.server import Dashboard
     from ash.dashboard.sources import follow, read_events
@@ -139,6 +144,17 @@ async def serve(study: Path, rate: float, live_events: int) -> None:
             yield json.dumps(ev)
         yield json.dumps({"event": "finished"})
 
+    if feed_only:  # the control: the same stream, read and parsed, and no dashboard
+
+        async def drain() -> None:
+            async for line in lines():
+                json.loads(line)
+
+        await dash.close()
+        task = asyncio.ensure_future(drain())
+        await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
+        task.cancel()
+        return
     dash.follow(follow(model, lines))
     await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
     await dash.close()
@@ -198,7 +214,7 @@ def browser() -> Any:
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={tempfile.mkdtemp(prefix='ash-bench-chromium-')}",
-        "--window-size=1400,2300",
+        f"--window-size={WINDOW}",
         "--enable-precise-memory-info",
     ):
         opts.add_argument(arg)
@@ -221,10 +237,9 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    study = make_study(Path(args.work), args.trials)
+def start_server(args: argparse.Namespace, study: Path, *extra: str) -> subprocess.Popen[str]:
     live_events = int(args.rate * args.watch_s * 1.5)
-    server = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             __file__,
@@ -234,11 +249,36 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             str(args.rate),
             "--live-events",
             str(live_events),
+            *extra,
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def feed_alone_cpu(args: argparse.Namespace, study: Path) -> float:
+    """The control: the server process with the stream but no dashboard (the events read at
+    the same pace and parsed): what the stream itself costs, which a scheduler's own process
+    pays anyway (``--dashboard-port``) and which the grpc client of ``ash dashboard
+    --scheduler`` pays for any watcher."""
+    server = start_server(args, study, "--feed-only")
+    assert server.stdin is not None and server.stdout is not None
+    server.stdout.readline()
+    cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+    server.stdin.write("go\n")
+    server.stdin.flush()
+    time.sleep(args.watch_s)
+    cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
+    server.stdin.write("stop\n")
+    server.stdin.flush()
+    server.wait(timeout=30)
+    return cpu
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    study = make_study(Path(args.work), args.trials)
+    server = start_server(args, study)
     assert server.stdin is not None and server.stdout is not None
     info = json.loads(server.stdout.readline())
     driver = browser()
@@ -287,6 +327,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
         cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
         lat = driver.execute_script("return window.ashDashboard.latency")
+        # the parallel coordinates are drawn on demand (WebGL): ask for them, as a user would
+        seq0 = driver.execute_script("return window.ashDashboard.seq")
+        driver.execute_script("document.getElementById('parcoords-draw').click()")
+        wait(
+            driver,
+            "const t = window.ashDashboard.timings.parcoords; "
+            f"return t && window.ashDashboard.parcoords.seq >= {seq0} ? t.ms : null",
+        )
+        time.sleep(2)
+        parcoords_ms = driver.execute_script("return window.ashDashboard.timings.parcoords.ms")
+        parcoords_pss = tree_pss_mb(driver.service.process.pid)
         seq = driver.execute_script("return window.ashDashboard.seq")
         final = driver.execute_script("return window.ashDashboard.status")
         timings = driver.execute_script("return window.ashDashboard.timings")
@@ -300,6 +351,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         driver.quit()
         if server.poll() is None:
             server.kill()
+    feed_cpu = feed_alone_cpu(args, study)
     tables, charts = lat["tables"], lat["charts"]
     return {
         "trials": args.trials,
@@ -314,18 +366,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "results_at_end": final["results"],
             "last_draw_ms": live_sections,
             "server_cpu_pct_of_a_core": round(100 * cpu, 2),
+            "control_feed_alone_cpu_pct_of_a_core": round(100 * feed_cpu, 2),
             "update_ms_tables": {
                 "median": statistics.median(tables) if tables else None,
                 "p95": pct(tables, 0.95),
                 "n": len(tables),
             },
-            "update_ms_charts_caught_up": {
+            "chart_data_age_ms_when_drawn": {
                 "median": statistics.median(charts) if charts else None,
                 "p95": pct(charts, 0.95),
                 "n": len(charts),
             },
             "browser_pss_mb_max": max(rss_samples, key=lambda x: x["total"]),
             "browser_pss_mb_about_blank": blank_pss,
+            "page_pss_mb_over_about_blank": round(
+                max(x["total"] for x in rss_samples) - blank_pss["total"], 1
+            ),
+            "parcoords_on_demand": {
+                "draw_ms": round(parcoords_ms),
+                "browser_pss_mb": parcoords_pss,
+            },
             "js_heap_mb_max": round(max(h for h in heap_samples if h is not None), 1)
             if any(h is not None for h in heap_samples)
             else None,
@@ -344,9 +404,10 @@ def main() -> None:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--serve", help=argparse.SUPPRESS)
     p.add_argument("--live-events", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--feed-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
-        asyncio.run(serve(Path(args.serve), args.rate, args.live_events))
+        asyncio.run(serve(Path(args.serve), args.rate, args.live_events, args.feed_only))
         return
     result = measure(args)
     text = json.dumps(result, indent=1)

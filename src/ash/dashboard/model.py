@@ -13,16 +13,54 @@ order instead (``clock`` says which).
 
 from __future__ import annotations
 
-import bisect
+import csv
+import heapq
+import io
 import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 CURVE_CAP = 2000
-TIMELINE_CAP = 3000
-POINTS_CAP = 4000
+TIMELINE_CAP = 1500
+POINTS_CAP = 2000
 ERRORS_CAP = 200
+IMPORTANCE_GROWTH = 0.1  # the importance is estimated again when its input grew by this much
+
+
+class RungScores:
+    """The scores of a rung (lower is better) as two heaps: the best ``k`` in a max-heap and
+    the rest in a min-heap, so a result costs O(log n) and the promotion threshold (the ``k``-th
+    best, ``k`` moving by one or two between asks) O(log n) when asked, where a sorted list
+    costs a copy of the rung per result (a rung 0 of 100,000 results)."""
+
+    __slots__ = ("best", "rest", "top")
+
+    def __init__(self) -> None:
+        self.top: list[float] = []  # the best, negated (a max-heap)
+        self.rest: list[float] = []
+        self.best: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.top) + len(self.rest)
+
+    def add(self, score: float) -> None:
+        if self.best is None or score < self.best:
+            self.best = score
+        if self.top and score < -self.top[0]:
+            heapq.heappush(self.top, -score)
+        else:
+            heapq.heappush(self.rest, score)
+
+    def kth(self, k: int) -> float | None:
+        """The ``k``-th best score (1 is the best), or None if there are fewer than ``k``."""
+        if k <= 0 or k > len(self):
+            return None
+        while len(self.top) > k:
+            heapq.heappush(self.rest, -heapq.heappop(self.top))
+        while len(self.top) < k:
+            heapq.heappush(self.top, -heapq.heappop(self.rest))
+        return -self.top[0]
 
 
 @dataclass(slots=True)
@@ -75,6 +113,10 @@ def _num(v: Any) -> float | None:
         return None
     f = float(v)
     return f if math.isfinite(f) else None
+
+
+def _cell(v: Any) -> Any:
+    return "" if v is None else v
 
 
 def parse_reports(raw: Any, metric: str) -> list[tuple[float, float]]:
@@ -134,7 +176,7 @@ class StudyModel:
         self.n_failed = 0
         self.n_lost = 0
         self.rung_res: dict[tuple[int, int], float] = {}
-        self.rung_scores: dict[tuple[int, int], list[float]] = {}  # sorted, lower is better
+        self.rung_scores: dict[tuple[int, int], RungScores] = {}  # lower is better
         self.rung_failed: dict[tuple[int, int], int] = {}
         self.promoted: dict[tuple[int, int], int] = {}
         self.best_by_res: dict[float, tuple[float, int, float]] = {}
@@ -161,7 +203,7 @@ class StudyModel:
         self._new_errors = 0
         self._changed = False
         self._importance_changed = False
-        self.results_since_importance = 0
+        self.importance_basis: tuple[float, int] | None = None  # (resource, results) it used
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -363,9 +405,11 @@ class StudyModel:
             self.n_failed += 1
             self.rung_failed[key] = self.rung_failed.get(key, 0) + 1
             return
-        self.results_since_importance += 1
         self.ok_at.setdefault(res, {}).setdefault(tv.trial, value)
-        bisect.insort(self.rung_scores.setdefault(key, []), self._score(value))
+        scores = self.rung_scores.get(key)
+        if scores is None:
+            scores = self.rung_scores[key] = RungScores()
+        scores.add(self._score(value))
         self.points.append([t, value, rung])
         self._new_points.append([t, value, rung])
         cand = (self._score(value), tv.trial, value)
@@ -436,18 +480,17 @@ class StudyModel:
         self._infer_eta()
         out = []
         for (b, k), res in sorted(self.rung_res.items()):
-            scores = self.rung_scores.get((b, k), [])
+            scores = self.rung_scores.get((b, k)) or RungScores()
             n_ok = len(scores)
             n = n_ok + self.rung_failed.get((b, k), 0)
             threshold = None
             if self.eta and self.eta > 1:
-                cut = int(n // self.eta)
-                if 0 < cut <= n_ok:
-                    s = scores[cut - 1]
+                s = scores.kth(int(n // self.eta))
+                if s is not None:
                     threshold = s if self.mode == "min" else -s
             best = None
-            if scores:
-                best = scores[0] if self.mode == "min" else -scores[0]
+            if scores.best is not None:
+                best = scores.best if self.mode == "min" else -scores.best
             out.append(
                 {
                     "bracket": b,
@@ -560,17 +603,38 @@ class StudyModel:
         self.importance = imp
         self._importance_changed = True
 
-    def importance_input(self) -> tuple[list[dict[str, Any]], list[float], float] | None:
-        """(configs, values, resource) for the importance estimate: the results at the highest
-        resource that has enough of them (16, and 4 per parameter), else at the fullest one."""
-        if not self.params:
-            return None
-        by_res = {res: len(trials) for res, trials in self.ok_at.items()}
-        if not by_res:
+    def _importance_target(self) -> tuple[float, int] | None:
+        """(resource, results there) the importance estimate would use now: the highest
+        resource that has enough results (16, and 4 per parameter), else the fullest one."""
+        if not self.params or not self.ok_at:
             return None
         need = max(16, 4 * len(self.params))
-        enough = [r for r, n in by_res.items() if n >= need]
-        res = max(enough) if enough else max(by_res, key=lambda r: by_res[r])
+        enough = [r for r, trials in self.ok_at.items() if len(trials) >= need]
+        res = max(enough) if enough else max(self.ok_at, key=lambda r: len(self.ok_at[r]))
+        return res, len(self.ok_at[res])
+
+    def importance_due(self) -> bool:
+        """Whether the estimate is out of date: there is none, it was made at another resource,
+        its resource has ``IMPORTANCE_GROWTH`` more results (fewer move it by less than its own
+        noise), or the study ended with results it has not seen."""
+        target = self._importance_target()
+        if target is None:
+            return False
+        if self.importance_basis is None:
+            return True
+        (res, n), (res0, n0) = target, self.importance_basis
+        if res != res0 or n >= n0 * (1 + IMPORTANCE_GROWTH) + 1:
+            return True
+        return self.finished and n != n0
+
+    def importance_input(self) -> tuple[list[dict[str, Any]], list[float], float] | None:
+        """(configs, values, resource) for the importance estimate, at ``_importance_target``'s
+        resource; it becomes the estimate's basis (``importance_due``)."""
+        target = self._importance_target()
+        if target is None:
+            return None
+        res, n = target
+        self.importance_basis = (res, n)
         configs, values = [], []
         for trial, value in self.ok_at[res].items():
             config = self.trials[trial].config
@@ -578,6 +642,28 @@ class StudyModel:
                 configs.append(config)
                 values.append(value)
         return configs, values, res
+
+    def trials_csv(self) -> str:
+        """Every trial (not only those the page draws), one CSV row each: its id, bracket,
+        highest rung, status, the resource and value of its highest successful result, and its
+        config, a column per parameter."""
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        params = list(self.params)
+        w.writerow(["trial", "bracket", "top_rung", "status", "resource", self.metric, *params])
+        for tid in sorted(self.trials):
+            tv = self.trials[tid]
+            res: float | None = None
+            val: float | None = None
+            for x, y in zip(tv.xs, tv.ys, strict=False):
+                if y is not None and (res is None or x >= res):
+                    res, val = x, y
+            c = tv.config
+            w.writerow(
+                [tid, tv.bracket, tv.top, tv.status, _cell(res), _cell(val)]
+                + [_cell(c.get(p)) for p in params]
+            )
+        return out.getvalue()
 
     def compute_importance(self) -> None:
         """The importance estimate, now (report.html; the server does it in a thread)."""

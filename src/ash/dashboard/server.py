@@ -1,15 +1,17 @@
 """The dashboard's web server (aiohttp): the page, its JSON views, and Server-Sent Events.
 
 Routes: ``/`` the page (``static/index.html``; the study list when there are several), ``/static/``
-its files, ``/api/studies`` the list, ``/api/study/ID`` one study's whole view, and
+its files, ``/api/studies`` the list, ``/api/study/ID`` one study's whole view,
+``/api/study/ID/trials.csv`` every trial (the page draws a subset of a large study), and
 ``/api/study/ID/events`` an event stream whose first message is that view and the rest deltas
 (``model.StudyModel.delta``), at most one per ``TICK_S`` per study (coalesced: a burst of
 results is one message). The server is read-only: it has no route that changes a study.
 
 With a token every request must carry it (``Authorization: Bearer``, the ``ash_token`` cookie,
 or ``?token=`` once, which sets the cookie); a wrong or missing one is answered 401. Without a
-token the server listens on loopback only (``check_listen``). Importance is recomputed in a
-thread at most every ``IMPORTANCE_S`` while results arrive.
+token the server listens on loopback only (``check_listen``). Importance is estimated in a
+thread while a page watches, when its input grew by a tenth (``StudyModel.importance_due``), at
+most every ``IMPORTANCE_S`` and ``IMPORTANCE_SPACING`` times as long as the last estimate took.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class Dashboard:
         app.router.add_get("/api/studies", self._list)
         app.router.add_get("/api/study/{key}", self._view)
         app.router.add_get("/api/study/{key}/events", self._events)
+        app.router.add_get("/api/study/{key}/trials.csv", self._csv)
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -210,6 +213,17 @@ class Dashboard:
         self._flush(study)
         return web.json_response(study.model.view(), dumps=_dumps)
 
+    async def _csv(self, request: web.Request) -> web.StreamResponse:
+        study = self._study(request)
+        return web.Response(
+            text=study.model.trials_csv(),
+            content_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="{study.key}-trials.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         study = self._study(request)
         response = web.StreamResponse(
@@ -272,14 +286,14 @@ class Dashboard:
             for study in list(self.studies.values()):
                 m = study.model
                 if (
-                    m.results_since_importance
+                    study.subscribers  # nobody looks: no estimate (a page asks for a whole view)
                     and not study.computing
                     and loop.time() - study.last_importance
                     >= max(IMPORTANCE_S, IMPORTANCE_SPACING * study.importance_cost)
+                    and m.importance_due()
                 ):
                     study.computing = True
                     study.last_importance = loop.time()
-                    m.results_since_importance = 0
                     self.tasks.append(asyncio.ensure_future(self._importance(study, m)))
                 if m.changed():
                     self._flush(study)

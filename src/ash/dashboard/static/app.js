@@ -25,6 +25,21 @@ async function showList(studies) {
 
 let source = null;
 
+// plotly.js (4.6 MB) is fetched and parsed once the counts are drawn, not before: parsing it
+// takes the page's only thread for a second or more on a slow machine.
+let plotlyAsked = false;
+let plotlyLoaded = () => {};  // the study shown when it is there: draw its charts
+
+function loadPlotly() {
+  if (plotlyAsked || typeof Plotly !== "undefined") return;
+  plotlyAsked = true;
+  const el = document.createElement("script");
+  el.id = "plotly";
+  el.src = "/static/plotly.min.js";
+  el.addEventListener("load", () => plotlyLoaded(), { once: true });
+  requestAnimationFrame(() => setTimeout(() => document.head.append(el), 0));
+}
+
 function showStudy(key, several) {
   app.innerHTML = (several ? '<p><a href="#/">← all studies</a></p>' : "") + STUDY_HTML;
   const st = newState();
@@ -40,13 +55,17 @@ function showStudy(key, several) {
     });
   };
   bindControls(st, app, redraw);
-  if (typeof Plotly === "undefined") {
-    document.getElementById("plotly").addEventListener("load", () => { st.dirty.add("all"); redraw(); });
-  }
+  const csv = document.createElement("a");
+  csv.href = `/api/study/${encodeURIComponent(key)}/trials.csv`;
+  csv.textContent = "Every trial as CSV";
+  csv.id = "trials-csv";
+  app.querySelector("#download").append(csv);
+  plotlyLoaded = () => { st.dirty.add("all"); redraw(); };
   source = new EventSource(`/api/study/${encodeURIComponent(key)}/events`);
   source.onmessage = (ev) => {
     applyMessage(st, JSON.parse(ev.data));
     redraw();
+    loadPlotly();
   };
   source.onerror = () => {
     app.querySelector("#error").textContent = "connection to the dashboard lost; retrying…";

@@ -3,8 +3,8 @@
 // report.html inlines it (with plotly.js and the data) so a finished study looks the same
 // offline. Charts are plotly.js (the global `Plotly`, vendored in static/plotly.min.js).
 
-const POINTS_CAP = 4000;
-const TIMELINE_CAP = 3000;
+const POINTS_CAP = 2000;
+const TIMELINE_CAP = 1500;
 const PALETTE = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725", "#f89540", "#cc4778"];
 const CONFIG = { displaylogo: false, responsive: true };
 // SVG draws a few thousand points faster than WebGL starts (and a browser without a GPU emulates
@@ -18,6 +18,7 @@ export function newState() {
     segments: [], running: [], workers: [], errors: [], importance: null, seq: -1,
     dirty: new Set(["all"]), param: null, timings: {}, chartTimer: null,
     sent: null, latency: { tables: [], charts: [] }, visible: null,
+    msgAt: 0, chartsSinceMsg: 0, parcoords: { on: false, seq: null },
   };
 }
 
@@ -25,12 +26,16 @@ export function newState() {
 export function applyMessage(st, msg) {
   const full = msg.kind === "full";
   if (full) {
-    const { param, timings, chartTimer, latency, visible } = st;
-    Object.assign(st, newState(), { param, timings, chartTimer, latency, visible });
+    const { param, timings, chartTimer, latency, visible, parcoords } = st;
+    Object.assign(st, newState(), { param, timings, chartTimer, latency, visible, parcoords });
   } else if (msg.seq <= st.seq) {
     return;
   }
   st.seq = msg.seq;
+  if (!full) {  // the charts make way for the deltas (scheduleCharts)
+    st.msgAt = performance.now();
+    st.chartsSinceMsg = 0;
+  }
   st.sent = msg.sent || null;  // when the server sent it (ms since the epoch): update latency
   st.head = {
     study: msg.study, metric: msg.metric, mode: msg.mode, algorithm: msg.algorithm,
@@ -134,8 +139,29 @@ function renderStatus(st, root) {
   badge.className = "badge " + (s.error ? "bad" : s.finished ? "done" : "live");
   root.querySelector("#error").textContent = s.error || "";
   root.querySelector("#shown").textContent = st.trials.size < s.trials
-    ? `(curves, scatter and parallel coordinates show ${st.trials.size} of ${s.trials} trials: the highest rungs first)`
+    ? `The server sends the page ${count(st.trials.size)} of ${count(s.trials)} trials, those that went highest first; ` +
+      "each chart says how many of them it draws."
     : "";
+}
+
+// Replace an element's content only when it changed (no new nodes, five times a second, for
+// the same rows).
+function setHTML(el, html) {
+  if (el.ashHTML !== html) {
+    el.innerHTML = html;
+    el.ashHTML = html;
+  }
+}
+
+function count(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+// "showing k of n trials" on a chart: what it draws, of the study's trials
+function shownNote(st, root, id, k, how) {
+  const n = st.status.trials || 0;
+  root.querySelector("#" + id).textContent = k < n
+    ? `showing ${count(k)} of ${count(n)} trials (${how})` : `all ${count(n)} trials`;
 }
 
 function renderRungs(st, root) {
@@ -144,7 +170,7 @@ function renderRungs(st, root) {
     <td>${r.bracket}</td><td>${r.rung}</td><td>${fmt(r.resource)}</td>
     <td class="count"><div class="bar" style="width:${(100 * r.results) / max}%"></div><span>${r.results}</span></td>
     <td>${r.promoted}</td><td>${r.failed}</td><td>${fmt(r.threshold)}</td><td>${fmt(r.best)}</td></tr>`);
-  root.querySelector("#rungs tbody").innerHTML = rows.join("");
+  setHTML(root.querySelector("#rungs tbody"), rows.join(""));
 }
 
 function renderBest(st, root) {
@@ -182,12 +208,25 @@ function curveOf(t) {
   return pts;
 }
 
+// The trials that went highest, best first at each rung (those with no value last): the ones a
+// user looks at when there are more than a chart can show.
+function ranked(st) {
+  const sign = st.head.mode === "max" ? -1 : 1;
+  return [...st.trials.values()].sort((a, b) => b.top - a.top ||
+    (a.v === null) - (b.v === null) || sign * ((a.v ?? 0) - (b.v ?? 0)) || a.id - b.id);
+}
+
+// Learning curves: at most CURVES_DRAWN of the trials the page has (a few hundred lines are
+// already a thicket; more cost drawing time and memory and show nothing more).
+const CURVES_DRAWN = 500;
+
 function renderCurves(st, root) {
   const groups = new Map();
   let top = 0;
   let reports = false;
-  for (const t of st.trials.values()) top = Math.max(top, t.top);
-  for (const t of st.trials.values()) {
+  const drawn = ranked(st).slice(0, CURVES_DRAWN);
+  for (const t of drawn) top = Math.max(top, t.top);
+  for (const t of drawn) {
     const pts = curveOf(t);
     if (!pts.length) continue;
     if (t.r && t.r.length) reports = true;
@@ -209,6 +248,7 @@ function renderCurves(st, root) {
     xaxis: { title: { text: reports ? "resource (with per-step reports)" : "resource" }, type: "log" },
     yaxis: { title: { text: st.head.metric } },
   }), CONFIG);
+  shownNote(st, root, "curves-note", drawn.length, "those that went highest, best first");
 }
 
 function paramKind(st, name) {
@@ -269,19 +309,32 @@ function renderScatter(st, root) {
     xaxis: { title: { text: name }, type: kind.log ? "log" : kind.numeric ? "linear" : "category" },
     yaxis: { title: { text: `${st.head.metric} at the trial's highest rung` } },
   }), CONFIG);
+  let k = 0;
+  for (const g of groups.values()) k += g.x.length;
+  shownNote(st, root, "scatter-note", k, "those that went highest first");
 }
 
 // Parallel coordinates: the PARCOORDS_CAP trials that went highest, best first (more lines
-// only cover each other, and each costs drawing time).
+// only cover each other, and each costs drawing time). plotly.js draws them with WebGL, which a
+// browser without a GPU emulates slowly and at a cost in memory (hundreds of MB in headless
+// Chromium), so they are drawn when asked for (the button), and again only when asked.
 const PARCOORDS_CAP = 500;
 
 function renderParcoords(st, root) {
-  const sign = st.head.mode === "max" ? -1 : 1;
-  const trials = [...st.trials.values()].filter((t) => t.v !== null)
-    .sort((a, b) => b.top - a.top || sign * (a.v - b.v)).slice(0, PARCOORDS_CAP);
   const el = root.querySelector("#plot-parcoords");
+  const button = root.querySelector("#parcoords-draw");
+  const note = root.querySelector("#parcoords-note");
+  if (!st.parcoords.on) {
+    button.textContent = "Draw parallel coordinates";
+    note.textContent = "Drawn when asked (WebGL: costly in a browser without a GPU).";
+    return;
+  }
+  const trials = ranked(st).filter((t) => t.v !== null).slice(0, PARCOORDS_CAP);
+  st.parcoords.seq = st.seq;
+  button.textContent = "Redraw with the latest trials";
   if (!trials.length || !st.head.params.length) {
     Plotly.react(el, [], layout({ height: 200 }), CONFIG);
+    note.textContent = "No trials with a value yet.";
     return;
   }
   const dims = st.head.params.map((name) => {
@@ -304,6 +357,8 @@ function renderParcoords(st, root) {
     type: "parcoords", dimensions: dims,
     line: { color: values, colorscale: "Viridis", reversescale: st.head.mode === "min", showscale: true },
   }], layout({ height: 360, margin: { l: 60, r: 60, t: 50, b: 20 } }), CONFIG);
+  shownNote(st, root, "parcoords-note", trials.length, "those that went highest, best first");
+  note.textContent += ` · as of ${count(st.status.results)} results`;
 }
 
 function renderTimeline(st, root) {
@@ -339,7 +394,7 @@ function renderWorkers(st, root) {
   const rows = st.workers.map((w) => `<tr><td>${esc(w.id)}</td><td>${w.threads ?? "auto"}</td>
     <td>${w.slots ?? "–"}</td><td>${w.devices ? esc(JSON.stringify(w.devices)) : "–"}</td>
     <td>${w.running}</td><td>${w.done}</td><td>${w.lost}</td><td>${w.last === null ? "–" : fmt(w.last)}</td></tr>`);
-  root.querySelector("#workers tbody").innerHTML = rows.join("");
+  setHTML(root.querySelector("#workers tbody"), rows.join(""));
 }
 
 function renderErrors(st, root) {
@@ -360,15 +415,19 @@ const SECTIONS = {
   best: renderBest, curves: renderCurves, importance: renderImportance,
   params: renderScatter, parcoords: renderParcoords, timeline: renderTimeline,
 };
-// Charts (plotly) are drawn after the tables, one per task so the page paints in between, and a
-// chart that took c ms waits 4c ms before it is drawn again: a study that changes five times a
-// second keeps its counts current while its costly charts follow as fast as the browser allows.
+// Charts (plotly) are drawn after the tables, one per task so the page paints in between. While
+// deltas arrive (five a second at most), one chart is drawn right after each delta's tables, so
+// the next delta finds the page idle and its counts are drawn at once; a chart is redrawn at
+// most every two seconds, and a chart that took c ms waits 4c ms before it is drawn again. When no
+// delta has come for QUIET_MS, the charts left are drawn one after another.
 const CHARTS = ["best", "curves", "importance", "params", "timeline", "parcoords"];
 const CHART_EL = {
   best: "plot-best", curves: "plot-curves", importance: "plot-importance", params: "plot-scatter",
   timeline: "plot-timeline", parcoords: "plot-parcoords",
 };
 const SPACING = 4;
+const CHART_EVERY_MS = 2000;
+const QUIET_MS = 250;
 
 // Draw what changed (everything the first time): the tables now, the charts soon.
 // Milliseconds per section are kept in st.timings (bench/dashboard reads them).
@@ -377,7 +436,6 @@ export function render(st, root) {
     st.dirty.delete("all");
     for (const name of Object.keys(SECTIONS)) st.dirty.add(name);
   }
-  if (st.dirty.has("params")) st.dirty.add("parcoords");
   const t0 = performance.now();
   for (const name of Object.keys(SECTIONS)) {
     if (!CHARTS.includes(name) && st.dirty.has(name)) draw(st, root, name);
@@ -396,21 +454,31 @@ function draw(st, root, name) {
 }
 
 function scheduleCharts(st, root) {
-  if (st.chartTimer) return;
+  if (st.chartTimer) {
+    clearTimeout(st.chartTimer);
+    st.chartTimer = null;
+  }
   if (typeof Plotly === "undefined") {  // still loading: the page calls render again when it is there
     return;
   }
   const now = performance.now();
+  const live = !(st.status && st.status.finished);
+  // while deltas arrive: one chart per delta, then wait for the next one (or for quiet)
+  const gate = st.chartsSinceMsg >= 1 && now - st.msgAt < QUIET_MS ? st.msgAt + QUIET_MS : 0;
   let wait = Infinity;
   for (const name of CHARTS) {
     if (!st.dirty.has(name)) continue;
     if (st.visible && !st.visible.has(CHART_EL[name])) continue;  // drawn when scrolled to
     const last = st.timings[name];
-    const ready = last ? last.at + SPACING * last.ms : 0;
+    let ready = last ? last.at + SPACING * last.ms : 0;
+    if (last && live) ready = Math.max(ready, last.at + CHART_EVERY_MS);
+    ready = Math.max(ready, gate);
     if (ready <= now) {
       st.chartTimer = setTimeout(() => {
         st.chartTimer = null;
+        st.chartsSinceMsg += 1;
         draw(st, root, name);
+        if (st.sent && live) pushCapped(st.latency.charts, [Date.now() - st.sent], 1000);
         root.dataset.charts = st.seq;
         scheduleCharts(st, root);
       }, 0);
@@ -423,7 +491,6 @@ function scheduleCharts(st, root) {
   } else {
     root.dataset.drawn = st.seq;  // everything drawn up to this message
     st.timings.drawnAt = performance.now();
-    if (st.sent) pushCapped(st.latency.charts, [Date.now() - st.sent], 1000);
   }
 }
 
@@ -443,6 +510,13 @@ export function bindControls(st, root, redraw) {
   root.querySelector("#param").addEventListener("change", (ev) => {
     st.param = ev.target.value;
     st.dirty.add("params");
+    delete st.timings.params;  // the user asked: now, not when its turn comes
+    redraw();
+  });
+  root.querySelector("#parcoords-draw").addEventListener("click", () => {
+    st.parcoords.on = true;
+    st.dirty.add("parcoords");
+    delete st.timings.parcoords;
     redraw();
   });
 }
@@ -456,15 +530,15 @@ export const STUDY_HTML = `
  <div><b id="st-workers">–</b><span>workers</span></div><div><b id="st-elapsed">–</b><span>elapsed</span></div>
  <div class="wide"><b id="st-best">–</b><span>best (highest resource first)</span></div>
 </section>
-<p id="shown" class="muted"></p>
+<p class="muted"><span id="shown"></span> <span id="download"></span></p>
 <div class="grid">
  <section><h2>Rung ladder</h2><table id="rungs"><thead><tr><th>bracket</th><th>rung</th><th>resource</th>
  <th>results</th><th>promoted</th><th>failed</th><th>threshold (top 1/eta)</th><th>best</th></tr></thead><tbody></tbody></table></section>
  <section><h2>Best so far</h2><div id="plot-best" class="plot"></div></section>
- <section><h2>Learning curves <small>(colour: the highest rung reached)</small></h2><div id="plot-curves" class="plot"></div></section>
+ <section><h2>Learning curves <small>(colour: the highest rung reached)</small></h2><p id="curves-note" class="muted"></p><div id="plot-curves" class="plot"></div></section>
  <section><h2>Hyperparameter importance</h2><p id="importance-note" class="muted"></p><div id="plot-importance"></div></section>
- <section><h2>Parameter vs metric <select id="param"></select></h2><div id="plot-scatter" class="plot"></div></section>
- <section><h2>Parallel coordinates</h2><div id="plot-parcoords" class="plot"></div></section>
+ <section><h2>Parameter vs metric <select id="param"></select></h2><p id="scatter-note" class="muted"></p><div id="plot-scatter" class="plot"></div></section>
+ <section><h2>Parallel coordinates <button id="parcoords-draw" type="button">Draw parallel coordinates</button></h2><p id="parcoords-note" class="muted"></p><div id="plot-parcoords" class="plot"></div></section>
  <section class="full"><h2>Workers and jobs</h2><p id="timeline-note" class="muted"></p><div id="plot-timeline" class="plot"></div></section>
  <section><h2>Workers</h2><table id="workers"><thead><tr><th>worker</th><th>threads</th><th>slots</th><th>devices</th>
  <th>running</th><th>done</th><th>lost</th><th>last seen (s)</th></tr></thead><tbody></tbody></table></section>
