@@ -28,6 +28,8 @@ Cost: l holds at most ``max_good`` points and g a uniform subsample of at most `
 (``levels``), refits are O(log n) per study, and a decision scores N_s candidates against at
 most max_good + max_bad points: bounded, vectorised with numpy, in batches of up to 16 // d
 decisions drawn together (the model is fixed between fits, so this changes only the cost).
+Finite spaces (``encoding.Tried``): no configuration is proposed twice while the grid has untried
+ones; a candidate already tried never wins, and a prior draw already tried is redrawn.
 Randomness: each fit seeds a numpy generator from the core's RNG (64 bits), so decisions are a
 function of the seed and the inputs, as replay requires.
 """
@@ -35,10 +37,11 @@ function of the seed and the inputs, as replay requires.
 from __future__ import annotations
 
 import math
+import random
 from typing import TYPE_CHECKING, Any
 
 from ash.scheduler.core.samplers.base import History
-from ash.scheduler.core.samplers.encoding import Encoding, complete
+from ash.scheduler.core.samplers.encoding import Encoding, Tried, complete
 from ash.scheduler.core.samplers.levels import Levels, RefitSchedule
 from ash.scheduler.core.space import Config, SearchSpace, Value
 
@@ -64,6 +67,7 @@ class BOHBSampler:
         max_good: int = 32,
         max_bad: int = 64,
         refit_growth: float = 0.05,
+        retries: int = 32,
     ) -> None:
         import numpy as np
 
@@ -97,22 +101,34 @@ class BOHBSampler:
         self.positions = [np.asarray(d.positions) if d.kind == "ordinal" else None for d in dims]
         self.model: _Model | None = None
         self.fits = 0
+        self.tried = Tried.of(self.encoding, retries)  # on a finite space: never twice
 
     def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
         self.levels.observe(trial, config, resource, score)
+        if self.tried is not None:  # enqueued and resumed trials count as tried too
+            self.tried.add(config)
 
     def sample(self, rng: Random, space: SearchSpace, history: History) -> Config:
+        config = self._sample(rng)
+        if self.tried is not None:
+            self.tried.add(config)
+        return config
+
+    def _prior(self, rng: Random) -> Config:
+        return self.space.sample(rng) if self.tried is None else self.tried.prior(rng)
+
+    def _sample(self, rng: Random) -> Config:
         if self.random_fraction and rng.random() < self.random_fraction:
-            return self.space.sample(rng)
+            return self._prior(rng)
         found = self.levels.highest(self.min_points + 2)
         if found is None or not self.encoding.dims:
-            return self.space.sample(rng)
+            return self._prior(rng)
         resource, stats = found
         if self.schedule.due(resource, stats.n):
             n_l = min(max(self.min_points, math.ceil(self.top_fraction * stats.n)), stats.n)
             n_l = min(n_l, stats.n_finite(), self.levels.max_good)
             if n_l == 0:
-                return self.space.sample(rng)
+                return self._prior(rng)
             n_g = max(self.min_points, stats.n - n_l)
             good, bad = stats.split(n_l, n_g)
             # decisions drawn per batch: about as many as come before the next refit, and at
@@ -123,7 +139,7 @@ class BOHBSampler:
             self.schedule.done(resource, stats.n)
             self.fits += 1
         if self.model is None:
-            return self.space.sample(rng)
+            return self._prior(rng)
         return self._draw(self.model)
 
     # -- model ------------------------------------------------------------------------------
@@ -159,8 +175,17 @@ class BOHBSampler:
         xl, xg = self._points(good), self._points(bad)
         bw_l = self._bandwidths(xl)
         w = np.concatenate([self._kde(xl, bw_l), self._kde(xg, self._bandwidths(xg))], axis=1)
+        # each point's log kernel at itself is the largest it takes: per density, the largest
+        # of those (plus log n, the mixture's weight) is subtracted inside the product
+        at_self = (self._features(np.concatenate([xl, xg]))[:, :-1] * w.T).sum(axis=1)
+        n_l, n_g = len(xl), len(xg)
+        shift_l = float(at_self[:n_l].max()) + 1e-3
+        shift_g = float(at_self[n_l:].max()) + 1e-3
+        row = np.concatenate([np.full(n_l, -shift_l), np.full(n_g, -shift_g)])
+        w = np.concatenate([w, row[None, :]], axis=0)
         gen = np.random.Generator(np.random.PCG64(rng.getrandbits(64)))
-        return _Model(xl, bw_l, w, len(xl), len(xg), gen, batch)
+        shifts = (shift_l - math.log(n_l), shift_g - math.log(n_g))
+        return _Model(xl, bw_l, w, n_l, n_g, gen, batch, shifts)
 
     def _kde(self, x: Any, bw: Any) -> Any:
         """The product-kernel KDE of points ``x`` (n, d) with bandwidths ``bw`` (d,) as a matrix
@@ -202,25 +227,55 @@ class BOHBSampler:
         parts = [c0 * c0, c0, active.astype(float)]
         if self.cat_dims:
             parts.append(self._one_hot(c0, active))
+        parts.append(np.ones((cand.shape[0], 1)))  # times each density's shift (_fit)
         return np.concatenate(parts, axis=1)
 
     def _log_ratio(self, cand: Any, m: _Model) -> Any:
         """log l(x) - log g(x) at each candidate (C,). In float32, points by rows: the log
-        kernels of all candidates and points are one product, and the log-sum-exp reduces
-        over contiguous rows (4-10x faster than float64 by columns, here)."""
+        kernels of all candidates and points are one product, and the sum of kernels reduces
+        over contiguous rows (4-10x faster than float64 by columns, here). Each density's
+        log kernels come out already less its largest possible one (the kernel of a point at
+        itself, in the product's last row), so they are <= 0 and exp cannot overflow: no
+        log-sum-exp maximum pass, except for a candidate whose kernels (nearly) underflow."""
         np = self.np
         f = self._features(cand).astype(np.float32)
-        total = m.wt @ f.T  # (n_l + n_g, C): every log kernel
+        total = m.wt @ f.T  # (n_l + n_g, C): every log kernel, shifted
         out = []
-        for block, log_n in ((total[: m.n_l], m.log_n_l), (total[m.n_l :], m.log_n_g)):
-            top = block.max(axis=0)
-            out.append(top + np.log(np.exp(block - top).sum(axis=0)) - log_n)
+        for block, shift in ((total[: m.n_l], m.shift_l), (total[m.n_l :], m.shift_g)):
+            sums = np.exp(block).sum(axis=0)
+            low = sums < 1e-30  # the kernels (nearly) underflowed: the exact log-sum-exp there
+            with np.errstate(divide="ignore"):
+                lse = np.log(sums)
+            if low.any():
+                sub = block[:, low]
+                top = sub.max(axis=0)
+                lse[low] = top + np.log(np.exp(sub - top).sum(axis=0))
+            out.append(lse + shift)
         return out[0] - out[1]
 
     def _draw(self, m: _Model) -> Config:
-        if not m.queue:
-            m.queue = self._draw_batch(m, m.batch)
-        return self._config(m.queue.pop())
+        tried = self.tried
+        while m.queue:  # a batch's decisions may repeat each other on a finite space
+            config = self._config(m.queue.pop())
+            if tried is None or config not in tried:
+                return config
+        m.queue = self._draw_batch(m, m.batch)
+        point = m.queue.pop()
+        if tried is not None and self._keys(point[None, :])[0] in tried.keys:
+            # every candidate was tried already: an untried one from the prior
+            return tried.prior(random.Random(int(m.gen.integers(1 << 62))))
+        return self._config(point)
+
+    def _keys(self, cand: Any) -> list[tuple[float, ...]]:
+        """The ``Tried`` keys of candidates (n, d): ordinal positions back to indices."""
+        np = self.np
+        idx = cand.copy()
+        for i, pos in enumerate(self.positions):
+            if pos is not None:
+                col = idx[:, i]
+                ok = ~np.isnan(col)
+                col[ok] = np.searchsorted(pos, col[ok])
+        return list(map(tuple, np.where(np.isnan(idx), -1.0, idx).tolist()))
 
     def _draw_batch(self, m: _Model, batch: int) -> list[Any]:
         """``batch`` decisions at once (the model is fixed until the next fit, so drawing them
@@ -263,6 +318,10 @@ class BOHBSampler:
                 cand[:, i] = np.where(missing[:, i], gen.integers(0, k, size=c), col)
         self._deactivate(cand)
         score = self._log_ratio(cand, m)
+        if self.tried is not None:  # a candidate tried already never wins over an untried one
+            keys = self.tried.keys
+            tried = np.array([k in keys for k in self._keys(cand)])
+            score = np.where(tried, -np.inf, score)
         best = np.argmax(score.reshape(batch, self.candidates), axis=1)
         rows = cand.reshape(batch, self.candidates, d)[np.arange(batch), best]
         return list(rows[::-1])
@@ -313,13 +372,22 @@ class _Model:
     """l's points and bandwidths (to draw from l'), l and g as one matrix (``_kde``), the
     generator, and the decisions drawn ahead."""
 
-    __slots__ = ("batch", "bw_l", "gen", "log_n_g", "log_n_l", "n_l", "queue", "w", "wt", "xl")
+    __slots__ = ("batch", "bw_l", "gen", "n_l", "queue", "shift_g", "shift_l", "w", "wt", "xl")
 
     def __init__(
-        self, xl: Any, bw_l: Any, w: Any, n_l: int, n_g: int, gen: Any, batch: int
+        self,
+        xl: Any,
+        bw_l: Any,
+        w: Any,
+        n_l: int,
+        n_g: int,
+        gen: Any,
+        batch: int,
+        shifts: tuple[float, float],
     ) -> None:
         self.xl, self.bw_l, self.w, self.gen, self.batch = xl, bw_l, w, gen, batch
         self.wt = w.T.astype("float32")  # (n_l + n_g, features), C-contiguous
         self.n_l = n_l
-        self.log_n_l, self.log_n_g = math.log(n_l), math.log(n_g)
+        # added back to each density's log sum of shifted kernels, less log n
+        self.shift_l, self.shift_g = shifts
         self.queue: list[Any] = []
