@@ -7,8 +7,9 @@ sampler wrapped to see every new trial. It prints, medians over seeds:
 - ``trials``, ``rows``: trials started and distinct recorded configurations the lookup answered;
 - ``dup%``: the share of new trials answered by a recorded configuration the study had already
   started (a wasted trial: the same curve again);
-- ``tgt``: trials started on a target configuration (top ``--quantile`` of final values), and
-  ``t_tgt``: when the first one started (time(R));
+- ``tgt``: trials started on a target configuration (top ``--quantile`` of final values),
+  ``tgt@R``: how many of them ASHA promoted to R, and ``t_tgt``: when the first one started
+  (time(R));
 - ``ttt``: time-to-target (time(R), '-' if missed);
 - ``rank``: how the sampler's model, as fitted at 1 time(R), ranks the target configurations
   among all recorded ones by log l(x)/g(x), its acquisition function (median percentile of the
@@ -179,6 +180,7 @@ def one(rec: Recording, sampler: str, workers: int, seed: int) -> dict[str, Any]
         if r["values"][-1] is not None and rec.sign * r["values"][-1] <= rec.sign * rec.target
     }
     first_tgt: list[float] = []
+    at_r: set[int] = set()  # trials on a target configuration that got to R
     ttt: list[float] = []
     starts: dict[int, float] = {}
 
@@ -189,6 +191,8 @@ def one(rec: Recording, sampler: str, workers: int, seed: int) -> dict[str, Any]
         row = bench.row(job.config)
         if row in targets and not first_tgt:
             first_tgt.append(now)
+        if row in targets and job.stop >= rec.max_resource - 1e-9:
+            at_r.add(job.trial)
         if (
             not ttt
             and value is not None
@@ -217,6 +221,7 @@ def one(rec: Recording, sampler: str, workers: int, seed: int) -> dict[str, Any]
         "rows": len(seen),
         "dup": dups / max(1, len(spy.rows)),
         "tgt": sum(r in targets for r in spy.rows),
+        "tgt_r": len(at_r),
         "t_tgt": first_tgt[0] / rec.time_r if first_tgt else math.inf,
         "ttt": ttt[0] / rec.time_r if ttt else math.inf,
         "rank": rank,
@@ -235,8 +240,8 @@ def main() -> int:
     recs = load_all(a.recordings.split(","), a.quantile)
     for rec in recs.values():
         print(data_side(rec))
-        print("| sampler | trials | rows | dup% | tgt | t_tgt | ttt | rank | level |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| sampler | trials | rows | dup% | tgt | tgt@R | t_tgt | ttt | rank | level |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for s in a.samplers.split(","):
             runs = [one(rec, s, a.workers, seed) for seed in range(a.seeds)]
 
@@ -247,7 +252,7 @@ def main() -> int:
             levels = sorted({r["level"] for r in runs if r["level"] is not None})
             print(
                 f"| {s} | {med('trials'):.0f} | {med('rows'):.0f} | {100 * med('dup'):.0f} "
-                f"| {med('tgt'):.0f} | {med('t_tgt'):.2f} | {med('ttt'):.2f} "
+                f"| {med('tgt'):.0f} | {med('tgt_r'):.0f} | {med('t_tgt'):.2f} | {med('ttt'):.2f} "
                 f"| {med('rank'):.2f} | {levels} |"
             )
         sys.stdout.flush()
