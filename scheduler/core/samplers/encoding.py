@@ -36,7 +36,7 @@ from ash.scheduler.core.space import (
 if TYPE_CHECKING:
     from random import Random
 
-ENUMERABLE = 1 << 16  # a finite space this small may be enumerated when nearly all tried
+ENUMERABLE = 1 << 14  # a finite space this small may be enumerated when nearly all tried
 MAX_POINTS = 128  # an int with at most this many values is modelled point by point
 NAN = math.nan
 
@@ -144,6 +144,7 @@ class Tried:
         self.encoding = encoding
         self.retries = retries
         self.keys: set[tuple[float, ...]] = set()
+        self.size: int | None = None  # distinct configurations, once found all tried
 
     @classmethod
     def of(cls, encoding: Encoding, retries: int = 32) -> Tried | None:
@@ -170,11 +171,14 @@ class Tried:
             config = space.sample(rng)
         if config not in self:
             return config
+        if self.size is not None and len(self.keys) >= self.size:
+            return config  # every configuration tried: repeats are all that is left
         dims = self.encoding.dims
         total = math.prod(d.size for d in dims)
         if total > ENUMERABLE:
             return config
         start = rng.randrange(total)
+        seen: set[tuple[float, ...]] = set()
         for k in range(total):
             i, values = (start + k) % total, {}
             for d in dims:
@@ -183,6 +187,8 @@ class Tried:
             candidate = complete(space, values)
             if candidate not in self:
                 return candidate
+            seen.add(key(self.encoding.encode(candidate)))
+        self.size = len(seen)  # the whole enumeration was tried: its distinct configurations
         return config
 
 
