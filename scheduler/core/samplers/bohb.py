@@ -37,7 +37,6 @@ function of the seed and the inputs, as replay requires.
 from __future__ import annotations
 
 import math
-import random
 from typing import TYPE_CHECKING, Any
 
 from ash.scheduler.core.samplers.base import History
@@ -140,7 +139,7 @@ class BOHBSampler:
             self.fits += 1
         if self.model is None:
             return self._prior(rng)
-        return self._draw(self.model)
+        return self._draw(self.model, rng)
 
     # -- model ------------------------------------------------------------------------------
 
@@ -253,7 +252,7 @@ class BOHBSampler:
             out.append(lse + shift)
         return out[0] - out[1]
 
-    def _draw(self, m: _Model) -> Config:
+    def _draw(self, m: _Model, rng: Random) -> Config:
         tried = self.tried
         while m.queue:  # a batch's decisions may repeat each other on a finite space
             config = self._config(m.queue.pop())
@@ -263,7 +262,7 @@ class BOHBSampler:
         point = m.queue.pop()
         if tried is not None and self._keys(point[None, :])[0] in tried.keys:
             # every candidate was tried already: an untried one from the prior
-            return tried.prior(random.Random(int(m.gen.integers(1 << 62))))
+            return tried.prior(rng)
         return self._config(point)
 
     def _keys(self, cand: Any) -> list[tuple[float, ...]]:

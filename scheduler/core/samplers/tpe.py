@@ -45,7 +45,6 @@ ones; a candidate already tried never wins, and a prior draw already tried is re
 from __future__ import annotations
 
 import math
-import random
 from typing import TYPE_CHECKING, Any
 
 from ash.scheduler.core.samplers.base import History
@@ -102,7 +101,7 @@ class TPESampler:
         self.retries = retries
         self.tried = Tried.of(self.encoding, retries)  # on a finite space: never twice
         self._gen: Any = None
-        self._queue: list[Config] = []
+        self._queue: list[Config | None] = []  # None: every candidate was tried already
         import numpy  # noqa: F401  (here, not at the first fit: that decision stays fast)
 
     def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
@@ -142,12 +141,17 @@ class TPESampler:
             self._cursor = (i + 1) % len(dims)
             self._stale -= 1
             self._queue = []  # drawn with the old table
+        tried = self.tried
         while self._queue:  # a batch's decisions may repeat each other on a finite space
             config = self._queue.pop()
-            if self.tried is None or config not in self.tried:
+            if config is not None and (tried is None or config not in tried):
                 return config
         self._queue = self._draw_batch(1 if self._stale else self.batch)
-        return self._queue.pop()
+        config = self._queue.pop()
+        if config is None:  # every candidate was tried already: an untried one from the prior
+            assert tried is not None
+            return tried.prior(rng)
+        return config
 
     def _prior(self, rng: Random) -> Config:
         return self.space.sample(rng) if self.tried is None else self.tried.prior(rng)
@@ -207,7 +211,7 @@ class TPESampler:
         masses = weights @ k
         return masses / masses.sum()
 
-    def _draw_batch(self, batch: int) -> list[Config]:
+    def _draw_batch(self, batch: int) -> list[Config | None]:
         """``batch`` decisions (the tables are fixed until one is refitted, so drawing them
         together changes only the cost), each the best by l(x)/g(x) of ``candidates`` joint
         draws from l (the paper's Section 4). On a finite space a candidate already tried
@@ -242,11 +246,10 @@ class TPESampler:
         best = np.argmax(score.reshape(batch, self.candidates), axis=1)
         picks = best + np.arange(batch) * self.candidates
         within = gen.random((batch, len(self.tables)))
-        out: list[Config] = []
+        out: list[Config | None] = []
         for b, row in enumerate(picks.tolist()):
             if keys is not None and self.tried is not None and keys[row] in self.tried.keys:
-                # every candidate was tried already: an untried one from the prior
-                out.append(self.tried.prior(random.Random(int(gen.integers(1 << 62)))))
+                out.append(None)  # every candidate was tried already (``_sample`` decides)
                 continue
             out.append(self._config(cells[row], active[row], within[b]))
         return out[::-1]
