@@ -699,8 +699,8 @@ def test_continuous_spaces_keep_no_tried_set() -> None:
 
 
 def test_bohb_scores_candidates_by_the_kde_ratio_even_far_from_every_point() -> None:
-    """BOHB's shifted float32 log-sum-exp equals the KDEs' log l - log g in float64, both near
-    the points and where every kernel underflows float32."""
+    """BOHB's float32 log-sum-exp equals the KDEs' log l - log g in float64, both near the
+    points and where every kernel would underflow float32 without its maximum pass."""
     import math
 
     import numpy as np
@@ -726,7 +726,7 @@ def test_bohb_scores_candidates_by_the_kde_ratio_even_far_from_every_point() -> 
     far[:, 0] = 40.0  # kernels of exp(-800 / h^2): zero in float32
     for c, near in ((cand, True), (far, False)):
         f = s._features(c)
-        log_k = m.w[:-1].T.astype(float) @ f[:, :-1].T  # unshifted, float64
+        log_k = m.w.T.astype(float) @ f.T  # float64
 
         def lse(b: Any) -> Any:
             top = b.max(axis=0)

@@ -174,17 +174,8 @@ class BOHBSampler:
         xl, xg = self._points(good), self._points(bad)
         bw_l = self._bandwidths(xl)
         w = np.concatenate([self._kde(xl, bw_l), self._kde(xg, self._bandwidths(xg))], axis=1)
-        # each point's log kernel at itself is the largest it takes: per density, the largest
-        # of those (plus log n, the mixture's weight) is subtracted inside the product
-        at_self = (self._features(np.concatenate([xl, xg]))[:, :-1] * w.T).sum(axis=1)
-        n_l, n_g = len(xl), len(xg)
-        shift_l = float(at_self[:n_l].max()) + 1e-3
-        shift_g = float(at_self[n_l:].max()) + 1e-3
-        row = np.concatenate([np.full(n_l, -shift_l), np.full(n_g, -shift_g)])
-        w = np.concatenate([w, row[None, :]], axis=0)
         gen = np.random.Generator(np.random.PCG64(rng.getrandbits(64)))
-        shifts = (shift_l - math.log(n_l), shift_g - math.log(n_g))
-        return _Model(xl, bw_l, w, n_l, n_g, gen, batch, shifts)
+        return _Model(xl, bw_l, w, len(xl), len(xg), gen, batch)
 
     def _kde(self, x: Any, bw: Any) -> Any:
         """The product-kernel KDE of points ``x`` (n, d) with bandwidths ``bw`` (d,) as a matrix
@@ -226,30 +217,19 @@ class BOHBSampler:
         parts = [c0 * c0, c0, active.astype(float)]
         if self.cat_dims:
             parts.append(self._one_hot(c0, active))
-        parts.append(np.ones((cand.shape[0], 1)))  # times each density's shift (_fit)
         return np.concatenate(parts, axis=1)
 
     def _log_ratio(self, cand: Any, m: _Model) -> Any:
         """log l(x) - log g(x) at each candidate (C,). In float32, points by rows: the log
-        kernels of all candidates and points are one product, and the sum of kernels reduces
-        over contiguous rows (4-10x faster than float64 by columns, here). Each density's
-        log kernels come out already less its largest possible one (the kernel of a point at
-        itself, in the product's last row), so they are <= 0 and exp cannot overflow: no
-        log-sum-exp maximum pass, except for a candidate whose kernels (nearly) underflow."""
+        kernels of all candidates and points are one product, and the log-sum-exp reduces
+        over contiguous rows (4-10x faster than float64 by columns, here)."""
         np = self.np
         f = self._features(cand).astype(np.float32)
-        total = m.wt @ f.T  # (n_l + n_g, C): every log kernel, shifted
+        total = m.wt @ f.T  # (n_l + n_g, C): every log kernel
         out = []
-        for block, shift in ((total[: m.n_l], m.shift_l), (total[m.n_l :], m.shift_g)):
-            sums = np.exp(block).sum(axis=0)
-            low = sums < 1e-30  # the kernels (nearly) underflowed: the exact log-sum-exp there
-            with np.errstate(divide="ignore"):
-                lse = np.log(sums)
-            if low.any():
-                sub = block[:, low]
-                top = sub.max(axis=0)
-                lse[low] = top + np.log(np.exp(sub - top).sum(axis=0))
-            out.append(lse + shift)
+        for block, log_n in ((total[: m.n_l], m.log_n_l), (total[m.n_l :], m.log_n_g)):
+            top = block.max(axis=0)
+            out.append(top + np.log(np.exp(block - top).sum(axis=0)) - log_n)
         return out[0] - out[1]
 
     def _draw(self, m: _Model, rng: Random) -> Config:
@@ -371,22 +351,13 @@ class _Model:
     """l's points and bandwidths (to draw from l'), l and g as one matrix (``_kde``), the
     generator, and the decisions drawn ahead."""
 
-    __slots__ = ("batch", "bw_l", "gen", "n_l", "queue", "shift_g", "shift_l", "w", "wt", "xl")
+    __slots__ = ("batch", "bw_l", "gen", "log_n_g", "log_n_l", "n_l", "queue", "w", "wt", "xl")
 
     def __init__(
-        self,
-        xl: Any,
-        bw_l: Any,
-        w: Any,
-        n_l: int,
-        n_g: int,
-        gen: Any,
-        batch: int,
-        shifts: tuple[float, float],
+        self, xl: Any, bw_l: Any, w: Any, n_l: int, n_g: int, gen: Any, batch: int
     ) -> None:
         self.xl, self.bw_l, self.w, self.gen, self.batch = xl, bw_l, w, gen, batch
         self.wt = w.T.astype("float32")  # (n_l + n_g, features), C-contiguous
         self.n_l = n_l
-        # added back to each density's log sum of shifted kernels, less log n
-        self.shift_l, self.shift_g = shifts
+        self.log_n_l, self.log_n_g = math.log(n_l), math.log(n_g)
         self.queue: list[Any] = []
