@@ -144,3 +144,66 @@ def test_record_user_mistakes_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "whole number" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+GRID = """
+[study]
+name = "grid-rec"
+metric = "loss"
+seed = 0
+
+[asha]
+min_resource = 1
+max_resource = 2
+reduction_factor = 2
+max_trials = 4
+
+[trainer]
+type = "python"
+entrypoint = "grid_trainer:fit"
+
+[space]
+x = {{ ordered = [1.0, 2.0] }}
+opt = {{ choice = ["sgd", "adam"] }}
+momentum = {{ choice = [0.0, 0.9], when = {{ opt = "sgd" }} }}
+k = 3
+{extra}
+"""
+
+GRID_TRAINER = """
+def fit(config, start, stop, state):
+    return {"loss": config["x"] / stop + config.get("momentum", 0.5)}, b""
+"""
+
+
+def test_record_grid_records_every_configuration_once(tmp_path: Path) -> None:
+    (tmp_path / "grid_trainer.py").write_text(GRID_TRAINER)
+    (tmp_path / "g.toml").write_text(GRID.format(extra=""))
+    proc = ash(
+        "record",
+        "g.toml",
+        "--grid",
+        "--trials",
+        "10",
+        "--out",
+        "g.json",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "g.json").read_text())
+    configs = [t["config"] for t in doc["trials"]]
+    # 2 x (2 sgd momenta + adam without one) = 6, each once; the inactive parameter absent
+    assert len(configs) == 6
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == 6
+    assert {"x": 1.0, "opt": "adam", "k": 3} in configs
+    assert {"x": 2.0, "opt": "sgd", "momentum": 0.9, "k": 3} in configs
+    assert all(t["values"][-1] is not None for t in doc["trials"])
+    # fewer --trials than the grid holds, and a continuous parameter: refused, naming them
+    proc = ash("record", "g.toml", "--grid", "--trials", "5", "--out", "h.json", cwd=tmp_path)
+    assert proc.returncode == 2 and "6 configurations" in proc.stderr
+    (tmp_path / "c.toml").write_text(GRID.format(extra="lr = { uniform = [0.0, 1.0] }"))
+    proc = ash("record", "c.toml", "--grid", "--trials", "9", "--out", "h.json", cwd=tmp_path)
+    assert proc.returncode == 2 and "space.lr" in proc.stderr and "continuous" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "h.json").exists()

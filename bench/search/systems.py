@@ -38,7 +38,7 @@ from typing import Any
 from lookup import Lookup, Recording
 
 from ash.scheduler.core import Job
-from ash.scheduler.core.space import Choice, Int, LogUniform, Uniform
+from ash.scheduler.core.space import Choice, Config, Constant, Int, LogUniform, Ordered, Uniform
 from ash.scheduler.simulator import simulate
 from ash.spec import parse_spec
 
@@ -190,7 +190,7 @@ def run_optuna(rec: Recording, workers: int, seed: int, limit_s: float) -> Run:
         if w not in current:
             trial = study.ask(dists)
             n_trials += 1
-            current[w] = (trial, bench.row(dict(trial.params)), 0)
+            current[w] = (trial, bench.row(_from_optuna(rec, trial.params)), 0)
         trial, row, k = current[w]
         start = 0.0 if k == 0 else ladder[k - 1]
         return PeerJob(row, start, ladder[k], trial)
@@ -225,7 +225,11 @@ def _optuna_space(rec: Recording) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, dom in rec.space.domains.items():
-        if isinstance(dom, Uniform):
+        if isinstance(dom, Constant):
+            continue  # filled in by _from_optuna
+        if isinstance(dom, Ordered):  # ordered values: an integer index, so Optuna sees order
+            out[name] = IntDistribution(0, len(dom.values) - 1)
+        elif isinstance(dom, Uniform):
             out[name] = FloatDistribution(dom.low, dom.high)
         elif isinstance(dom, LogUniform):
             out[name] = FloatDistribution(dom.low, dom.high, log=True)
@@ -238,12 +242,38 @@ def _optuna_space(rec: Recording) -> dict[str, Any]:
     return out
 
 
+def _from_optuna(rec: Recording, params: dict[str, Any]) -> Config:
+    """Optuna's parameters as a configuration of the space: ordered indices to their values,
+    constants filled in."""
+    out: Config = {}
+    for name, dom in rec.space.domains.items():
+        if isinstance(dom, Constant):
+            out[name] = dom.value
+        elif isinstance(dom, Ordered):
+            out[name] = dom.values[int(params[name])]
+        else:
+            out[name] = params[name]
+    return out
+
+
+def _from_configspace(rec: Recording, config: dict[str, Any]) -> Config:
+    """A ConfigSpace configuration as one of the space (constants filled in)."""
+    out: Config = {}
+    for name, dom in rec.space.domains.items():
+        out[name] = dom.value if isinstance(dom, Constant) else config[name]
+    return out
+
+
 def _configspace(rec: Recording, seed: int) -> Any:
     import ConfigSpace as CS
 
     cs = CS.ConfigurationSpace(seed=seed)
     for name, dom in rec.space.domains.items():
-        if isinstance(dom, Uniform):
+        if isinstance(dom, Constant):
+            continue  # filled in by _from_configspace
+        if isinstance(dom, Ordered):
+            cs.add(CS.OrdinalHyperparameter(name, list(dom.values)))
+        elif isinstance(dom, Uniform):
             cs.add(CS.UniformFloatHyperparameter(name, dom.low, dom.high))
         elif isinstance(dom, LogUniform):
             cs.add(CS.UniformFloatHyperparameter(name, dom.low, dom.high, log=True))
@@ -288,7 +318,7 @@ def run_dehb(rec: Recording, workers: int, seed: int, limit_s: float) -> Run:
                 n_configs += 1
             if start >= stop:  # DEHB asked again for a fidelity this config already has
                 start = 0.0
-            row = bench.row(dict(info["config"]))
+            row = bench.row(_from_configspace(rec, dict(info["config"])))
             return PeerJob(row, start, stop, info)
 
         def tell(w: int, job: PeerJob, value: float | None, now: float) -> None:

@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--workers", type=positive_int, help="processes (default: cores)")
     record.add_argument("--threads", type=_threads, default="auto", help="threads per process")
     record.add_argument("--seed", type=int, help="seed for the configurations (default: spec)")
+    record.add_argument(
+        "--grid",
+        action="store_true",
+        help="record every configuration of a finite space (at most --trials) instead",
+    )
     record.add_argument("--quiet", action="store_true", help="no progress")
     record.set_defaults(run=_run_record)
 

@@ -28,6 +28,8 @@ Cost: l holds at most ``max_good`` points and g a uniform subsample of at most `
 (``levels``), refits are O(log n) per study, and a decision scores N_s candidates against at
 most max_good + max_bad points: bounded, vectorised with numpy, in batches of up to 16 // d
 decisions drawn together (the model is fixed between fits, so this changes only the cost).
+Finite spaces (``encoding.Tried``): no configuration is proposed twice while the grid has untried
+ones; a candidate already tried never wins, and a prior draw already tried is redrawn.
 Randomness: each fit seeds a numpy generator from the core's RNG (64 bits), so decisions are a
 function of the seed and the inputs, as replay requires.
 """
@@ -38,7 +40,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ash.scheduler.core.samplers.base import History
-from ash.scheduler.core.samplers.encoding import Encoding, complete
+from ash.scheduler.core.samplers.encoding import Encoding, Tried, complete
 from ash.scheduler.core.samplers.levels import Levels, RefitSchedule
 from ash.scheduler.core.space import Config, SearchSpace, Value
 
@@ -64,6 +66,7 @@ class BOHBSampler:
         max_good: int = 32,
         max_bad: int = 64,
         refit_growth: float = 0.05,
+        retries: int = 32,
     ) -> None:
         import numpy as np
 
@@ -97,22 +100,34 @@ class BOHBSampler:
         self.positions = [np.asarray(d.positions) if d.kind == "ordinal" else None for d in dims]
         self.model: _Model | None = None
         self.fits = 0
+        self.tried = Tried.of(self.encoding, retries)  # on a finite space: never twice
 
     def observe(self, trial: int, config: Config, resource: float, score: float) -> None:
         self.levels.observe(trial, config, resource, score)
+        if self.tried is not None:  # enqueued and resumed trials count as tried too
+            self.tried.add(config)
 
     def sample(self, rng: Random, space: SearchSpace, history: History) -> Config:
+        config = self._sample(rng)
+        if self.tried is not None:
+            self.tried.add(config)
+        return config
+
+    def _prior(self, rng: Random) -> Config:
+        return self.space.sample(rng) if self.tried is None else self.tried.prior(rng)
+
+    def _sample(self, rng: Random) -> Config:
         if self.random_fraction and rng.random() < self.random_fraction:
-            return self.space.sample(rng)
+            return self._prior(rng)
         found = self.levels.highest(self.min_points + 2)
         if found is None or not self.encoding.dims:
-            return self.space.sample(rng)
+            return self._prior(rng)
         resource, stats = found
         if self.schedule.due(resource, stats.n):
             n_l = min(max(self.min_points, math.ceil(self.top_fraction * stats.n)), stats.n)
             n_l = min(n_l, stats.n_finite(), self.levels.max_good)
             if n_l == 0:
-                return self.space.sample(rng)
+                return self._prior(rng)
             n_g = max(self.min_points, stats.n - n_l)
             good, bad = stats.split(n_l, n_g)
             # decisions drawn per batch: about as many as come before the next refit, and at
@@ -123,8 +138,8 @@ class BOHBSampler:
             self.schedule.done(resource, stats.n)
             self.fits += 1
         if self.model is None:
-            return self.space.sample(rng)
-        return self._draw(self.model)
+            return self._prior(rng)
+        return self._draw(self.model, rng)
 
     # -- model ------------------------------------------------------------------------------
 
@@ -217,10 +232,29 @@ class BOHBSampler:
             out.append(top + np.log(np.exp(block - top).sum(axis=0)) - log_n)
         return out[0] - out[1]
 
-    def _draw(self, m: _Model) -> Config:
-        if not m.queue:
-            m.queue = self._draw_batch(m, m.batch)
-        return self._config(m.queue.pop())
+    def _draw(self, m: _Model, rng: Random) -> Config:
+        tried = self.tried
+        while m.queue:  # a batch's decisions may repeat each other on a finite space
+            config = self._config(m.queue.pop())
+            if tried is None or config not in tried:
+                return config
+        m.queue = self._draw_batch(m, m.batch)
+        point = m.queue.pop()
+        if tried is not None and self._keys(point[None, :])[0] in tried.keys:
+            # every candidate was tried already: an untried one from the prior
+            return tried.prior(rng)
+        return self._config(point)
+
+    def _keys(self, cand: Any) -> list[tuple[float, ...]]:
+        """The ``Tried`` keys of candidates (n, d): ordinal positions back to indices."""
+        np = self.np
+        idx = cand.copy()
+        for i, pos in enumerate(self.positions):
+            if pos is not None:
+                col = idx[:, i]
+                ok = ~np.isnan(col)
+                col[ok] = np.searchsorted(pos, col[ok])
+        return list(map(tuple, np.where(np.isnan(idx), -1.0, idx).tolist()))
 
     def _draw_batch(self, m: _Model, batch: int) -> list[Any]:
         """``batch`` decisions at once (the model is fixed until the next fit, so drawing them
@@ -263,6 +297,10 @@ class BOHBSampler:
                 cand[:, i] = np.where(missing[:, i], gen.integers(0, k, size=c), col)
         self._deactivate(cand)
         score = self._log_ratio(cand, m)
+        if self.tried is not None:  # a candidate tried already never wins over an untried one
+            keys = self.tried.keys
+            tried = np.array([k in keys for k in self._keys(cand)])
+            score = np.where(tried, -np.inf, score)
         best = np.argmax(score.reshape(batch, self.candidates), axis=1)
         rows = cand.reshape(batch, self.candidates, d)[np.arange(batch), best]
         return list(rows[::-1])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ash.scheduler.core.space import (
     Choice,
@@ -32,6 +33,10 @@ from ash.scheduler.core.space import (
     Value,
 )
 
+if TYPE_CHECKING:
+    from random import Random
+
+ENUMERABLE = 1 << 14  # a finite space this small may be enumerated when nearly all tried
 MAX_POINTS = 128  # an int with at most this many values is modelled point by point
 NAN = math.nan
 
@@ -117,6 +122,74 @@ class Encoding:
 
     def encode(self, config: Mapping[str, Value]) -> tuple[float, ...]:
         return tuple(d.encode(config[d.name]) if d.name in config else NAN for d in self.dims)
+
+
+def key(vec: tuple[float, ...]) -> tuple[float, ...]:
+    """A hashable, comparable identity of an encoded configuration (NaN, inactive, is -1)."""
+    return tuple(-1.0 if x != x else x for x in vec)
+
+
+class Tried:
+    """The configurations tried so far, on a FINITE space (every parameter a choice, an ordered
+    choice or an int of at most MAX_POINTS values; ``of`` gives None for any other space).
+
+    On a finite space a configuration proposed twice is the same model trained twice (on a
+    tabular benchmark, literally the same curve): a wasted trial. The model samplers therefore
+    never pick a candidate already tried while an untried one is among their candidates, and
+    their prior draws redraw (up to ``retries`` times) a configuration already tried. Every
+    trial counts, however it was added (``add`` from ``observe`` too: enqueued and resumed
+    trials), so a resumed study knows the same set. O(d) per trial, one key per trial."""
+
+    def __init__(self, encoding: Encoding, retries: int) -> None:
+        self.encoding = encoding
+        self.retries = retries
+        self.keys: set[tuple[float, ...]] = set()
+        self.size: int | None = None  # distinct configurations, once found all tried
+
+    @classmethod
+    def of(cls, encoding: Encoding, retries: int = 32) -> Tried | None:
+        dims = encoding.dims
+        finite = bool(dims) and all(d.kind != "real" for d in dims)
+        return cls(encoding, retries) if finite else None
+
+    def add(self, config: Mapping[str, Value]) -> None:
+        self.keys.add(key(self.encoding.encode(config)))
+
+    def __contains__(self, config: object) -> bool:
+        return key(self.encoding.encode(config)) in self.keys  # type: ignore[arg-type]
+
+    def prior(self, rng: Random) -> Config:
+        """A draw from the prior, redrawn while it was tried (at most ``retries`` times); if
+        all those were tried (most of the space is), the first untried configuration from a
+        random place in the space's enumeration (spaces of at most ``ENUMERABLE`` points), and
+        a tried one only when none is left."""
+        space = self.encoding.space
+        config = space.sample(rng)
+        for _ in range(self.retries):
+            if config not in self:
+                return config
+            config = space.sample(rng)
+        if config not in self:
+            return config
+        if self.size is not None and len(self.keys) >= self.size:
+            return config  # every configuration tried: repeats are all that is left
+        dims = self.encoding.dims
+        total = math.prod(d.size for d in dims)
+        if total > ENUMERABLE:
+            return config
+        start = rng.randrange(total)
+        seen: set[tuple[float, ...]] = set()
+        for k in range(total):
+            i, values = (start + k) % total, {}
+            for d in dims:
+                i, digit = divmod(i, d.size)
+                values[d.name] = d.values[digit]
+            candidate = complete(space, values)
+            if candidate not in self:
+                return candidate
+            seen.add(key(self.encoding.encode(candidate)))
+        self.size = len(seen)  # the whole enumeration was tried: its distinct configurations
+        return config
 
 
 def _index(values: tuple[Value, ...], value: Value) -> int:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ash.errors import UserError
 from ash.scheduler.benchmarks import write_curves
+from ash.scheduler.core.space import Choice, Config, Constant, Int, Value
 from ash.spec import StudySpec, load_spec
 from ash.worker.slots import Died
 
@@ -166,14 +167,19 @@ def record(
     threads: int,
     seed: int,
     progress: TextIO | None = None,
+    configs: list[Config] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``trials`` sampled configurations unit by unit; the rows of a curves file."""
+    """Train ``trials`` sampled configurations (or the given ``configs``) unit by unit; the
+    rows of a curves file."""
     from ash.worker.feeder import Feeder, Work
     from ash.worker.slots import Slots
 
     units = int(spec.schedule.max_resource)
     rng = random.Random(seed)
-    curves = [_Curve(spec.space.sample(rng), [None] * units) for _ in range(trials)]
+    if configs is None:
+        configs = [spec.space.sample(rng) for _ in range(trials)]
+    trials = len(configs)
+    curves = [_Curve(config, [None] * units) for config in configs]
     # the native kernel on one thread runs in the training thread: its CPU clock is its cost
     cpu_clock = spec.trainer is not None and spec.trainer.type == "mlp" and threads == 1
     pending: deque[int] = deque(range(trials))  # trials not started
@@ -238,6 +244,38 @@ def _check_args(args: argparse.Namespace, spec: StudySpec) -> tuple[Path, int]:
     return out, int(big_r)
 
 
+def grid(spec: StudySpec) -> list[Config]:
+    """Every configuration of a finite space (choices, ordered choices, ints, constants), in
+    the space's order with the last parameter varying fastest; a parameter whose ``when`` does
+    not hold is left out, so a conditional space has no duplicate points. UserError naming the
+    first continuous parameter otherwise."""
+    space = spec.space
+    options: dict[str, list[Value]] = {}
+    for name in space.order:
+        d = space.domains[name]
+        if isinstance(d, Choice):
+            options[name] = list(d.values)
+        elif isinstance(d, Constant):
+            options[name] = [d.value]
+        elif isinstance(d, Int):
+            options[name] = list(range(d.low, d.high + 1))
+        else:
+            raise UserError(
+                f"{spec.source}: space.{name}: --grid needs a finite space (choice, ordered "
+                "choice, int or constant); this parameter is continuous"
+            )
+    out: list[Config] = [{}]
+    for name in space.order:
+        nxt: list[Config] = []
+        for partial in out:
+            if not space.active(name, partial):
+                nxt.append(partial)
+                continue
+            nxt.extend({**partial, name: v} for v in options[name])
+        out = nxt
+    return out
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -250,6 +288,12 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out, units = _check_args(args, spec)
     check_trainer(spec)  # a missing dataset or entrypoint fails now, naming the file
+    configs = grid(spec) if args.grid else None
+    if configs is not None and len(configs) > args.trials:
+        raise UserError(
+            f"{spec.source}: space: --grid has {len(configs)} configurations, more than "
+            f"--trials {args.trials} (raise --trials to record them all)"
+        )
     workers = min(args.workers or available_cores(), args.trials)
     threads = resolve_threads(args.threads, workers)
     seed = spec.seed if args.seed is None else args.seed
@@ -261,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
         threads=threads,
         seed=seed,
         progress=None if args.quiet else sys.stderr,
+        configs=configs,
     )
     write_curves(
         out,
