@@ -117,6 +117,9 @@ class MpiBackend:
     def busy(self) -> bool:
         return bool(self.jobs)
 
+    def decided(self, stops: Sequence[int]) -> None:
+        """Never called: ``--transport mpi`` refuses ``[asha] stop_on = "reports"``."""
+
     def wait(self, timeout: float) -> list[Done | Lost | Reported]:
         """Every result waiting (the first within ``timeout``), then decide once."""
         sleep = self._sleep if self.local is not None else None
