@@ -314,6 +314,16 @@ class Driver:
             stops, self._stops = self._stops, []
             return [j for j in stops if j in self.core.stopped]
 
+    @property
+    def stops_on_reports(self) -> bool:
+        """Whether the core ranks reports at rung milestones (``[asha] stop_on``)."""
+        return self.core.inline
+
+    def kept_reports(self, job_id: int) -> int:
+        """How many reports of running job ``job_id`` are recorded (decided on)."""
+        with self.lock:
+            return self.results._job_reports.get(job_id, 0)
+
     def stopping(self, job_id: int) -> bool:
         """Whether ``job_id`` is in flight and was told (or is to be told) to stop."""
         with self.lock:
