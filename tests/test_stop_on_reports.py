@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from ash.errors import TrialStopped
+from ash.scheduler.audit import audit_for
 from ash.scheduler.core import Scheduler
 from ash.scheduler.driver import open_study, replay_read_only
-from ash.spec import SpecError, parse_spec
+from ash.scheduler.trace import read_trace
+from ash.spec import SpecError, load_spec, parse_spec
 from helpers import BIN, make_spec, results, worker
 from helpers import Scheduler as SchedulerProcess
 
@@ -235,6 +237,9 @@ def test_embedded_study_stops_running_trainers(tmp_path: Path) -> None:
     doc = results(tmp_path / "out")
     ran = check_stopped(doc, trained(tmp_path))
     assert ran < 0.5 * len(doc["trials"]) * R, ran  # versus every trial running to R
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(tmp_path / "study.toml")) == []
+    assert {e["rung"] for e in events if e["event"] == "assign"} == {3}  # one job to R each
 
 
 def test_embedded_stopped_trainer_may_catch_trial_stopped(tmp_path: Path) -> None:
@@ -283,7 +288,7 @@ def test_a_killed_study_resumes_to_the_same_decisions(tmp_path: Path) -> None:
     decision the journal held stands, and the journal replays to the results written."""
     write(tmp_path, trials=24)
     args = [str(BIN / "ash"), "tune", "study.toml", "--workers", "2", "--threads", "1"]
-    args += ["--journal", "j.jsonl", "--out", "out"]
+    args += ["--journal", "j.jsonl", "--out", "out", "--trace", "t.jsonl"]
     first = subprocess.Popen(
         args, cwd=tmp_path, env=env(tmp_path, EPOCH_S="0.05"), start_new_session=True
     )
@@ -319,6 +324,8 @@ def test_a_killed_study_resumes_to_the_same_decisions(tmp_path: Path) -> None:
     for job_id in stopped_inflight:  # settled at their stop, by their last report
         trial = before.core.inflight[job_id].trial
         assert by_trial[trial]["results"][0]["resource"] < R
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(tmp_path / "study.toml")) == []
     after, _, _ = replay_read_only(journal)
     assert after.core.finished and not after.core.stopped
     assert [
