@@ -392,3 +392,13 @@ def test_mpi_refuses_stop_on_reports(tmp_path: Path) -> None:
 def test_trial_stopped_names_the_trial_and_step() -> None:
     exc = TrialStopped(4, 9.0)
     assert (exc.trial, exc.step) == (4, 9.0) and "trial 4" in str(exc)
+
+
+def test_the_simulator_refuses_stop_on_reports() -> None:
+    from ash.scheduler.benchmarks import Synthetic
+    from ash.scheduler.simulator import simulate
+
+    spec = make_spec("asha-stopping", stop_on="reports", max_trials=5)
+    bench = Synthetic(spec.space, seed=0, metric="loss", mode="min", max_resource=R)
+    with pytest.raises(SpecError, match="asha.stop_on: 'reports' is not simulated"):
+        simulate(spec, bench, 2)
