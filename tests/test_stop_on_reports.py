@@ -400,5 +400,5 @@ def test_the_simulator_refuses_stop_on_reports() -> None:
 
     spec = make_spec("asha-stopping", stop_on="reports", max_trials=5)
     bench = Synthetic(spec.space, seed=0, metric="loss", mode="min", max_resource=R)
-    with pytest.raises(SpecError, match="asha.stop_on: 'reports' is not simulated"):
+    with pytest.raises(SpecError, match=r"asha\.stop_on: 'reports' is not simulated"):
         simulate(spec, bench, 2)
