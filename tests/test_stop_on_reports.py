@@ -372,21 +372,28 @@ def test_driver_replay_rederives_the_stops(tmp_path: Path) -> None:
     importlib.util.find_spec("mpi4py") is None or not (BIN / "mpiexec").exists(),
     reason="needs mpi4py and the venv's mpiexec",
 )
-def test_mpi_refuses_stop_on_reports(tmp_path: Path) -> None:
-    write(tmp_path, trials=3)
-    command = [str(BIN / "mpiexec"), "-n", "2", str(BIN / "ash"), "tune", "study.toml"]
+@pytest.mark.parametrize("rank0", [False, True])
+def test_mpi_ranks_trainers_are_stopped(tmp_path: Path, rank0: bool) -> None:
+    write(tmp_path, trials=15)
+    command = [str(BIN / "mpiexec"), "-n", "3", str(BIN / "ash"), "tune", "study.toml"]
+    command += ["--transport", "mpi", "--out", "out", "--trace", "t.jsonl"]
     proc = subprocess.run(
-        [*command, "--transport", "mpi"],
+        [*command, *(["--rank0-trains"] if rank0 else [])],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
         env=env(tmp_path),
     )
-    assert proc.returncode == 2, proc.stderr
-    assert "asha.stop_on: 'reports' is not supported by --transport mpi" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    doc = results(tmp_path / "out")
+    ran = check_stopped(doc, trained(tmp_path))
+    assert ran < 0.5 * len(doc["trials"]) * R, ran
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(tmp_path / "study.toml")) == []
+    workers = {e["worker"] for e in events if e["event"] == "assign"}
+    assert ("rank0" in workers) == rank0 and {"rank1", "rank2"} <= workers
 
 
 def test_trial_stopped_names_the_trial_and_step() -> None:

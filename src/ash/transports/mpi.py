@@ -209,12 +209,6 @@ def _check(
             "run it as mpiexec -n 3 ash tune SPEC --transport mpi, or add --rank0-trains"
         )
     spec = load_spec(args.spec)
-    if spec.schedule.stop_on == "reports":
-        raise UserError(
-            f"{spec.source}: asha.stop_on: 'reports' is not supported by --transport mpi (a "
-            "worker rank cannot be told to stop mid-job); use the embedded pool or "
-            "ash-scheduler with ash-worker, or stop_on = 'results'"
-        )
     if link.rank == 0:
         preflight(spec, out=args.out, trace=args.trace)  # every problem, in one error
         return spec, None
@@ -264,7 +258,7 @@ def _rank0(
 
         local = SlotBackend(
             driver,
-            Slots(spec, 1, lay.threads, prefix="rank0-slot"),
+            Slots(spec, 1, lay.threads, prefix="rank0-slot", verdicts=True),
             died="rank 0's trainer process died (exit code {code}) in job {job}",
         )
     try:
