@@ -409,3 +409,41 @@ def test_the_simulator_refuses_stop_on_reports() -> None:
     bench = Synthetic(spec.space, seed=0, metric="loss", mode="min", max_resource=R)
     with pytest.raises(SpecError, match=r"asha\.stop_on: 'reports' is not simulated"):
         simulate(spec, bench, 2)
+
+
+def epochs_fn(config: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """A notebook's (config, ctx) trainer for ash.tune."""
+    metrics: dict[str, float] = {}
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        metrics = {"loss": (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)}
+        ctx.report(epoch + 1, **metrics)
+    return metrics
+
+
+@pytest.mark.parametrize("stop_on", [None, "results"])
+def test_api_tune_stops_a_context_function_on_its_reports(stop_on: str | None) -> None:
+    """ash.tune(fn, algorithm="asha-stopping") with a (config, ctx) function stops on its
+    reports by default (one job per trial); stop_on="results" asks for a job per rung."""
+    import ash
+
+    doc = ash.tune(
+        epochs_fn,
+        space={"x": {"uniform": [0.0, 1.0]}},
+        metric="loss",
+        algorithm="asha-stopping",
+        max_resource=R,
+        max_trials=12,
+        workers=2,
+        threads=1,
+        quiet=True,
+        stop_on=stop_on,
+    )
+    assert doc["errors"] == []
+    jobs = [len(t["results"]) for t in doc["trials"]]
+    if stop_on is None:
+        assert set(jobs) == {1}
+        for t in doc["trials"]:
+            assert len(t["reports"]) == t["results"][0]["resource"]
+        assert sum(len(t["reports"]) for t in doc["trials"]) < 0.5 * 12 * R
+    else:
+        assert max(jobs) > 1
