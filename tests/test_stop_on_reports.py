@@ -113,7 +113,7 @@ def check_stopped(doc: dict[str, Any], epochs: dict[int, list[int]], caught: boo
             assert res["metrics"].get("caught") == (1 if caught else None)
         else:
             assert t["status"] == "completed"
-    assert stopped >= len(doc["trials"]) // 2
+    assert stopped >= len(doc["trials"]) // 3
     return sum(len(v) for v in epochs.values())
 
 
@@ -236,7 +236,7 @@ def test_embedded_study_stops_running_trainers(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = results(tmp_path / "out")
     ran = check_stopped(doc, trained(tmp_path))
-    assert ran < 0.5 * len(doc["trials"]) * R, ran  # versus every trial running to R
+    assert ran < 0.6 * len(doc["trials"]) * R, ran  # versus every trial running to R
     events = list(read_trace(tmp_path / "t.jsonl"))
     assert audit_for(events, load_spec(tmp_path / "study.toml")) == []
     assert {e["rung"] for e in events if e["event"] == "assign"} == {3}  # one job to R each
@@ -277,7 +277,7 @@ def test_grpc_worker_trainers_are_stopped(tmp_path: Path, catch: bool) -> None:
             w.kill()
     doc = results(tmp_path / "out")
     ran = check_stopped(doc, trained(tmp_path), caught=catch)
-    assert ran < 0.5 * len(doc["trials"]) * R, ran
+    assert ran < 0.6 * len(doc["trials"]) * R, ran
 
 
 # -- resume ---------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def test_mpi_ranks_trainers_are_stopped(tmp_path: Path, rank0: bool) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = results(tmp_path / "out")
     ran = check_stopped(doc, trained(tmp_path))
-    assert ran < 0.5 * len(doc["trials"]) * R, ran
+    assert ran < 0.6 * len(doc["trials"]) * R, ran
     events = list(read_trace(tmp_path / "t.jsonl"))
     assert audit_for(events, load_spec(tmp_path / "study.toml")) == []
     workers = {e["worker"] for e in events if e["event"] == "assign"}
@@ -444,6 +444,6 @@ def test_api_tune_stops_a_context_function_on_its_reports(stop_on: str | None) -
         assert set(jobs) == {1}
         for t in doc["trials"]:
             assert len(t["reports"]) == t["results"][0]["resource"]
-        assert sum(len(t["reports"]) for t in doc["trials"]) < 0.5 * 12 * R
+        assert sum(len(t["reports"]) for t in doc["trials"]) < 0.7 * 12 * R  # vs all to R
     else:
         assert max(jobs) > 1

@@ -179,8 +179,8 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
 
     root = Path(tempfile.mkdtemp(prefix=f"ash-work-rank{link.rank}-"))
     workspace = Workspace(root, spec.name, None, send_reports, milestones(spec))
-    verdicts = Verdicts(link)
-    if workspace.milestones:
+    verdicts = Verdicts(link) if workspace.milestones else None  # stopping on reports only
+    if verdicts is not None:
         workspace.await_verdict = verdicts.wait
     try:
         if _next(link).WhichOneof("msg") != "welcome":
@@ -192,8 +192,10 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
                 if kind == "finished":
                     return 0
                 if kind == "assignment":
-                    verdicts.forget()
-                    stop = verdicts.stop_check(msg.assignment.job_id)
+                    stop = None
+                    if verdicts is not None:
+                        verdicts.forget()
+                        stop = verdicts.stop_check(msg.assignment.job_id)
                     result = train(trainer, spec, msg.assignment, workspace, stop)
                     if ctrl_c.hit:  # run_job made it a failed result; the rank stops all the same
                         return 130
@@ -201,7 +203,8 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
     except KeyboardInterrupt:  # mpiexec forwards Ctrl-C to every rank; rank 0 reports it
         return 130
     finally:
-        verdicts.forget()  # no message is left unreceived
+        if verdicts is not None:
+            verdicts.forget()  # no message is left unreceived
         shutil.rmtree(root, ignore_errors=True)
 
 
