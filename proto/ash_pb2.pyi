@@ -151,7 +151,7 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., results: _Optional[_Union[ResultBatch, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., reports: _Optional[_Union[ReportBatch, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached", "capacity", "recorded", "reports")
+    __slots__ = ("study", "session", "heartbeat_s", "lease_s", "spec_toml", "metric", "max_checkpoint_bytes", "shared_checkpoints", "batches", "attached", "capacity", "recorded", "reports", "verdicts")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class Welcome(_message.Message):
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
     study: str
     session: str
     heartbeat_s: float
@@ -178,7 +179,8 @@ class Welcome(_message.Message):
     capacity: bool
     recorded: bool
     reports: bool
-    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ..., capacity: _Optional[bool] = ..., recorded: _Optional[bool] = ..., reports: _Optional[bool] = ...) -> None: ...
+    verdicts: bool
+    def __init__(self, study: _Optional[str] = ..., session: _Optional[str] = ..., heartbeat_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., spec_toml: _Optional[str] = ..., metric: _Optional[str] = ..., max_checkpoint_bytes: _Optional[int] = ..., shared_checkpoints: _Optional[bool] = ..., batches: _Optional[bool] = ..., attached: _Optional[_Iterable[int]] = ..., capacity: _Optional[bool] = ..., recorded: _Optional[bool] = ..., reports: _Optional[bool] = ..., verdicts: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "trial", "rung", "bracket", "start", "stop", "config", "checkpoint", "attempt")
@@ -229,19 +231,37 @@ class Finished(_message.Message):
     reason: str
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
+class Verdict(_message.Message):
+    __slots__ = ("job_id", "stop", "reports")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    job_id: int
+    stop: bool
+    reports: int
+    def __init__(self, job_id: _Optional[int] = ..., stop: _Optional[bool] = ..., reports: _Optional[int] = ...) -> None: ...
+
+class Verdicts(_message.Message):
+    __slots__ = ("verdicts",)
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    verdicts: _containers.RepeatedCompositeFieldContainer[Verdict]
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ...) -> None: ...
+
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignment", "finished", "assignments", "recorded")
+    __slots__ = ("welcome", "assignment", "finished", "assignments", "recorded", "verdicts")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     RECORDED_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignment: Assignment
     finished: Finished
     assignments: AssignmentBatch
     recorded: Recorded
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., assignments: _Optional[_Union[AssignmentBatch, _Mapping]] = ..., recorded: _Optional[_Union[Recorded, _Mapping]] = ...) -> None: ...
+    verdicts: Verdicts
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., finished: _Optional[_Union[Finished, _Mapping]] = ..., assignments: _Optional[_Union[AssignmentBatch, _Mapping]] = ..., recorded: _Optional[_Union[Recorded, _Mapping]] = ..., verdicts: _Optional[_Union[Verdicts, _Mapping]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("token", "results")

@@ -11,7 +11,10 @@ trace events in order and reports every violation of:
   yet promoted, and only when no higher rung of its bracket has a promotable trial;
 - a new trial only when no rung of any bracket has a promotable trial.
 
-Only the first two hold for other algorithms (``check_promotions=False``).
+Only the first two hold for other algorithms (``check_promotions=False``). Stopping on reports
+(``[asha] stop_on = "reports"``, ``whole_jobs``): a trial is one job assigned at its top rung
+that settles at the rung it was stopped at (its result, or a loss then its result), so results
+and losses are matched to the trial's outstanding job whatever its rung.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def audit(
     mode: str,
     top_rung: dict[int, int] | int,
     check_promotions: bool = True,
+    whole_jobs: bool = False,
 ) -> list[str]:
     """Violations found in ``events`` (empty when the trace obeys Algorithm 2)."""
     brackets: dict[int, _Bracket] = {}
@@ -61,7 +65,7 @@ def audit(
     for i, ev in enumerate(events):
         kind = ev["event"]
         trial, rung, b = ev["trial"], ev["rung"], ev.get("bracket", 0)
-        key = (trial, rung)
+        key = (trial, -1) if whole_jobs else (trial, rung)
         where = f"event {i} ({kind} trial {trial} rung {rung})"
         if kind == "assign":
             if key in outstanding:
@@ -81,7 +85,7 @@ def audit(
             assigned.add(key)
             outstanding[key] = ev
         elif kind == "result":
-            if key in lost and ev["value"] is None:
+            if key in lost and (ev["value"] is None or whole_jobs):
                 lost.discard(key)  # a job given up after its last attempt: counts as failed
             elif outstanding.pop(key, None) is None:
                 problems.append(f"{where}: result without an outstanding assignment")
@@ -145,4 +149,5 @@ def audit_for(events: Iterable[dict[str, Any]], spec: Any) -> list[str]:
         mode=spec.mode,
         top_rung=tops if spec.algorithm in ("asha", "random") else max(tops.values()),
         check_promotions=spec.algorithm in ("asha", "random"),
+        whole_jobs=spec.algorithm == "asha-stopping" and spec.schedule.stop_on == "reports",
     )

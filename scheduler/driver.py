@@ -9,6 +9,12 @@ short (O(log n)) and does no blocking I/O: journal records and trace lines are b
 leave the process (an assignment, an acknowledgement), so after a crash the journal holds every
 decision anyone saw and the trace holds no event the journal lacks.
 
+Stopping on reports (``[asha] stop_on = "reports"``): ``report`` hands the study metric of each
+kept report to the core (``Scheduler.milestone``), which may stop the running job; the stops
+decided wait in ``take_stops`` for the transport, which tells the trainers once ``sync`` made the
+reports that caused them durable. A stopped job's result (or its loss) settles it at the rung
+it stopped at, with its last report when the result itself is lost.
+
 A continued study may raise its budget (``amend``: ``max_trials``, ``time_limit_s``); the
 change is journaled (an ``x`` record) and replayed at the same point.
 
@@ -138,6 +144,7 @@ class Driver:
         self.fail_fast: int | None = None
         self.stopped: tuple[int, str] | None = None  # (results that failed alike, the error)
         self._first: list[str | None] = []  # first lines of this run's first results' errors
+        self._stops: list[int] = []  # jobs the core stopped on their reports, not yet told
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -226,7 +233,7 @@ class Driver:
                 self.core.report(job_id, value, self.clock())  # raises for unknown ids
                 return False
             now = self.clock()
-            if not self.replaying:
+            if not self.replaying and job_id not in self.core.stopped:  # a stopped one: no state
                 job = self.core.inflight[job_id]
                 if job.stop < self.spec.schedule.max_resource or self.retention.wants_top(
                     job.trial, score_of(value, self.spec.mode)
@@ -270,6 +277,8 @@ class Driver:
                 return False
             now = self.clock()
             self._journal({"p": job_id, "s": [[s, m] for s, m in kept], "t": now})
+            if self.core.inline:
+                self._milestones(job_id, kept, now)
             if self.trace.listeners and not self.replaying:
                 event = {
                     "event": "report",
@@ -284,6 +293,41 @@ class Driver:
                     listener(event)
             self._tell("report", job, {"reports": kept})
             return True
+
+    def _milestones(self, job_id: int, kept: Sequence[tuple[float, Any]], now: float) -> None:
+        """Stopping on reports: each kept report's study metric goes to the core, which may
+        stop the job (a report without the metric is no milestone)."""
+        metric = self.spec.metric
+        for step, metrics in kept:
+            v = metrics.get(metric)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if self.core.milestone(job_id, float(step), float(v), now):
+                if not self.replaying:
+                    self._stops.append(job_id)
+                break
+
+    def take_stops(self) -> list[int]:
+        """The jobs stopped on their reports since the last call, for the transport to tell
+        their trainers (after ``sync``: the reports that stopped them are then durable)."""
+        with self.lock:
+            stops, self._stops = self._stops, []
+            return [j for j in stops if j in self.core.stopped]
+
+    @property
+    def stops_on_reports(self) -> bool:
+        """Whether the core ranks reports at rung milestones (``[asha] stop_on``)."""
+        return self.core.inline
+
+    def kept_reports(self, job_id: int) -> int:
+        """How many reports of running job ``job_id`` are recorded (decided on)."""
+        with self.lock:
+            return self.results._job_reports.get(job_id, 0)
+
+    def stopping(self, job_id: int) -> bool:
+        """Whether ``job_id`` is in flight and was told (or is to be told) to stop."""
+        with self.lock:
+            return job_id in self.core.stopped
 
     def reports(self, trial: int) -> list[dict[str, Any]]:
         """A trial's intermediate reports so far: ``{"rung", "step", "metrics"}`` each."""
@@ -337,11 +381,15 @@ class Driver:
                 record["w"] = why
             record["t"] = now
             self._journal(record)
+            was_stopped = job_id in self.core.stopped
             got = self.core.lose(job_id, now, charge=charge)
             assert got is not None
             self.assigned.pop(job_id, None)
             job, retried = got
             self.trace.lost(now, job)
+            if was_stopped:  # stopped on its reports: it settles with its last report
+                self._settle_stopped(job, now)
+                return True
             self.results.lost(job)
             if not retried:
                 self._retain(self.retention.result(job, math.inf))
@@ -357,6 +405,22 @@ class Driver:
                 lost: dict[str, Any] = {"value": None, "metrics": {}, "error": self.errors[-1][1]}
                 self._tell("result", job, lost)
             return True
+
+    def _settle_stopped(self, job: Job, now: float) -> None:
+        """A job stopped on its reports whose result was lost: its result is its last report."""
+        rec = self.results.trials.get(job.trial)
+        last: dict[str, Any] = {}
+        if rec is not None:
+            mine = [r for r, j in zip(rec.reports, rec.report_jobs, strict=True) if j == job.job_id]
+            last = dict(mine[-1]["metrics"]) if mine else {}
+        v = last.get(self.spec.metric)
+        value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        if value is not None and not math.isfinite(value):
+            value = None
+        self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
+        self.trace.result(now, job, value)
+        self.results.result(job, value, last)
+        self._tell("result", job, {"value": value, "metrics": last, "error": None})
 
     @property
     def broken(self) -> str | None:

@@ -7,7 +7,10 @@ job of a round, starts the round's jobs, and reports what came back: ``Done`` (a
 names, makes the asks durable (``driver.sync``) before any job leaves, starts them, and feeds
 back what the backend reports, until the study is finished. A backend that plans each job's
 threads (``plans``) traces a job's assign event itself when the job starts
-(``Driver.trace_assign``), with the threads and slot it got.
+(``Driver.trace_assign``), with the threads and slot it got. Jobs the driver stopped on their
+reports (``[asha] stop_on = "reports"``) are told to the backend (``decided``) after the sync
+that made those reports durable, with the reports it decided on (a trainer's report at a rung
+milestone waits for that verdict).
 
 The gRPC service drives the same Driver interface (request, complete, lose) from its asyncio
 event loop instead: it pushes work to sessions as they become hungry and cannot block here.
@@ -65,6 +68,8 @@ class Backend(Protocol):
 
     def busy(self) -> bool: ...
 
+    def decided(self, stops: Sequence[int]) -> None: ...
+
 
 class StuckError(RuntimeError):
     """Nothing in flight and nothing to hand out: the study cannot go on."""
@@ -82,6 +87,7 @@ def dispatch(driver: Driver, backend: Backend) -> None:
         round.append(a)
     driver.sync()  # journal first: no worker sees a decision the journal lacks
     backend.start(round, more)
+    backend.decided(driver.take_stops())  # verdicts on the reports that sync made durable
 
 
 def apply(driver: Driver, events: Sequence[Done | Lost | Reported]) -> None:

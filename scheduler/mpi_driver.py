@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from ash.link import wire
 from ash.link.metrics import clip_error
-from ash.link.mpi import TAG_DOWN, TAG_UP, Link
+from ash.link.mpi import TAG_DOWN, TAG_UP, TAG_VERDICT, Link
 from ash.proto import ash_pb2 as pb
 from ash.scheduler import loop
 from ash.scheduler.driver import Assignment, Driver
@@ -98,6 +98,8 @@ class MpiBackend:
             [*range(1, link.size), *([LOCAL] if local is not None else [])]
         )
         self.jobs: dict[int, int] = {}  # rank -> job id
+        self.counts: dict[int, int] = {}  # running job -> reports received (stop on reports)
+        self.undecided: set[int] = set()  # jobs with reports the driver has not decided on
         self.local_events: list[Done | Lost | Reported] = []
 
     def next_worker(self, round: Sequence[Assignment]) -> str | None:
@@ -116,6 +118,24 @@ class MpiBackend:
 
     def busy(self) -> bool:
         return bool(self.jobs)
+
+    def decided(self, stops: Sequence[int]) -> None:
+        """Verdicts on the reports the driver decided on (stopping on reports): to each worker
+        rank running such a job, on TAG_VERDICT (it polls for them while it trains); rank 0's
+        own slot is told through its backend."""
+        rank_of = {job: rank for rank, job in self.jobs.items()}
+        stopped = set(stops)
+        if self.local is not None:
+            self.local.decided([j for j in stops if rank_of.get(j) == LOCAL])
+        for job_id in sorted(self.undecided | stopped):
+            rank = rank_of.get(job_id)
+            if rank is None or rank == LOCAL:
+                continue
+            n = self.counts.get(job_id, 0)
+            v = pb.Verdict(job_id=job_id, stop=job_id in stopped, reports=n)
+            msg = pb.SchedulerMessage(verdicts=pb.Verdicts(verdicts=[v]))
+            self.link.send(msg, rank, TAG_VERDICT)
+        self.undecided.clear()
 
     def wait(self, timeout: float) -> list[Done | Lost | Reported]:
         """Every result waiting (the first within ``timeout``), then decide once."""
@@ -166,7 +186,11 @@ class MpiBackend:
                 _warn(f"rank {src}: bad reports ({exc}); ignored")
                 return None
             mine = self.jobs.get(src)
-            return [Reported(job, items) for job, items in batches if job == mine]
+            got = [Reported(job, items) for job, items in batches if job == mine]
+            for ev in got:
+                self.counts[ev.job_id] = self.counts.get(ev.job_id, 0) + len(ev.reports)
+                self.undecided.add(ev.job_id)
+            return got
         if msg.WhichOneof("msg") != "result":
             _warn(f"rank {src}: unexpected {msg.WhichOneof('msg')} message; ignored")
             return None
@@ -176,6 +200,8 @@ class MpiBackend:
             return None
         del self.jobs[src]
         self.idle.append(src)
+        self.counts.pop(r.job_id, None)
+        self.undecided.discard(r.job_id)
         try:
             metrics, bad = wire.metrics_from_pb(r.metrics)
             error = clip_error(bad or r.error) or None

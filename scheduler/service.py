@@ -76,6 +76,7 @@ class WorkerSession:
     batch: bool = False  # takes AssignmentBatch messages
     acks: list[int] | None = None  # results recorded, to acknowledge (a worker that says so)
     devices: list[str] = field(default_factory=list)  # Hello.devices (ash-worker --devices)
+    verdicts: bool = False  # takes Verdicts (stopping on reports)
 
 
 @dataclass
@@ -111,6 +112,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.metrics = {"assigned": 0, "completed": 0, "lost": 0, "rejected": 0}
         self.decision_seconds: collections.deque[float] = collections.deque(maxlen=4096)
         self._unsent: list[tuple[WorkerSession, Assignment]] = []  # decided, not yet durable
+        self._verdicts: dict[int, WorkerSession] = {}  # jobs whose reports were decided on
         self._acking: dict[str, WorkerSession] = {}  # sessions with results to acknowledge
         self._commit_wanted = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
@@ -201,9 +203,13 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             batch="batch" in hello.capabilities,
             acks=[] if "recorded" in hello.capabilities else None,
             devices=list(hello.devices),
+            verdicts="verdicts" in hello.capabilities,
         )
         self.sessions[sid] = session
         attached = self._reattach(session, hello.running)
+        for job_id in attached:  # a verdict lost with the last scheduler: sent again
+            if session.verdicts and self.driver.stopping(job_id):
+                self._verdicts[job_id] = session
         welcome = pb.SchedulerMessage(
             welcome=pb.Welcome(
                 study=self.driver.spec.name,
@@ -219,6 +225,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 capacity=True,
                 recorded=True,
                 reports=True,
+                verdicts=session.verdicts and self.driver.stops_on_reports,
             )
         )
         reader = asyncio.create_task(self._reader(session, request_iterator))
@@ -354,6 +361,10 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             if owner != session.sid:
                 raise wire.precondition(f"reports: job {job_id} is leased to another worker")
             self.driver.report(job_id, items)
+            if session.verdicts and self.driver.stops_on_reports:
+                self._verdicts[job_id] = session  # decided: told once the reports are durable
+        if self._verdicts and self._committer is not None:
+            self._commit_wanted.set()
 
     def _settle(self, job_id: int) -> None:
         sid = self.lease_of.pop(job_id, None)
@@ -419,6 +430,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
             out, self._unsent = self._unsent, []
+            verdicts = self._take_verdicts()  # on reports the sync below makes durable
             acks = [(s, s.acks) for s in self._acking.values() if s.acks]
             for s, _ in acks:
                 s.acks = []
@@ -436,6 +448,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                     self._journal_broken(f"cannot record decisions ({exc!r})")
                     continue
             self._send(out, acks)
+            self._send_verdicts(verdicts)
             self._check_finished()
 
     def _send(
@@ -466,6 +479,28 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         for session, ids in acks:
             if session.sid in recorded:
                 session.outbox.put_nowait(pb.SchedulerMessage(recorded=pb.Recorded(job_ids=ids)))
+
+    def _take_verdicts(self) -> list[tuple[WorkerSession, pb.Verdict]]:
+        """The verdicts on the reports recorded so far (before the sync that makes them
+        durable): for each job that reported, whether it is stopped and on how many reports."""
+        if not self._verdicts:
+            return []
+        stopped = set(self.driver.take_stops())
+        out = []
+        for job_id, session in self._verdicts.items():
+            stop = job_id in stopped or self.driver.stopping(job_id)
+            n = self.driver.kept_reports(job_id)
+            out.append((session, pb.Verdict(job_id=job_id, stop=stop, reports=n)))
+        self._verdicts = {}
+        return out
+
+    def _send_verdicts(self, verdicts: list[tuple[WorkerSession, pb.Verdict]]) -> None:
+        by_session: dict[str, tuple[WorkerSession, list[pb.Verdict]]] = {}
+        for session, v in verdicts:
+            if self.lease_of.get(v.job_id) == session.sid:  # still that session's job
+                by_session.setdefault(session.sid, (session, []))[1].append(v)
+        for session, vs in by_session.values():
+            session.outbox.put_nowait(pb.SchedulerMessage(verdicts=pb.Verdicts(verdicts=vs)))
 
     def close(self) -> None:
         """Stop the committer (the driver's close syncs what is left)."""

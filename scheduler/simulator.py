@@ -24,7 +24,7 @@ from ash.scheduler.benchmarks import Benchmark
 from ash.scheduler.core import Job, Scheduler
 from ash.scheduler.results import Results
 from ash.scheduler.trace import TraceWriter
-from ash.spec import StudySpec
+from ash.spec import SpecError, StudySpec
 
 
 @dataclass
@@ -50,6 +50,11 @@ def simulate(
     """Run one simulated study to its end; events go to ``trace`` and ``results``."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if spec.schedule.stop_on == "reports":
+        raise SpecError(
+            spec.source,
+            [("asha.stop_on", "'reports' is not simulated (the simulator has no reports)")],
+        )
     core = Scheduler(spec, random.Random(spec.seed), sampler=benchmark.sampler())
     durations = random.Random(seed)
     names = [f"w{i}" for i in range(workers)]

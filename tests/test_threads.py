@@ -230,6 +230,9 @@ class FakeDriver:
     def sync(self) -> None:
         pass
 
+    def take_stops(self) -> list[int]:
+        return []  # no study here stops on reports
+
 
 def pool_with_one_job_ending(
     configs: list[Config],

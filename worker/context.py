@@ -16,6 +16,13 @@ or ``FLUSH_S`` after the last batch) or at the end of the job, before its result
 that reports a thousand times per job costs a handful of messages; a job keeps its first
 ``MAX_REPORTS_PER_JOB`` reports.
 
+Stopping on reports (``[asha] stop_on = "reports"``): a report whose step reaches a rung
+milestone (``Workspace.milestones``) goes out at once, since the scheduler decides on it, and
+waits for that decision (``Workspace.await_verdict``, where the transport gives one). When
+the scheduler stops the trial, ``ctx.should_stop`` turns True and the next ``ctx.report`` raises
+``ash.TrialStopped`` (after keeping that report); ``run_job`` turns it (or a trainer that
+returns once ``should_stop``) into the trial's result: its last report.
+
 File checkpoints travel packed into the state bytes (ash.worker.ckptfiles); ``Job.begin``
 unpacks the previous one into the restore folder, ``Job.finish`` packs the new one, and both
 folders are removed after the job (``dir`` is kept).
@@ -28,11 +35,12 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ash.errors import TrialStopped
 from ash.link.metrics import (
     MAX_REPORT_BATCH,
     MAX_REPORTS_PER_JOB,
@@ -71,9 +79,19 @@ def takes_context(fn: Callable[..., Any]) -> bool:
 class Reporter:
     """One job's intermediate reports: checked, buffered, sent in batches."""
 
-    def __init__(self, job_id: int, send: ReportSink | None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        send: ReportSink | None,
+        milestones: Sequence[float] = (),
+        await_verdict: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.job_id = job_id
+        self.await_verdict = await_verdict
         self.send = send
+        self.milestones = sorted(milestones)  # a report reaching one goes out at once
+        self._next = 0
+        self.last: tuple[float, Metrics] | None = None  # the last report (kept or not)
         self.buffer: list[tuple[float, Metrics]] = []
         self.count = 0  # kept so far (sent or buffered)
         self.dropped = 0  # beyond MAX_REPORTS_PER_JOB
@@ -93,13 +111,27 @@ class Reporter:
         with self._lock:
             if self.closed:
                 return
+            self.last = (s, clean)
             if self.count >= MAX_REPORTS_PER_JOB:
                 self.dropped += 1
                 return
             self.count += 1
             self.buffer.append((s, clean))
-            if len(self.buffer) >= MAX_REPORT_BATCH or time.monotonic() - self._last >= FLUSH_S:
+            milestone = False
+            while self._next < len(self.milestones) and s >= self.milestones[self._next] * (
+                1 - 1e-9
+            ):
+                self._next += 1
+                milestone = True
+            if (
+                milestone
+                or len(self.buffer) >= MAX_REPORT_BATCH
+                or time.monotonic() - self._last >= FLUSH_S
+            ):
                 self._flush()
+            sent = self.count
+        if milestone and self.await_verdict is not None and self.send is not None:
+            self.await_verdict(self.job_id, sent)  # the scheduler decides on it now
 
     def flush(self) -> None:
         with self._lock:
@@ -140,6 +172,7 @@ class TrialContext:
         restore: Path | None,
         study: str = "",
         job_id: int = 0,
+        stop_check: Callable[[], bool] | None = None,
     ) -> None:
         self.trial = trial
         self.rung = rung
@@ -154,11 +187,22 @@ class TrialContext:
         self._scratch = scratch
         self._restore = restore
         self._checkpoint: Path | None = None
+        self._stop_check = stop_check
 
     def report(self, step: float, **metrics: Any) -> None:
         """An intermediate result at ``step`` (e.g. the epoch): numbers or short strings,
-        within the caps of a result's metrics. Shown live, kept in results.json."""
+        within the caps of a result's metrics. Shown live, kept in results.json. With
+        ``[asha] stop_on = "reports"`` the scheduler ranks it at the rung its step reaches;
+        once the trial is stopped this raises ``ash.TrialStopped`` (the report is kept)."""
         self._reporter.add(step, metrics)
+        if self.should_stop:
+            raise TrialStopped(self.trial, float(step))
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether the scheduler stopped this trial (``[asha] stop_on = "reports"``): return
+        now, or let the next ``report`` raise ``ash.TrialStopped``. Always False otherwise."""
+        return self._stop_check is not None and self._stop_check()
 
     def checkpoint_dir(self) -> Path:
         """A fresh empty folder for this job's checkpoint files (the same one if called
@@ -201,9 +245,17 @@ class Workspace:
     study: str
     device: str | None = None
     send: ReportSink | None = None
+    milestones: tuple[float, ...] = ()  # rung resources a report is sent at once on reaching
+    # (job id, reports sent) -> returns once the scheduler decided on them (stopping on reports)
+    await_verdict: Callable[[int, int], None] | None = None
 
     def begin(
-        self, config_state: bytes | None, info: JobInfo, start: float, stop: float
+        self,
+        config_state: bytes | None,
+        info: JobInfo,
+        start: float,
+        stop: float,
+        stop_check: Callable[[], bool] | None = None,
     ) -> TrialContext:
         """The context of a job: the state unpacked (raises CheckpointFilesError for a
         refused archive)."""
@@ -233,11 +285,12 @@ class Workspace:
             state=data,
             dir=trial_dir,
             device=self.device,
-            reporter=Reporter(info.job_id, self.send),
+            reporter=Reporter(info.job_id, self.send, self.milestones, self.await_verdict),
             scratch=scratch,
             restore=restore,
             study=self.study,
             job_id=info.job_id,
+            stop_check=stop_check,
         )
 
     @staticmethod
@@ -256,6 +309,22 @@ class Workspace:
     @staticmethod
     def clean(ctx: TrialContext) -> None:
         shutil.rmtree(ctx._scratch, ignore_errors=True)
+
+
+def milestones(spec: Any) -> tuple[float, ...]:
+    """The rung resources below the top of every bracket of ``spec`` when it stops on reports
+    (a report reaching one is sent at once), else none."""
+    sch = spec.schedule
+    if spec.algorithm != "asha-stopping" or sch.stop_on != "reports":
+        return ()
+    from ash.scheduler.core.ladder import max_rungs, rung_resources
+
+    r, big_r, eta = sch.min_resource, sch.max_resource, sch.reduction_factor
+    del max_rungs
+    found: set[float] = set()
+    for b in range(sch.brackets):
+        found.update(rung_resources(r, big_r, eta, sch.early_stopping_rate + b)[:-1])
+    return tuple(sorted(found))
 
 
 def scratch_dir(root: Path, study: str, job_id: int) -> Path:

@@ -207,7 +207,7 @@ class WorkerDaemon:
                     worker_id=self.worker_id,
                     slots=self.n_slots + self._ahead(),
                     token=self.token,
-                    capabilities=["mlp", "python", "batch", "recorded"],
+                    capabilities=["mlp", "python", "batch", "recorded", "verdicts"],
                     version=__version__,
                     threads=0 if self.plan_threads else self.threads,
                     running=running,
@@ -268,6 +268,8 @@ class WorkerDaemon:
                     with self.lock:
                         for job_id in msg.recorded.job_ids:
                             session.sent.pop(job_id, None)
+                elif kind == "verdicts":
+                    self._verdicts(session, msg.verdicts)
                 elif kind == "finished":
                     session.finished.set()
                     break
@@ -279,6 +281,20 @@ class WorkerDaemon:
             print(f"ash-worker: session ended: {exc}", file=sys.stderr, flush=True)
         finally:
             session.ended.set()
+
+    def _verdicts(self, session: Session, msg: pb.Verdicts) -> None:
+        """The scheduler decided on running jobs' reports: stop those it stopped, let the
+        others' waiting milestone reports go on (jobs not running here are ignored)."""
+        feeder = self.feeder
+        if feeder is None:
+            return
+        for v in msg.verdicts:
+            with self.lock:
+                if v.job_id not in session.jobs:
+                    continue
+            if v.stop:
+                feeder.slots.stop(v.job_id)
+            feeder.slots.decided(v.job_id, min(v.reports, 1 << 62))
 
     def _welcome(self, session: Session, w: pb.Welcome) -> None:
         if w.spec_toml != self.spec_toml:
@@ -305,6 +321,7 @@ class WorkerDaemon:
                 devices=self.devices,
                 work_root=self.work_dir,
                 on_report=self._on_report,
+                verdicts=w.verdicts,
             )
             if self.devices:
                 split += f", devices {','.join(self.devices)}"

@@ -10,6 +10,10 @@ raises itself too; a real Ctrl-C still ends the rank), and so does ``trainer.tim
 SIGALRM raises TimeoutError in the trainer (in-process, so code that never returns to Python, a
 hung C call, cannot be cut short). A rank that dies takes the MPI job down with it; the study
 resumes from rank 0's ``--journal``.
+
+Stopping on reports (``[asha] stop_on = "reports"``): rank 0 sends its verdicts on a job's
+reports on TAG_VERDICT while the job runs; the trainer's ``ctx.should_stop`` and its milestone
+reports (which wait for the verdict) poll for them (``Verdicts``).
 """
 
 from __future__ import annotations
@@ -19,16 +23,16 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ash import __version__
 from ash.link import wire
-from ash.link.mpi import TAG_DOWN, TAG_UP, Link
+from ash.link.mpi import TAG_DOWN, TAG_UP, TAG_VERDICT, Link
 from ash.proto import ash_pb2 as pb
 from ash.spec import StudySpec
-from ash.worker.context import JobInfo, Workspace
+from ash.worker.context import JobInfo, Workspace, milestones
 from ash.worker.trainers import Outcome, TrainerFn, make_trainer, run_job
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend
@@ -53,8 +57,61 @@ def _alarm(limit: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+VERDICT_WAIT_S = 10.0  # the longest a milestone report waits for rank 0's verdict
+
+
+class Verdicts:
+    """Rank 0's verdicts on this rank's running job (TAG_VERDICT), polled by the trainer's
+    ``ctx.should_stop`` and its milestone reports."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.stopped: set[int] = set()
+        self.decided: dict[int, int] = {}  # job -> reports decided on
+
+    def drain(self) -> None:
+        while (got := self.link.poll(0, TAG_VERDICT)) is not None:
+            try:
+                msg = pb.SchedulerMessage.FromString(got[1])
+            except Exception:  # protobuf's DecodeError: rank 0 is this program; ignore it
+                continue
+            for v in msg.verdicts.verdicts:
+                if v.stop:
+                    self.stopped.add(v.job_id)
+                self.decided[v.job_id] = max(self.decided.get(v.job_id, 0), v.reports)
+
+    def stop_check(self, job_id: int) -> Callable[[], bool]:
+        def stopped() -> bool:
+            self.drain()
+            return job_id in self.stopped
+
+        return stopped
+
+    def wait(self, job_id: int, count: int) -> None:
+        """Until rank 0 decided on ``count`` reports of ``job_id`` or stopped it (at most
+        VERDICT_WAIT_S)."""
+        deadline = time.monotonic() + VERDICT_WAIT_S
+        pause = 0.0005
+        while time.monotonic() < deadline:
+            self.drain()
+            if job_id in self.stopped or self.decided.get(job_id, 0) >= count:
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
+
+    def forget(self) -> None:
+        """Between jobs: what was said of earlier jobs is no longer needed."""
+        self.drain()
+        self.stopped.clear()
+        self.decided.clear()
+
+
 def train(
-    trainer: TrainerFn, spec: StudySpec, a: pb.Assignment, workspace: Workspace | None = None
+    trainer: TrainerFn,
+    spec: StudySpec,
+    a: pb.Assignment,
+    workspace: Workspace | None = None,
+    stop_check: Callable[[], bool] | None = None,
 ) -> pb.Result:
     """Run one assignment; whatever goes wrong becomes a failed Result. A ``(config, ctx)``
     trainer's reports go through ``workspace``'s sender (to rank 0, before the result)."""
@@ -78,6 +135,7 @@ def train(
                 checkpoint,
                 job=info,
                 workspace=workspace,
+                stop_check=stop_check,
             )
     except TimeoutError as exc:  # the alarm rang just as the trainer returned
         out = Outcome(None, {}, None, f"trainer raised TimeoutError: {exc}")
@@ -120,7 +178,10 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
         link.send(wire.reports_to_pb({job_id: batch}), 0, TAG_UP)
 
     root = Path(tempfile.mkdtemp(prefix=f"ash-work-rank{link.rank}-"))
-    workspace = Workspace(root, spec.name, None, send_reports)
+    workspace = Workspace(root, spec.name, None, send_reports, milestones(spec))
+    verdicts = Verdicts(link) if workspace.milestones else None  # stopping on reports only
+    if verdicts is not None:
+        workspace.await_verdict = verdicts.wait
     try:
         if _next(link).WhichOneof("msg") != "welcome":
             return 0  # rank 0 stopped before the first job and reports why
@@ -131,13 +192,19 @@ def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
                 if kind == "finished":
                     return 0
                 if kind == "assignment":
-                    result = train(trainer, spec, msg.assignment, workspace)
+                    stop = None
+                    if verdicts is not None:
+                        verdicts.forget()
+                        stop = verdicts.stop_check(msg.assignment.job_id)
+                    result = train(trainer, spec, msg.assignment, workspace, stop)
                     if ctrl_c.hit:  # run_job made it a failed result; the rank stops all the same
                         return 130
                     link.send(pb.WorkerMessage(result=result), 0, TAG_UP)
     except KeyboardInterrupt:  # mpiexec forwards Ctrl-C to every rank; rank 0 reports it
         return 130
     finally:
+        if verdicts is not None:
+            verdicts.forget()  # no message is left unreceived
         shutil.rmtree(root, ignore_errors=True)
 
 

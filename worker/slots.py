@@ -21,6 +21,13 @@ Context trainers (ash.worker.context) keep their files under one work root share
 outlives its promotions on this worker; their reports reach ``on_report`` (job id, batch) in the
 parent, always before the job's result.
 
+Stopping on reports (``[asha] stop_on = "reports"``): each slot shares three integers with its
+child (``flags``: the job told to stop, and the job and report count the scheduler has decided
+on), so no message has to reach a child busy in its trainer. ``stop`` sets the first (the job's
+``ctx.should_stop``); ``decided`` the others. With ``verdicts``, a report that reaches a rung
+milestone waits (up to ``VERDICT_WAIT_S``) until the scheduler decided on it, as ``tune.report``
+and ``trial.should_prune`` do: a stopped trial trains no epoch beyond its rung.
+
 Messages between parent and children are our own (a pipe between processes of one program), so
 they may be pickled; nothing from the network travels this way without being validated first.
 """
@@ -42,8 +49,11 @@ from typing import Any
 
 from ash.errors import UserError
 from ash.spec import StudySpec
-from ash.worker.context import JobInfo, ReportSink, Workspace, scratch_dir
+from ash.worker.context import JobInfo, ReportSink, Workspace, milestones, scratch_dir
 from ash.worker.trainers import TrainerFn, as_trainer, make_trainer, run_job
+
+VERDICT_WAIT_S = 10.0  # the longest a milestone report waits for the scheduler's decision
+STOPPED, DECIDED_JOB, DECIDED_COUNT = 0, 1, 2  # the slot's shared flags
 
 # job id, config, start, stop, checkpoint, trial, rung
 JobMsg = tuple[int, dict[str, Any], float, float, "bytes | None", int, int]
@@ -68,6 +78,8 @@ def _child(
     threads: int,
     device: str | None = None,
     work_root: str | None = None,
+    flags: Any = None,
+    verdicts: bool = False,
 ) -> None:
     # Before libgomp loads (spawn): a pool sized for every core would leave idle OpenMP threads
     # spinning beside a one-thread job; threadpool_limits can still raise it per job.
@@ -82,7 +94,9 @@ def _child(
         conn.send(("reports", job_id, batch))
 
     root = Path(work_root) if work_root else Path(tempfile.gettempdir()) / f"ash-work-{os.getpid()}"
-    workspace = Workspace(root, spec.name, device, send_reports)
+    workspace = Workspace(root, spec.name, device, send_reports, milestones(spec))
+    if verdicts and flags is not None and workspace.milestones:
+        workspace.await_verdict = lambda job, count: _await_verdict(flags, job, count)
     final = spec.schedule.max_resource
     try:
         fn = as_trainer(trainer) if trainer is not None else make_trainer(spec)
@@ -105,9 +119,21 @@ def _child(
             conn.send(("start", job_id))  # the job's timeout counts from here, not from spawn
             t0, c0 = time.perf_counter(), time.thread_time()
             info = JobInfo(job_id, trial, rung, stop >= final)
+
+            def stopped(job_id: int = job_id) -> bool:
+                return flags is not None and flags[STOPPED] == job_id
+
             if job_threads == threads:
                 out = run_job(
-                    fn, spec.metric, config, start, stop, checkpoint, job=info, workspace=workspace
+                    fn,
+                    spec.metric,
+                    config,
+                    start,
+                    stop,
+                    checkpoint,
+                    job=info,
+                    workspace=workspace,
+                    stop_check=stopped,
                 )
             else:  # this job's own budget, in the thread that calls the trainer
                 with threadpool_limits(limits=job_threads):
@@ -120,6 +146,7 @@ def _child(
                         checkpoint,
                         job=info,
                         workspace=workspace,
+                        stop_check=stopped,
                     )
             conn.send(
                 (
@@ -133,6 +160,20 @@ def _child(
                     time.thread_time() - c0,
                 )
             )
+
+
+def _await_verdict(flags: Any, job_id: int, count: int) -> None:
+    """Wait until the scheduler decided on the first ``count`` reports of ``job_id`` (or
+    stopped it), at most VERDICT_WAIT_S: a lost verdict delays a trainer, never hangs it."""
+    deadline = time.monotonic() + VERDICT_WAIT_S
+    pause = 0.0005
+    while time.monotonic() < deadline:
+        if flags[STOPPED] == job_id:
+            return
+        if flags[DECIDED_JOB] == job_id and flags[DECIDED_COUNT] >= count:
+            return
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
 
 
 class SlotError(UserError, RuntimeError):
@@ -166,6 +207,7 @@ class _Slot:
     started: float = 0.0
     threads: int = 0  # of the running job
     device: str | None = None  # the accelerator this slot's process sees (--devices)
+    flags: Any = None  # shared with the child: job stopped, job and report count decided
 
 
 class Slots:
@@ -181,6 +223,7 @@ class Slots:
         devices: Sequence[str] | None = None,
         work_root: Path | None = None,
         on_report: ReportSink | None = None,
+        verdicts: bool = False,
     ) -> None:
         """``n`` slots (with ``devices``: one per device, ``n`` must match); ``on_report``
         gets context trainers' reports (dropped without it)."""
@@ -192,6 +235,7 @@ class Slots:
         self.trainer = trainer
         self.devices = list(devices) if devices is not None else None
         self.on_report = on_report
+        self.verdicts = verdicts  # the scheduler decides on milestone reports: they wait for it
         self._own_root = work_root is None
         self.work_root = work_root or Path(tempfile.mkdtemp(prefix="ash-work-"))
         # fork keeps a notebook's function usable without pickling; spawn is the safe default
@@ -204,15 +248,34 @@ class Slots:
 
     def _start(self, name: str, device: str | None = None) -> _Slot:
         parent, child = self.ctx.Pipe()
+        flags = self.ctx.Array("q", [-1, -1, 0], lock=False)
+        root = str(self.work_root)
         p = self.ctx.Process(
             target=_child,
-            args=(child, self.spec, self.trainer, self.threads, device, str(self.work_root)),
+            args=(child, self.spec, self.trainer, self.threads, device, root, flags, self.verdicts),
             name=name,
             daemon=True,
         )
         p.start()
         child.close()
-        return _Slot(name, p, parent, device=device)
+        return _Slot(name, p, parent, device=device, flags=flags)
+
+    def stop(self, job_id: int) -> bool:
+        """Tell the trainer of running job ``job_id`` to stop (``ctx.should_stop``); False
+        when no slot runs it (it ended meanwhile)."""
+        for s in self.slots:
+            if s.job == job_id:
+                s.flags[STOPPED] = job_id
+                return True
+        return False
+
+    def decided(self, job_id: int, count: int) -> None:
+        """The scheduler decided on the first ``count`` reports of running job ``job_id``
+        (a report waiting for that verdict goes on)."""
+        for s in self.slots:
+            if s.job == job_id:
+                s.flags[DECIDED_COUNT] = count
+                s.flags[DECIDED_JOB] = job_id
 
     def idle(self) -> list[_Slot]:
         return [s for s in self.slots if s.job is None]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ash.errors import UserError
+from ash.errors import TrialStopped, UserError
 from ash.link.metrics import check_metrics, clip_error
 from ash.scheduler.core.space import Config
 from ash.spec import StudySpec, TrainerSpec
@@ -195,6 +195,7 @@ def run_job(
     *,
     job: JobInfo | None = None,
     workspace: Workspace | None = None,
+    stop_check: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Call the trainer once; never raises for what the trainer does.
 
@@ -202,9 +203,13 @@ def run_job(
     calls ``sys.exit()`` costs its job, not the slot process): a caller that must still stop on
     a real Ctrl-C checks for the signal itself (see ash.worker.mpi_worker). The metrics must
     pass ``check_metrics`` (ash.link.metrics), and the error message is clipped. A ``(config,
-    ctx)`` trainer gets its context from ``workspace`` (``job`` says which job this is)."""
+    ctx)`` trainer gets its context from ``workspace`` (``job`` says which job this is);
+    ``stop_check`` says whether the scheduler stopped the job (``ctx.should_stop``): a trainer
+    stopped that way (``ash.TrialStopped``) has its last report as its result."""
     if isinstance(trainer, FunctionTrainer) and trainer.contextual:
-        return _run_with_context(trainer, metric, config, start, stop, state, job, workspace)
+        return _run_with_context(
+            trainer, metric, config, start, stop, state, job, workspace, stop_check
+        )
     try:
         out = trainer(config, start, stop, state)
     except BaseException as exc:  # a trial's failure is data, not a crash
@@ -223,6 +228,7 @@ def _run_with_context(
     state: bytes | None,
     job: JobInfo | None,
     workspace: Workspace | None,
+    stop_check: Callable[[], bool] | None = None,
 ) -> Outcome:
     from ash.worker.ckptfiles import CheckpointFilesError
 
@@ -231,13 +237,17 @@ def _run_with_context(
     if workspace is None:
         workspace = Workspace(Path(tempfile.gettempdir()) / f"ash-work-{os.getpid()}", "study")
     try:
-        ctx = workspace.begin(state, job, start, stop)
+        ctx = workspace.begin(state, job, start, stop, stop_check)
     except (CheckpointFilesError, OSError) as exc:
         return _failed(f"cannot restore the checkpoint files: {exc}")
     try:
         try:
             out = trainer.with_context(config, ctx)
+        except TrialStopped:
+            return _stopped(metric, ctx)
         except BaseException as exc:  # a trial's failure is data, not a crash
+            if ctx.should_stop:  # e.g. a framework wrapped TrialStopped in its own error
+                return _stopped(metric, ctx)
             with contextlib.suppress(BaseException):
                 ctx._reporter.close()  # what it reported before failing is kept
             return _failed(f"trainer raised {_describe(exc)}")
@@ -251,8 +261,9 @@ def _run_with_context(
             )
         if data is not None and not isinstance(data, bytes | bytearray | memoryview):
             return _failed(f"trainer returned a state of type {type(data).__name__}, not bytes")
+        final = job.final or ctx.should_stop  # a stopped trial never resumes: no state
         try:
-            packed = workspace.finish(ctx, None if data is None else bytes(data), job.final)
+            packed = workspace.finish(ctx, None if data is None else bytes(data), final)
         except (CheckpointFilesError, OSError) as exc:
             return _failed(f"cannot pack the checkpoint files: {exc}")
         return _outcome(metric, metrics, packed)
@@ -260,6 +271,16 @@ def _run_with_context(
         with contextlib.suppress(BaseException):
             ctx._reporter.close()  # the reports go before the result, whatever happened
         workspace.clean(ctx)
+
+
+def _stopped(metric: str, ctx: TrialContext) -> Outcome:
+    """The result of a trial the scheduler stopped on its reports: its last report."""
+    with contextlib.suppress(BaseException):
+        ctx._reporter.close()
+    last = ctx._reporter.last
+    if last is None:
+        return _failed("trainer raised TrialStopped before any ctx.report")
+    return _outcome(metric, last[1], None)
 
 
 def _outcome(metric: str, metrics: Mapping[str, Any], new_state: Any) -> Outcome:

@@ -32,7 +32,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "examples"
-TUNERS = ("ash", "ray", "optuna")
+TUNERS = ("ash", "ray", "optuna", "ash-stop", "ash-bohb")
 
 # the search space, once per tuner's own vocabulary
 SPACE: dict[str, tuple[str, Any]] = {
@@ -49,7 +49,9 @@ SPACE: dict[str, tuple[str, Any]] = {
 # -- the tuners (each runs in its own child process) ----------------------------------------
 
 
-def run_ash(args: argparse.Namespace) -> dict[str, Any]:
+def run_ash(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """ash's promotion ASHA; ``extra``: ash.tune keywords of a variant (the stopping variant
+    on reports, a sampler)."""
     import torch_digits
 
     import ash
@@ -74,18 +76,26 @@ def run_ash(args: argparse.Namespace) -> dict[str, Any]:
         threads=1,
         progress=False,
         out="out",
+        **extra,
     )
     full = []
     for t in doc["trials"]:
         for r in t["results"]:
             if r["resource"] >= args.epochs and r["value"] is not None:
                 full.append((r["value"], r["metrics"]["val_accuracy"]))
-    epochs = sum(
-        r["resource"] - (t["results"][i - 1]["resource"] if i else 0)
-        for t in doc["trials"]
-        for i, r in enumerate(t["results"])
-    )
+    epochs = sum(len(t["reports"]) for t in doc["trials"])  # one report per epoch trained
     return {"full": full, "trials": len(doc["trials"]), "epochs": epochs}
+
+
+def run_ash_stop(args: argparse.Namespace) -> dict[str, Any]:
+    """ash's stopping variant on ctx.report (stop_on="reports", the default for a (config,
+    ctx) trainer): a trial is one job, stopped at a rung milestone like Ray's ASHAScheduler."""
+    return run_ash(args, algorithm="asha-stopping")
+
+
+def run_ash_bohb(args: argparse.Namespace) -> dict[str, Any]:
+    """ash's promotion ASHA with the BOHB sampler."""
+    return run_ash(args, sampler="bohb")
 
 
 def ray_trainable(config: dict[str, Any]) -> None:
@@ -269,7 +279,7 @@ def measure(tuner: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")]),
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--tuner", tuner, "--seed", str(seed)]
-    trials = args.ash_trials if tuner == "ash" and args.ash_trials else args.trials
+    trials = args.ash_trials if tuner.startswith("ash") and args.ash_trials else args.trials
     cmd += ["--trials", str(trials), "--epochs", str(args.epochs), "--result", "r.json"]
     peak = 0
     t0 = time.perf_counter()
@@ -332,7 +342,14 @@ def main() -> None:
     if args.tuner:
         sys.path.insert(0, str(EXAMPLES))
         t0 = time.perf_counter()
-        got = {"ash": run_ash, "ray": run_ray, "optuna": run_optuna}[args.tuner](args)
+        runs = {
+            "ash": run_ash,
+            "ray": run_ray,
+            "optuna": run_optuna,
+            "ash-stop": run_ash_stop,
+            "ash-bohb": run_ash_bohb,
+        }
+        got = runs[args.tuner](args)
         got["tune_s"] = time.perf_counter() - t0
         Path(args.result).write_text(json.dumps(got))
         return

@@ -7,7 +7,10 @@ and "does this bracket take a new trial now?" (``wants_new``). It is told of com
 - PromotionBracket: ASHA as in the paper (Algorithm 2). Scan rungs K-1..0; promote the best trial
   in the top floor(n_k/eta) not yet promoted. Always takes new trials.
 - StoppingBracket: the stopping variant the peers ship. A result at rung k either continues at
-  once (rank among rung k's results so far within the top n_k/eta) or stops for good.
+  once (rank among rung k's results so far within the top n_k/eta) or stops for good. With
+  ``inline`` (``[asha] stop_on = "reports"``) a trial is one job to the top rung and its
+  reports at rung milestones are the results ranked (``decide``): a continue queues no job, the
+  running one goes on.
 - SyncBracket: synchronous Successive Halving. Rung 0 takes ``size`` trials; rung k+1 is filled
   only when every result of rung k is in, with its top max(1, floor(n_k/eta)) successful trials.
 """
@@ -60,15 +63,22 @@ class PromotionBracket:
 class StoppingBracket(PromotionBracket):
     kind = "stopping"
 
-    def __init__(self, index: int, resources: list[float], eta: float) -> None:
+    def __init__(
+        self, index: int, resources: list[float], eta: float, *, inline: bool = False
+    ) -> None:
         super().__init__(index, resources, eta)
+        self.inline = inline
         self.continuing: deque[tuple[int, int]] = deque()
 
     def record(self, trial: int, rung: int, score: float) -> None:
-        # The stopping rule decides at once: continue iff in the top ceil(n/eta) so far.
-        in_top = self.rungs[rung].add(trial, score, promotable=False)
-        if rung < self.top and score != float("inf") and in_top:
+        if self.decide(trial, rung, score) and not self.inline:
             self.continuing.append((trial, rung + 1))
+
+    def decide(self, trial: int, rung: int, score: float) -> bool:
+        """Record a result at ``rung``; whether the trial continues: the stopping rule decides
+        at once, continue iff below the top rung and in the top ceil(n/eta) so far."""
+        in_top = self.rungs[rung].add(trial, score, promotable=False)
+        return rung < self.top and score != float("inf") and in_top
 
     def peek_promotion(self) -> tuple[int, int] | None:
         return (self.continuing[0][0], self.continuing[0][1] - 1) if self.continuing else None

@@ -37,6 +37,18 @@ Sampling: a new trial's configuration comes from the study's sampler (``samplers
 default, TPE or BOHB by ``[study] sampler``, or a user's object), which reads the ``history`` of
 results the core records and is told of each one (``observe``); it never decides promotions.
 
+Stopping on reports (``asha-stopping`` with ``[asha] stop_on = "reports"``, ``inline``): a new
+trial is one job from 0 to the top rung's resource (its ``rung`` is the top). The trainer's
+intermediate reports reach the core as ``milestone(job_id, step, value, now)``: the first report
+whose step reaches rung k's resource (for each rung k below the top the trial has not passed) is
+the trial's result at rung k, and the stopping rule decides at once (``StoppingBracket.decide``).
+A stop is remembered (``stopped``) and ``milestone`` returns True: the driver tells the running
+trainer. The job's own result then settles it without being ranked again (``report`` returns the
+job as of the rung it stopped at); the result of a job never stopped is its result at the top
+rung (or, failed, at the first rung it had not passed). A lost job that was never stopped is
+re-issued from scratch; rungs its trial already passed are not recorded again. Reports are
+inputs like results (the driver journals them), so a replay re-derives every stop.
+
 Stopping: no new trial after ``max_trials``; nothing at all after ``time_limit_s`` (by ``now``) or
 once a result reaches ``target``. ``finished`` is True when nothing is in flight and nothing
 can be handed out any more.
@@ -120,6 +132,10 @@ class Scheduler:
         self.queue: deque[Config] = deque(dict(c) for c in getattr(spec, "enqueue", ()))
         self.brackets: list[Bracket] = []
         self._sync_plan: list[int] = []  # for sha/hyperband: early-stopping rates, cycled
+        # asha-stopping on reports: a trial is one job; reports at rung milestones are ranked
+        self.inline = spec.algorithm == "asha-stopping" and sch.stop_on == "reports"
+        self.passed: dict[int, int] = {}  # trial -> rungs below the top it has a result at
+        self.stopped: dict[int, tuple[int, float]] = {}  # job in flight -> (rung, step) stopped
         self._build()
 
     # -- construction ---------------------------------------------------------------------
@@ -134,8 +150,15 @@ class Scheduler:
         if self.algorithm == "random":
             self.brackets = [PromotionBracket(0, self._resources(self.s_max), self.eta)]
         elif self.algorithm in ("asha", "asha-stopping"):
-            cls = PromotionBracket if self.algorithm == "asha" else StoppingBracket
-            self.brackets = [cls(i, self._resources(s), self.eta) for i, s in enumerate(rates)]
+            if self.algorithm == "asha":
+                self.brackets = [
+                    PromotionBracket(i, self._resources(s), self.eta) for i, s in enumerate(rates)
+                ]
+            else:
+                self.brackets = [
+                    StoppingBracket(i, self._resources(s), self.eta, inline=self.inline)
+                    for i, s in enumerate(rates)
+                ]
         else:  # sha, hyperband: one synchronous bracket at a time, brackets cycled
             self._sync_plan = rates if self.algorithm == "hyperband" else rates[:1]
             self._open_sync_bracket()
@@ -199,11 +222,56 @@ class Scheduler:
             return None
         if value is not None and not math.isfinite(value):
             value = None
-        self._record(job, value)
+        if self.inline:
+            job = self._settle_inline(job, value)
+        else:
+            self._record(job, value)
         if value is not None and self._reaches_target(value):
             self.halted = self.target_hit = True
         self._check_time(now)
         return job
+
+    def milestone(self, job_id: int, step: float, value: float | None, now: float) -> bool:
+        """A running job's intermediate report of the study metric (``value`` None: failed
+        or non-finite) at ``step`` (stopping on reports only; see the module docstring).
+        Records it at each rung below the top whose resource ``step`` reached and the trial
+        had not passed; True when this report stopped the job (it was told to stop now)."""
+        job = self.inflight.get(job_id)
+        if job is None or not self.inline or job_id in self.stopped:
+            return False
+        bracket = self.brackets[job.bracket]
+        assert isinstance(bracket, StoppingBracket)
+        k = self.passed.get(job.trial, 0)
+        score = score_of(value, self.mode)
+        stop = recorded = False
+        while k < bracket.top and _reached(step, bracket.rungs[k].resource):
+            go_on = bracket.decide(job.trial, k, score)
+            recorded = True
+            self._observe(job.trial, job.config, bracket.rungs[k].resource, score)
+            k += 1
+            self.passed[job.trial] = k
+            if not go_on:
+                self.stopped[job_id] = (k - 1, step)
+                stop = True
+                break
+        if recorded and value is not None and self._reaches_target(value):
+            self.halted = self.target_hit = True
+        self._check_time(now)
+        return stop
+
+    def _settle_inline(self, job: Job, value: float | None) -> Job:
+        """The result of an inline job: a stopped one is already ranked (it settles at the
+        rung and step it stopped at); else its result at the top rung, or, failed, at the
+        first rung it had not passed."""
+        got = self.stopped.pop(job.job_id, None)
+        if got is not None:
+            return job._replace(rung=got[0], stop=got[1])
+        bracket = self.brackets[job.bracket]
+        rung = bracket.top if value is not None else min(self.passed.get(job.trial, 0), bracket.top)
+        self.passed[job.trial] = bracket.top + 1
+        settled = job._replace(rung=rung, stop=bracket.rungs[rung].resource)
+        self._record(settled, value)
+        return settled
 
     def lose(self, job_id: int, now: float, *, charge: bool = True) -> tuple[Job, bool] | None:
         """A job's worker vanished. Returns (the job, whether it will be re-issued), or None if
@@ -216,12 +284,17 @@ class Scheduler:
             if not 0 <= job_id < self.next_id:
                 raise UnknownJobError(job_id)
             return None
+        got = self.stopped.pop(job_id, None)
+        if got is not None:  # told to stop, its result lost: it is settled where it stopped
+            return job._replace(rung=got[0], stop=got[1]), False
         if not charge:
             self.retry.append(job._replace(attempt=job.attempt - 1))  # re-issued as attempt
             return job, True
         if job.attempt < self.schedule.max_attempts:
             self.retry.append(job)
             return job, True
+        if self.inline:
+            return self._settle_inline(job, None), False
         self._record(job, None)
         return job, False
 
@@ -285,6 +358,9 @@ class Scheduler:
             else self.sampler.sample(self.rng, self.space, self.history)
         )
         self.trials.append(Trial(config, bracket.index))
+        if self.inline:  # one job to the top rung; its reports are ranked at the milestones
+            top = bracket.top
+            return self._issue(trial, bracket.index, top, 0, bracket.rungs[top].resource, 1)
         return self._issue(trial, bracket.index, 0, 0, bracket.rungs[0].resource, 1)
 
     def _promote(self, bracket: Bracket, trial: int, rung: int) -> Job:
@@ -304,8 +380,17 @@ class Scheduler:
     def _record(self, job: Job, value: float | None) -> None:
         score = score_of(value, self.mode)
         self.brackets[job.bracket].record(job.trial, job.rung, score)
-        self.history.add(job.trial, job.stop, score)
-        self.sampler.observe(job.trial, job.config, job.stop, score)
+        self._observe(job.trial, job.config, job.stop, score)
+
+    def _observe(self, trial: int, config: Config, resource: float, score: float) -> None:
+        self.history.add(trial, resource, score)
+        self.sampler.observe(trial, config, resource, score)
+
+
+def _reached(step: float, resource: float) -> bool:
+    """Whether a report at ``step`` reached a rung of ``resource`` (which may carry float
+    rounding from r * eta^k, e.g. 0.9000000000000001)."""
+    return step >= resource * (1 - 1e-9)
 
 
 def _sampler_of(spec: StudySpec, given: object) -> Sampler:

@@ -30,12 +30,17 @@ def load(source: Any, **kwargs: Any) -> "Study":
 
 def __getattr__(name: str) -> Any:
     """``ash.TrialContext``: the type of a ``(config, ctx)`` trainer's ``ctx`` (for hints);
-    ``ash.Study``; ``ash.integrations``: tracking callbacks. Imported when first used, so
+    ``ash.TrialStopped`` (what ``ctx.report`` raises once the trial is stopped); ``ash.Study``;
+    ``ash.integrations``: tracking callbacks. Imported when first used, so
     ``import ash`` stays light."""
     if name == "TrialContext":
         from ash.worker.context import TrialContext
 
         return TrialContext
+    if name == "TrialStopped":
+        from ash.errors import TrialStopped
+
+        return TrialStopped
     if name == "Study":
         from ash.study import Study
 
@@ -47,4 +52,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ash' has no attribute {name!r}")
 
 
-__all__ = ["Study", "TrialContext", "__version__", "load", "tune"]
+__all__ = ["Study", "TrialContext", "TrialStopped", "__version__", "load", "tune"]

@@ -62,6 +62,7 @@ def tune(
     quiet: bool = False,
     verbose: bool = True,
     sampler: str | Any = None,
+    stop_on: str | None = None,
 ) -> dict[str, Any]:
     """Tune from a notebook or a script.
 
@@ -78,6 +79,9 @@ def tune(
     ``sampler`` is a built-in sampler's name ("random", "tpe", "bohb"; for a function target,
     the spec's ``[study] sampler``) or an object with ``sample(rng, space, history)`` and
     ``observe(trial, config, resource, score)`` (``ash.scheduler.core.Sampler``).
+    ``stop_on`` (``algorithm="asha-stopping"``, a function target): ``"reports"`` stops a
+    trial on its ``ctx.report`` values at the rung milestones (one job per trial; the default
+    for a ``(config, ctx)`` function), ``"results"`` decides on job results at rung boundaries.
     Returns the results document (``["best"]``, ``["trials"]``).
     """
     silent = quiet or not verbose
@@ -101,9 +105,14 @@ def tune(
             asha["max_trials"] = max_trials
         if time_limit_s is not None:
             asha["time_limit_s"] = time_limit_s
-        from ash.worker.trainers import as_trainer
+        from ash.worker.trainers import FunctionTrainer, as_trainer
 
-        as_trainer(target)  # a signature of neither form: TrainerError now, not in a worker
+        made = as_trainer(target)  # a signature of neither form: TrainerError now, not in a worker
+        if stop_on is None and algorithm == "asha-stopping":
+            contextual = isinstance(made, FunctionTrainer) and made.contextual
+            stop_on = "reports" if contextual else None
+        if stop_on is not None:
+            asha["stop_on"] = stop_on
         name = getattr(target, "__name__", "study")
         study: dict[str, Any] = {
             "name": name,

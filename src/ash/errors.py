@@ -19,6 +19,18 @@ class UserError(Exception):
     """A mistake in what the user gave (a file, a flag); printed without a traceback."""
 
 
+class TrialStopped(Exception):
+    """Raised by ``ctx.report`` once the scheduler stopped the running trial on its reports
+    (``[asha] stop_on = "reports"``). A trainer need not catch it: the worker turns it into the
+    trial's result, its last report (a trainer may catch it to clean up, and re-raise or
+    return its metrics). ``step``: the step of the report that raised it."""
+
+    def __init__(self, trial: int, step: float) -> None:
+        super().__init__(f"trial {trial} was stopped by the scheduler (reported step {step:g})")
+        self.trial = trial
+        self.step = step
+
+
 def guard(fn: Callable[[], int], prog: str = "ash") -> int:
     """Run a command; a user's mistake prints one line and exits 2, Ctrl-C exits 130."""
     try:

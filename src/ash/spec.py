@@ -66,6 +66,12 @@ class Schedule:
     target: float | None = None
     max_attempts: int = 3
     bracket_trials: int | None = None
+    # asha-stopping only: decide on the job results at rung boundaries ("results": a job per
+    # rung) or on the trainer's ctx.report values at rung milestones ("reports": one job to R)
+    stop_on: str = "results"
+
+
+STOP_ON = ("results", "reports")
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,12 @@ def parse_spec(
             v.bad(key, message)
     if trainer is not None and trainer.type == "mlp" and metric not in MLP_METRICS:
         v.bad("study.metric", f"the mlp trainer reports {', '.join(MLP_METRICS)}, not {metric!r}")
+    if trainer is not None and trainer.type == "mlp" and schedule.stop_on == "reports":
+        v.bad(
+            "asha.stop_on",
+            "'reports' needs a (config, ctx) Python trainer that calls ctx.report; "
+            "the mlp trainer reports only its results",
+        )
     if trainer is not None and trainer.type == "mlp" and not v.problems:
         _check_mlp(v, schedule, space)
     if v.problems:
@@ -220,6 +232,14 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
     target = v.get(t, "asha", "target", float, None)
     attempts = v.get(t, "asha", "max_attempts", int, 3)
     bracket_trials = v.get(t, "asha", "bracket_trials", int, None)
+    stop_on = v.get(t, "asha", "stop_on", str, "results")
+    if stop_on not in STOP_ON:
+        v.bad("asha.stop_on", f"must be 'results' or 'reports', got {stop_on!r}")
+    elif stop_on == "reports" and algorithm != "asha-stopping":
+        v.bad(
+            "asha.stop_on",
+            f"'reports' is for algorithm = 'asha-stopping' (this study's is {algorithm!r})",
+        )
     v.unknown(t, "asha", tuple(Schedule.__dataclass_fields__))
     if r is None:
         v.bad("asha.min_resource", "missing (the resource of the lowest rung, e.g. 1 epoch)")
@@ -272,6 +292,7 @@ def _schedule(v: _Validator, t: Mapping[str, Any], algorithm: str) -> Schedule:
         target=target,
         max_attempts=attempts,
         bracket_trials=bracket_trials,
+        stop_on=stop_on,
     )
 
 

@@ -22,6 +22,7 @@ from ash.errors import UserError
 
 TAG_UP = 11  # worker rank -> rank 0: pb.WorkerMessage
 TAG_DOWN = 12  # rank 0 -> worker rank: pb.SchedulerMessage
+TAG_VERDICT = 13  # rank 0 -> worker rank, during a job: pb.SchedulerMessage(verdicts)
 MIN_PAUSE = 1e-6  # the first sleeps are the kernel's shortest (~50 us), then they double
 MAX_PAUSE = 1e-3
 QUIET = 0.1  # after this long without a message (jobs that take a while), sleep longer:

@@ -90,7 +90,8 @@ def run_inproc(
             planner.warm()  # before the slots start: nothing else runs yet
             if planner.serial():  # every shape on one thread: nothing to plan per job
                 planner, k = None, 1
-        backend = SlotBackend(driver, Slots(spec, n, k, trainer=trainer, devices=devices), planner)
+        slots = Slots(spec, n, k, trainer=trainer, devices=devices, verdicts=True)
+        backend = SlotBackend(driver, slots, planner)
         with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
             loop.run(driver, backend, tick=view.tick)
     except KeyboardInterrupt:

@@ -34,10 +34,14 @@ class SlotBackend:
         )
         self._round: dict[int, Assignment] = {}
         self._reports: list[Reported] = []
+        self._counts: dict[int, int] = {}  # running job -> reports received
+        self._undecided: set[int] = set()  # jobs with reports the driver has not yet decided on
         slots.on_report = self._reported  # a (config, ctx) trainer's ctx.report batches
 
     def _reported(self, job_id: int, batch: list[Any]) -> None:
         self._reports.append(Reported(job_id, batch))
+        self._counts[job_id] = self._counts.get(job_id, 0) + len(batch)
+        self._undecided.add(job_id)
 
     def next_worker(self, round: Sequence[Assignment]) -> str | None:
         return self.feeder.next_slot([_work(a) for a in round])
@@ -62,10 +66,22 @@ class SlotBackend:
                 out.append(Lost(ev.job_id, why, crash=True))
             else:
                 out.append(Done(ev.job_id, ev.value, ev.metrics, ev.state, ev.error))
+            self._counts.pop(ev.job_id, None)
+            self._undecided.discard(ev.job_id)
         return out
 
     def busy(self) -> bool:
         return self.feeder.busy()
+
+    def decided(self, stops: Sequence[int]) -> None:
+        """The driver decided on every report so far (durably): tell the trainers of
+        ``stops`` to stop, and the others' waiting milestone reports to go on."""
+        slots = self.feeder.slots
+        for job_id in stops:
+            slots.stop(job_id)
+        for job_id in self._undecided:
+            slots.decided(job_id, self._counts.get(job_id, 0))
+        self._undecided.clear()
 
     def close(self, grace: float = 2.0) -> None:
         """Stop the slots: each finishes its job within ``grace`` seconds or is killed (they

@@ -258,7 +258,7 @@ def _rank0(
 
         local = SlotBackend(
             driver,
-            Slots(spec, 1, lay.threads, prefix="rank0-slot"),
+            Slots(spec, 1, lay.threads, prefix="rank0-slot", verdicts=True),
             died="rank 0's trainer process died (exit code {code}) in job {job}",
         )
     try:
