@@ -90,9 +90,12 @@ class MpiBackend:
     plans: bool = False
     assign_extra: Mapping[str, Any] | None = None
 
-    def __init__(self, link: Link, local: LocalBackend | None = None) -> None:
+    def __init__(
+        self, link: Link, local: LocalBackend | None = None, verdicts: bool = False
+    ) -> None:
         self.link = link
         self.local = local
+        self.verdicts = verdicts  # stopping on reports: the ranks wait for TAG_VERDICT
         # rank 0 last: when there are fewer jobs than workers, the ranks that only train get them
         self.idle: deque[int] = deque(
             [*range(1, link.size), *([LOCAL] if local is not None else [])]
@@ -187,7 +190,7 @@ class MpiBackend:
                 return None
             mine = self.jobs.get(src)
             got = [Reported(job, items) for job, items in batches if job == mine]
-            for ev in got:
+            for ev in got if self.verdicts else ():  # a rank that never receives them: none
                 self.counts[ev.job_id] = self.counts.get(ev.job_id, 0) + len(ev.reports)
                 self.undecided.add(ev.job_id)
             return got
@@ -226,7 +229,7 @@ def run_rank0(
     return the results document. ``tick`` redraws a progress display; ``local`` is closed
     here."""
     welcome(link, driver)
-    backend = MpiBackend(link, local)
+    backend = MpiBackend(link, local, verdicts=driver.stops_on_reports)
     interrupted = False
     try:
         loop.run(driver, backend, tick=tick)

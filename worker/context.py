@@ -317,10 +317,9 @@ def milestones(spec: Any) -> tuple[float, ...]:
     sch = spec.schedule
     if spec.algorithm != "asha-stopping" or sch.stop_on != "reports":
         return ()
-    from ash.scheduler.core.ladder import max_rungs, rung_resources
+    from ash.scheduler.core.ladder import rung_resources
 
     r, big_r, eta = sch.min_resource, sch.max_resource, sch.reduction_factor
-    del max_rungs
     found: set[float] = set()
     for b in range(sch.brackets):
         found.update(rung_resources(r, big_r, eta, sch.early_stopping_rate + b)[:-1])
