@@ -123,7 +123,9 @@ def _child(
             def stopped(job_id: int = job_id) -> bool:
                 return flags is not None and flags[STOPPED] == job_id
 
-            if job_threads == threads:
+            own = job_threads != threads  # this job's own budget, in the calling thread
+            limit = threadpool_limits(limits=job_threads) if own else contextlib.nullcontext()
+            with limit:
                 out = run_job(
                     fn,
                     spec.metric,
@@ -135,19 +137,6 @@ def _child(
                     workspace=workspace,
                     stop_check=stopped,
                 )
-            else:  # this job's own budget, in the thread that calls the trainer
-                with threadpool_limits(limits=job_threads):
-                    out = run_job(
-                        fn,
-                        spec.metric,
-                        config,
-                        start,
-                        stop,
-                        checkpoint,
-                        job=info,
-                        workspace=workspace,
-                        stop_check=stopped,
-                    )
             conn.send(
                 (
                     "result",
