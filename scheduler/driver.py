@@ -299,10 +299,10 @@ class Driver:
         stop the job (a report without the metric is no milestone)."""
         metric = self.spec.metric
         for step, metrics in kept:
-            v = metrics.get(metric)
-            if isinstance(v, bool) or not isinstance(v, int | float):
+            v = _number(metrics.get(metric))
+            if v is None:
                 continue
-            if self.core.milestone(job_id, float(step), float(v), now):
+            if self.core.milestone(job_id, float(step), v, now):
                 if not self.replaying:
                     self._stops.append(job_id)
                 break
@@ -322,7 +322,7 @@ class Driver:
     def kept_reports(self, job_id: int) -> int:
         """How many reports of running job ``job_id`` are recorded (decided on)."""
         with self.lock:
-            return self.results._job_reports.get(job_id, 0)
+            return self.results.kept_of(job_id)
 
     def stopping(self, job_id: int) -> bool:
         """Whether ``job_id`` is in flight and was told (or is to be told) to stop."""
@@ -413,8 +413,7 @@ class Driver:
         if rec is not None:
             mine = [r for r, j in zip(rec.reports, rec.report_jobs, strict=True) if j == job.job_id]
             last = dict(mine[-1]["metrics"]) if mine else {}
-        v = last.get(self.spec.metric)
-        value = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        value = _number(last.get(self.spec.metric))
         if value is not None and not math.isfinite(value):
             value = None
         self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
@@ -813,3 +812,8 @@ def replay_read_only(
         driver.listen(listener)
     driver.resume(records, 0)
     return driver, raw, records
+
+
+def _number(v: Any) -> float | None:
+    """A metric's value as a float, or None when it is not a number (a bool is not one)."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None

@@ -67,6 +67,10 @@ class Results:
             rec.reports = [rec.reports[i] for i in keep]
             rec.report_jobs = [rec.report_jobs[i] for i in keep]
 
+    def kept_of(self, job_id: int) -> int:
+        """How many reports running job ``job_id`` has had kept."""
+        return self._job_reports.get(job_id, 0)
+
     def report(
         self, job: Job, reports: Sequence[Sequence[Any]]
     ) -> list[tuple[float, dict[str, Any]]]:
