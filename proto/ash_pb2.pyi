@@ -378,15 +378,19 @@ class WorkerInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., slots: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("token", "detail")
+    __slots__ = ("token", "detail", "batch")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     token: str
     detail: bool
-    def __init__(self, token: _Optional[str] = ..., detail: _Optional[bool] = ...) -> None: ...
+    batch: bool
+    def __init__(self, token: _Optional[str] = ..., detail: _Optional[bool] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class StudyEvent(_message.Message):
-    __slots__ = ("json",)
+    __slots__ = ("json", "events")
     JSON_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     json: str
-    def __init__(self, json: _Optional[str] = ...) -> None: ...
+    events: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, json: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ...) -> None: ...

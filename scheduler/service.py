@@ -58,6 +58,8 @@ from ash.scheduler.core import UnknownJobError
 from ash.scheduler.driver import Assignment, Driver
 from ash.scheduler.journal import JournalError
 
+WATCH_BATCH_S = 0.05  # WatchRequest.batch: at most one message per watcher per this window
+
 MAX_SLOTS = 1024
 MAX_THREADS = 65536
 MAX_BATCH = 4096  # results in one ResultBatch
@@ -131,28 +133,48 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             else:
                 q.put_nowait(event)
 
-    async def watch(self, detail: bool = False) -> AsyncIterator[str]:
-        """The study's events as JSON lines, from now until it finishes; with ``detail``, a
-        snapshot first and configs, metrics and errors added (scheduler/watchfeed.py)."""
+    async def watch_batches(
+        self, detail: bool = False, window: float = WATCH_BATCH_S
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The study's events from now until it finishes, those that came together in one list
+        (after the first event of a burst, ``window`` seconds pass before the rest are taken:
+        a watcher wakes once per burst, not once per event); with ``detail``, a snapshot first
+        and configs, metrics and errors added (scheduler/watchfeed.py)."""
         from ash.scheduler import watchfeed
 
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.watchers.add(q)
         try:
             if detail:
-                snap = watchfeed.snapshot(self.driver, self.sessions.values(), self.journal_error)
-                yield json.dumps(snap)
+                yield [watchfeed.snapshot(self.driver, self.sessions.values(), self.journal_error)]
                 if self.finished_sent:
                     return
             while True:
-                event = await q.get()
-                if event is None:
-                    if detail and self.finished_sent:  # else a watcher too slow, dropped
-                        yield json.dumps({"event": "finished", "t": self.driver.clock()})
+                items = [await q.get()]
+                if items[0] is not None and window > 0:
+                    await asyncio.sleep(window)
+                while items[-1] is not None and not q.empty():
+                    items.append(q.get_nowait())
+                end = items[-1] is None  # the study's end, or a watcher too slow, dropped
+                batch = [
+                    watchfeed.enrich(e, self.driver) if detail else e
+                    for e in items
+                    if e is not None
+                ]
+                if end and detail and self.finished_sent:
+                    batch.append({"event": "finished", "t": self.driver.clock()})
+                if batch:
+                    yield batch
+                if end:
                     return
-                yield json.dumps(watchfeed.enrich(event, self.driver) if detail else event)
         finally:
             self.watchers.discard(q)
+
+    async def watch(self, detail: bool = False) -> AsyncIterator[str]:
+        """``watch_batches`` one JSON line per event, as they come."""
+        async for batch in self.watch_batches(detail, window=0.0):
+            for event in batch:
+                yield json.dumps(event)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -618,5 +640,9 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     async def Watch(
         self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StudyEvent]:
+        if request.batch:
+            async for batch in self.watch_batches(request.detail):
+                yield pb.StudyEvent(events=[json.dumps(e) for e in batch])
+            return
         async for line in self.watch(request.detail):
             yield pb.StudyEvent(json=line)

@@ -408,6 +408,7 @@ def test_detailed_watch_stream_has_a_snapshot_configs_and_errors(
         stub = scheduler_stub(channel)
         plain = stub.Watch(pb.WatchRequest(), timeout=60)
         detailed = stub.Watch(pb.WatchRequest(detail=True), timeout=60)
+        batched = stub.Watch(pb.WatchRequest(detail=True, batch=True), timeout=60)
         events = iter(detailed)
         snap = json.loads(next(events).json)
         assert snap["event"] == "snapshot" and snap["results"]["trials"] == []
@@ -415,6 +416,13 @@ def test_detailed_watch_stream_has_a_snapshot_configs_and_errors(
         cleanup.append(worker(s.target, tmp_path, "w1"))
         rest = [json.loads(e.json) for e in events]  # until the study is over
         trace = [json.loads(e.json) for e in plain]
+        got = list(batched)
+    messages = [list(m.events) for m in got]
+    assert all(messages) and not any(m.json for m in got)  # batches only, never empty
+    together = [json.loads(line) for m in messages for line in m]
+    assert together[0]["event"] == "snapshot" and len(messages[0]) == 1
+    assert [e["event"] for e in together[1:]] == [e["event"] for e in rest]  # the same, in order
+    assert len(messages) < len(together) - 1  # bursts came in one message each
     assert rest[-1]["event"] == "finished"  # the study's end, said (a dropped watcher's is not)
     rest = rest[:-1]
     assert [e["event"] for e in rest] == [e["event"] for e in trace]  # the same events
@@ -499,3 +507,60 @@ def test_remote_dashboard_follows_a_scheduler_across_a_restart(
     assert final["status"]["trials"] == len(doc["trials"])
     proc.terminate()
     assert proc.wait(timeout=20) == 0
+
+
+def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
+    """``ash dashboard --scheduler`` asks for batches; a scheduler that predates them sends one
+    event per message (``json``), which reads the same; an event that is not JSON is an error
+    of that stream (the dashboard says so and opens it again), not a crash."""
+    import asyncio
+
+    import grpc
+
+    from ash.dashboard.sources import StreamError, follow, watch_batches
+    from ash.proto import ash_pb2 as pb
+    from ash.proto import ash_pb2_grpc as pb_grpc
+
+    lines = [
+        json.dumps({"event": "assign", "trial": 0, "rung": 0, "job": 1, "t": 0.1}),
+        json.dumps({"event": "result", "trial": 0, "rung": 0, "job": 1, "value": 0.5, "t": 0.2}),
+    ]
+
+    class Old(pb_grpc.SchedulerServicer):
+        bad = False
+
+        async def Watch(self, request: Any, context: Any) -> Any:
+            assert request.batch and request.detail
+            for line in lines:
+                yield pb.StudyEvent(json=line)
+            yield pb.StudyEvent(json="{not json" if Old.bad else json.dumps({"event": "finished"}))
+
+    async def run() -> tuple[list[list[dict[str, Any]]], StudyModel, list[str]]:
+        server = grpc.aio.server()
+        pb_grpc.add_SchedulerServicer_to_server(Old(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            address = f"127.0.0.1:{port}"
+            got = [b async for b in watch_batches(address, None)]
+            Old.bad = True
+            with pytest.raises(StreamError, match="not JSON"):
+                async for _ in watch_batches(address, None):
+                    pass
+            model, said = StudyModel(), []
+            task = asyncio.ensure_future(
+                follow(
+                    model, lambda: watch_batches(address, None), retry_s=0.05, on_error=said.append
+                )
+            )
+            while not said:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            return got, model, said
+        finally:
+            await server.stop(None)
+
+    got, model, said = asyncio.run(run())
+    assert [[e["event"] for e in b] for b in got] == [["assign"], ["result"], ["finished"]]
+    assert "not JSON" in said[0] and "not JSON" in (model.error or "")
+    assert model.n_results == 1  # what came before the bad event was kept

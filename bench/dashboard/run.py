@@ -8,7 +8,8 @@ server CPU under 5% of a core while a page watches.
 2. A dashboard server process (this file with ``--serve``) holds the study as the detailed Watch
    stream would have fed it: every event but the last ``rate * watch_s`` ones, each ``assign``
    with its config. On a line on its stdin it goes live: the rest of the events arrive at
-   ``--rate`` events/s through the same path a scheduler's stream takes (``sources.follow``).
+   ``--rate`` events/s through the same path a scheduler's stream takes (``sources.follow``),
+   batched as a batching Watch stream carries them (one message per 50 ms window).
 3. Headless Chromium (a 1400x2300 window: every chart in view, so every chart is drawn) opens
    the page. First paint: when the counts are drawn (ms since the navigation started, the
    page's own clock); also when every chart is drawn. Then the feed goes live for
@@ -101,6 +102,7 @@ async def serve(study: Path, rate: float, live_events: int, feed_only: bool = Fa
     from ash.dashboard.model import StudyModel
     from ash.dashboard.server import Dashboard
     from ash.dashboard.sources import follow, read_events
+    from ash.scheduler.service import WATCH_BATCH_S
 
     doc = json.loads((study / "results.json").read_text())
     configs = {t["trial"]: t["config"] for t in doc["trials"]}
@@ -133,29 +135,34 @@ async def serve(study: Path, rate: float, live_events: int, feed_only: bool = Fa
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     origin = events[cut]["t"] if cut < len(events) else 0.0
 
-    async def lines() -> AsyncIterator[str]:
-        start = time.monotonic()
-        for i, ev in enumerate(events[cut:]):
-            due = start + i / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ev = dict(ev, t=ev["t"] - origin + model.t)  # keep the study's clock going
-            yield json.dumps(ev)
-        yield json.dumps({"event": "finished"})
+    async def batches() -> AsyncIterator[list[dict[str, Any]]]:
+        # as a batching Watch stream (WatchRequest.batch) carries them: the events of each
+        # WATCH_BATCH_S window in one message, each one JSON-encoded (the scheduler's share)
+        # and decoded (the remote watcher's): both charged to this process
+        start, i, live = time.monotonic(), 0, events[cut:]
+        while i < len(live):
+            await asyncio.sleep(WATCH_BATCH_S)
+            due = min(len(live), int((time.monotonic() - start) * rate) + 1)
+            lines = [
+                json.dumps(dict(ev, t=ev["t"] - origin + model.t))  # the study's clock goes on
+                for ev in live[i:due]
+            ]
+            i = due
+            yield [json.loads(line) for line in lines]
+        yield [{"event": "finished"}]
 
     if feed_only:  # the control: the same stream, read and parsed, and no dashboard
 
         async def drain() -> None:
-            async for line in lines():
-                json.loads(line)
+            async for _ in batches():
+                pass
 
         await dash.close()
         task = asyncio.ensure_future(drain())
         await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
         task.cancel()
         return
-    dash.follow(follow(model, lines))
+    dash.follow(follow(model, batches))
     await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
     await dash.close()
 

@@ -57,7 +57,7 @@ def _file_study(dash: Dashboard, path: Path, trace: Path | None) -> None:
 def build(args: argparse.Namespace, token: str | None) -> Dashboard:
     from ash.dashboard.model import StudyModel
     from ash.dashboard.server import Dashboard
-    from ash.dashboard.sources import find_studies, follow, watch_lines
+    from ash.dashboard.sources import find_studies, follow, watch_batches
 
     dash = Dashboard(token)
     if args.scheduler:
@@ -69,7 +69,7 @@ def build(args: argparse.Namespace, token: str | None) -> Dashboard:
         model.source = f"scheduler {args.scheduler}"
         dash.add(model)
         address = args.scheduler
-        dash.follow(follow(model, lambda: watch_lines(address, token, ca)))
+        dash.follow(follow(model, lambda: watch_batches(address, token, ca)))
         return dash
     path = Path(args.path)
     trace = Path(args.trace) if args.trace else None
@@ -133,7 +133,7 @@ async def serve_service(
     model = StudyModel()
     model.source = "this scheduler"
     dash.add(model)
-    dash.follow(follow(model, lambda: service.watch(detail=True)))
+    dash.follow(follow(model, lambda: service.watch_batches(detail=True)))
     bound = await dash.start(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"ash-scheduler: dashboard on http://{shown}:{bound}/", flush=True)

@@ -155,11 +155,14 @@ def find_studies(folder: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-async def watch_lines(
+Batch = list[dict[str, Any]]
+
+
+async def watch_batches(
     address: str, token: str | None, ca: bytes | None = None
-) -> AsyncIterator[str]:
-    """The detailed Watch stream of the scheduler at ``address`` (raises grpc.aio.AioRpcError
-    when it breaks)."""
+) -> AsyncIterator[Batch]:
+    """The detailed Watch stream of the scheduler at ``address``, the events that came together
+    in one list (raises grpc.aio.AioRpcError when it breaks)."""
     import grpc
 
     from ash.link.auth import bearer
@@ -172,19 +175,30 @@ async def watch_lines(
         channel = grpc.aio.insecure_channel(address)
     async with channel:
         stub = scheduler_stub(channel)
-        call = stub.Watch(pb.WatchRequest(detail=True), metadata=bearer(token))
-        async for ev in call:
-            yield ev.json
+        call = stub.Watch(pb.WatchRequest(detail=True, batch=True), metadata=bearer(token))
+        async for msg in call:
+            # an older scheduler ignores ``batch``: one event per message, in ``json``
+            lines = msg.events or [msg.json]
+            try:
+                batch = [json.loads(line) for line in lines]
+            except ValueError:
+                why = f"{address}: the scheduler sent an event that is not JSON"
+                raise StreamError(why) from None
+            yield batch
+
+
+class StreamError(Exception):
+    """A Watch stream that carried something other than events."""
 
 
 async def follow(
     model: StudyModel,
-    lines: Callable[[], AsyncIterator[str]],
+    batches: Callable[[], AsyncIterator[Batch]],
     *,
     retry_s: float = 1.0,
     on_error: Callable[[str], None] | None = None,
 ) -> None:
-    """Feed ``model`` from ``lines()`` until the study is finished (a ``finished`` event, or a
+    """Feed ``model`` from ``batches()`` until the study is finished (a ``finished`` event, or a
     snapshot that says so); a stream that breaks or ends before is opened again after
     ``retry_s`` (a fresh model state from its snapshot). A refused token ends it."""
     import grpc
@@ -192,12 +206,12 @@ async def follow(
     while True:
         try:
             first = True
-            async for line in lines():
-                ev = json.loads(line)
-                if first and ev.get("event") == "snapshot":
-                    model.reset()
-                first = False
-                model.apply(ev)
+            async for batch in batches():
+                for ev in batch:
+                    if first and ev.get("event") == "snapshot":
+                        model.reset()
+                    first = False
+                    model.apply(ev)
             if model.finished:  # the snapshot said so, or the stream's last event
                 return
             # ended without "finished": this watcher was too slow and dropped; start again
@@ -210,5 +224,10 @@ async def follow(
                 model.touch()
                 return
             model.error = f"scheduler unreachable ({why}); retrying"
+            model.touch()
+        except StreamError as exc:
+            if on_error is not None:
+                on_error(str(exc))
+            model.error = f"{exc}; retrying"
             model.touch()
         await asyncio.sleep(retry_s)
