@@ -153,6 +153,35 @@ function setHTML(el, html) {
   }
 }
 
+// A table body's rows ({data: {k: v} for data-k attributes, cells: [text, or {html, cls}]}),
+// changed in place: only the cells whose content changed are touched, a text cell by its text
+// node. Rebuilding a table five times a second makes thousands of nodes of garbage a second,
+// which Chromium keeps (hundreds of MB) until it chooses to collect.
+function setRows(tbody, rows) {
+  while (tbody.rows.length > rows.length) tbody.deleteRow(-1);
+  rows.forEach((row, i) => {
+    const tr = tbody.rows[i] || tbody.insertRow();
+    for (const [k, v] of Object.entries(row.data || {})) {
+      if (tr.dataset[k] !== String(v)) tr.dataset[k] = v;
+    }
+    row.cells.forEach((cell, j) => {
+      const td = tr.cells[j] || tr.insertCell();
+      if (typeof cell === "object" && cell !== null) {
+        if (cell.cls && td.className !== cell.cls) td.className = cell.cls;
+        setHTML(td, cell.html);
+        return;
+      }
+      const text = String(cell);
+      const node = td.firstChild;
+      if (node && node.nodeType === Node.TEXT_NODE && !node.nextSibling) {
+        if (node.nodeValue !== text) node.nodeValue = text;
+      } else {
+        td.textContent = text;
+      }
+    });
+  });
+}
+
 function count(n) {
   return Number(n).toLocaleString("en-US");
 }
@@ -166,11 +195,12 @@ function shownNote(st, root, id, k, how) {
 
 function renderRungs(st, root) {
   const max = Math.max(1, ...st.rungs.map((r) => r.results));
-  const rows = st.rungs.map((r) => `<tr data-bracket="${r.bracket}" data-rung="${r.rung}">
-    <td>${r.bracket}</td><td>${r.rung}</td><td>${fmt(r.resource)}</td>
-    <td class="count"><div class="bar" style="width:${(100 * r.results) / max}%"></div><span>${r.results}</span></td>
-    <td>${r.promoted}</td><td>${r.failed}</td><td>${fmt(r.threshold)}</td><td>${fmt(r.best)}</td></tr>`);
-  setHTML(root.querySelector("#rungs tbody"), rows.join(""));
+  setRows(root.querySelector("#rungs tbody"), st.rungs.map((r) => ({
+    data: { bracket: r.bracket, rung: r.rung },
+    cells: [r.bracket, r.rung, fmt(r.resource),
+      { html: `<div class="bar" style="width:${(100 * r.results) / max}%"></div><span>${r.results}</span>`, cls: "count" },
+      r.promoted, r.failed, fmt(r.threshold), fmt(r.best)],
+  })));
 }
 
 function renderBest(st, root) {
@@ -391,10 +421,10 @@ function renderTimeline(st, root) {
 }
 
 function renderWorkers(st, root) {
-  const rows = st.workers.map((w) => `<tr><td>${esc(w.id)}</td><td>${w.threads ?? "auto"}</td>
-    <td>${w.slots ?? "–"}</td><td>${w.devices ? esc(JSON.stringify(w.devices)) : "–"}</td>
-    <td>${w.running}</td><td>${w.done}</td><td>${w.lost}</td><td>${w.last === null ? "–" : fmt(w.last)}</td></tr>`);
-  setHTML(root.querySelector("#workers tbody"), rows.join(""));
+  setRows(root.querySelector("#workers tbody"), st.workers.map((w) => ({
+    cells: [w.id, w.threads ?? "auto", w.slots ?? "–", w.devices ? JSON.stringify(w.devices) : "–",
+      w.running, w.done, w.lost, w.last === null ? "–" : fmt(w.last)],
+  })));
 }
 
 function renderErrors(st, root) {
