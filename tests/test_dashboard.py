@@ -564,3 +564,28 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
     assert [[e["event"] for e in b] for b in got] == [["assign"], ["result"], ["finished"]]
     assert "not JSON" in said[0] and "not JSON" in (model.error or "")
     assert model.n_results == 1  # what came before the bad event was kept
+
+
+def test_report_images_leave_the_callers_matplotlib_alone(tmp_path: Path) -> None:
+    """curves.png and rungs.png are drawn without pyplot: a notebook's backend (here "pdf")
+    and its pyplot state are what they were before ``ash.tune`` wrote its report."""
+    pytest.importorskip("matplotlib")
+    import sys
+
+    _, doc = _study_on_journal(tmp_path)
+    (tmp_path / "doc.json").write_text(json.dumps(doc))
+    code = (
+        "import json, sys, matplotlib\n"
+        "from pathlib import Path\n"
+        "matplotlib.use('pdf')\n"
+        "from ash.report import write_report\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "write_report(json.loads((out / 'doc.json').read_text()), out)\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.split() == ["pdf", "False"]
+    for name in ("curves.png", "rungs.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

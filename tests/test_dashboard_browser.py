@@ -176,9 +176,7 @@ def test_live_study_updates_in_the_browser(
     wait_for(lambda: row.find_elements("tag name", "td")[3].text != before, why="rung 0 counts")
     # the same row element, its cells changed in place (a table rebuilt five times a second is
     # garbage Chromium keeps): the element found before the update is still in the page
-    assert row == browser.find_element(
-        "css selector", '#rungs tr[data-bracket="0"][data-rung="0"]'
-    )
+    assert row == browser.find_element("css selector", '#rungs tr[data-bracket="0"][data-rung="0"]')
     browser.save_screenshot(str(tmp_path / "live.png"))
     # the page never reloaded: one document, updated by deltas
     assert (

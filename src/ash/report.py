@@ -32,21 +32,21 @@ def write_report(doc: dict[str, Any], out: Path, *, limit: int = 20) -> Path:
 
 
 def _plots(doc: dict[str, Any], out: Path) -> list[str]:
+    """curves.png and rungs.png, drawn with matplotlib's object API (``Figure`` on its Agg
+    canvas): pyplot is neither imported nor touched, so the caller's backend (a notebook's
+    inline one) and its open figures stay as they were, and the import costs less."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
     except ImportError:
         return []
     metric = doc["metric"]
     trials = doc["trials"]
     brackets = sorted({t.get("bracket", 0) for t in trials}) or [0]
-    fig, axes = plt.subplots(
-        1, len(brackets), figsize=(6 * len(brackets), 4.2), squeeze=False, sharey=True
-    )
+    fig = Figure(figsize=(6 * len(brackets), 4.2))
+    axes = fig.subplots(1, len(brackets), squeeze=False, sharey=True)
     top_rung = max((r["rung"] for t in trials for r in t["results"]), default=0)
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     for ax, b in zip(axes[0], brackets, strict=True):
         for t in _plotted([t for t in trials if t.get("bracket", 0) == b]):
             pts = [(r["resource"], r["value"]) for r in t["results"] if r["value"] is not None]
@@ -71,7 +71,6 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
     fig.suptitle(f"{doc['study']}: learning curves (colour = highest rung reached)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
-    plt.close(fig)
 
     by_rung: dict[tuple[int, float], list[float]] = {}
     for t in trials:
@@ -79,7 +78,8 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
             if r["value"] is not None and math.isfinite(r["value"]):
                 by_rung.setdefault((r["rung"], r["resource"]), []).append(r["value"])
     keys = sorted(by_rung, key=lambda k: (k[1], k[0]))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     if keys:
         ax.boxplot([by_rung[k] for k in keys], showfliers=True)
         ax.set_xticks(range(1, len(keys) + 1))
@@ -89,7 +89,6 @@ def _plots(doc: dict[str, Any], out: Path) -> list[str]:
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(out / "rungs.png", dpi=110)
-    plt.close(fig)
     return ["curves.png", "rungs.png"]
 
 
