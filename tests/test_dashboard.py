@@ -511,13 +511,15 @@ def test_remote_dashboard_follows_a_scheduler_across_a_restart(
 
 def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
     """``ash dashboard --scheduler`` asks for batches; a scheduler that predates them sends one
-    event per message (``json``), which reads the same; an event that is not JSON is an error
-    of that stream (the dashboard says so and opens it again), not a crash."""
+    event per message (``json``), which reads the same; a large study's snapshot (over gRPC's
+    default 4 MB) gets through; an event that is not JSON is an error of that stream (the
+    dashboard says so and opens it again), not a crash."""
     import asyncio
 
     import grpc
 
     from ash.dashboard.sources import StreamError, follow, watch_batches
+    from ash.link.wire import server_options
     from ash.proto import ash_pb2 as pb
     from ash.proto import ash_pb2_grpc as pb_grpc
 
@@ -526,17 +528,20 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
         json.dumps({"event": "result", "trial": 0, "rung": 0, "job": 1, "value": 0.5, "t": 0.2}),
     ]
 
+    big = {"event": "snapshot", "pad": "x" * (6 << 20)}  # over gRPC's default 4 MB
+
     class Old(pb_grpc.SchedulerServicer):
         bad = False
 
         async def Watch(self, request: Any, context: Any) -> Any:
             assert request.batch and request.detail
+            yield pb.StudyEvent(json=json.dumps(big))  # a large study's snapshot
             for line in lines:
                 yield pb.StudyEvent(json=line)
             yield pb.StudyEvent(json="{not json" if Old.bad else json.dumps({"event": "finished"}))
 
     async def run() -> tuple[list[list[dict[str, Any]]], StudyModel, list[str]]:
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=server_options(1 << 20))  # as ash-scheduler's
         pb_grpc.add_SchedulerServicer_to_server(Old(), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -561,7 +566,13 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
             await server.stop(None)
 
     got, model, said = asyncio.run(run())
-    assert [[e["event"] for e in b] for b in got] == [["assign"], ["result"], ["finished"]]
+    assert [[e["event"] for e in b] for b in got] == [
+        ["snapshot"],
+        ["assign"],
+        ["result"],
+        ["finished"],
+    ]
+    assert got[0][0] == big
     assert "not JSON" in said[0] and "not JSON" in (model.error or "")
     assert model.n_results == 1  # what came before the bad event was kept
 

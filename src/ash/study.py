@@ -221,10 +221,10 @@ def _from_scheduler(
     import grpc
 
     from ash.link.auth import bearer
-    from ash.link.wire import scheduler_stub
+    from ash.link.wire import MAX_VIEW_BYTES, scheduler_stub
     from ash.proto import ash_pb2 as pb
 
-    options = [("grpc.max_receive_message_length", 1 << 30)]
+    options = [("grpc.max_receive_message_length", MAX_VIEW_BYTES)]
     if tls_ca is not None:
         from ash.tls import read_ca
 

@@ -166,13 +166,15 @@ async def watch_batches(
     import grpc
 
     from ash.link.auth import bearer
-    from ash.link.wire import scheduler_stub
+    from ash.link.wire import MAX_VIEW_BYTES, scheduler_stub
     from ash.proto import ash_pb2 as pb
 
+    options = [("grpc.max_receive_message_length", MAX_VIEW_BYTES)]  # a whole study's snapshot
     if ca is not None:
-        channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca))
+        creds = grpc.ssl_channel_credentials(ca)
+        channel = grpc.aio.secure_channel(address, creds, options=options)
     else:
-        channel = grpc.aio.insecure_channel(address)
+        channel = grpc.aio.insecure_channel(address, options=options)
     async with channel:
         stub = scheduler_stub(channel)
         call = stub.Watch(pb.WatchRequest(detail=True, batch=True), metadata=bearer(token))

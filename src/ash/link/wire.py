@@ -278,7 +278,18 @@ def channel_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+# what a viewer may get in one message: a whole study (Status with results, a Watch snapshot),
+# ~450 bytes a trial, so tens of MB for 100,000 trials
+MAX_VIEW_BYTES = 1 << 30
+
+
 def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
-    """``channel_options`` plus, for the server only, no SO_REUSEPORT: gRPC sets it by default,
-    and then a second scheduler on the same port binds too and the workers split between them."""
-    return [*channel_options(max_checkpoint_bytes), ("grpc.so_reuseport", 0)]
+    """``channel_options`` for the server, which may send a viewer a whole study (up to
+    ``MAX_VIEW_BYTES``; what it takes in stays bounded by the checkpoint size), and no
+    SO_REUSEPORT: gRPC sets it by default, and then a second scheduler on the same port binds
+    too and the workers split between them."""
+    size = max(max_checkpoint_bytes + (1 << 20), MAX_VIEW_BYTES)
+    options = [
+        o for o in channel_options(max_checkpoint_bytes) if o[0] != "grpc.max_send_message_length"
+    ]
+    return [*options, ("grpc.max_send_message_length", size), ("grpc.so_reuseport", 0)]
