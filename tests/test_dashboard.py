@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import re
 import subprocess
@@ -600,3 +601,61 @@ def test_report_images_leave_the_callers_matplotlib_alone(tmp_path: Path) -> Non
     assert proc.stdout.split() == ["pdf", "False"]
     for name in ("curves.png", "rungs.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_density_counts_every_result_once_on_a_robust_value_axis() -> None:
+    from ash.dashboard.density import COLUMNS, ROWS, Density
+
+    rng = random.Random(5)
+    d = Density()
+    assert d.grid() is None
+    values = [10 ** rng.uniform(-3, 0) for _ in range(5000)] + [1e9] * 10  # 10 diverged
+    for i, v in enumerate(values):
+        d.add(float(i), v)
+    d.add(1.0, math.nan)  # not a value: not counted
+    g = d.grid(t_end=9000.0)
+    assert g is not None and g["n"] == len(values) == len(d)
+    assert len(g["z"]) == ROWS and all(len(row) == COLUMNS for row in g["z"])
+    drawn = sum(map(sum, g["z"]))
+    assert drawn + g["outside"] == g["n"] and 0 < g["outside"] <= 0.02 * g["n"] + 1
+    assert g["log"] and g["y"][-1] < 1e9  # three decades: log rows; the diverged ones outside
+    assert g["x"][0] == 0.0 and g["x"][-1] == 9000.0  # the time axis runs to the study's clock
+    same = Density()
+    for i in range(3000):
+        same.add(float(i), 0.5)
+    g = same.grid()
+    assert g is not None and not g["log"] and g["outside"] == 0
+    assert g["y"][0] < 0.5 < g["y"][-1] and sum(map(sum, g["z"])) == 3000
+
+
+def test_model_sends_the_density_only_past_the_points_and_at_most_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m = StudyModel("s", "loss", "min")
+
+    def results(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            m.apply({"event": "assign", "trial": i, "rung": 0, "job": i, "t": float(i)})
+            m.apply(
+                {
+                    "event": "result",
+                    "trial": i,
+                    "rung": 0,
+                    "job": i,
+                    "value": 1.0 / (i + 1),
+                    "t": float(i),
+                }
+            )
+
+    results(0, model_mod.POINTS_CAP)
+    assert m.view()["density"] is None  # every result is a point: no grid
+    results(model_mod.POINTS_CAP, 10)
+    assert m.view()["density"]["n"] == model_mod.POINTS_CAP + 10
+    m.delta()
+    results(5000, 5)
+    assert "density" not in (m.delta() or {})  # sent a moment ago
+    monkeypatch.setattr(model_mod, "DENSITY_S", 0.0)
+    results(6000, 5)
+    got = m.delta()
+    assert got is not None and got["density"]["n"] == model_mod.POINTS_CAP + 20
+    assert "density" not in (m.delta() or {})  # nothing new since

@@ -309,6 +309,20 @@ def test_a_large_study_draws_a_stated_subset_and_parcoords_on_demand(
             "showing 2,000 of 2,500 trials (those that went highest first)"
         )
         assert "2,000 of 2,500" in text(browser, "shown")
+        # the history plot: every result as counts on a grid, the last 300 as points
+        n = sum(len(t["results"]) for t in trials)
+        wait_for(lambda: traces(browser, "plot-best") > 0, why="the history plot")
+        best = browser.execute_script(
+            "const d = document.getElementById('plot-best').data;"
+            "return d.map((t) => [t.type, t.name, t.type === 'heatmap' ? t.text.flat()"
+            ".reduce((a, b) => a + b, 0) : t.x.length]);"
+        )
+        kinds = [b[1] for b in best]
+        assert best[0][0] == "heatmap" and kinds[-1] == "best so far"
+        assert sum(b[2] for b in best if b[1].startswith("rung ")) == 300
+        note = text(browser, "best-note")
+        outside = int(re.search(r"; ([\d,]+) results beyond", note).group(1).replace(",", ""))
+        assert note.startswith(f"All {n:,} results as counts") and best[0][2] + outside == n
         drawn = browser.execute_script(
             "return document.getElementById('plot-curves').data"
             ".reduce((n, t) => n + t.y.filter((y) => y === null).length, 0)"

@@ -6,7 +6,8 @@ Everything is incremental, O(log n) or O(1) per event, so a study of 100,000 tri
 the server little while it is watched. What the page draws is capped here, not in the browser:
 at most ``CURVE_CAP`` trials' curves and points (the trials that went highest first, since those
 are the ones a user looks at, then the others in arrival order), the last ``TIMELINE_CAP`` jobs
-of the timeline and the last ``POINTS_CAP`` results of the history plot. Times are seconds since
+of the timeline and the last ``POINTS_CAP`` results of the history plot (beyond them, every
+result as a grid of counts: ``density.Density``). Times are seconds since
 the study started; a results.json without a trace has none, so its results are numbered in
 order instead (``clock`` says which).
 """
@@ -17,14 +18,18 @@ import csv
 import heapq
 import io
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from ash.dashboard.density import Density
 
 CURVE_CAP = 2000
 TIMELINE_CAP = 1500
 POINTS_CAP = 2000
 ERRORS_CAP = 200
+DENSITY_S = 2.0  # a watched study's density grid is sent again at most this often (seconds)
 IMPORTANCE_GROWTH = 0.1  # the importance is estimated again when its input grew by this much
 
 
@@ -184,6 +189,8 @@ class StudyModel:
         self.best: dict[str, Any] | None = None
         self.best_series: list[list[Any]] = []
         self.points: deque[list[Any]] = deque(maxlen=POINTS_CAP)
+        self.density = Density()  # every result, for the history plot beyond POINTS_CAP
+        self._density_at: tuple[float, int] | None = None  # (monotonic, results) of the last grid
         self.segments: deque[list[Any]] = deque(maxlen=TIMELINE_CAP)
         self.workers: dict[str, dict[str, Any]] = {}
         self.errors: list[dict[str, Any]] = []
@@ -412,6 +419,7 @@ class StudyModel:
         scores.add(self._score(value))
         self.points.append([t, value, rung])
         self._new_points.append([t, value, rung])
+        self.density.add(t, value)
         cand = (self._score(value), tv.trial, value)
         old = self.best_by_res.get(res)
         if old is None or cand < old:
@@ -548,6 +556,7 @@ class StudyModel:
             "rungs": self.rungs(),
             "series": self.best_series,
             "points": list(self.points),
+            "density": self._density(),
             "trials": [self.trials[t].to_json() for t in sorted(self.shown)],
             "segments": list(self.segments),
             "running": self._running(),
@@ -585,8 +594,23 @@ class StudyModel:
         }
         if self._importance_changed:
             d["importance"] = self.importance
+        if self._density_due():
+            d["density"] = self._density()
         self.mark_clean()
         return d
+
+    def _density(self) -> dict[str, Any] | None:
+        """Every result as a grid, for a study with more results than the points drawn."""
+        self._density_at = (time.monotonic(), len(self.density))
+        return self.density.grid(self.t) if len(self.density) > POINTS_CAP else None
+
+    def _density_due(self) -> bool:
+        if len(self.density) <= POINTS_CAP:
+            return False
+        if self._density_at is None:
+            return True
+        t, n = self._density_at
+        return n != len(self.density) and time.monotonic() - t >= DENSITY_S
 
     def mark_clean(self) -> None:
         """Forget what changed (nobody watches: nothing to send)."""

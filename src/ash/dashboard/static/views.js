@@ -15,7 +15,7 @@ const scatterType = (n) => (n >= GL_FROM ? "scattergl" : "scatter");
 export function newState() {
   return {
     head: {}, status: {}, rungs: [], series: [], points: [], trials: new Map(),
-    segments: [], running: [], workers: [], errors: [], importance: null, seq: -1,
+    segments: [], running: [], workers: [], errors: [], importance: null, density: null, seq: -1,
     dirty: new Set(["all"]), param: null, timings: {}, chartTimer: null,
     sent: null, latency: { tables: [], charts: [] }, visible: null,
     msgAt: 0, chartsSinceMsg: 0, parcoords: { on: false, seq: null },
@@ -63,6 +63,10 @@ export function applyMessage(st, msg) {
     dirty.add("errors");
   }
   if (full) dirty.add("errors");
+  if ("density" in msg) {
+    st.density = msg.density;
+    dirty.add("best");
+  }
   if ("importance" in msg) {
     st.importance = msg.importance;
     dirty.add("importance").add("params");
@@ -203,19 +207,34 @@ function renderRungs(st, root) {
   })));
 }
 
+// A large study: every result as counts on a grid (the server's, st.density) under its latest
+// RECENT results as points; the value axis is the grid's (one diverged trial does not squash it).
+const RECENT = 300;
+
 function renderBest(st, root) {
   const top = Math.max(1, ...st.rungs.map((r) => r.rung));
+  const d = st.density;
+  const points = d ? st.points.slice(-RECENT) : st.points;
   const byRung = new Map();
-  for (const [t, v, rung] of st.points) {
+  for (const [t, v, rung] of points) {
     if (!byRung.has(rung)) byRung.set(rung, { x: [], y: [] });
     byRung.get(rung).x.push(t);
     byRung.get(rung).y.push(v);
   }
-  const type = scatterType(st.points.length);
-  const traces = [...byRung.entries()].sort((a, b) => a[0] - b[0]).map(([rung, p]) => ({
+  const type = scatterType(points.length);
+  const traces = [];
+  if (d) {
+    traces.push({
+      type: "heatmap", name: "all results", x: d.x, y: d.y, showscale: false, hoverongaps: false,
+      z: d.z.map((row) => row.map((c) => (c ? Math.log10(1 + c) : null))),
+      text: d.z, hovertemplate: "%{text} results<extra></extra>",
+      colorscale: [[0, "#e8e8e8"], [1, "#4d4d4d"]],
+    });
+  }
+  traces.push(...[...byRung.entries()].sort((a, b) => a[0] - b[0]).map(([rung, p]) => ({
     type, mode: "markers", name: `rung ${rung}`, x: p.x, y: p.y,
     marker: { size: 4, color: colour(rung, top), opacity: 0.45 },
-  }));
+  })));
   const s = st.series;
   if (s.length) {
     traces.push({
@@ -225,9 +244,19 @@ function renderBest(st, root) {
       text: [...s.map((p) => `trial ${p[2]} @ ${fmt(p[3])}`), "now"], marker: { size: 5 },
     });
   }
+  const yaxis = { title: { text: st.head.metric } };
+  if (d) {
+    Object.assign(yaxis, d.log
+      ? { type: "log", range: [Math.log10(d.y[0]), Math.log10(d.y[d.y.length - 1])] }
+      : { range: [d.y[0], d.y[d.y.length - 1]] });
+  }
   Plotly.react(root.querySelector("#plot-best"), traces, layout({
-    xaxis: { title: { text: timeAxis(st) } }, yaxis: { title: { text: st.head.metric } },
+    xaxis: { title: { text: timeAxis(st) } }, yaxis,
   }), CONFIG);
+  root.querySelector("#best-note").textContent = d
+    ? `All ${count(d.n)} results as counts (grey, darker: more), the last ${count(points.length)} as points` +
+      (d.outside ? `; ${count(d.outside)} results beyond the value axis (the middle 98% of values) not drawn` : "") + "."
+    : "";
 }
 
 function curveOf(t) {
@@ -564,7 +593,7 @@ export const STUDY_HTML = `
 <div class="grid">
  <section><h2>Rung ladder</h2><table id="rungs"><thead><tr><th>bracket</th><th>rung</th><th>resource</th>
  <th>results</th><th>promoted</th><th>failed</th><th>threshold (top 1/eta)</th><th>best</th></tr></thead><tbody></tbody></table></section>
- <section><h2>Best so far</h2><div id="plot-best" class="plot"></div></section>
+ <section><h2>Best so far</h2><p id="best-note" class="muted"></p><div id="plot-best" class="plot"></div></section>
  <section><h2>Learning curves <small>(colour: the highest rung reached)</small></h2><p id="curves-note" class="muted"></p><div id="plot-curves" class="plot"></div></section>
  <section><h2>Hyperparameter importance</h2><p id="importance-note" class="muted"></p><div id="plot-importance"></div></section>
  <section><h2>Parameter vs metric <select id="param"></select></h2><p id="scatter-note" class="muted"></p><div id="plot-scatter" class="plot"></div></section>
