@@ -532,16 +532,16 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
     big = {"event": "snapshot", "pad": "x" * (6 << 20)}  # over gRPC's default 4 MB
 
     class Old(pb_grpc.SchedulerServicer):
-        bad = False
+        last = json.dumps({"event": "finished"})
 
         async def Watch(self, request: Any, context: Any) -> Any:
             assert request.batch and request.detail
             yield pb.StudyEvent(json=json.dumps(big))  # a large study's snapshot
             for line in lines:
                 yield pb.StudyEvent(json=line)
-            yield pb.StudyEvent(json="{not json" if Old.bad else json.dumps({"event": "finished"}))
+            yield pb.StudyEvent(json=Old.last)
 
-    async def run() -> tuple[list[list[dict[str, Any]]], StudyModel, list[str]]:
+    async def run() -> tuple[list[list[dict[str, Any]]], list[StudyModel], list[str]]:
         server = grpc.aio.server(options=server_options(1 << 20))  # as ash-scheduler's
         pb_grpc.add_SchedulerServicer_to_server(Old(), server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -549,24 +549,36 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
         try:
             address = f"127.0.0.1:{port}"
             got = [b async for b in watch_batches(address, None)]
-            Old.bad = True
-            with pytest.raises(StreamError, match="not JSON"):
-                async for _ in watch_batches(address, None):
-                    pass
-            model, said = StudyModel(), []
-            task = asyncio.ensure_future(
-                follow(
-                    model, lambda: watch_batches(address, None), retry_s=0.05, on_error=said.append
+            for last, why in (("{not json", "not JSON"), ("[1, 2]", r"a non-event: \[1, 2\]")):
+                Old.last = last
+                with pytest.raises(StreamError, match=why):
+                    async for _ in watch_batches(address, None):
+                        pass
+            models: list[StudyModel] = []
+            said: list[str] = []
+            for last in ("{not json", json.dumps({"event": "result", "t": 1.0})):  # no trial
+                Old.last = last
+                model = StudyModel()
+                task = asyncio.ensure_future(
+                    follow(
+                        model,
+                        lambda: watch_batches(address, None),
+                        retry_s=0.05,
+                        on_error=said.append,
+                    )
                 )
-            )
-            while not said:
-                await asyncio.sleep(0.01)
-            task.cancel()
-            return got, model, said
+                deadline = asyncio.get_running_loop().time() + 20
+                while len(said) < 2 * len(models) + 2 and not task.done():  # twice: it retries
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.01)
+                assert not task.done()  # the feed goes on: it says why and opens it again
+                task.cancel()
+                models.append(model)
+            return got, models, said
         finally:
             await server.stop(None)
 
-    got, model, said = asyncio.run(run())
+    got, models, said = asyncio.run(run())
     assert [[e["event"] for e in b] for b in got] == [
         ["snapshot"],
         ["assign"],
@@ -574,8 +586,10 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
         ["finished"],
     ]
     assert got[0][0] == big
-    assert "not JSON" in said[0] and "not JSON" in (model.error or "")
-    assert model.n_results == 1  # what came before the bad event was kept
+    assert "not JSON" in said[0] and "not JSON" in (models[0].error or "")
+    assert "cannot read (KeyError: 'trial')" in said[-1] and '"event": "result"' in said[-1]
+    assert "cannot read" in (models[1].error or "")
+    assert all(m.n_results == 1 for m in models)  # what came before the bad event was kept
 
 
 def test_report_images_leave_the_callers_matplotlib_alone(tmp_path: Path) -> None:

@@ -186,6 +186,10 @@ async def watch_batches(
             except ValueError:
                 why = f"{address}: the scheduler sent an event that is not JSON"
                 raise StreamError(why) from None
+            for ev in batch:
+                if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
+                    shown = json.dumps(ev)[:200]
+                    raise StreamError(f"{address}: the scheduler sent a non-event: {shown}")
             yield batch
 
 
@@ -213,7 +217,12 @@ async def follow(
                     if first and ev.get("event") == "snapshot":
                         model.reset()
                     first = False
-                    model.apply(ev)
+                    try:
+                        model.apply(ev)
+                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                        shown = json.dumps(ev)[:200]
+                        why = f"an event the dashboard cannot read ({type(exc).__name__}: {exc})"
+                        raise StreamError(f"the scheduler sent {why}: {shown}") from None
             if model.finished:  # the snapshot said so, or the stream's last event
                 return
             # ended without "finished": this watcher was too slow and dropped; start again
