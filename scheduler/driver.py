@@ -253,7 +253,7 @@ class Driver:
             self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
             self.assigned.pop(job_id, None)
             self.trace.result(now, job, value, **(trace_extra or {}))
-            self.results.result(job, value, metrics, error)
+            self.results.result(job, value, metrics, error, t=now)
             if error is not None:
                 self.errors.append((job.trial, error))
             self._tell("result", job, {"value": value, "metrics": metrics or {}, "error": error})
@@ -394,7 +394,7 @@ class Driver:
             if not retried:
                 self._retain(self.retention.result(job, math.inf))
                 self.trace.result(now, job, None)
-                self.results.result(job, None, {})
+                self.results.result(job, None, {}, t=now)
                 self.errors.append(
                     (
                         job.trial,
@@ -418,7 +418,7 @@ class Driver:
             value = None
         self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
         self.trace.result(now, job, value)
-        self.results.result(job, value, last)
+        self.results.result(job, value, last, t=now)
         self._tell("result", job, {"value": value, "metrics": last, "error": None})
 
     @property

@@ -25,7 +25,16 @@ from ash.scheduler.core.space import Config
 
 
 class TrialRecord:
-    __slots__ = ("bracket", "config", "inflight", "report_jobs", "reports", "results", "trial")
+    __slots__ = (
+        "bracket",
+        "config",
+        "inflight",
+        "report_jobs",
+        "reports",
+        "results",
+        "times",
+        "trial",
+    )
 
     def __init__(self, trial: int, config: Config, bracket: int) -> None:
         self.trial = trial
@@ -33,6 +42,7 @@ class TrialRecord:
         self.bracket = bracket
         self.inflight = 0
         self.results: list[dict[str, Any]] = []
+        self.times: list[float | None] = []  # when each result came (the study's clock)
         self.reports: list[dict[str, Any]] = []  # intermediate reports: rung, step, metrics
         self.report_jobs: list[int] = []  # the job of each report (a lost job's are dropped)
 
@@ -100,6 +110,7 @@ class Results:
         value: float | None,
         metrics: dict[str, Any] | None = None,
         error: str | None = None,
+        t: float | None = None,
     ) -> None:
         rec = self.trials.get(job.trial)
         if rec is None:
@@ -121,6 +132,7 @@ class Results:
             "traceback": below or None,
         }
         rec.results.append(entry)
+        rec.times.append(t)
         self.n_results += 1
         if value is None:
             self.n_failed += 1
@@ -153,7 +165,9 @@ class Results:
             return "failed"
         return "completed" if last["resource"] >= self.max_resource else "stopped"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, times: bool = False) -> dict[str, Any]:
+        """The results document (results.json); with ``times``, each result also has ``t``,
+        when it came (seconds of the study's clock; what a live view joining late needs)."""
         return {
             "study": self.study,
             "metric": self.metric,
@@ -165,7 +179,9 @@ class Results:
                     "bracket": rec.bracket,
                     "config": rec.config,
                     "status": self.status(rec),
-                    "results": rec.results,
+                    "results": [{**r, "t": t} for r, t in zip(rec.results, rec.times, strict=True)]
+                    if times
+                    else rec.results,
                     **({"reports": rec.reports} if rec.reports else {}),
                 }
                 for rec in sorted(self.trials.values(), key=lambda r: r.trial)

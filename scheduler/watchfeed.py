@@ -27,7 +27,7 @@ def snapshot(driver: Driver, workers: Iterable[Worker], error: str | None = None
     """The study so far, as one ``snapshot`` event."""
     st = driver.status()
     sch = driver.spec.schedule
-    doc = driver.results.to_json()
+    doc = driver.results.to_json(times=True)
     doc["errors"] = [{"trial": t, "error": msg} for t, msg in driver.errors[-100:]]
     inflight = [
         {

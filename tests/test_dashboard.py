@@ -506,6 +506,11 @@ def test_remote_dashboard_follows_a_scheduler_across_a_restart(
     assert final["status"]["finished"] and final["status"]["error"] is None
     assert final["status"]["results"] == n  # the snapshot after the restart holds everything
     assert final["status"]["trials"] == len(doc["trials"])
+    # the results from before the restart came back with their own times, not all at the
+    # snapshot's (the history plot of a dashboard that joins late); results.json has none
+    first = sorted(p[0] for p in final["points"])[:10]
+    assert len(set(first)) == 10
+    assert all("t" not in r for t in doc["trials"] for r in t["results"])
     proc.terminate()
     assert proc.wait(timeout=20) == 0
 
@@ -589,6 +594,7 @@ def test_a_watcher_reads_an_older_scheduler_and_refuses_a_bad_event() -> None:
     assert "not JSON" in said[0] and "not JSON" in (models[0].error or "")
     assert "cannot read (KeyError: 'trial')" in said[-1] and '"event": "result"' in said[-1]
     assert "cannot read" in (models[1].error or "")
+    assert (models[1].error or "").endswith("retrying in 0.1 s")  # the second wait: twice as long
     assert all(m.n_results == 1 for m in models)  # what came before the bad event was kept
 
 
@@ -640,6 +646,21 @@ def test_density_counts_every_result_once_on_a_robust_value_axis() -> None:
     g = same.grid()
     assert g is not None and not g["log"] and g["outside"] == 0
     assert g["y"][0] < 0.5 < g["y"][-1] and sum(map(sum, g["z"])) == 3000
+    for values in (
+        [1234.5671 + 1e-12 * i for i in range(3000)],  # a spread the edges cannot print
+        [-5.0 + 0.001 * i for i in range(3000)],  # negative: linear rows
+        [(-1) ** i * 1e308 for i in range(3000)],  # the float range's ends
+    ):
+        d = Density()
+        for i, v in enumerate(values):
+            d.add(float(i), v)
+        g = d.grid()
+        if g is None:  # no grid rather than one that cannot be drawn or sent as JSON
+            assert abs(values[0]) > 1e300
+            continue
+        json.dumps(g, allow_nan=False)
+        assert len(set(g["y"])) == ROWS + 1 and not g["log"]  # strictly rising edges
+        assert sum(map(sum, g["z"])) + g["outside"] == 3000
 
 
 def test_model_sends_the_density_only_past_the_points_and_at_most_every_few_seconds(
@@ -666,10 +687,17 @@ def test_model_sends_the_density_only_past_the_points_and_at_most_every_few_seco
     results(model_mod.POINTS_CAP, 10)
     assert m.view()["density"]["n"] == model_mod.POINTS_CAP + 10
     m.delta()
+    monkeypatch.setattr(model_mod, "DENSITY_S", 3600.0)
     results(5000, 5)
     assert "density" not in (m.delta() or {})  # sent a moment ago
     monkeypatch.setattr(model_mod, "DENSITY_S", 0.0)
     results(6000, 5)
     got = m.delta()
     assert got is not None and got["density"]["n"] == model_mod.POINTS_CAP + 20
-    assert "density" not in (m.delta() or {})  # nothing new since
+    assert not m.changed() and m.delta() is None  # nothing new since
+    monkeypatch.setattr(model_mod, "DENSITY_S", 3600.0)
+    results(7000, 5)
+    m.delta()  # the results went out as points; their grid is due later
+    monkeypatch.setattr(model_mod, "DENSITY_S", 0.0)
+    assert m.changed()  # a grid still owed is a change, though no result came since
+    assert m.delta()["density"]["n"] == model_mod.POINTS_CAP + 25

@@ -139,12 +139,12 @@ async def serve(study: Path, rate: float, live_events: int, feed_only: bool = Fa
         # as a batching Watch stream (WatchRequest.batch) carries them: the events of each
         # WATCH_BATCH_S window in one message, each one JSON-encoded (the scheduler's share)
         # and decoded (the remote watcher's): both charged to this process
-        start, i, live = time.monotonic(), 0, events[cut:]
+        start, i, live, base = time.monotonic(), 0, events[cut:], model.t
         while i < len(live):
             await asyncio.sleep(WATCH_BATCH_S)
             due = min(len(live), int((time.monotonic() - start) * rate) + 1)
             lines = [
-                json.dumps(dict(ev, t=ev["t"] - origin + model.t))  # the study's clock goes on
+                json.dumps(dict(ev, t=ev["t"] - origin + base))  # the study's clock goes on
                 for ev in live[i:due]
             ]
             i = due

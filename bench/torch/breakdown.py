@@ -17,6 +17,7 @@ import functools
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,8 +186,11 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="bench-torch-breakdown-"))
         cmd = [sys.executable, __file__, "--seed", str(args.seed), "--child", str(folder)]
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        columns.append(phases(time.perf_counter() - t, folder))
+        try:
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            columns.append(phases(time.perf_counter() - t, folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     print("| phase | " + " | ".join(f"run {i + 1}" for i in range(len(columns))) + " |")
     print("|---|" + "---|" * len(columns))
     for key in columns[0]:

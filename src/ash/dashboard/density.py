@@ -6,9 +6,9 @@ successful result's (time, value) here, two arrays of floats, and the page draws
 heatmap under the latest points: the whole study in one image, at a cost that does not grow with
 the study. The value axis spans the middle 98% of the values (the rest are counted as
 ``outside``, which the page says), in log space when they are all positive and span more than
-two decades, so one diverged trial does not flatten the rest into one row. A grid costs one
-few numpy passes over all results (~7 ms at 150,000); the model asks for one when a page opens and
-then at most every few seconds of the study's clock.
+two decades, so one diverged trial does not flatten the rest into one row. A grid costs a few
+numpy passes over all results (~7 ms at 150,000); the model makes one when a page opens and
+then at most every ``DENSITY_S`` seconds while results come.
 """
 
 from __future__ import annotations
@@ -55,14 +55,18 @@ class Density:
             pos = np.log10(np.where(v > 0.0, v, np.nan))
         else:
             pos = v
-        if not hi > lo:  # one value (or nearly): a band around it
+        if not hi - lo > 1e-9 * max(abs(lo), abs(hi)):  # one value (or nearly): a band around it
             pad = abs(lo) * 0.01 or 1.0
             lo, hi = lo - pad, hi + pad
-        pad = (hi - lo) * 0.02
-        lo, hi = lo - pad, hi + pad
-        y_edges = np.linspace(lo, hi, ROWS + 1)
         t_hi = max(float(t.max()), t_end, 1e-9)
-        x_edges = np.linspace(0.0, t_hi, COLUMNS + 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # values near the float range's ends
+            pad = (hi - lo) * 0.02
+            lo, hi = lo - pad, hi + pad
+            y_edges = np.linspace(lo, hi, ROWS + 1)
+            x_edges = np.linspace(0.0, t_hi, COLUMNS + 1)
+            finite = np.isfinite(10.0**y_edges if log else y_edges).all() and hi - lo > 0
+        if not (finite and np.isfinite(x_edges).all()):
+            return None  # values near the float range's ends: no grid (the points still show)
         # equal cells: a result's cell is arithmetic, counted by one bincount
         inside = (pos >= lo) & (pos <= hi)
         row = np.minimum(((pos[inside] - lo) * (ROWS / (hi - lo))).astype(np.int64), ROWS - 1)
@@ -71,7 +75,7 @@ class Density:
         y_out = 10.0**y_edges if log else y_edges
         return {
             "x": [round(float(x), 6) for x in x_edges],
-            "y": [float(f"{y:.6g}") for y in y_out],
+            "y": [float(f"{y:.12g}") for y in y_out],
             "log": bool(log),
             "z": z.tolist(),
             "n": n,

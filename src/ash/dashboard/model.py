@@ -218,31 +218,42 @@ class StudyModel:
         self, doc: dict[str, Any], *, values: bool = True, t: float | None = None
     ) -> None:
         """A results document (results.json, or a snapshot's): its trials, configs, errors and
-        (with ``values``) results, timed at ``t`` or, without, numbered in order."""
+        (with ``values``) results, in the order they came: by their own ``t`` where they have
+        one (a snapshot's), else timed at ``t`` or, without, numbered in order."""
         self.study = str(doc.get("study", self.study))
         self.metric = str(doc.get("metric", self.metric))
         self.mode = str(doc.get("mode", self.mode))
         if t is None and values:
             self.clock = "order"
+        came: list[tuple[float, int, TrialView, dict[str, Any]]] = []
+        trials: list[tuple[TrialView, dict[str, Any]]] = []
         for td in doc.get("trials", []):
             tid = int(td["trial"])
             tv = self._trial(tid, int(td.get("bracket", 0)))
             tv.config = dict(td.get("config", {}))
             self.params.update(dict.fromkeys(tv.config))
+            trials.append((tv, td))
             for r in td.get("results", []):
                 reports = parse_reports(r.get("reports"), self.metric)
                 if reports:
                     tv.reports.extend(reports)
                 if values:
-                    if t is None:
-                        self._order += 1
-                    self._result(
-                        tv,
-                        int(r.get("rung", 0)),
-                        _num(r.get("resource")) or 0.0,
-                        _num(r.get("value")),
-                        self._order if t is None else t,
-                    )
+                    own = _num(r.get("t"))
+                    when = 0.0 if t is None else t if own is None else min(own, t)
+                    came.append((when, len(came), tv, r))
+        if t is not None:
+            came.sort(key=lambda c: (c[0], c[1]))
+        for when, _, tv, r in came:
+            if t is None:
+                self._order += 1
+            self._result(
+                tv,
+                int(r.get("rung", 0)),
+                _num(r.get("resource")) or 0.0,
+                _num(r.get("value")),
+                self._order if t is None else when,
+            )
+        for tv, td in trials:
             if not td.get("results") and td.get("status") == "running":
                 self._top(tv, 0)
             tv.status = str(td.get("status", tv.status))
@@ -566,7 +577,7 @@ class StudyModel:
         }
 
     def changed(self) -> bool:
-        return self._changed or self._importance_changed
+        return self._changed or self._importance_changed or self._density_due()
 
     def delta(self) -> dict[str, Any] | None:
         """What changed since the last ``delta`` (None: nothing); resets the marks."""

@@ -22,6 +22,7 @@ from ash.dashboard.model import StudyModel
 from ash.errors import UserError
 
 RESULTS = "results.json"
+BAD_STREAM_MAX_S = 30.0
 TRACES = ("trace.jsonl", "trace.json")
 
 
@@ -206,10 +207,14 @@ async def follow(
 ) -> None:
     """Feed ``model`` from ``batches()`` until the study is finished (a ``finished`` event, or a
     snapshot that says so); a stream that breaks or ends before is opened again after
-    ``retry_s`` (a fresh model state from its snapshot). A refused token ends it."""
+    ``retry_s`` (a fresh model state from its snapshot). A refused token ends it. A stream
+    that carries what the view cannot read is opened again after twice as long each time (up
+    to ``BAD_STREAM_MAX_S``): each time costs the scheduler a whole snapshot."""
     import grpc
 
+    bad = 0  # streams in a row that carried something unreadable
     while True:
+        delay = retry_s
         try:
             first = True
             async for batch in batches():
@@ -219,7 +224,7 @@ async def follow(
                     first = False
                     try:
                         model.apply(ev)
-                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                    except Exception as exc:  # a peer's event the view cannot read
                         shown = json.dumps(ev)[:200]
                         why = f"an event the dashboard cannot read ({type(exc).__name__}: {exc})"
                         raise StreamError(f"the scheduler sent {why}: {shown}") from None
@@ -239,6 +244,10 @@ async def follow(
         except StreamError as exc:
             if on_error is not None:
                 on_error(str(exc))
-            model.error = f"{exc}; retrying"
+            bad += 1
+            delay = min(retry_s * 2 ** (bad - 1), BAD_STREAM_MAX_S)
+            model.error = f"{exc}; retrying in {delay:g} s"
             model.touch()
-        await asyncio.sleep(retry_s)
+        else:
+            bad = 0
+        await asyncio.sleep(delay)

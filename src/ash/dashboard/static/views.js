@@ -245,16 +245,20 @@ function renderBest(st, root) {
     });
   }
   const yaxis = { title: { text: st.head.metric } };
-  if (d) {
+  if (d) {  // the grid's values and the best so far (at one end of them by definition)
+    const ys = s.map((p) => p[1]).filter((y) => Number.isFinite(y) && (!d.log || y > 0));
+    const lo = Math.min(d.y[0], ...ys);
+    const hi = Math.max(d.y[d.y.length - 1], ...ys);
+    const pad = (d.log ? Math.log10(hi / lo) : hi - lo) * 0.03;
     Object.assign(yaxis, d.log
-      ? { type: "log", range: [Math.log10(d.y[0]), Math.log10(d.y[d.y.length - 1])] }
-      : { range: [d.y[0], d.y[d.y.length - 1]] });
+      ? { type: "log", range: [Math.log10(lo) - pad, Math.log10(hi) + pad] }
+      : { range: [lo - pad, hi + pad] });
   }
   Plotly.react(root.querySelector("#plot-best"), traces, layout({
     xaxis: { title: { text: timeAxis(st) } }, yaxis,
   }), CONFIG);
   root.querySelector("#best-note").textContent = d
-    ? `All ${count(d.n)} results as counts (grey, darker: more), the last ${count(points.length)} as points` +
+    ? `All ${count(d.n)} successful results as counts (grey, darker: more), the last ${count(points.length)} as points` +
       (d.outside ? `; ${count(d.outside)} results beyond the value axis (the middle 98% of values) not drawn` : "") + "."
     : "";
 }
