@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,32 @@ from ash.spec import StudySpec, parse_spec
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
+
+
+def dashboard_url(proc: subprocess.Popen[str]) -> str:
+    """The address a dashboard process (``ash dashboard``, ``ash-scheduler --dashboard-port``)
+    prints, read from its stdout."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"dashboard:? (?:on )?(http://\S+/)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("no dashboard address: " + (proc.stderr.read() if proc.stderr else ""))
+
+
+def serve_dashboard(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """``ash dashboard ARGS`` started, and its address."""
+    proc = subprocess.Popen(
+        [str(BIN / "ash"), "dashboard", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        return proc, dashboard_url(proc)
+    except BaseException:
+        proc.kill()
+        raise
 
 
 def run_ash(

@@ -24,7 +24,7 @@ from ash.dashboard.importance import importance
 from ash.dashboard.model import StudyModel
 from ash.dashboard.sources import find_studies, load_path
 from ash.scheduler.driver import open_study
-from helpers import BIN, make_spec
+from helpers import BIN, make_spec, serve_dashboard
 
 pytest.importorskip("aiohttp")
 
@@ -277,20 +277,6 @@ def test_results_json_with_and_without_its_trace(tmp_path: Path) -> None:
     assert set(find_studies(tmp_path)) == {out, journal}  # a results folder and a journal
 
 
-def _serve(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [str(BIN / "ash"), "dashboard", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    m = re.search(r"(http://\S+/)", line)
-    assert m, line + (proc.stderr.read() if proc.stderr else "")
-    return proc, m.group(1)
-
-
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
     req = urllib.request.Request(url)
     if token is not None:
@@ -309,7 +295,7 @@ def test_server_serves_views_and_refuses_a_wrong_token(tmp_path: Path) -> None:
     (out / "results.json").write_text(json.dumps(doc))
     tok = tmp_path / "tok"
     tok.write_text("s3cret\n")
-    proc, url = _serve([str(out), "--listen", "127.0.0.1:0", "--token-file", str(tok)])
+    proc, url = serve_dashboard(str(out), "--listen", "127.0.0.1:0", "--token-file", str(tok))
     try:
         assert _get(url + "api/studies")[0] == 401
         code, text = _get(url + "api/studies", "wrong")
@@ -443,7 +429,7 @@ def test_a_folder_of_studies_is_a_list(tmp_path: Path) -> None:
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "results.json").write_text(json.dumps(doc))
     journal.rename(tmp_path / "runs" / "study.journal")
-    proc, url = _serve([str(tmp_path / "runs"), "--listen", "127.0.0.1:0"])
+    proc, url = serve_dashboard(str(tmp_path / "runs"), "--listen", "127.0.0.1:0")
     try:
         code, text = _get(url + "api/studies")
         studies = json.loads(text)
@@ -475,7 +461,7 @@ def test_remote_dashboard_follows_a_scheduler_across_a_restart(
     args = ("--out", "out", "--journal", "j.jsonl", "--linger", "0")
     s = Scheduler(spec, tmp_path, *args, port=port)
     cleanup.append(s)
-    proc, url = _serve(["--scheduler", s.target, "--listen", "127.0.0.1:0"])
+    proc, url = serve_dashboard("--scheduler", s.target, "--listen", "127.0.0.1:0")
     cleanup.append(proc)
 
     def view() -> dict[str, Any]:

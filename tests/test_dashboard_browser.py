@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from helpers import BIN, Scheduler, results, worker, write_study
+from helpers import BIN, Scheduler, dashboard_url, results, serve_dashboard, worker, write_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -94,15 +94,6 @@ def traces(driver: Any, plot_id: str) -> int:
     return int(n)
 
 
-def dashboard_url(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"dashboard:? (?:on )?(http://\S+/)", line)
-        if m:
-            return m.group(1)
-    raise AssertionError("no dashboard line")
-
-
 def test_live_study_updates_in_the_browser(
     tmp_path: Path, cleanup: list[Any], browser: Any
 ) -> None:
@@ -133,23 +124,10 @@ def test_live_study_updates_in_the_browser(
     browser.get(url + "?token=wrong")
     assert "wrong token" in browser.find_element("tag name", "body").text
     # a second dashboard, ash dashboard --scheduler, follows the same study over gRPC
-    remote = subprocess.Popen(
-        [
-            str(BIN / "ash"),
-            "dashboard",
-            "--scheduler",
-            s.target,
-            "--token-file",
-            str(tok),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    remote, remote_url = serve_dashboard(
+        "--scheduler", s.target, "--token-file", str(tok), "--listen", "127.0.0.1:0"
     )
     cleanup.append(remote)
-    remote_url = dashboard_url(remote)
 
     browser.get(url + f"?token={TOKEN}")
     wait_for(lambda: text(browser, "title") == "py", why="the study's name")
@@ -238,14 +216,8 @@ def test_finished_study_and_its_offline_report(tmp_path: Path, browser: Any) -> 
     assert proc.returncode == 0, proc.stderr
     doc = results(out)
     n = sum(len(t["results"]) for t in doc["trials"])
-    dash = subprocess.Popen(
-        [str(BIN / "ash"), "dashboard", str(out), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    dash, url = serve_dashboard(str(out), "--listen", "127.0.0.1:0")
     try:
-        url = dashboard_url(dash)
         browser.get(url)
         wait_for(lambda: count(browser, "st-results") == n, why=f"{n} results")
         assert text(browser, "state") == "finished"
@@ -291,14 +263,9 @@ def test_a_large_study_draws_a_stated_subset_and_parcoords_on_demand(
         )
     doc = {"study": "big", "metric": "loss", "mode": "min", "trials": trials}
     (tmp_path / "results.json").write_text(json.dumps(doc))
-    dash = subprocess.Popen(
-        [str(BIN / "ash"), "dashboard", str(tmp_path), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    dash, url = serve_dashboard(str(tmp_path), "--listen", "127.0.0.1:0")
     try:
-        browser.get(dashboard_url(dash))
+        browser.get(url)
         wait_for(lambda: count(browser, "st-trials") == 2500, why="the counts")
         wait_for(lambda: traces(browser, "plot-curves") > 0, why="the curves")
         wait_for(lambda: traces(browser, "plot-scatter") > 0, why="the scatter")
