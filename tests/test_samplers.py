@@ -738,3 +738,60 @@ def test_bohb_scores_candidates_by_the_kde_ratio_even_far_from_every_point() -> 
         assert np.abs(got - ref).max() < 1e-3 * max(1.0, float(np.abs(ref).max()))
         if near:  # far away, float32 cannot tell the candidates apart (nor could it before)
             assert int(np.argmax(got)) == int(np.argmax(ref))
+
+
+def test_near_the_end_of_a_grid_prior_draws_come_from_one_listing_of_the_untried() -> None:
+    """Once ``retries`` redraws in a row were all tried, the untried configurations are listed
+    once and drawn uniformly (no walk of the enumeration per decision); repeats only when none
+    is left."""
+    from ash.scheduler.core.samplers.encoding import Encoding, Tried
+
+    table = {f"p{i}": {"choice": list(range(8))} for i in range(4)}  # 4,096 configurations
+    space = SearchSpace.from_table(table)
+    tried = Tried.of(Encoding(space))
+    assert tried is not None
+    everything = [{f"p{i}": (n >> (3 * i)) & 7 for i in range(4)} for n in range(8**4)]
+    left = [everything[7], everything[1000], everything[4095]]
+    for c in everything:
+        if c not in left:
+            tried.add(c)
+    assert tried._next == tried.total  # listed along the way, a few points per trial added
+
+    def no_more_listing(n: int) -> None:
+        raise AssertionError("listed again")
+
+    tried._list = no_more_listing  # type: ignore[method-assign]
+    rng = random.Random(3)
+    counts = {i: 0 for i in range(3)}
+    for _ in range(3000):  # drawn, not added: uniform over the three
+        counts[left.index(tried.prior(rng))] += 1
+    assert tried.drawing and all(800 < n < 1200 for n in counts.values()), counts
+    drawn = []
+    for _ in range(3):
+        drawn.append(tried.prior(rng))
+        tried.add(drawn[-1])
+    assert sorted(map(everything.index, drawn)) == [7, 1000, 4095]
+    assert tried.prior(rng) in everything  # all tried: a repeat
+    assert tried.listed == []
+
+
+def test_listing_the_untried_respects_conditions_and_the_seed() -> None:
+    from ash.scheduler.core.samplers.encoding import Encoding, Tried
+
+    space = SearchSpace.from_table(FINITE)  # 36 configurations, momentum only with sgd
+
+    def run(seed: int) -> list[Config]:
+        tried = Tried.of(Encoding(space), retries=0)  # lists at the first draw
+        assert tried is not None
+        rng, out = random.Random(seed), []
+        for _ in range(36):
+            out.append(tried.prior(rng))
+            tried.add(out[-1])
+        return out
+
+    first = run(1)
+    assert len({tuple(sorted(c.items())) for c in first}) == 36
+    for c in first:
+        space.check(c)
+        assert ("momentum" in c) == (c["opt"] == "sgd")
+    assert run(1) == first and run(2) != first

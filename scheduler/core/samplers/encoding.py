@@ -36,7 +36,8 @@ from ash.scheduler.core.space import (
 if TYPE_CHECKING:
     from random import Random
 
-ENUMERABLE = 1 << 14  # a finite space this small may be enumerated when nearly all tried
+ENUMERABLE = 1 << 14  # a finite space this small is listed, for draws when nearly all tried
+LIST_STEP = 8  # points listed at each add (~40 us; all listed after 1/8 of the space is tried)
 MAX_POINTS = 128  # an int with at most this many values is modelled point by point
 NAN = math.nan
 
@@ -138,13 +139,26 @@ class Tried:
     never pick a candidate already tried while an untried one is among their candidates, and
     their prior draws redraw (up to ``retries`` times) a configuration already tried. Every
     trial counts, however it was added (``add`` from ``observe`` too: enqueued and resumed
-    trials), so a resumed study knows the same set. O(d) per trial, one key per trial."""
+    trials), so a resumed study knows the same set. O(d) per trial, one key per trial.
+
+    Near the end of a grid those redraws fail, so a space of at most ``ENUMERABLE`` points is
+    also listed: its distinct untried configurations, in the enumeration's order, ``LIST_STEP``
+    more points at each ``add`` (a bounded cost per call, done long before the redraws start to
+    fail), each removed (swap-remove) when it is tried. Once ``retries`` redraws in a row were
+    all tried, every prior draw is uniform over that list: O(1) a draw, where a walk of the
+    enumeration cost O(points) on every decision near the end of a grid. The list depends only
+    on the calls made, and the draws on ``rng``, so a replay rebuilds both."""
 
     def __init__(self, encoding: Encoding, retries: int) -> None:
         self.encoding = encoding
         self.retries = retries
         self.keys: set[tuple[float, ...]] = set()
-        self.size: int | None = None  # distinct configurations, once found all tried
+        total = math.prod(d.size for d in encoding.dims)
+        self.total = total if total <= ENUMERABLE else 0  # points to list (0: too many)
+        self.listed: list[tuple[tuple[float, ...], Config]] = []  # untried, listed so far
+        self._at: dict[tuple[float, ...], int] = {}  # a listed key's place in ``listed``
+        self._next = 0  # the enumeration's next index
+        self.drawing = False  # prior draws come from ``listed``
 
     @classmethod
     def of(cls, encoding: Encoding, retries: int = 32) -> Tried | None:
@@ -153,43 +167,60 @@ class Tried:
         return cls(encoding, retries) if finite else None
 
     def add(self, config: Mapping[str, Value]) -> None:
-        self.keys.add(key(self.encoding.encode(config)))
+        k = key(self.encoding.encode(config))
+        self.keys.add(k)
+        i = self._at.pop(k, None)
+        if i is not None:  # swap the last entry into its place
+            last = self.listed.pop()
+            if i < len(self.listed):
+                self.listed[i] = last
+                self._at[last[0]] = i
+        if self._next < self.total:
+            self._list(LIST_STEP)
 
     def __contains__(self, config: object) -> bool:
         return key(self.encoding.encode(config)) in self.keys  # type: ignore[arg-type]
 
     def prior(self, rng: Random) -> Config:
-        """A draw from the prior, redrawn while it was tried (at most ``retries`` times); if
-        all those were tried (most of the space is), the first untried configuration from a
-        random place in the space's enumeration (spaces of at most ``ENUMERABLE`` points), and
-        a tried one only when none is left."""
+        """A draw from the prior, redrawn while it was tried (at most ``retries`` times); once
+        that fails, a uniform draw among the untried configurations (``listed``), and a tried
+        one only when none is left (or the space is too large to list)."""
         space = self.encoding.space
-        config = space.sample(rng)
-        for _ in range(self.retries):
-            if config not in self:
-                return config
+        if not self.drawing:
             config = space.sample(rng)
-        if config not in self:
-            return config
-        if self.size is not None and len(self.keys) >= self.size:
-            return config  # every configuration tried: repeats are all that is left
-        dims = self.encoding.dims
-        total = math.prod(d.size for d in dims)
-        if total > ENUMERABLE:
-            return config
-        start = rng.randrange(total)
-        seen: set[tuple[float, ...]] = set()
-        for k in range(total):
-            i, values = (start + k) % total, {}
+            for _ in range(self.retries):
+                if config not in self:
+                    return config
+                config = space.sample(rng)
+            if config not in self or not self.total:
+                return config
+            if self._next < self.total:  # only a very uneven prior gets here this early
+                self._list(self.total)
+            self.drawing = True
+        if self.listed:
+            return self.listed[rng.randrange(len(self.listed))][1]
+        return space.sample(rng)  # every configuration tried: repeats are all that is left
+
+    def _list(self, n: int) -> None:
+        """List the untried among the next ``n`` points of the enumeration (mixed radix over the
+        dimensions); a conditional space's inactive values collapse into one configuration."""
+        dims, space = self.encoding.dims, self.encoding.space
+        stop = min(self.total, self._next + n)
+        for index in range(self._next, stop):
+            values: dict[str, Value] = {}
+            digits = []
             for d in dims:
-                i, digit = divmod(i, d.size)
+                index, digit = divmod(index, d.size)
                 values[d.name] = d.values[digit]
+                digits.append(digit)
             candidate = complete(space, values)
-            if candidate not in self:
-                return candidate
-            seen.add(key(self.encoding.encode(candidate)))
-        self.size = len(seen)  # the whole enumeration was tried: its distinct configurations
-        return config
+            k = tuple(
+                float(i) if d.name in candidate else -1.0 for i, d in zip(digits, dims, strict=True)
+            )
+            if k not in self.keys and k not in self._at:
+                self._at[k] = len(self.listed)
+                self.listed.append((k, candidate))
+        self._next = stop
 
 
 def _index(values: tuple[Value, ...], value: Value) -> int:
