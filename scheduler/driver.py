@@ -199,9 +199,9 @@ class Driver:
                 sent = job._replace(start=0)  # dropped under a lower max_trials: from scratch
         a = Assignment(sent, worker, checkpoint, now)
         self.assigned[job.job_id] = a
-        if not defer_trace:
-            self.trace.assign(now, job, worker, **(trace_extra or {}))
         self.results.assign(job)
+        if not defer_trace:  # after the results know the trial: listeners look it up
+            self.trace.assign(now, job, worker, **(trace_extra or {}))
         if new:
             self._tell("trial", job, {})
         return a
@@ -252,10 +252,10 @@ class Driver:
             job = reported
             self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
             self.assigned.pop(job_id, None)
-            self.trace.result(now, job, value, **(trace_extra or {}))
             self.results.result(job, value, metrics, error, t=now)
             if error is not None:
                 self.errors.append((job.trial, error))
+            self.trace.result(now, job, value, **(trace_extra or {}))  # listeners see it recorded
             self._tell("result", job, {"value": value, "metrics": metrics or {}, "error": error})
             if not self.replaying:
                 self._watch_first(error if value is None else None)
@@ -393,7 +393,6 @@ class Driver:
             self.results.lost(job)
             if not retried:
                 self._retain(self.retention.result(job, math.inf))
-                self.trace.result(now, job, None)
                 self.results.result(job, None, {}, t=now)
                 self.errors.append(
                     (
@@ -402,6 +401,7 @@ class Driver:
                         f"max_attempts of this study; last: {why or 'its worker vanished'}",
                     )
                 )
+                self.trace.result(now, job, None)
                 lost: dict[str, Any] = {"value": None, "metrics": {}, "error": self.errors[-1][1]}
                 self._tell("result", job, lost)
             return True
@@ -417,8 +417,8 @@ class Driver:
         if value is not None and not math.isfinite(value):
             value = None
         self._retain(self.retention.result(job, score_of(value, self.spec.mode)))
-        self.trace.result(now, job, value)
         self.results.result(job, value, last, t=now)
+        self.trace.result(now, job, value)
         self._tell("result", job, {"value": value, "metrics": last, "error": None})
 
     @property
@@ -793,12 +793,13 @@ def open_study(
 
 
 def replay_read_only(
-    path: Path, listener: Callable[[dict[str, Any]], None] | None = None
+    path: Path, listen: Callable[[Driver], Callable[[dict[str, Any]], None]] | None = None
 ) -> tuple[Driver, dict[str, Any], list[dict[str, Any]]]:
     """The study in journal ``path`` replayed through a Driver of the spec it holds, without its
     lock and writing nothing (its owner may be running; a torn tail is left out): what
-    ``ash.load`` and the dashboard read. ``listener`` hears the replayed trace events. Returns
-    the driver, the journal's raw spec and its records; JournalError for what cannot be read."""
+    ``ash.load`` and the dashboard read. ``listen(driver)`` gives a listener that hears the
+    replayed trace events as they happen (the driver as it is then). Returns the driver, the
+    journal's raw spec and its records; JournalError for what cannot be read."""
     header, records = read_only(path)
     raw = header.get("raw")
     if not isinstance(raw, dict):
@@ -808,8 +809,8 @@ def replay_read_only(
     except SpecError as exc:
         raise JournalError(f"{path}: its spec no longer parses: {exc}") from None
     driver = Driver(spec, trace=TraceWriter(None))
-    if listener is not None:
-        driver.listen(listener)
+    if listen is not None:
+        driver.listen(listen(driver))
     driver.resume(records, 0)
     return driver, raw, records
 

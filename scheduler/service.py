@@ -102,7 +102,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         self.ids = itertools.count(1)
         self.done = asyncio.Event()
         self.draining = False
-        self.watchers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        # each watcher's queue -> whether it wants the detail (watchfeed.enrich)
+        self.watchers: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
         self.finished_sent = False
         self.journal_error: str | None = None
         self.failed = asyncio.Event()  # the journal or the checkpoint store failed
@@ -124,14 +125,21 @@ class SchedulerService(pb_grpc.SchedulerServicer):
     # -- watch ----------------------------------------------------------------------------
 
     def _on_event(self, event: dict[str, Any]) -> None:
+        """Queue ``event`` for every watcher; detailed ones get it enriched now, while the
+        driver's state is the event's (a later failure of the same trial has its own error)."""
         if not self.watchers:
             return
-        for q in list(self.watchers):
+        rich = None
+        if any(self.watchers.values()):
+            from ash.scheduler import watchfeed
+
+            rich = watchfeed.enrich(event, self.driver)
+        for q, detail in list(self.watchers.items()):
             if q.qsize() > 10_000:
-                self.watchers.discard(q)  # a watcher that does not keep up is dropped
+                self.watchers.pop(q, None)  # a watcher that does not keep up is dropped
                 q.put_nowait(None)
             else:
-                q.put_nowait(event)
+                q.put_nowait(rich if detail and rich is not None else event)
 
     async def watch_batches(
         self, detail: bool = False, window: float = WATCH_BATCH_S
@@ -139,11 +147,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         """The study's events from now until it finishes, those that came together in one list
         (after the first event of a burst, ``window`` seconds pass before the rest are taken:
         a watcher wakes once per burst, not once per event); with ``detail``, a snapshot first
-        and configs, metrics and errors added (scheduler/watchfeed.py)."""
+        and configs, metrics and errors added as each event happens (scheduler/watchfeed.py)."""
         from ash.scheduler import watchfeed
 
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.watchers.add(q)
+        self.watchers[q] = detail
         try:
             if detail:
                 yield [watchfeed.snapshot(self.driver, self.sessions.values(), self.journal_error)]
@@ -156,11 +164,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 while items[-1] is not None and not q.empty():
                     items.append(q.get_nowait())
                 end = items[-1] is None  # the study's end, or a watcher too slow, dropped
-                batch = [
-                    watchfeed.enrich(e, self.driver) if detail else e
-                    for e in items
-                    if e is not None
-                ]
+                batch = [e for e in items if e is not None]  # enriched when they happened
                 if end and detail and self.finished_sent:
                     batch.append({"event": "finished", "t": self.driver.clock()})
                 if batch:
@@ -168,7 +172,7 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 if end:
                     return
         finally:
-            self.watchers.discard(q)
+            self.watchers.pop(q, None)
 
     async def watch(self, detail: bool = False) -> AsyncIterator[str]:
         """``watch_batches`` one JSON line per event, as they come."""

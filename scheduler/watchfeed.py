@@ -5,7 +5,8 @@ view that joins a running study also needs what happened before it joined. So a 
 watcher first gets one ``snapshot`` event (the results document so far, the workers, the jobs in
 flight, the rung ladder), then every trace event with ``config`` added to an ``assign`` and
 ``metrics`` (and ``error``, ``reports`` when there are) added to a ``result``. The additions are
-looked up when the event is sent, after the driver has recorded the result, never stored twice.
+looked up as the event happens (the driver tells its listeners after recording the result), so
+two failures of one trial in one batch each carry their own error; nothing is stored twice.
 """
 
 from __future__ import annotations

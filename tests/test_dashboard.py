@@ -262,6 +262,56 @@ def test_journal_replays_read_only_to_the_same_study(tmp_path: Path) -> None:
     assert m.best["trial"] == doc["best"]["trial"]
 
 
+def test_a_replayed_journal_gives_every_failure_its_own_error(tmp_path: Path) -> None:
+    """Each failed result carries the error it had when it happened, however many came after
+    (the lookup used to run after the whole replay, over the last 100 errors only)."""
+    spec = make_spec("asha", max_trials=150)
+    journal = tmp_path / "study.journal"
+    driver = open_study(spec, journal=journal).driver
+    for _ in range(150):
+        a = driver.request("w")
+        assert a is not None and a.job.rung == 0
+        driver.complete(a.job.job_id, None, {}, None, f"RuntimeError: trial {a.job.trial}")
+    driver.sync()
+    driver.close()
+    m = load_path(journal)
+    assert len(m.errors) == 150
+    assert [e["error"] for e in m.errors] == [f"RuntimeError: trial {e['trial']}" for e in m.errors]
+
+
+def test_a_burst_of_failures_in_one_watch_batch_keeps_each_error(tmp_path: Path) -> None:
+    """A detailed watcher's events are enriched as they happen: 150 failures inside one batch
+    window each carry their own error (looked up at send time, only the last 100 errors were
+    searched, so the first 50 came without one)."""
+    import asyncio
+
+    from ash.scheduler.service import SchedulerService, ServiceConfig
+
+    driver = open_study(make_spec("asha", max_trials=150)).driver
+    service = SchedulerService(driver, ServiceConfig(spec_toml=""))
+
+    async def main() -> list[dict[str, Any]]:
+        stream = service.watch_batches(detail=True, window=0.2)
+        snapshot = await anext(stream)
+        assert snapshot[0]["event"] == "snapshot"
+        nxt = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # the watcher waits for its first event
+        for _ in range(150):  # all inside one window
+            a = driver.request("w")
+            assert a is not None
+            driver.complete(a.job.job_id, None, {}, None, f"RuntimeError: trial {a.job.trial}")
+        batch: list[dict[str, Any]] = await asyncio.wait_for(nxt, 10)
+        await stream.aclose()
+        return batch
+
+    batch = asyncio.run(main())
+    failed = [e for e in batch if e["event"] == "result"]
+    assert len(failed) == 150
+    assert [e.get("error") for e in failed] == [f"RuntimeError: trial {e['trial']}" for e in failed]
+    assert all("config" in e for e in batch if e["event"] == "assign")
+    service.close()
+
+
 def test_results_json_with_and_without_its_trace(tmp_path: Path) -> None:
     journal, doc = _study_on_journal(tmp_path)
     out = tmp_path / "out"

@@ -81,8 +81,13 @@ def replay_journal(path: Path, model: StudyModel) -> None:
     from ash.scheduler.watchfeed import enrich
 
     events: list[dict[str, Any]] = []
+
+    def listen(driver: Any) -> Callable[[dict[str, Any]], None]:
+        # each event with its config, metrics and error as they were then, as a watcher has it
+        return lambda ev: events.append(enrich(ev, driver))
+
     try:
-        driver, _, _ = replay_read_only(path, events.append)
+        driver, _, _ = replay_read_only(path, listen)
     except JournalError as exc:
         raise SourceError(str(exc)) from None
     spec = driver.spec
@@ -91,8 +96,8 @@ def replay_journal(path: Path, model: StudyModel) -> None:
     sch = spec.schedule
     model.eta, model.max_resource = float(sch.reduction_factor), float(sch.max_resource)
     model.max_trials = sch.max_trials
-    for ev in events:  # each event with its config, metrics and error, as a live watcher has it
-        model.apply(enrich(ev, driver))
+    for ev in events:
+        model.apply(ev)
     model.finished = driver.finished
     model.source = f"journal {path}"
 
