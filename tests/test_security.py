@@ -104,6 +104,22 @@ def test_study_over_tls_with_token(tmp_path: Path, cleanup: list[Any]) -> None:
         assert health.status == health_pb2.HealthCheckResponse.SERVING  # probes need no token
     with grpc.insecure_channel(s.target) as plain, pytest.raises(grpc.RpcError):
         pb_grpc.SchedulerStub(plain).Status(pb.StatusRequest(), timeout=3)
+    # the viewers over TLS: ash.load's Status and the dashboard's Watch
+    import asyncio
+
+    import ash
+    from ash.dashboard.sources import watch_batches
+
+    assert ash.load(s.target, token="s3cret-token", tls_ca=ca).trials == []
+
+    async def first_batch() -> list[dict[str, Any]]:
+        stream = watch_batches(s.target, "s3cret-token", ca.read_bytes())
+        try:
+            return await anext(stream)
+        finally:
+            await stream.aclose()
+
+    assert asyncio.run(first_batch())[0]["event"] == "snapshot"
     intruder = worker(s.target, tmp_path, "intruder", "--tls-ca", str(ca))
     cleanup.append(intruder)
     assert intruder.wait(timeout=60) == 2

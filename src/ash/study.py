@@ -221,18 +221,15 @@ def _from_scheduler(
     import grpc
 
     from ash.link.auth import bearer
-    from ash.link.wire import MAX_VIEW_BYTES, scheduler_stub
+    from ash.link.wire import scheduler_stub, viewer_channel
     from ash.proto import ash_pb2 as pb
 
-    options = [("grpc.max_receive_message_length", MAX_VIEW_BYTES)]
+    ca = None
     if tls_ca is not None:
         from ash.tls import read_ca
 
-        creds = grpc.ssl_channel_credentials(read_ca(str(tls_ca), "tls_ca"))
-        channel = grpc.secure_channel(address, creds, options=options)
-    else:
-        channel = grpc.insecure_channel(address, options=options)
-    with channel:
+        ca = read_ca(str(tls_ca), "tls_ca")
+    with viewer_channel(address, ca) as channel:
         try:
             st = scheduler_stub(channel).Status(
                 pb.StatusRequest(results=True), timeout=timeout, metadata=bearer(token)

@@ -169,19 +169,11 @@ async def watch_batches(
 ) -> AsyncIterator[Batch]:
     """The detailed Watch stream of the scheduler at ``address``, the events that came together
     in one list (raises grpc.aio.AioRpcError when it breaks)."""
-    import grpc
-
     from ash.link.auth import bearer
-    from ash.link.wire import MAX_VIEW_BYTES, scheduler_stub
+    from ash.link.wire import scheduler_stub, viewer_channel
     from ash.proto import ash_pb2 as pb
 
-    options = [("grpc.max_receive_message_length", MAX_VIEW_BYTES)]  # a whole study's snapshot
-    if ca is not None:
-        creds = grpc.ssl_channel_credentials(ca)
-        channel = grpc.aio.secure_channel(address, creds, options=options)
-    else:
-        channel = grpc.aio.insecure_channel(address, options=options)
-    async with channel:
+    async with viewer_channel(address, ca, aio=True) as channel:
         stub = scheduler_stub(channel)
         call = stub.Watch(pb.WatchRequest(detail=True, batch=True), metadata=bearer(token))
         async for msg in call:

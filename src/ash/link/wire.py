@@ -283,6 +283,16 @@ def channel_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
 MAX_VIEW_BYTES = 1 << 30
 
 
+def viewer_channel(address: str, ca: bytes | None, *, aio: bool = False) -> Any:
+    """A channel for a viewer of a study (the dashboard's Watch with ``aio``, ``ash.load``'s
+    Status): TLS when ``ca`` is given, and able to receive a whole study (``MAX_VIEW_BYTES``)."""
+    mod: Any = grpc.aio if aio else grpc
+    options = [("grpc.max_receive_message_length", MAX_VIEW_BYTES)]
+    if ca is not None:
+        return mod.secure_channel(address, grpc.ssl_channel_credentials(ca), options=options)
+    return mod.insecure_channel(address, options=options)
+
+
 def server_options(max_checkpoint_bytes: int) -> list[tuple[str, int]]:
     """``channel_options`` for the server, which may send a viewer a whole study (up to
     ``MAX_VIEW_BYTES``; what it takes in stays bounded by the checkpoint size), and no
