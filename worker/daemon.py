@@ -58,7 +58,7 @@ from ash.worker.feeder import Feeder, Work
 from ash.worker.pacing import Pacing
 from ash.worker.planner import Planner, planner_for
 from ash.worker.slots import Died, Finished, Slots
-from ash.worker.stream import Session, outgoing
+from ash.worker.stream import Broken, Session, outgoing
 from ash.worker.trust import TrustPolicy, policy_from_args, trainer_types
 
 RETRYABLE = {
@@ -134,26 +134,21 @@ class WorkerDaemon:
         backoff = 0.2
         try:
             while True:
-                try:
-                    if self._session():
-                        return 0
-                    if self.fatal is not None:
-                        raise UserError(self.fatal)
-                    if self.stopping.is_set():
-                        return 0
-                    last_contact = time.monotonic()
-                    backoff = 0.2
-                except grpc.RpcError as exc:
-                    code = exc.code()
-                    if code not in RETRYABLE:
-                        why = f"scheduler {self.target}: {code.name}: {exc.details()}"
-                        raise UserError(why) from None
-                    if self.session is not None and self.session.sid:
-                        last_contact = time.monotonic()
+                finished, broken = self._session()
+                if finished:
+                    return 0
+                if broken is not None and broken.code not in RETRYABLE:
+                    why = f"scheduler {self.target}: {broken.code.name}: {broken.details}"
+                    raise UserError(why)
                 if self.fatal is not None:
                     raise UserError(self.fatal)
                 if self.stopping.is_set():
                     return 0
+                if broken is None:
+                    last_contact = time.monotonic()
+                    backoff = 0.2
+                elif self.session is not None and self.session.sid:
+                    last_contact = time.monotonic()
                 if time.monotonic() - last_contact > self.retry_for:
                     print(
                         f"ash-worker: scheduler {self.target} unreachable for "
@@ -191,8 +186,8 @@ class WorkerDaemon:
             return grpc.secure_channel(self.target, self.credentials, options=options)
         return grpc.insecure_channel(self.target, options=options)
 
-    def _session(self) -> bool:
-        """One session; True when the study finished, False when it ended otherwise."""
+    def _session(self) -> tuple[bool, Broken | None]:
+        """One session: whether the study finished, and how its stream broke if it did."""
         session = Session("", queue.Queue())
         with self.lock:
             if self.session is not None:  # its unreported jobs wait for the next Welcome
@@ -236,11 +231,8 @@ class WorkerDaemon:
                 session.out.put(None)
                 call.cancel()
                 reader.join(timeout=5)
-        if session.finished.is_set():
-            return True
-        if isinstance(session.error, grpc.RpcError):
-            raise session.error
-        return False
+        broken = session.error if isinstance(session.error, Broken) else None
+        return session.finished.is_set(), broken
 
     # -- threads --------------------------------------------------------------------------
 
@@ -273,11 +265,12 @@ class WorkerDaemon:
                 elif kind == "finished":
                     session.finished.set()
                     break
-        except grpc.RpcError as exc:
+        except grpc.RpcError as exc:  # the call itself: only its status is kept (see Broken)
             if not session.finished.is_set() and exc.code() != grpc.StatusCode.CANCELLED:
-                session.error = exc
+                session.error = Broken(exc.code(), exc.details() or "")
+            exc.__traceback__ = None  # it leads back to the call, through this frame
         except Exception as exc:  # a bad message from the scheduler ends the session
-            session.error = exc
+            session.error = exc.with_traceback(None)  # (this frame holds the call)
             print(f"ash-worker: session ended: {exc}", file=sys.stderr, flush=True)
         finally:
             session.ended.set()

@@ -375,6 +375,9 @@ class Slots:
         shutil.rmtree(scratch_dir(self.work_root, self.spec.name, job), ignore_errors=True)
 
     def shutdown(self, grace: float = 2.0) -> None:
+        """Ask the slots to end; one still busy after ``grace`` seconds is killed (a slot
+        ignores SIGTERM: terminate would leave it running, and multiprocessing's exit handler
+        would then wait for its job to end, holding the worker's exit)."""
         for s in self.slots:
             with contextlib.suppress(OSError, ValueError):
                 s.conn.send(None)
@@ -382,8 +385,8 @@ class Slots:
         for s in self.slots:
             s.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if s.process.is_alive():
-                s.process.terminate()
-                s.process.join(timeout=1)
+                s.process.kill()
+                s.process.join(timeout=5)
             s.conn.close()
         self.slots = []
         if self._own_root:

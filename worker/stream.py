@@ -14,11 +14,28 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import grpc
+
 from ash.proto import ash_pb2 as pb
 
 BATCH_MAX = 64  # results in one ResultBatch
 REPORT_JOBS_MAX = 512  # job entries in one merged ReportBatch (the scheduler takes 1024)
 BATCH_LINGER_S = 0.002  # how long a result may wait for others while the worker has work queued
+
+
+@dataclass(frozen=True)
+class Broken:
+    """How a session's stream broke: its gRPC status, without the call.
+
+    A grpc call that fails raises itself, and the traceback it then carries leads back to it
+    (through the reading frame): a reference cycle that, if nothing else runs the collector,
+    lives until the interpreter finalizes. There the call's finalizer takes the call's lock,
+    which one of grpc's daemon threads (the request consumer, the channel's event loop) may
+    hold, stopped mid-way as the interpreter finalizes: the worker hangs at exit instead of
+    exiting. So a session keeps only this, and the call goes with the session."""
+
+    code: grpc.StatusCode
+    details: str
 
 
 @dataclass
@@ -30,7 +47,7 @@ class Session:
     jobs: set[int] = field(default_factory=set)  # assigned in this session, not yet reported
     finished: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    error: Broken | Exception | None = None  # how the stream broke, or a bad message
     batches: bool = False  # the scheduler takes ResultBatch messages (its Welcome says so)
     capacity: bool = False  # the scheduler takes Capacity messages (its Welcome says so)
     recorded: bool = False  # the scheduler acknowledges recorded results (its Welcome says so)
