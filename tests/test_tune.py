@@ -160,6 +160,53 @@ def test_api_with_spec_path(tmp_path: Path) -> None:
     assert len(doc["trials"]) == 6
 
 
+def test_a_script_without_a_main_guard_gets_the_advice_at_once(tmp_path: Path) -> None:
+    """A spec's slots are spawned, which runs the main script again in each: unguarded, the
+    first slots to start end the study with the advice (it used to restart them 100 times)."""
+    spec = write_study(tmp_path, max_trials=6)
+    script = tmp_path / "run.py"
+    body = f"import ash\nprint('body runs', flush=True)\nash.tune({str(spec)!r}, workers=2)\n"
+    script.write_text(body)
+    got = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert got.returncode == 1
+    assert got.stdout.count("body runs") <= 4  # the script, its first slots, one restart
+    assert 'call ash.tune under `if __name__ == "__main__":`' in got.stderr
+    assert "SlotError: slot processes exited while starting, 2 times in a row" in got.stderr
+    guarded = f"import ash\nif __name__ == '__main__':\n    ash.tune({str(spec)!r}, workers=2)\n"
+    script.write_text(guarded)
+    ok = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_trainer_module_that_kills_its_process_on_import_stops_the_study(
+    tmp_path: Path,
+) -> None:
+    spec = write_study(tmp_path, max_trials=6)
+    killer = (
+        "import multiprocessing, os\nif multiprocessing.parent_process():\n    os._exit(7)\n"
+        "def fit(config, start, stop, state):\n    return {'loss': 1.0}, None\n"
+    )
+    (tmp_path / "user_trainer.py").write_text(killer)  # in the slots only, past the preflight
+    got = ash_cli("tune", str(spec), "--workers", "2", cwd=tmp_path, timeout=120)
+    assert got.returncode == 2, got.stderr
+    assert "exited while starting, 2 times in a row (last exit code 7)" in got.stderr
+    assert "Traceback" not in got.stderr
+
+
 @pytest.mark.parametrize("name", ["numpy", "jax"])
 def test_example_trainables(tmp_path: Path, name: str) -> None:
     if name == "jax":

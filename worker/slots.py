@@ -39,6 +39,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -107,6 +108,7 @@ def _child(
         why = str(exc) if isinstance(exc, Exception) else f"trainer set-up raised {exc!r}"
         conn.send(("setup-error", why))
         return
+    conn.send(("ready",))  # a death from now on is a job's, not the start-up's
     with threadpool_limits(limits=threads):
         while True:
             try:
@@ -187,6 +189,9 @@ class Died:
     exitcode: int | None
 
 
+STARTUP_DEATHS = 2  # slots dying in a row before they load their trainer: a study-wide error
+
+
 @dataclass
 class _Slot:
     name: str
@@ -197,6 +202,7 @@ class _Slot:
     threads: int = 0  # of the running job
     device: str | None = None  # the accelerator this slot's process sees (--devices)
     flags: Any = None  # shared with the child: job stopped, job and report count decided
+    ready: bool = False  # the child has its trainer (a death before that is a start-up's)
 
 
 class Slots:
@@ -231,6 +237,7 @@ class Slots:
         self.ctx: Any = mp.get_context("fork" if trainer is not None else "spawn")
         self.max_restarts = max_restarts
         self.restarts = 0
+        self.startup_deaths = 0  # slots that died before ready, since one last became ready
         self.slots = [
             self._start(f"{prefix}{i}", None if devices is None else devices[i]) for i in range(n)
         ]
@@ -338,9 +345,11 @@ class Slots:
                 msg = slot.conn.recv()
             except (EOFError, OSError):
                 return self._died(slot)
-            if msg[0] != "reports":
+            if msg[0] == "ready":
+                slot.ready, self.startup_deaths = True, 0
+            elif msg[0] != "reports":
                 break
-            if self.on_report is not None and msg[1] == slot.job:
+            elif self.on_report is not None and msg[1] == slot.job:
                 self.on_report(msg[1], msg[2])
             try:
                 if not slot.conn.poll():
@@ -365,10 +374,28 @@ class Slots:
         self.restarts += 1
         if self.restarts > self.max_restarts:
             raise SlotError(f"slots died {self.restarts} times; last exit code {code}")
+        if not slot.ready:
+            self.startup_deaths += 1
+            if self.startup_deaths >= STARTUP_DEATHS:
+                raise SlotError(self._startup_failure(code))
         i = self.slots.index(slot)
         slot.conn.close()
         self.slots[i] = self._start(slot.name, slot.device)
         return None if job is None else Died(job, code)
+
+    def _startup_failure(self, code: int | None) -> str:
+        """Why the slots keep dying before they have their trainer, with the usual cause."""
+        why = (
+            f"slot processes exited while starting, {self.startup_deaths} times in a row "
+            f"(last exit code {code}), before their trainer was loaded; the error is printed above"
+        )
+        main = sys.modules.get("__main__")
+        if self.ctx.get_start_method() == "spawn" and getattr(main, "__file__", None):
+            why += (
+                f". Each slot process runs {main.__file__} again (Python's spawn start "  # type: ignore[union-attr]
+                'method): call ash.tune under `if __name__ == "__main__":`'
+            )
+        return why
 
     def _forget(self, job: int) -> None:
         """Remove the scratch folder of a job whose process was killed or died."""

@@ -84,6 +84,16 @@ def tune(
     for a ``(config, ctx)`` function), ``"results"`` decides on job results at rung boundaries.
     Returns the results document (``["best"]``, ``["trials"]``).
     """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a spawned slot runs its parent's main script again, before it is a slot: here only
+        # when that script calls ash.tune outside a main guard (multiprocessing's own check)
+        raise UserError(
+            "ash.tune was called while a worker process was starting: Python's spawn start "
+            "method runs the main script again in each worker, so a script must call "
+            'ash.tune under `if __name__ == "__main__":`'
+        )
     silent = quiet or not verbose
     device_ids = None
     if devices is not None:
