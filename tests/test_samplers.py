@@ -795,3 +795,30 @@ def test_listing_the_untried_respects_conditions_and_the_seed() -> None:
         space.check(c)
         assert ("momentum" in c) == (c["opt"] == "sgd")
     assert run(1) == first and run(2) != first
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "bohb"])
+def test_the_core_keeps_nothing_per_trial_for_the_cyclic_collector(sampler: str) -> None:
+    """Each trial's config is a flat dict the collector does not track, held in a plain list:
+    a full collection walks no object per trial, so its pause does not grow with the study
+    (one tracked object per trial made it 15-18 ms at 100k trials)."""
+    import gc
+
+    spec = parse_spec(
+        {
+            "study": {"name": "s", "metric": "loss", "seed": 1, "sampler": sampler},
+            "asha": {"min_resource": 1, "max_resource": 9, "max_trials": 3000},
+            "space": {"x": {"uniform": [0.0, 1.0]}, "n": {"int": [1, 500]}},
+        },
+        source="s.toml",
+    )
+    objective = lambda config, resource: float(config["x"]) + 1.0 / resource  # noqa: E731
+    drive(Scheduler(spec, random.Random(0)), objective)  # imports and caches, once
+    core = Scheduler(spec, random.Random(1))
+    gc.collect()
+    before = len(gc.get_objects())
+    drive(core, objective)
+    gc.collect()
+    assert len(core.configs) == 3000
+    assert not any(gc.is_tracked(c) for c in core.configs)
+    assert len(gc.get_objects()) - before < 300  # the samplers' bounded state, not 3,000 trials

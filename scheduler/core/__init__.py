@@ -12,7 +12,7 @@ of operation.
 """
 
 from ash.scheduler.core.samplers import History, Sampler
-from ash.scheduler.core.scheduler import Job, Scheduler, Trial, UnknownJobError
+from ash.scheduler.core.scheduler import Job, Scheduler, UnknownJobError
 from ash.scheduler.core.space import Config, SearchSpace, SpaceError, Value
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "Scheduler",
     "SearchSpace",
     "SpaceError",
-    "Trial",
     "UnknownJobError",
     "Value",
 ]

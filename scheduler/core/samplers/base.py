@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ash.scheduler.core.space import Config, SearchSpace, SpaceError
 
@@ -45,34 +45,12 @@ class Level:
         return len(self.trials)
 
 
-class _Configs(Sequence[Config]):
-    """A read-only view of the trials' configurations, by trial id (no copy)."""
-
-    def __init__(self, trials: Sequence[object]) -> None:
-        self._trials = trials
-
-    def __len__(self) -> int:
-        return len(self._trials)
-
-    @overload
-    def __getitem__(self, i: int) -> Config: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Config]: ...
-
-    def __getitem__(self, i: int | slice) -> Config | list[Config]:
-        if isinstance(i, slice):
-            return [t.config for t in self._trials[i]]  # type: ignore[attr-defined]
-        config: Config = self._trials[i].config  # type: ignore[attr-defined]
-        return config
-
-
 class History:
     """Every recorded result by resource level, and every trial's configuration (``configs``:
-    a view of the core's trials, so a trial however it was added is there)."""
+    the core's own list, read-only here, so a trial however it was added is there)."""
 
-    def __init__(self, trials: Sequence[object] = ()) -> None:
-        self.configs: Sequence[Config] = _Configs(trials)  # trial id -> its configuration
+    def __init__(self, configs: Sequence[Config] = ()) -> None:
+        self.configs: Sequence[Config] = configs  # trial id -> its configuration
         self.levels: dict[float, Level] = {}
 
     def add(self, trial: int, resource: float, score: float) -> None:
