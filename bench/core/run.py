@@ -17,7 +17,9 @@ runs 40/27 results per trial, lands on about N results).
 Samplers (``--samplers``): ash runs with each ``[study] sampler`` (random, tpe, bohb), Optuna
 (``--optuna-samplers``) with its ``RandomSampler`` or ``TPESampler`` (seeded), on the same
 workload; the objective is the same, so a model sampler also changes which trials are promoted.
-"max us" is the longest single ``next_job`` call in the last 10% of a run (refits included).
+"max us" is the longest single ``next_job`` call in the last 10% of a run (refits included);
+"full GCs" the generation-2 collections CPython ran inside ash's loop (the most in any run) and
+the longest one's pause.
 
 Every measurement runs in a fresh Python process (this file with ``--child``); only the
 scheduling loop is timed (imports, spec parsing and study creation are not). The parent
@@ -99,6 +101,19 @@ def run_ash(n_results: int, seed: int, sampler: str = "random") -> Row:
     )
     core = Scheduler(spec, random.Random(seed))
     rss_before = rss_mib()
+    import gc
+
+    full: list[float] = []  # each generation-2 (full) collection's pause in the loop, s
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                began[0] = time.perf_counter()
+            else:
+                full.append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(on_gc)
     pending: deque[Job] = deque()
     decisions = results = 0
     mark = max(1, (9 * n_results) // 10)  # start of the last ~10%: the marginal cost at size N
@@ -138,10 +153,13 @@ def run_ash(n_results: int, seed: int, sampler: str = "random") -> Row:
             t_mark = time.perf_counter()
             d_mark = decisions
     t_end = time.perf_counter()
+    gc.callbacks.remove(on_gc)
     elapsed = t_end - t0
     tail = t_mark >= 0 and decisions > d_mark
     return {
         "system": "ash",
+        "full_gcs": len(full),
+        "full_gc_max_ms": 1e3 * max(full, default=0.0),
         "sampler": sampler,
         "target": n_results,
         "trials": core.n_trials,
@@ -337,6 +355,8 @@ def summarize(rows: list[Row]) -> Row:
         ),
         "rss_peak_mib": med(use, "rss_peak_mib"),
         "rss_before_mib": med(use, "rss_before_mib"),
+        "full_gcs": max((r.get("full_gcs", 0) for r in use), default=0),
+        "full_gc_max_ms": max((r.get("full_gc_max_ms", 0.0) for r in use), default=0.0),
     }
 
 
@@ -351,8 +371,9 @@ def table(summary: dict[Key, Row], sizes: list[int]) -> str:
     lines = [
         "| system | sampler | N (target results) | trials | results | runs | median s "
         "| results/s, median (min-max) | results/s, last 10% | decisions/s "
-        "| us/decision (whole / last 10%) | max us, last 10% | peak RSS MiB (before loop) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| us/decision (whole / last 10%) | max us, last 10% | full GCs (longest ms) "
+        "| peak RSS MiB (before loop) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
         for key in sorted(k for k in summary if k[2] == n):
@@ -367,11 +388,12 @@ def table(summary: dict[Key, Row], sizes: list[int]) -> str:
                 results += " (runs differ!)"
             usd = f"{num(s['us_per_decision'], '.2f')} / {num(s['tail_us'], '.2f')}"
             worst = num(s["tail_max_us"], ",.0f") if system == "ash" else "-"
+            gcs = f"{s['full_gcs']} ({s['full_gc_max_ms']:.1f})" if system == "ash" else "-"
             lines.append(
                 f"| {system} | {s['sampler']} | {fmt_k(n)} | {s['trials']:,} | {results} "
                 f"| {s['reps']} | {s['seconds']:.3f} | {rate} | {num(s['tail_results_per_s'])} "
                 f"| {num(s['decisions_per_s'])} | {usd if system == 'ash' else '-'} | {worst} "
-                f"| {s['rss_peak_mib']:.0f} ({s['rss_before_mib']:.0f}) |"
+                f"| {gcs} | {s['rss_peak_mib']:.0f} ({s['rss_before_mib']:.0f}) |"
             )
     return "\n".join(lines)
 
