@@ -84,12 +84,14 @@ class Result(_message.Message):
     def __init__(self, job_id: _Optional[int] = ..., ok: _Optional[bool] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, Value]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., error: _Optional[str] = ..., seconds: _Optional[float] = ..., threads: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("job_id", "reason")
+    __slots__ = ("job_id", "reason", "draining")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     reason: str
-    def __init__(self, job_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    draining: bool
+    def __init__(self, job_id: _Optional[int] = ..., reason: _Optional[str] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class ResultBatch(_message.Message):
     __slots__ = ("results",)

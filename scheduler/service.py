@@ -79,6 +79,7 @@ class WorkerSession:
     acks: list[int] | None = None  # results recorded, to acknowledge (a worker that says so)
     devices: list[str] = field(default_factory=list)  # Hello.devices (ash-worker --devices)
     verdicts: bool = False  # takes Verdicts (stopping on reports)
+    draining: bool = False  # said it is stopping (Release.draining): no more jobs
 
 
 @dataclass
@@ -330,7 +331,14 @@ class SchedulerService(pb_grpc.SchedulerServicer):
                 raise wire.precondition(f"release: job {job_id} is not leased to this session")
             why = msg.release.reason[:200] or "no reason given"
             self._settle(job_id)
-            self.driver.lose(job_id, why=f"handed back by worker {session.worker}: {why}")
+            if msg.release.draining:  # not the trial's fault; and the worker wants no more
+                session.draining = True
+                self.hungry.pop(session.sid, None)
+            self.driver.lose(
+                job_id,
+                charge=not msg.release.draining,
+                why=f"handed back by worker {session.worker}: {why}",
+            )
             self.metrics["lost"] += 1
         elif kind == "capacity":
             if not 1 <= msg.capacity.slots <= MAX_SLOTS:
@@ -398,6 +406,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             self.sessions[sid].jobs.discard(job_id)
 
     def _make_hungry(self, session: WorkerSession) -> None:
+        if session.draining:
+            return
         if session.sid in self.sessions and len(session.jobs) < session.slots:
             self.hungry[session.sid] = session
 

@@ -294,3 +294,38 @@ def test_a_result_sent_to_a_scheduler_that_died_is_not_trained_again(
     doc = results(tmp_path / "out")
     assert doc["errors"] == [] and doc["trials"][0]["results"][0]["value"] is not None
     assert [e["event"] for e in read_trace(tmp_path / "t.jsonl")] == ["assign", "result"]
+
+
+def test_a_worker_scaled_down_hands_its_jobs_back_without_spending_their_attempts(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    """SIGTERM to a worker (scale-down, a spot instance taken back): its jobs are released as
+    draining, re-issued to another worker without costing their trials an attempt (with
+    max_attempts = 1 each would otherwise fail), and the draining worker gets no new job."""
+    (tmp_path / "slow.py").write_text(
+        "import time\n"
+        "def fit(config, start, stop, state):\n"
+        "    time.sleep(1.5)\n"
+        "    return {'loss': config['x'] + 1 / stop}, b's'\n"
+    )
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        '[study]\nmetric = "loss"\n[asha]\nmin_resource = 1\nmax_resource = 3\n'
+        "max_trials = 4\nmax_attempts = 1\n"
+        '[trainer]\ntype = "python"\nentrypoint = "slow:fit"\n[space]\nx = { uniform = [0, 1] }\n'
+    )
+    out = tmp_path / "out"
+    s = Scheduler(spec, tmp_path, "--out", str(out), "--linger", "0")
+    cleanup.append(s)
+    first = worker(s.target, tmp_path, "leaving", "--slots", "2", "--grace", "0")
+    cleanup.append(first)
+    time.sleep(2.5)  # both its slots are busy with a job
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    second = worker(s.target, tmp_path, "staying", "--slots", "2")
+    cleanup.append(second)
+    assert s.wait(timeout=120) == 0
+    doc = results(out)
+    assert doc["errors"] == []
+    assert len(doc["trials"]) == 4 and all(t["results"] for t in doc["trials"])
+    assert doc["best"] is not None

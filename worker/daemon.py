@@ -510,7 +510,9 @@ class WorkerDaemon:
             with self.lock:
                 session.jobs.discard(a.job_id)
             session.out.put(
-                pb.WorkerMessage(release=pb.Release(job_id=a.job_id, reason="worker stopping"))
+                pb.WorkerMessage(
+                    release=pb.Release(job_id=a.job_id, reason="worker stopping", draining=True)
+                )
             )
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline and not session.ended.is_set():
@@ -523,7 +525,9 @@ class WorkerDaemon:
             session.jobs.clear()
         for job_id in left:
             session.out.put(
-                pb.WorkerMessage(release=pb.Release(job_id=job_id, reason="worker stopping"))
+                pb.WorkerMessage(
+                    release=pb.Release(job_id=job_id, reason="worker stopping", draining=True)
+                )
             )
         time.sleep(0.2)  # let the stream carry the last messages
 
