@@ -107,6 +107,28 @@ def test_fail_fast_api_raises_with_the_results(tmp_path: Path) -> None:
     assert "no such column 'weight'" in str(info.value)
     assert f'{Path(__file__).name}", line ' in str(info.value)
     assert len(info.value.results["trials"]) <= 5
+    assert "--journal" not in str(info.value)  # a Python caller is told of journal=, not a flag
+    assert "with journal=PATH a study resumes" in str(info.value)
+    with pytest.raises(StudyStopped) as info:
+        ash.tune(
+            always_raises,
+            space={"x": {"uniform": [0.0, 1.0]}},
+            max_trials=40,
+            max_resource=9,
+            workers=2,
+            quiet=True,
+            journal=tmp_path / "j.jsonl",
+        )
+    assert f"the same call with journal='{tmp_path / 'j.jsonl'}' resumes" in str(info.value)
+
+
+def test_a_metric_of_the_wrong_type_is_named_as_such(tmp_path: Path) -> None:
+    def text_loss(config: dict[str, Any], start: float, stop: float, state: Any) -> Any:
+        return {"loss": "abc"}, None
+
+    with pytest.raises(StudyStopped) as info:
+        ash.tune(text_loss, space={"x": {"uniform": [0, 1]}}, max_trials=5, workers=1, quiet=True)
+    assert "metric 'loss' is 'abc' (str), not a number" in str(info.value)
 
 
 def test_fail_fast_can_be_turned_off(tmp_path: Path) -> None:

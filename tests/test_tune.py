@@ -257,3 +257,24 @@ def test_hung_trainer_times_out_and_fails_its_trial(tmp_path: Path) -> None:
     slow = [t for t in doc["trials"] if t["config"]["mode"] == "slow"]
     assert slow and all(t["status"] == "failed" for t in slow)
     assert any("timed out after 1 s" in e["error"] for e in doc["errors"])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"workers": -1}, "workers: must be an integer >= 1"),
+        ({"workers": 0}, "workers: must be an integer >= 1"),
+        ({"workers": 1.5}, "workers: must be an integer >= 1"),
+        ({"threads": "x"}, "threads: must be 'auto' or an integer >= 1"),
+        ({"threads": 0}, "threads: must be 'auto' or an integer >= 1"),
+        ({"enqueue": {"x": 0.5}}, "enqueue: must be a list of configs (dicts), got dict: wrap"),
+        ({"enqueue": [0.5]}, "enqueue: must be a list of configs (dicts)"),
+    ],
+)
+def test_a_bad_keyword_of_tune_names_itself(keywords: dict[str, Any], message: str) -> None:
+    from ash.api import ArgumentError
+
+    with pytest.raises(ArgumentError) as info:
+        ash.tune(quadratic, space={"x": {"uniform": [0, 1]}}, max_trials=2, quiet=True, **keywords)
+    assert message in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ash.errors.UserError)

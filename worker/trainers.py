@@ -291,8 +291,12 @@ def _outcome(metric: str, metrics: Mapping[str, Any], new_state: Any) -> Outcome
         return _failed(f"trainer returned bad metrics: {problem}")
     state_bytes = None if new_state is None else bytes(new_state)
     value = clean.get(metric)
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if metric not in clean:
         return Outcome(None, clean, state_bytes, f"trainer did not report the metric {metric!r}")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        shown = repr(value)[:80]
+        why = f"metric {metric!r} is {shown} ({type(value).__name__}), not a number"
+        return Outcome(None, clean, state_bytes, why)
     if not math.isfinite(value):
         return Outcome(None, clean, state_bytes, f"{metric} is {value} (not finite)")
     return Outcome(float(value), clean, state_bytes)

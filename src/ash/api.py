@@ -36,6 +36,33 @@ class StudyStopped(UserError, RuntimeError):
         self.results = results
 
 
+class ArgumentError(UserError, ValueError):
+    """A keyword of ``ash.tune`` that cannot be used; the message names it."""
+
+
+def _check_arguments(workers: object, threads: object, enqueue: object) -> None:
+    """``workers``, ``threads`` and ``enqueue`` as the CLI and the spec would take them."""
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ArgumentError(
+            f"workers: must be an integer >= 1 (or None: one per core), got {workers!r}"
+        )
+    if threads != "auto" and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ArgumentError(f"threads: must be 'auto' or an integer >= 1, got {threads!r}")
+    if enqueue is not None and (
+        isinstance(enqueue, str | bytes | Mapping)
+        or not isinstance(enqueue, Sequence)
+        or not all(isinstance(c, Mapping) for c in enqueue)
+    ):
+        raise ArgumentError(
+            f"enqueue: must be a list of configs (dicts), got {type(enqueue).__name__}"
+            + ("" if not isinstance(enqueue, Mapping) else ": wrap one config in a list")
+        )
+
+
 def tune(
     target: str | Path | StudySpec | Callable[..., Any],
     *,
@@ -94,6 +121,7 @@ def tune(
             "method runs the main script again in each worker, so a script must call "
             'ash.tune under `if __name__ == "__main__":`'
         )
+    _check_arguments(workers, threads, enqueue)
     silent = quiet or not verbose
     device_ids = None
     if devices is not None:
@@ -103,7 +131,7 @@ def tune(
     custom = None if sampler is None or isinstance(sampler, str) else sampler
     if callable(target) and not isinstance(target, str | Path | StudySpec):
         if space is None:
-            raise ValueError(
+            raise ArgumentError(
                 "tune(fn, ...) needs space={...}, e.g. {'lr': {'log_uniform': [1e-4, 1]}}"
             )
         asha: dict[str, Any] = {
@@ -176,7 +204,12 @@ def tune(
 
     if not silent:
         print_summary(doc, out)
-    message = stop_message(doc)
+    resume = (
+        f"the same call with journal={str(journal)!r} resumes the study once it is fixed"
+        if journal is not None
+        else "fix it and call again (with journal=PATH a study resumes where it stopped)"
+    )
+    message = stop_message(doc, resume=resume)
     if message is not None:
         raise StudyStopped(message, doc)
     return doc

@@ -32,15 +32,18 @@ def print_summary(doc: dict[str, Any], out: object = None) -> None:
         console.print(f"wrote {out}/results.json, trials.csv, report.html")
 
 
-def stop_message(doc: dict[str, Any], *, traceback: bool = True) -> str | None:
-    """Why the study stopped on an error (with the traceback of a fail-fast stop), or None."""
+RESUME_CLI = "the same command with the same --journal resumes the study once it is fixed"
+
+
+def stop_message(
+    doc: dict[str, Any], *, traceback: bool = True, resume: str = RESUME_CLI
+) -> str | None:
+    """Why the study stopped on an error (with the traceback of a fail-fast stop), or None;
+    ``resume`` says how to go on (the CLI's words by default)."""
     if not doc.get("error"):
         return None
     why = str(doc["error"])
-    text = (
-        f"{why if why.startswith('stopped') else f'stopped on an error: {why}'}; the same "
-        "command with the same --journal resumes the study once it is fixed"
-    )
+    text = f"{why if why.startswith('stopped') else f'stopped on an error: {why}'}; {resume}"
     if traceback and doc.get("traceback"):
         text += "\n" + str(doc["traceback"])
     return text
