@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ash.spec import SpecError, load_spec
+from ash.spec import SpecError, load_spec, parse_spec
 from helpers import BIN, EXAMPLES
 
 GOOD = (EXAMPLES / "iris.toml").read_text()
@@ -92,6 +92,7 @@ def test_python_trainer_needs_entrypoint(tmp_path: Path) -> None:
     text = GOOD.replace('type = "mlp"', 'type = "python"')
     assert any(k == "trainer.entrypoint" for k, _ in problems(tmp_path, text))
     ok = text.replace('dataset = "iris"', 'entrypoint = "mypkg.train:fit"')
+    ok = "\n".join(x for x in ok.splitlines() if not x.startswith("validation_fraction"))
     assert load_spec(write(tmp_path, ok)).trainer.entrypoint == "mypkg.train:fit"  # type: ignore[union-attr]
 
 
@@ -111,3 +112,42 @@ def test_cli_exit_code_2_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"{bad}: asha.reduction_factor: must be >= 2" in proc.stderr
+
+
+def test_every_bad_parameter_of_the_space_is_named_at_once() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            {
+                "asha": {"min_resource": 1, "max_resource": 9, "max_trials": 5},
+                "space": {
+                    "hidden": {"choice": [8, 8]},
+                    "dropout": {"uniform": [0.5, 0.1]},
+                    "units": 3,
+                    "lr": {"log_uniform": [0, 1.0]},
+                },
+            },
+            source="s.toml",
+        )
+    keys = [k for k, _ in info.value.problems]
+    assert keys == ["space.hidden.choice", "space.dropout.uniform", "space.lr.log_uniform"]
+
+
+def test_a_python_trainer_refuses_the_mlp_trainers_data_keys() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            {
+                "asha": {"min_resource": 1, "max_resource": 9, "max_trials": 5},
+                "trainer": {
+                    "type": "python",
+                    "entrypoint": "m:fit",
+                    "dataset": "digits",
+                    "validation_fraction": 0.2,
+                },
+                "space": {"x": {"uniform": [0, 1]}},
+            },
+            source="s.toml",
+        )
+    assert [k for k, _ in info.value.problems] == [
+        "trainer.dataset",
+        "trainer.validation_fraction",
+    ]

@@ -219,6 +219,29 @@ class SearchSpace:
                 raise SpaceError(name, f"value {value!r} is outside the domain {domain}")
 
     @classmethod
+    def problems(cls, table: Mapping[str, object]) -> list[SpaceError]:
+        """Every problem of a ``[space]`` table at once (``from_table`` raises the first): each
+        parameter's domain, then, when they all parse, the ``when`` conditions."""
+        if not table:
+            return [SpaceError("space", "is empty: declare at least one parameter")]
+        found: list[SpaceError] = []
+        domains: dict[str, Domain] = {}
+        for name, entry in table.items():
+            try:
+                domains[name] = parse_domain(name, entry)
+            except SpaceError as exc:
+                found.append(exc)
+        if found:
+            return found
+        for name, entry in table.items():
+            if isinstance(entry, Mapping) and "when" in entry:
+                try:
+                    _conditions(name, entry["when"], domains)
+                except SpaceError as exc:
+                    found.append(exc)
+        return found
+
+    @classmethod
     def from_table(cls, table: Mapping[str, object]) -> SearchSpace:
         """Build from the ``[space]`` table of a study spec; raises SpaceError naming the key."""
         if not table:

@@ -168,11 +168,14 @@ def parse_spec(
     if "space" not in data:
         v.bad("space", "missing: declare the parameters to tune")
     else:
-        try:
-            space = SearchSpace.from_table(raw_space)
-        except SpaceError as exc:
-            key = "space" if exc.key == "space" else f"space.{exc.key}"
-            v.bad(key, exc.message)
+        found = SearchSpace.problems(raw_space)  # every parameter's problem, not the first
+        for exc in found:
+            v.bad("space" if exc.key == "space" else f"space.{exc.key}", exc.message)
+        if not found:
+            try:
+                space = SearchSpace.from_table(raw_space)
+            except SpaceError as exc:
+                v.bad("space" if exc.key == "space" else f"space.{exc.key}", exc.message)
     enqueue: tuple[Config, ...] = ()
     if "enqueue" in study and "space" in data and space.domains:
         from ash.warmstart import parse_enqueue
@@ -337,6 +340,10 @@ def _trainer(v: _Validator, t: Any) -> TrainerSpec:
             v.bad("trainer.entrypoint", f"expected 'pkg.mod:fn', got {entrypoint!r}")
     elif entrypoint is not None:
         v.bad("trainer.entrypoint", "only a python trainer takes an entrypoint")
+    if kind != "mlp":  # read by the mlp trainer only: a python trainer loads its own data
+        for key in ("dataset", "validation_fraction"):
+            if key in t:
+                v.bad(f"trainer.{key}", f"only the mlp trainer takes {key} (this one is {kind!r})")
     timeout = v.get(t, "trainer", "timeout_s", float, None)
     if timeout is not None and not 0 < timeout <= MAX_SECONDS:
         v.bad("trainer.timeout_s", f"must be > 0 and <= {MAX_SECONDS:g} seconds, got {timeout}")
