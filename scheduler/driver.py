@@ -535,10 +535,12 @@ class Driver:
             f"stopped early: the first {n} results all failed with: {error.partition(chr(10))[0]}"
         )
 
-    def note(self, why: str) -> None:
-        """Note an error that is no trial's (a worker process that died) for the results."""
+    def note(self, why: str, job_id: int | None = None) -> None:
+        """Note an error for the results: a worker process that died, under the trial of the
+        job it ran (``job_id``, while in flight), else under no trial (-1)."""
         with self.lock:
-            self.errors.append((-1, why))
+            job = self.core.inflight.get(job_id) if job_id is not None else None
+            self.errors.append((job.trial if job is not None else -1, why))
 
     def running(self) -> int:
         """Jobs in flight."""

@@ -96,7 +96,7 @@ def apply(driver: Driver, events: Sequence[Done | Lost | Reported]) -> None:
             driver.report(ev.job_id, ev.reports)
         elif isinstance(ev, Lost):
             if ev.crash:
-                driver.note(ev.why)
+                driver.note(ev.why, ev.job_id)
             driver.lose(ev.job_id, why=ev.why)
         else:
             driver.complete(ev.job_id, ev.value, ev.metrics, ev.state, ev.error, ev.extra)

@@ -52,6 +52,10 @@ def test_tune_python_trainer_resumes_and_survives_failures(tmp_path: Path) -> No
     events = list(read_trace(tmp_path / "t.jsonl"))
     assert audit_for(events, load_spec(spec)) == []
     assert any(e["event"] == "lost" for e in events) == ("crash" in by_mode)
+    died = [e for e in doc["errors"] if "worker process died" in e["error"]]
+    crashed = {t["trial"] for t in doc["trials"] if t["config"]["mode"] == "crash"}
+    assert bool(died) == bool(crashed)
+    assert all(e["trial"] in crashed for e in died)  # under the trial whose job it ran, not -1
     for name in ("trials.csv", "report.html"):
         assert (tmp_path / "out" / name).exists()
     assert "best trials" in proc.stdout
@@ -105,6 +109,24 @@ def test_bad_dataset_and_entrypoint_fail_before_start(tmp_path: Path) -> None:
     spec.write_text(PY_SPEC.format(max_trials=3).replace("user_trainer:fit", "missing_mod:fit"))
     proc = ash_cli("tune", str(spec), cwd=tmp_path)
     assert proc.returncode == 2 and "cannot import 'missing_mod'" in proc.stderr
+
+
+def test_a_killed_ash_tune_leaves_its_slots_to_end_quietly(tmp_path: Path) -> None:
+    """SIGKILL of the tuning process: its slots find the pipe closed when their job ends and
+    exit without a BrokenPipeError traceback on the user's terminal."""
+    spec = write_study(tmp_path, max_trials=200)
+    proc = subprocess.Popen(
+        [str(BIN / "ash"), "tune", str(spec), "--workers", "2", "--quiet"],
+        cwd=tmp_path,
+        env={**os.environ, "SLEEP": "0.3"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    proc.kill()
+    _, err = proc.communicate(timeout=60)  # until the slots, which share stderr, have ended
+    assert proc.returncode == -signal.SIGKILL
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 def test_ctrl_c_stops_cleanly_and_writes(tmp_path: Path) -> None:

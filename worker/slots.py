@@ -72,7 +72,16 @@ def device_env(device: str) -> dict[str, str]:
     }
 
 
-def _child(
+def _child(*args: Any) -> None:
+    """A slot's process: serve jobs until told to stop or the parent is gone (a parent killed
+    outright closes the pipe: the slot ends quietly, no traceback on the user's terminal)."""
+    try:
+        _serve(*args)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return
+
+
+def _serve(
     conn: Connection,
     spec: StudySpec,
     trainer: Any,
