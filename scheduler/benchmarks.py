@@ -12,6 +12,10 @@ simulation is reproducible across processes.
 - Recorded: the curves-file format (``ash-curves`` version 1, JSON, optionally gzipped) that
   ``ash record`` writes: per configuration, the metric at each recorded resource and the seconds
   per unit of resource. Trials sample recorded configurations uniformly (with replacement).
+  ``ash simulate`` replays a recording only for a spec it fits (``Recorded.check_fits``): the
+  same metric and mode (the core ranks by the spec's mode; a recording of another metric or
+  direction would be ranked backwards), every configuration inside the spec's ``[space]``, and
+  resources up to the spec's ``max_resource``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ash.errors import UserError
-from ash.scheduler.core.space import Config, SearchSpace
+from ash.scheduler.core.space import Config, SearchSpace, SpaceError
 
 CURVES_FORMAT = "ash-curves"
 CURVES_VERSION = 1
@@ -116,6 +120,37 @@ class Recorded:
         self.resources: list[float] = data["resources"]
         self.rows: list[dict[str, Any]] = data["trials"]
         self._row_of: dict[int, int] = {}
+
+    def check_fits(
+        self, space: SearchSpace, *, metric: str, mode: str, max_resource: float
+    ) -> None:
+        """Raise BenchmarkError, naming this file and the field, unless the recording can stand
+        for a study of this metric, mode, space and max_resource."""
+        if self.metric != metric:
+            raise BenchmarkError(
+                f"{self.path}: metric: the recording is of {self.metric!r}, the spec's "
+                f"[study] metric is {metric!r}"
+            )
+        if self.mode != mode:
+            raise BenchmarkError(
+                f"{self.path}: mode: the recording is {self.mode!r} for {metric!r}, the spec's "
+                f"[study] mode is {mode!r}"
+            )
+        for i, row in enumerate(self.rows):
+            try:
+                space.check(row["config"])
+            except SpaceError as exc:
+                why = (
+                    f"{exc.key!r} is not a parameter of [space]"
+                    if exc.message == "unknown parameter"
+                    else f"{exc.key}: {exc.message} (in the spec's [space])"
+                )
+                raise BenchmarkError(f"{self.path}: trials[{i}].config: {why}") from None
+        if max_resource > self.resources[-1] + 1e-9:
+            raise BenchmarkError(
+                f"{self.path}: resources: the recording ends at {self.resources[-1]:g}, before "
+                f"the spec's [asha] max_resource {max_resource:g}"
+            )
 
     def sampler(self) -> Any:
         rows = self.rows
@@ -223,14 +258,17 @@ def write_curves(
 def resolve(
     name: str, space: SearchSpace, *, seed: int, metric: str, mode: str, max_resource: float
 ) -> Benchmark:
-    """``synthetic[:key=value,...]`` (keys: cost, noise) or a path to a curves file."""
+    """``synthetic[:key=value,...]`` (keys: cost, noise) or a path to a curves file that fits
+    the spec (``Recorded.check_fits``)."""
     head, _, opts = name.partition(":")
     if head != "synthetic":
         if not Path(name).exists():
             raise BenchmarkError(
                 f"--benchmark {name!r}: not a built-in benchmark (synthetic) nor an existing file"
             )
-        return Recorded(name)
+        recorded = Recorded(name)
+        recorded.check_fits(space, metric=metric, mode=mode, max_resource=max_resource)
+        return recorded
     kwargs: dict[str, float] = {}
     for item in filter(None, opts.split(",")):
         key, eq, val = item.partition("=")

@@ -29,6 +29,7 @@ from ash.link.auth import TokenAuth, is_loopback, read_secret
 from ash.link.wire import add_scheduler_servicer, server_options
 from ash.paths import check_out_dir, check_trace_file
 from ash.ports import check_bindable
+from ash.printable import printable
 from ash.proto import ash_pb2 as pb
 from ash.scheduler.driver import open_study
 from ash.scheduler.outcome import Report, write_outcome
@@ -349,10 +350,11 @@ async def serve(
         await server.stop(grace=1.0)
         if metrics_server is not None:
             metrics_server.close()
-        print(f"ash-scheduler: {driver.stop_reason()}", file=sys.stderr, flush=True)
+        # the error is a worker's words (its trainer's message and traceback): printable only
+        print(f"ash-scheduler: {printable(driver.stop_reason())}", file=sys.stderr, flush=True)
         below = driver.stopped[1].partition("\n")[2]
         if below:
-            print(below, file=sys.stderr, flush=True)
+            print(printable(below, lines=True), file=sys.stderr, flush=True)
         return 1
     if service.done.is_set():
         print(f"ash-scheduler: study finished; best {driver.results.best()}", flush=True)

@@ -495,6 +495,78 @@ def test_a_folder_of_studies_is_a_list(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
 
 
+def test_a_damaged_study_under_a_folder_is_listed_with_its_error(tmp_path: Path) -> None:
+    """One damaged study under a folder no longer keeps the others from being served: it is
+    listed with its one-line error, read again once fixed; given as PATH it is still refused."""
+    journal, doc = _study_on_journal(tmp_path)
+    runs = tmp_path / "runs"
+    for name in ("good", "bad", "deep/broken", "shape"):
+        (runs / name).mkdir(parents=True)
+    (runs / "good" / "results.json").write_text(json.dumps(doc))
+    (runs / "shape" / "results.json").write_text('{"trials": [1]}')  # JSON of the wrong shape
+    (runs / "bad" / "results.json").write_text('{"trials": "x"}')
+    (runs / "deep" / "broken" / "results.json").write_text("{not json")
+    raw = bytearray(journal.read_bytes())  # a journal with one flipped byte (in its last record)
+    raw[-10] ^= 0x01
+    (runs / "flipped.journal").write_bytes(bytes(raw))
+    proc, url = serve_dashboard(str(runs), "--listen", "127.0.0.1:0")
+    try:
+        code, text = _get(url + "api/studies")
+        assert code == 200
+        studies = {s["source"]: s for s in json.loads(text)}
+        good = studies.pop(str(runs / "good" / "results.json"))
+        assert good["status"]["error"] is None and good["status"]["trials"] == len(doc["trials"])
+        bad = studies[str(runs / "bad")]
+        assert bad["study"] == "bad" and bad["status"]["trials"] == 0
+        assert bad["status"]["error"] == (
+            f"{runs / 'bad' / 'results.json'}: not an ash results.json (no 'trials' list)"
+        )
+        broken = studies[str(runs / "deep" / "broken")]
+        assert "results.json: not JSON" in broken["status"]["error"]
+        shape = studies[str(runs / "shape")]["status"]["error"]
+        assert shape.startswith(f"{runs / 'shape' / 'results.json'}: not an ash results.json (")
+        assert "\n" not in bad["status"]["error"] + broken["status"]["error"] + shape
+        code, text = _get(url + f"api/study/{bad['id']}")
+        assert code == 200 and json.loads(text)["status"]["error"] == bad["status"]["error"]
+        code, text = _get(url + f"api/study/{good['id']}")
+        assert code == 200 and json.loads(text)["status"]["results"] == sum(
+            len(t["results"]) for t in doc["trials"]
+        )
+        flipped = studies[str(runs / "flipped.journal")]
+        assert flipped["study"] == "flipped" and flipped["status"]["error"].startswith(
+            f"{runs / 'flipped.journal'}: line "
+        )
+        assert "is damaged (checksum mismatch)" in flipped["status"]["error"]
+        # the damaged study fixed on disk is listed as it now is
+        (runs / "bad" / "results.json").write_text(json.dumps(doc))
+        studies = {s["source"]: s for s in json.loads(_get(url + "api/studies")[1])}
+        fixed = studies[str(runs / "bad" / "results.json")]
+        assert fixed["status"]["error"] is None and fixed["status"]["trials"] == len(doc["trials"])
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    assert f"warning: {runs / 'bad' / 'results.json'}: not an ash results.json" in err
+    assert "Traceback" not in err
+    # the PATH given, when it is one bad study, is still refused (docs/dashboard.md)
+    (runs / "deep" / "broken" / "results.json").write_text('{"trials": "x"}')
+    for given in (
+        runs / "deep" / "broken",
+        runs / "deep" / "broken" / "results.json",
+        runs / "shape",
+    ):
+        proc2 = subprocess.run(
+            [str(BIN / "ash"), "dashboard", str(given), "--listen", "127.0.0.1:0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc2.returncode == 2 and "not an ash results.json" in proc2.stderr
+        assert "Traceback" not in proc2.stderr
+
+
 def test_remote_dashboard_follows_a_scheduler_across_a_restart(
     tmp_path: Path, cleanup: list[Any]
 ) -> None:

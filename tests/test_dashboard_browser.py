@@ -320,3 +320,47 @@ def test_a_large_study_draws_a_stated_subset_and_parcoords_on_demand(
     finally:
         dash.terminate()
         assert dash.wait(timeout=20) == 0
+
+
+def test_the_study_list_shows_a_damaged_study_with_its_error(tmp_path: Path, browser: Any) -> None:
+    """``ash dashboard FOLDER`` with a damaged study: the list page shows it with its error (as
+    text: a folder named like markup stays text), next to the readable one, which opens."""
+    runs = tmp_path / "runs"
+    good, bad = runs / "good", runs / "<i>bad"
+    good.mkdir(parents=True)
+    bad.mkdir()
+    trials = [
+        {"trial": i, "config": {"x": i / 4}, "status": "completed",
+         "results": [{"resource": 1, "value": 1.0 - i / 8, "rung": 0}]}
+        for i in range(4)
+    ]  # fmt: skip
+    doc = {"study": "ok", "metric": "loss", "mode": "min", "trials": trials}
+    (good / "results.json").write_text(json.dumps(doc))
+    (bad / "results.json").write_text('{"trials": "x"}')
+    dash, url = serve_dashboard(str(runs), "--listen", "127.0.0.1:0")
+    try:
+        browser.get(url)
+        rows = wait_for(
+            lambda: (
+                len(browser.find_elements("css selector", "#studies tbody tr")) == 2
+                and browser.find_elements("css selector", "#studies tbody tr")
+            ),
+            why="two studies listed",
+        )
+        shown = {r.find_element("css selector", "a").text: r.text for r in rows}
+        why = f"{bad / 'results.json'}: not an ash results.json (no 'trials' list)"
+        assert f"error: {why}" in shown["<i>bad"], shown
+        assert "finished" in shown["ok"] and "error" not in shown["ok"]
+        assert not browser.find_elements("css selector", "#studies i")  # text, not markup
+        browser.save_screenshot(str(tmp_path / "list-with-a-damaged-study.png"))
+        browser.find_element("link text", "<i>bad").click()
+        wait_for(lambda: text(browser, "state") == "error", why="the damaged study's page")
+        assert text(browser, "error") == why
+        browser.get(url)
+        wait_for(lambda: browser.find_elements("link text", "ok"), why="the list again")
+        browser.find_element("link text", "ok").click()
+        wait_for(lambda: count(browser, "st-results") == 4, why="the readable study's results")
+        assert text(browser, "state") == "finished"
+    finally:
+        dash.terminate()
+        assert dash.wait(timeout=20) == 0

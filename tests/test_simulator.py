@@ -181,3 +181,92 @@ def test_many_workers() -> None:
     spec = make_spec("asha", max_trials=20_000)
     stats = simulate(spec, Synthetic(spec.space), 10_000, seed=0)
     assert stats.trials == 20_000 and stats.results > 20_000
+
+
+GRID = """
+[study]
+metric = "{metric}"
+mode = "{mode}"
+[asha]
+min_resource = 1
+max_resource = 9
+max_trials = 20
+[trainer]
+type = "mlp"
+[space]
+hidden = {{ choice = [8, 16] }}
+"""
+
+
+def _recording(path: Path, metric: str, mode: str, configs: list[dict[str, object]]) -> Path:
+    values = [[0.5, 0.6, 0.9], [0.4, 0.5, 0.7]]
+    trials = [
+        {"config": c, "values": values[i % 2], "seconds_per_unit": 1.0}
+        for i, c in enumerate(configs)
+    ]
+    write_curves(path, metric=metric, mode=mode, resources=[1, 3, 9], trials=trials)
+    return path
+
+
+def test_simulate_refuses_a_recording_that_does_not_fit_the_spec(tmp_path: Path) -> None:
+    """A recording of another metric, direction or space is refused naming the file and the
+    field (it used to replay silently, ranked by the spec's mode but labelled with the
+    recording's: the best reported was the worst)."""
+    spec = tmp_path / "grid.toml"
+    spec.write_text(GRID.format(metric="val_loss", mode="min"))
+    good = [{"hidden": 8}, {"hidden": 16}]
+    cases = {
+        "acc-max.json": (("acc", "max", good), "metric: the recording is of 'acc'"),
+        "loss-max.json": (("val_loss", "max", good), "mode: the recording is 'max'"),
+        "zzz.json": (
+            ("val_loss", "min", [{"hidden": 8}, {"zzz": 1}]),
+            "trials[1].config: 'zzz' is not a parameter of [space]",
+        ),
+        "outside.json": (
+            ("val_loss", "min", [{"hidden": 8}, {"hidden": 32}]),
+            "trials[1].config: hidden: value 32 is outside the domain",
+        ),
+        "missing.json": (("val_loss", "min", [{}]), "trials[0].config: hidden: missing"),
+    }
+    for name, ((metric, mode, configs), why) in cases.items():
+        bench = _recording(tmp_path / name, metric, mode, configs)
+        out = tmp_path / f"out-{name}"
+        proc = ash(
+            "simulate", str(spec), "--workers", "3", "--benchmark", str(bench),
+            "--out", str(out), "--quiet",
+        )  # fmt: skip
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert f"{bench}: {why}" in proc.stderr, proc.stderr
+        assert not out.exists()
+    short = tmp_path / "short.json"
+    write_curves(
+        short,
+        metric="val_loss",
+        mode="min",
+        resources=[1, 3],
+        trials=[{"config": {"hidden": 8}, "values": [1.0, 0.5], "seconds_per_unit": 1.0}],
+    )
+    proc = ash("simulate", str(spec), "--workers", "3", "--benchmark", str(short), "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{short}: resources: the recording ends at 3" in proc.stderr
+
+
+def test_simulate_ranks_a_max_recording_as_the_spec_says(tmp_path: Path) -> None:
+    """A recording that fits a ``mode = "max"`` spec: results carry the spec's metric and mode
+    and the best is the highest value."""
+    spec = tmp_path / "grid.toml"
+    spec.write_text(GRID.format(metric="val_accuracy", mode="max"))
+    bench = _recording(
+        tmp_path / "acc.json", "val_accuracy", "max", [{"hidden": 8}, {"hidden": 16}]
+    )
+    out = tmp_path / "out"
+    proc = ash(
+        "simulate", str(spec), "--workers", "3", "--benchmark", str(bench),
+        "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert (doc["metric"], doc["mode"]) == ("val_accuracy", "max")
+    assert doc["best"]["config"] == {"hidden": 8} and doc["best"]["value"] == 0.9
+    assert "best: trial" in proc.stdout and "val_accuracy=0.9 " in proc.stdout

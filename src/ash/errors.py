@@ -3,7 +3,8 @@
 Every mistake a user can make (a spec, a file, a flag, a journal that is not theirs, a trainer
 that cannot start) raises a subclass of ``UserError`` whose message names the file, key or flag
 and what is wrong; ``guard`` prints it as one line and exits ``EXIT_USAGE``, with no traceback.
-Anything else is a bug and keeps its traceback.
+Anything else is a bug and keeps its traceback. A message may quote a peer (a scheduler's or
+a worker's words): ``guard`` prints it through ``ash.printable``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def guard(fn: Callable[[], int], prog: str = "ash") -> int:
     try:
         return fn()
     except UserError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        from ash.printable import printable
+
+        print(f"{prog}: error: {printable(exc, lines=True)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -4,6 +4,10 @@ One display for every way a study runs: it renders a ``Snapshot``, built either 
 Driver (``ash tune``) or from the scheduler's Status RPC (``ash tune --transport grpc``,
 ``ash status``). On a terminal it redraws a few times a second; elsewhere (CI, pipes) it stays
 silent, so logs are not flooded.
+
+Every string shown passes through ``ash.printable`` (worker and device ids, metric names and
+values a worker reported come from peers: raw, an ESC in them would drive the terminal), and
+goes into rich as ``Text``, never as markup.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ash.printable import printable
 from ash.scheduler.driver import Status
 from ash.scheduler.results import ranked_trials
 
@@ -83,7 +88,7 @@ def _latest(st: Any) -> dict[str, Any]:
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
-    return str(x)
+    return printable(x)
 
 
 def _eta(s: Snapshot) -> str:
@@ -99,7 +104,7 @@ def render(s: Snapshot, title: str) -> Group:
     cap = f"/{s.max_trials}" if s.max_trials is not None else ""
     workers = f"  workers {s.workers}" if s.workers is not None else ""
     head = Text.assemble(
-        (title, "bold"),
+        (printable(title), "bold"),
         f"  trials {s.trials}{cap}  results {s.results}  failed {s.failed}"
         f"  running {s.running}{workers}  elapsed {s.elapsed:.1f}s  eta {_eta(s)}",
     )
@@ -111,21 +116,25 @@ def render(s: Snapshot, title: str) -> Group:
     line = Text("best: none yet", style="dim")
     if s.best is not None:
         line = Text(
-            f"best {s.metric}={_fmt(s.best['value'])}  trial {s.best['trial']} "
-            f"at {_fmt(s.best['resource'])}  {s.best['config']}"
+            f"best {printable(s.metric)}={_fmt(s.best['value'])}  trial {s.best['trial']} "
+            f"at {_fmt(s.best['resource'])}  {printable(s.best['config'])}"
         )
     lines: list[Any] = [head, rungs, line]
     if s.reports:
         last = ""
         if s.latest is not None:
-            shown = "  ".join(f"{k}={_fmt(v)}" for k, v in list(s.latest["metrics"].items())[:6])
+            shown = "  ".join(
+                f"{printable(k)}={_fmt(v)}" for k, v in list(s.latest["metrics"].items())[:6]
+            )
             last = (
                 f"  last: trial {s.latest['trial']} rung {s.latest['rung']} "
                 f"step {_fmt(s.latest['step'])}  {shown}"
             )
         lines.append(Text(f"reports {s.reports}{last}", style="dim"))
     if s.devices:
-        held = "  ".join(f"{w}: {','.join(d)}" for w, d in sorted(s.devices.items()))
+        held = "  ".join(
+            f"{printable(w)}: {printable(','.join(d))}" for w, d in sorted(s.devices.items())
+        )
         lines.append(Text(f"devices  {held}", style="dim"))
     return Group(*lines)
 
@@ -163,10 +172,12 @@ class Progress:
 
 def best_table(doc: dict[str, Any], limit: int = 10) -> Table:
     """The best trials, each at the highest resource it reached with a successful result."""
-    table = Table(title=f"best trials ({doc['metric']}, {doc['mode']})")
-    for col in ("trial", "resource", doc["metric"], "status", "config"):
-        table.add_column(col)
+    metric = printable(doc["metric"])
+    table = Table(title=Text(f"best trials ({metric}, {printable(doc['mode'])})"))
+    for col in ("trial", "resource", metric, "status", "config"):
+        table.add_column(Text(col))
     for t, top in ranked_trials(doc)[:limit]:
-        cfg = ", ".join(f"{k}={_fmt(v)}" for k, v in t["config"].items())
-        table.add_row(str(t["trial"]), _fmt(top["resource"]), _fmt(top["value"]), t["status"], cfg)
+        cfg = ", ".join(f"{printable(k)}={_fmt(v)}" for k, v in t["config"].items())
+        cells = (t["trial"], _fmt(top["resource"]), _fmt(top["value"]), t["status"], cfg)
+        table.add_row(*(Text(printable(c)) for c in cells))
     return table

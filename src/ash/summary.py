@@ -5,6 +5,7 @@ were written; ``ending`` prints why a study ended other than normally (to stderr
 fail-fast stop with its traceback, Ctrl-C, no result at all) and returns the exit code
 ``ash tune`` ends with. A fail-fast stop's traceback is printed once: by whoever prints it first
 (the gRPC transport's own scheduler already has, so ``ash tune --transport grpc`` does not).
+Errors come from workers: they are printed through ``ash.printable``, as text, never markup.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import sys
 from typing import Any
 
 from ash.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from ash.printable import printable
 
 
 def print_summary(doc: dict[str, Any], out: object = None) -> None:
     """The best trials, the failures and the files of ``out`` on stdout."""
     from rich.console import Console
+    from rich.text import Text
 
     from ash.progress import best_table
 
@@ -27,9 +30,9 @@ def print_summary(doc: dict[str, Any], out: object = None) -> None:
     if failed:
         errors = doc.get("errors") or []
         first = errors[0]["error"] if errors else "see results.json"
-        console.print(f"{failed} trials failed; first error: {first}", style="yellow")
+        console.print(Text(f"{failed} trials failed; first error: {printable(first)}", "yellow"))
     if out:
-        console.print(f"wrote {out}/results.json, trials.csv, report.html")
+        console.print(Text(f"wrote {out}/results.json, trials.csv, report.html"))
 
 
 RESUME_CLI = "the same command with the same --journal resumes the study once it is fixed"
@@ -53,7 +56,7 @@ def ending(doc: dict[str, Any], *, traceback: bool = True) -> int:
     """Print why the study ended abnormally on stderr; the exit code of ``ash tune``."""
     message = stop_message(doc, traceback=traceback)
     if message is not None:
-        print(f"ash: {message}", file=sys.stderr)
+        print(f"ash: {printable(message, lines=True)}", file=sys.stderr)
         return 1
     if doc["interrupted"]:
         print("ash: interrupted; what was done is written", file=sys.stderr)

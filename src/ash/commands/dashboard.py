@@ -1,16 +1,23 @@
 """``ash dashboard``: serve the live web dashboard of a running study, a finished one, or a
-folder of them; and the dashboard ``ash-scheduler --dashboard-port`` serves beside its study."""
+folder of them; and the dashboard ``ash-scheduler --dashboard-port`` serves beside its study.
+
+A PATH that is one study and cannot be read is refused (exit 2). Under a folder, one study that
+cannot be read (a damaged results.json or journal) does not keep the others from being served:
+it is listed with its one-line error (and warned about on stderr), and read again when its
+file changes, like every file study."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ash.errors import UserError
+from ash.printable import printable
 
 if TYPE_CHECKING:
     from ash.dashboard.model import StudyModel
@@ -33,7 +40,24 @@ def parse_hostport(text: str, flag: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _file_study(dash: Dashboard, path: Path, trace: Path | None) -> None:
+def unreadable(path: Path, why: str) -> StudyModel:
+    """The view of a study under a folder that cannot be read: its name, where, and why."""
+    from ash.dashboard.model import StudyModel
+
+    model = StudyModel()
+    model.study = path.stem if path.is_file() else path.name
+    model.source = str(path)
+    model.error = why
+    model.finished = True
+    return model
+
+
+def _file_study(
+    dash: Dashboard, path: Path, trace: Path | None, *, in_folder: bool = False
+) -> str | None:
+    """Serve the study at ``path``, read again when its file changes. Under a folder
+    (``in_folder``) a study that cannot be read is served as its error, which is returned;
+    else it is refused (the UserError). None: it was read."""
     from ash.dashboard.sources import load_path
 
     def stamp() -> tuple[float, ...]:
@@ -42,19 +66,31 @@ def _file_study(dash: Dashboard, path: Path, trace: Path | None) -> None:
             files.append(trace)
         return tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files)
 
-    study = dash.add(load_path(path, trace), stamp=stamp())
+    def read() -> tuple[StudyModel, str | None]:
+        try:
+            return load_path(path, trace), None
+        except UserError as exc:
+            if not in_folder:
+                raise
+            return unreadable(path, str(exc)), str(exc)
+
+    model, why = read()
+    study = dash.add(model, stamp=stamp())
 
     def reload() -> StudyModel:
         now = stamp()
         if now == study.stamp:
             return study.model
         study.stamp = now
-        return load_path(path, trace)
+        return read()[0]
 
     study.reload = reload
+    return why
 
 
-def build(args: argparse.Namespace, token: str | None) -> Dashboard:
+def build(args: argparse.Namespace, token: str | None) -> tuple[Dashboard, list[str]]:
+    """The dashboard of ``args``, and the errors of the studies under a folder that cannot be
+    read (listed with them)."""
     from ash.dashboard.model import StudyModel
     from ash.dashboard.server import Dashboard
     from ash.dashboard.sources import find_studies, follow, watch_batches
@@ -70,7 +106,7 @@ def build(args: argparse.Namespace, token: str | None) -> Dashboard:
         dash.add(model)
         address = args.scheduler
         dash.follow(follow(model, lambda: watch_batches(address, token, ca)))
-        return dash
+        return dash, []
     path = Path(args.path)
     trace = Path(args.trace) if args.trace else None
     if not path.exists():
@@ -79,11 +115,10 @@ def build(args: argparse.Namespace, token: str | None) -> Dashboard:
         found = find_studies(path)
         if not found:
             raise UserError(f"{path}: holds no study (no results.json or journal under it)")
-        for p in found:
-            _file_study(dash, p, None)
-        return dash
+        errors = [_file_study(dash, p, None, in_folder=True) for p in found]
+        return dash, [e for e in errors if e is not None]
     _file_study(dash, path, trace)
-    return dash
+    return dash, []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, token: str | None, host: str, port: int) -> int:
-    dash = build(args, token)
+    dash, unread = build(args, token)
+    for why in unread:
+        print(f"ash dashboard: warning: {printable(why)} (listed with this error)", file=sys.stderr)
     bound = await dash.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,7 +147,9 @@ async def _serve(args: argparse.Namespace, token: str | None, host: str, port: i
     n = len(dash.studies)
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"ash dashboard: http://{shown}:{bound}/ ({n} {'study' if n == 1 else 'studies'})",
+        f"ash dashboard: http://{shown}:{bound}/ ({n} {'study' if n == 1 else 'studies'}"
+        + (f", {len(unread)} unreadable" if unread else "")
+        + ")",
         flush=True,
     )
     await stop.wait()

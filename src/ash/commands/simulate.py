@@ -1,4 +1,7 @@
-"""``ash simulate``: load the spec, resolve the benchmark, run the simulator, write outputs."""
+"""``ash simulate``: load the spec, resolve the benchmark, run the simulator, write outputs.
+
+The spec is the authority on the metric and its direction (the core ranks by ``spec.mode``);
+a recorded benchmark that does not fit it is refused by ``resolve``."""
 
 from __future__ import annotations
 
@@ -15,8 +18,6 @@ from ash.spec import load_spec
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    check_out_dir(args.out, "--out")
-    check_trace_file(args.trace, "--trace")
     sch = spec.schedule
     bench = resolve(
         args.benchmark,
@@ -25,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
         metric=spec.metric,
         mode=spec.mode,
         max_resource=sch.max_resource,
-    )
-    results = Results(spec.name, bench.metric, bench.mode, sch.max_resource)
+    )  # before --out is made: a refused recording leaves nothing behind
+    check_out_dir(args.out, "--out")
+    check_trace_file(args.trace, "--trace")
+    results = Results(spec.name, spec.metric, spec.mode, sch.max_resource)
     trace = TraceWriter(args.trace)
     started = time.perf_counter()
     try:
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if best is not None:
             print(
-                f"best: trial {best['trial']} {bench.metric}={best['value']:.6g} "
+                f"best: trial {best['trial']} {spec.metric}={best['value']:.6g} "
                 f"at resource {best['resource']} {best['config']}"
             )
     return 0

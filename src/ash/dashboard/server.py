@@ -198,14 +198,12 @@ class Dashboard:
         study = self.studies.get(request.match_info["key"])
         if study is None:
             raise web.HTTPNotFound(text="no such study\n")
-        if study.reload is not None:
-            with contextlib.suppress(UserError):
-                fresh = study.reload()
-                if fresh is not study.model:
-                    study.model = fresh
+        _refresh(study)
         return study
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
+        for study in self.studies.values():
+            _refresh(study)  # a file study that changed (a damaged one fixed) is listed as it is
         return web.json_response([s.summary() for s in self.studies.values()])
 
     async def _view(self, request: web.Request) -> web.StreamResponse:
@@ -312,6 +310,15 @@ class Dashboard:
                 m.set_importance({"resource": res, "n": len(values), "values": imp})
         finally:
             study.computing = False
+
+
+def _refresh(study: Study) -> None:
+    """Read a file study again if its file changed (one that cannot be read keeps its view)."""
+    if study.reload is not None:
+        with contextlib.suppress(UserError):
+            fresh = study.reload()
+            if fresh is not study.model:
+                study.model = fresh
 
 
 def _dumps(obj: Any) -> str:

@@ -8,13 +8,17 @@ A folder of such studies is a list of them. A running study comes over the sched
 stream with ``detail`` (a snapshot, then every event as it happens): from a remote
 ``ash-scheduler`` over gRPC, reconnecting when the stream breaks, or in-process from the
 service of ``ash-scheduler --dashboard-port``.
+
+A file is untrusted input: one the view model cannot read (a results.json of the wrong shape, a
+trace event with a field of the wrong type) is a ``SourceError`` naming it, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,15 @@ def read_events(path: Path) -> list[dict[str, Any]]:
             raise SourceError(f"{path}: line {n}: not a trace event")
         events.append(ev)
     return events
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """Turn the view model's failure on a malformed document into a SourceError naming it."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise SourceError(f"{path}: not {what} ({type(exc).__name__}: {exc})") from None
 
 
 def _is_journal(path: Path) -> bool:
@@ -115,15 +128,20 @@ def load_path(path: Path, trace: Path | None = None) -> StudyModel:
     if path.suffix == ".json" and not _is_journal(path):
         doc = _read_json(path)
         if trace is not None:
-            model.load_results(doc, values=False)
-            for ev in read_events(trace):
-                model.apply(ev)
-            status = {t.get("trial"): t.get("status") for t in doc["trials"]}
-            for tv in model.trials.values():
-                tv.status = str(status.get(tv.trial) or tv.status)
+            with _reading(path, "an ash results.json"):
+                model.load_results(doc, values=False)
+            events = read_events(trace)
+            with _reading(trace, "an ash trace"):
+                for ev in events:
+                    model.apply(ev)
+            with _reading(path, "an ash results.json"):
+                status = {t.get("trial"): t.get("status") for t in doc["trials"]}
+                for tv in model.trials.values():
+                    tv.status = str(status.get(tv.trial) or tv.status)
             model.source = f"{path} + {trace.name}"
         else:
-            model.load_results(doc)
+            with _reading(path, "an ash results.json"):
+                model.load_results(doc)
             model.source = str(path)
         model.finished = True
         return model
@@ -131,8 +149,9 @@ def load_path(path: Path, trace: Path | None = None) -> StudyModel:
         replay_journal(path, model)
         return model
     events = read_events(path)
-    for ev in events:
-        model.apply(ev)
+    with _reading(path, "an ash trace"):
+        for ev in events:
+            model.apply(ev)
     model.finished = True
     model.study = model.study or path.stem
     model.source = str(path)

@@ -19,7 +19,7 @@ async function showList(studies) {
   app.innerHTML = `<h1>ash studies</h1><table id="studies"><thead><tr><th>study</th><th>state</th>
     <th>trials</th><th>results</th><th>best</th><th>source</th></tr></thead><tbody>${studies.map((s) => `
     <tr><td><a href="#/study/${encodeURIComponent(s.id)}">${esc(s.study || s.id)}</a></td>
-    <td>${s.status.finished ? "finished" : "live"}</td><td>${s.status.trials}</td><td>${s.status.results}</td>
+    <td>${s.status.error ? `<span class="bad-text">error: ${esc(s.status.error)}</span>` : s.status.finished ? "finished" : "live"}</td><td>${s.status.trials}</td><td>${s.status.results}</td>
     <td>${s.status.best ? fmt(s.status.best.value) : "–"}</td><td>${esc(s.source)}</td></tr>`).join("")}</tbody></table>`;
 }
 
