@@ -82,6 +82,12 @@ class WorkerSession:
     draining: bool = False  # said it is stopping (Release.draining): no more jobs
 
 
+def _plain(name: str) -> bool:
+    """A peer's name fit to show anywhere: no control characters (a terminal's escapes), none of
+    ``< > &`` (markup in a page or a plot's labels)."""
+    return name.isprintable() and not any(c in name for c in "<>&")
+
+
 @dataclass
 class ServiceConfig:
     spec_toml: str
@@ -200,8 +206,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "first message must be hello")
         hello = first.hello
-        if not hello.worker_id or len(hello.worker_id) > 256:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.worker_id: 1-256 chars")
+        if not 0 < len(hello.worker_id) <= 256 or not _plain(hello.worker_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello.worker_id: 1-256 printable characters, none of < > &",
+            )
         if not 1 <= hello.slots <= MAX_SLOTS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"hello.slots: must be 1..{MAX_SLOTS}"
@@ -214,10 +223,13 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"hello.running: at most {MAX_RUNNING} jobs"
             )
-        if len(hello.devices) > MAX_SLOTS or any(not 0 < len(d) <= 128 for d in hello.devices):
+        if len(hello.devices) > MAX_SLOTS or any(
+            not 0 < len(d) <= 128 or not _plain(d) for d in hello.devices
+        ):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"hello.devices: at most {MAX_SLOTS} ids of 1-128 characters",
+                f"hello.devices: at most {MAX_SLOTS} ids of 1-128 printable characters, "
+                "none of < > &",
             )
         sid = f"s{next(self.ids)}"
         self.absent.discard(hello.worker_id)

@@ -329,3 +329,29 @@ def test_a_worker_scaled_down_hands_its_jobs_back_without_spending_their_attempt
     assert doc["errors"] == []
     assert len(doc["trials"]) == 4 and all(t["results"] for t in doc["trials"])
     assert doc["best"] is not None
+
+
+def test_a_peer_named_with_escapes_or_markup_is_refused(tmp_path: Path, cleanup: list[Any]) -> None:
+    """A worker id or device id with a control character (a terminal escape in ash status) or
+    markup (a label in the dashboard's plots) is refused with INVALID_ARGUMENT at hello."""
+    import grpc
+
+    from ash.link.wire import scheduler_stub
+    from ash.proto import ash_pb2 as pb
+
+    spec = write_study(tmp_path, max_trials=1)
+    s = Scheduler(spec, tmp_path, "--linger", "0")
+    cleanup.append(s)
+    hellos = [
+        pb.Hello(worker_id="evil\x1b[2J", slots=1),
+        pb.Hello(worker_id="<a href='x'>w</a>", slots=1),
+        pb.Hello(worker_id="ok", slots=1, devices=["\x1b]0;pwned\x07"]),
+    ]
+    with grpc.insecure_channel(s.target) as channel:
+        stub = scheduler_stub(channel)
+        for hello in hellos:
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.Session(iter([pb.WorkerMessage(hello=hello)]), timeout=10))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "printable characters, none of < > &" in (info.value.details() or "")
+    assert s.proc.poll() is None  # the scheduler serves on
