@@ -316,3 +316,20 @@ def test_outgoing_fails_an_oversized_state_and_bounds_a_batch_by_bytes() -> None
     assert not failed.ok and not failed.HasField("checkpoint")
     assert failed.error.startswith("state of 2000000 bytes exceeds the scheduler's")
     assert all(r.ok for i, r in enumerate(results_sent) if i != 2)
+
+
+def test_a_quiet_worker_drops_its_retry_notes_but_not_its_giving_up() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(BIN / "ash-worker"), "--scheduler", f"127.0.0.1:{port}", "--retry-for", "1"]
+    loud = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    quiet = subprocess.run(
+        [*cmd, "--quiet"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert loud.returncode == quiet.returncode == 3
+    assert "retrying in" in loud.stderr
+    assert "retrying in" not in quiet.stderr
+    assert quiet.stderr.strip().endswith("unreachable for 1 s; giving up")

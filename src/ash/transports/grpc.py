@@ -261,14 +261,18 @@ def run_grpc(
         finally:
             _stop(sched, procs)
     interrupted = signals.signalled is not None
-    written = Path(out) / "results.json"
-    doc: dict[str, Any] = json.loads(written.read_text()) if written.exists() else {}
-    if stranded is not None and not interrupted:
-        kept = "" if tmp is not None else f"; what was done is written to {out}"
-        raise UserError(stranded + kept)
-    if sched.returncode != 0 and not doc.get("error"):  # a stopped study says why in doc
-        raise UserError(f"ash-scheduler exited with code {sched.returncode}")
-    doc["interrupted"] = doc.get("interrupted", False) or interrupted
-    if tmp is not None:
-        tmp.cleanup()
-    return doc
+    try:
+        written = Path(out) / "results.json"
+        doc: dict[str, Any] = json.loads(written.read_text()) if written.exists() else {}
+        if stranded is not None and not interrupted:
+            kept = "" if tmp is not None else f"; what was done is written to {out}"
+            raise UserError(stranded + kept)
+        if sched.returncode != 0 and not doc.get("error"):  # a stopped study says why in doc
+            if interrupted and not doc:  # stopped before it could write anything
+                raise KeyboardInterrupt
+            raise UserError(f"ash-scheduler exited with code {sched.returncode}")
+        doc["interrupted"] = doc.get("interrupted", False) or interrupted
+        return doc
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
