@@ -3,7 +3,9 @@
 One session is one bidirectional stream (proto/ash.proto). The daemon says hello with its slot
 count, builds its trainer from the spec the scheduler sends in Welcome, runs up to N jobs at once
 in slot processes (ash.worker.slots) with K kernel threads each, heartbeats while it trains, and
-reports each result with its checkpoint. Threads: one reads the stream, one drives the slots
+reports each result with its checkpoint (one over the scheduler's ``--max-checkpoint-mb``, which
+its Welcome gives, goes to the shared ``--checkpoint-dir`` if there is one, else fails its job:
+ash.worker.stream). Threads: one reads the stream, one drives the slots
 (submit, collect), one heartbeats; the main thread only waits, so signals act at once.
 
 With ``--threads auto`` the worker plans each job's kernel threads within its cores
@@ -91,6 +93,7 @@ class WorkerDaemon:
         policy: TrustPolicy | None = None,
         devices: list[str] | None = None,
         work_dir: Path | None = None,
+        quiet: bool = False,
     ) -> None:
         self.target = target
         self.devices = devices  # one slot per accelerator (--devices), or None
@@ -103,6 +106,8 @@ class WorkerDaemon:
         self.checkpoint_dir = checkpoint_dir
         self.inline_bytes = inline_bytes
         self.shared = False  # the scheduler takes states by reference (and we have the dir)
+        self.max_checkpoint_bytes = 0  # the largest inline state the scheduler takes (Welcome)
+        self.quiet = quiet  # no notes (joined, retrying); errors still printed
         self.jobs: dict[int, tuple[int, float]] = {}  # job id -> (trial, stop), for file names
         self.threads = threads
         self.worker_id = worker_id
@@ -158,16 +163,17 @@ class WorkerDaemon:
                     )
                     return EXIT_UNREACHABLE
                 delay = backoff * random.uniform(0.5, 1.5)
-                print(
-                    f"ash-worker: scheduler unreachable, retrying in {delay:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                self._note(f"scheduler unreachable, retrying in {delay:.1f} s", sys.stderr)
                 if self.stopping.wait(delay):
                     return 0
                 backoff = min(backoff * 2, 5.0)
         finally:
             self._stop_slots()
+
+    def _note(self, text: str, stream: Any = None) -> None:
+        """A note on what the worker does (not an error): dropped with --quiet."""
+        if not self.quiet:
+            print(f"ash-worker: {text}", file=stream or sys.stdout, flush=True)
 
     def _stop_slots(self) -> None:
         """Stop the driving thread first (it owns the slots), then the slot processes."""
@@ -323,9 +329,10 @@ class WorkerDaemon:
                 target=self._drive, args=(self.feeder,), daemon=True
             )
             self._driver_thread.start()
-            print(f"ash-worker: joined {w.study}: {split}", flush=True)
+            self._note(f"joined {w.study}: {split}")
         self.heartbeat_s = max(0.05, w.heartbeat_s)
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
+        self.max_checkpoint_bytes = session.max_checkpoint_bytes = w.max_checkpoint_bytes
         session.batches = w.batches
         session.capacity = w.capacity
         session.recorded = w.recorded
@@ -358,7 +365,7 @@ class WorkerDaemon:
             for a in keep:
                 self.pending.put(a)
         if attached:
-            print(f"ash-worker: re-attached {len(attached)} running jobs", flush=True)
+            self._note(f"re-attached {len(attached)} running jobs")
 
     def _planner(self, spec: StudySpec) -> Planner:
         def log(line: str) -> None:
@@ -483,11 +490,14 @@ class WorkerDaemon:
         wire.metrics_to_pb(ev.metrics, r.metrics)
         state = ev.state
         trial, stop = self.jobs.pop(ev.job_id, (0, 0.0))
-        if self.shared and state is not None and len(state) > self.inline_bytes:
+        inline = self.inline_bytes
+        if self.max_checkpoint_bytes:  # and never more than the scheduler takes inline
+            inline = min(inline, self.max_checkpoint_bytes)
+        if self.shared and state is not None and len(state) > inline:
             assert self.checkpoint_dir is not None
             name = f"t{trial}-r{stop:g}-j{ev.job_id}.ckpt"
             state = wire.write_shared(self.checkpoint_dir, name, state)
-        wire.checkpoint_to_pb(state, r.checkpoint)
+        wire.checkpoint_to_pb(state, r.checkpoint)  # over the limit: failed in stream.outgoing
         return pb.WorkerMessage(result=r)
 
     def _requests(self, session: Session) -> Any:
@@ -576,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint-dir",
         help="directory shared with the scheduler for large states (sent by reference)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no notes on joining, re-attaching and retrying (errors are still printed)",
     )
     p.add_argument(
         "--inline-mb",
@@ -678,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             policy=policy_from_args(args),
             devices=devices,
             work_dir=work_dir,
+            quiet=args.quiet,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stopping.set())

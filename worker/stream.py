@@ -4,6 +4,12 @@ A session is one bidirectional stream (proto/ash.proto). ``Session`` holds what 
 queued to send and the jobs the scheduler gave it in this session; ``outgoing`` is the stream's
 request iterator, which batches results for a scheduler that takes ResultBatch messages. The
 reconnect loop and the jobs' side live in ``ash.worker.daemon``.
+
+The scheduler's Welcome says how large a state it takes inline (``--max-checkpoint-mb``); a
+larger one would make it end the stream (RESOURCE_EXHAUSTED), the worker exit, and the job go to
+the next worker, which would exit too. So ``outgoing`` sends such a result as the failed result
+it is (``oversized``: the trial's error in results.json, counted by fail-fast) and keeps the
+session; and a ResultBatch never holds more bytes than that limit (the stream's message size).
 """
 
 from __future__ import annotations
@@ -53,6 +59,34 @@ class Session:
     recorded: bool = False  # the scheduler acknowledges recorded results (its Welcome says so)
     reports: bool = False  # the scheduler takes ReportBatch messages (its Welcome says so)
     sent: dict[int, pb.WorkerMessage] = field(default_factory=dict)  # results not yet recorded
+    max_checkpoint_bytes: int = 0  # the largest inline state the scheduler takes (0: not told)
+
+
+def oversized(size: int, limit: int) -> str:
+    """The error of a result whose state the scheduler would refuse."""
+    return (
+        f"state of {size} bytes exceeds the scheduler's --max-checkpoint-mb {limit / (1 << 20):g}: "
+        "give the scheduler and the workers a shared --checkpoint-dir, or raise "
+        "--max-checkpoint-mb (docs/distributed.md#checkpoints)"
+    )
+
+
+def within_limit(msg: pb.WorkerMessage, limit: int) -> pb.WorkerMessage:
+    """``msg``, or, for a result whose inline state is over ``limit`` bytes, that result failed
+    with ``oversized`` and without its state (``msg`` itself is left as it is: a later session's
+    scheduler may take more)."""
+    if limit <= 0 or msg.WhichOneof("msg") != "result":
+        return msg
+    size = len(msg.result.checkpoint.data)
+    if size <= limit:
+        return msg
+    failed = pb.WorkerMessage()
+    failed.result.CopyFrom(msg.result)
+    failed.result.ClearField("checkpoint")
+    failed.result.ok = False
+    failed.result.value = 0.0
+    failed.result.error = oversized(size, limit)
+    return failed
 
 
 def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMessage]:
@@ -67,6 +101,8 @@ def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMe
         carry = None
         if msg is None:
             return
+        limit = session.max_checkpoint_bytes
+        msg = within_limit(msg, limit)
         if msg.WhichOneof("msg") == "reports":
             msg, carry = _coalesce_reports(msg, out)
             yield msg
@@ -75,6 +111,7 @@ def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMe
             yield msg
             continue
         batch = [msg]
+        size = msg.ByteSize()
         deadline = 0.0
         while len(batch) < BATCH_MAX:
             try:
@@ -94,9 +131,11 @@ def outgoing(session: Session, idle: Callable[[], bool]) -> Iterator[pb.WorkerMe
             if nxt is None:
                 out.put(None)  # still the end, after this batch
                 break
-            if nxt.WhichOneof("msg") != "result":
-                carry = nxt  # goes next, on its own
+            nxt = within_limit(nxt, limit)
+            if nxt.WhichOneof("msg") != "result" or (limit and size + nxt.ByteSize() > limit):
+                carry = nxt  # goes next, on its own (or first in the next batch)
                 break
+            size += nxt.ByteSize()
             batch.append(nxt)
         if len(batch) == 1:
             yield batch[0]

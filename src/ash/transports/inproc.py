@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ash.cores import available_cores, resolve_threads
+from ash.lifeline import sigterm_as_interrupt
 from ash.scheduler import loop
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import JournalError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ash.integrations import Callback
 
 
+@sigterm_as_interrupt  # a batch system's SIGTERM stops the study as Ctrl-C does
 def run_inproc(
     spec: StudySpec,
     *,
