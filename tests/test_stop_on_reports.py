@@ -227,6 +227,32 @@ def test_a_lost_job_is_retried_without_ranking_its_rungs_twice() -> None:
     assert core.rung_counts()[0][:2] == [(1, 2), (3, 1)]
 
 
+@pytest.mark.parametrize(("mode", "bad"), [("min", -math.inf), ("max", math.inf), ("min", math.nan)])
+def test_a_non_finite_report_is_a_failed_milestone_and_never_reaches_the_target(
+    mode: str, bad: float
+) -> None:
+    """A diverging report (-inf for min, +inf for max) is not the best value ever seen: it
+    ranks worst at its rung, as a non-finite result does, and never halts the study."""
+    spec = make_spec("asha-stopping", mode, stop_on="reports", max_trials=4, target=0.0)
+    core = Scheduler(spec, random.Random(0))
+    good = core.next_job(0)
+    assert good is not None
+    fine = 0.5 if mode == "min" else -0.5  # short of the target
+    assert not core.milestone(good.job_id, 1, fine, 0)  # the first at rung 0 goes on
+    bad_job = core.next_job(1)
+    assert bad_job is not None and bad_job.trial == 1
+    assert core.milestone(bad_job.job_id, 1, bad, 1)  # ranked worst: stopped at rung 0
+    assert not core.halted and not core.target_hit
+    assert core.report(bad_job.job_id, bad, 2) == bad_job._replace(rung=0, stop=1)
+    assert not core.halted and not core.target_hit
+    third = core.next_job(3)  # the study goes on
+    assert third is not None and third.trial == 2
+    assert core.rung_counts()[0][0] == (1, 2)  # both ranked at rung 0, neither above it
+    # a finite report at the target still halts it
+    assert not core.milestone(third.job_id, 1, 0.0, 4)
+    assert core.halted and core.target_hit
+
+
 # -- the embedded pool ------------------------------------------------------------------------
 
 
