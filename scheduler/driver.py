@@ -276,10 +276,11 @@ class Driver:
             if not kept:
                 return False
             now = self.clock()
-            self._journal({"p": job_id, "s": [[s, m] for s, m in kept], "t": now})
+            if self.journal is not None and not self.replaying:
+                self._journal(_report_record(job_id, kept, now))
             if self.core.inline:
                 self._milestones(job_id, kept, now)
-            if self.trace.listeners and not self.replaying:
+            if self.trace.listeners:  # a replay's too: a read-only replay's views draw them
                 event = {
                     "event": "report",
                     "t": round(now, 6),
@@ -289,6 +290,7 @@ class Driver:
                     "job": job_id,
                     "reports": [{"step": s, "metrics": m} for s, m in kept],
                 }
+                event = _jsonable(event)  # non-finite numbers null, as results.json has them
                 for listener in self.trace.listeners:
                     listener(event)
             self._tell("report", job, {"reports": kept})
@@ -486,7 +488,7 @@ class Driver:
                 elif "l" in rec:
                     self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
                 elif "p" in rec:
-                    self.report(int(rec["p"]), rec["s"])
+                    self.report(int(rec["p"]), _recorded_reports(rec))
                 elif "x" in rec:
                     self.amend(rec["x"], rec["x"].get("enqueue") or ())
         except (JournalError, UnknownJobError) as exc:
@@ -644,14 +646,45 @@ class Driver:
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    """Non-finite floats (a failed metric) become null: the journal is strict JSON."""
-    out: dict[str, Any] = {}
-    for k, v in record.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        elif isinstance(v, dict):
-            v = _jsonable(v)
-        out[k] = v
+    """Non-finite floats (a failed metric) become null, at any depth (in the dicts and lists
+    of a record, e.g. a report record's ``s``): the journal is strict JSON."""
+    out = _json_value(record)
+    assert isinstance(out, dict)
+    return out
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_value(x) for x in v]
+    return v
+
+
+def _report_record(job_id: int, kept: Sequence[tuple[float, Any]], now: float) -> dict[str, Any]:
+    """The journal record of a batch of reports: ``s`` as results.json keeps them (non-finite
+    numbers null) and, under ``n``, ``[index, metric, "inf" | "-inf" | "nan"]`` for each
+    non-finite number, so a replay hands the core the same values: a non-finite study metric
+    is a failed milestone, a missing one (or None) none (``Scheduler.milestone``)."""
+    rec: dict[str, Any] = {"p": job_id, "s": [[s, m] for s, m in kept], "t": now}
+    bad = [
+        [i, k, repr(v)]
+        for i, (_, metrics) in enumerate(kept)
+        for k, v in metrics.items()
+        if isinstance(v, float) and not math.isfinite(v)
+    ]
+    if bad:
+        rec["n"] = bad
+    return rec  # made strict JSON by _journal
+
+
+def _recorded_reports(rec: Mapping[str, Any]) -> list[tuple[float, dict[str, Any]]]:
+    """The reports of a journal record as they were made (its ``n`` put back)."""
+    out = [(step, dict(metrics)) for step, metrics in rec["s"]]
+    for i, k, text in rec.get("n", ()):
+        out[i][1][k] = float(text)
     return out
 
 

@@ -11,7 +11,9 @@ state. Record kinds, written in the order the driver applied them:
                                                        why)
     {"p": 31, "s": [[1, {"loss": 0.5}], ...], "t": 12.9}  a running job's intermediate reports
                                                        (ctx.report), one record per batch
-                                                       (version 3)
+                                                       (version 3); a non-finite number is
+                                                       null in "s" and listed in "n": [[0,
+                                                       "loss", "-inf"]] (report, metric, value)
     {"x": {"max_trials": 80, "time_limit_s": null}, "t": 15.0}   the budget, raised from here on
                                                        ("enqueue": [...]: configs appended to
                                                        the warm-start queue from here on)
@@ -412,11 +414,12 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+NON_FINITE = ("inf", "-inf", "nan")  # a report record's "n": the values written as null
 _SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     "a": {"a": (str,), "t": (int, float), "k": (list,), "c": (dict,)},
     "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,)},
     "l": {"l": (int,), "t": (int, float), "c": (int,), "w": (str,)},
-    "p": {"p": (int,), "t": (int, float), "s": (list,)},
+    "p": {"p": (int,), "t": (int, float), "s": (list,), "n": (list,)},
     "x": {"x": (dict,), "t": (int, float)},
 }
 
@@ -451,6 +454,13 @@ def check_record(rec: Any) -> str | None:
             ok = isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)
             if not ok or type(item[0]) not in (int, float):
                 return "'s' is not a list of [step, metrics]"
+        for item in rec.get("n", ()):  # where the non-finite numbers were (written null)
+            ok = isinstance(item, list) and len(item) == 3 and type(item[0]) is int
+            ok = ok and isinstance(item[1], str) and item[2] in NON_FINITE
+            if not ok or not 0 <= item[0] < len(rec["s"]):
+                return "'n' is not a list of [report index, metric, 'inf' | '-inf' | 'nan']"
+            if item[1] not in rec["s"][item[0]][1] or rec["s"][item[0]][1][item[1]] is not None:
+                return f"'n' names {item[1]!r} of report {item[0]}, which is not null there"
     return None
 
 

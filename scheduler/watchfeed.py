@@ -4,9 +4,11 @@ The trace names trials but not their configs, and results but not their metrics 
 view that joins a running study also needs what happened before it joined. So a detailed
 watcher first gets one ``snapshot`` event (the results document so far, the workers, the jobs in
 flight, the rung ladder), then every trace event with ``config`` added to an ``assign`` and
-``metrics`` (and ``error``, ``reports`` when there are) added to a ``result``. The additions are
-looked up as the event happens (the driver tells its listeners after recording the result), so
-two failures of one trial in one batch each carry their own error; nothing is stored twice.
+``metrics`` (and ``error`` when it failed) added to a ``result``, and a ``report`` event per
+batch of a running job's ``ctx.report`` values (those before it are in the snapshot, per trial).
+The additions are looked up as the event happens (the driver tells its listeners after recording
+the result), so two failures of one trial in one batch each carry their own error; nothing is
+stored twice.
 """
 
 from __future__ import annotations
@@ -78,8 +80,6 @@ def enrich(event: dict[str, Any], driver: Driver) -> dict[str, Any]:
     for r in reversed(rec.results):
         if r.get("rung") == event.get("rung"):
             out["metrics"] = r.get("metrics", {})
-            if r.get("reports"):
-                out["reports"] = r["reports"]
             break
     if event.get("value") is None:
         for trial, msg in reversed(driver.errors[-100:]):

@@ -599,3 +599,109 @@ def test_a_thousand_reports_per_job_cost_a_few_messages(tmp_path: Path) -> None:
     assert len(batches) <= 8 * jobs  # batched: a journal record (and message) per batch
     doc = results(tmp_path / "out")
     assert sum(len(t["reports"]) for t in doc["trials"]) == 1000 * jobs
+
+
+# -- non-finite reports ------------------------------------------------------------------------
+
+DIVERGES = """
+import math
+
+
+def fit(config, ctx):
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        bad = {"a": math.inf, "b": -math.inf, "c": math.nan}.get(config["k"])
+        loss = bad if bad is not None and epoch >= 1 else config["x"] + 1.0 / (epoch + 1)
+        ctx.report(epoch + 0.5, note=None)  # nothing: no report
+        ctx.report(epoch + 1, loss=loss, grad=bad if bad is not None else 1.0, ok=epoch, no=None)
+    return {"loss": config["x"] + 1.0 / ctx.stop}
+"""
+
+
+def write_diverging(tmp_path: Path, max_trials: int = 12) -> Path:
+    """A study whose trainer reports inf, -inf or NaN (by its config's ``k``) from epoch 2,
+    and None (no value) too."""
+    (tmp_path / "diverges.py").write_text(DIVERGES)
+    spec = tmp_path / "study.toml"
+    text = SPEC.format(max_trials=max_trials).replace("ctx_trainer:fit", "diverges:fit")
+    spec.write_text(text + 'k = { choice = ["a", "b", "c", "d"] }\n')
+    return spec
+
+
+def nulls(doc: dict[str, Any]) -> int:
+    """How many kept reports hold a null loss; every such report also has its null grad, and
+    a null is where the trainer reported a non-finite number."""
+    n = 0
+    assert doc["errors"] == [], doc["errors"]
+    for t in doc["trials"]:
+        steps = [r["step"] for r in t["reports"]]
+        assert steps == list(range(1, len(steps) + 1))  # the reports of nothing left out
+        for r in t["reports"]:
+            m = r["metrics"]
+            assert set(m) == {"loss", "grad", "ok"}  # None is no value: not kept
+            if t["config"]["k"] != "d" and r["step"] >= 2:
+                assert m["loss"] is None and m["grad"] is None and m["ok"] == r["step"] - 1
+                n += 1
+            else:
+                assert m["loss"] == pytest.approx(t["config"]["x"] + 1.0 / r["step"])
+    return n
+
+
+@pytest.mark.parametrize("transport", ["inproc", "grpc"])
+def test_non_finite_reports_are_null_with_a_journal_and_resume_the_same(
+    tmp_path: Path, transport: str
+) -> None:
+    """A diverging trainer (inf, -inf, NaN in ctx.report) with --journal: the study goes on,
+    its reports are null as without a journal, every job settles (none lost: over gRPC the
+    session used to end INTERNAL), and the journal, strict JSON, replays to the same results.
+    A report of only None values is no report on every transport (over gRPC it went out
+    without metrics and the scheduler ended the worker's session as malformed)."""
+    spec = write_diverging(tmp_path)
+    run = ["tune", str(spec), "--workers", "1", "--threads", "1", "--transport", transport]
+    plain = ash_cli(*run, "--out", "plain", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    got = ash_cli(*run, "--journal", "j.jsonl", "--out", "out", "--trace", "t.jsonl", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert "Traceback" not in got.stderr
+    doc = results(tmp_path / "out")
+    assert nulls(doc) >= 6  # some trials were promoted past their first epoch
+    assert {e["event"] for e in read_trace(tmp_path / "t.jsonl")} == {"assign", "result"}
+    if transport == "inproc":  # one slot: the same decisions as without the journal
+        assert doc["trials"] == results(tmp_path / "plain")["trials"]
+    text = (tmp_path / "j.jsonl").read_text()
+    records = [json.loads(line, parse_constant=pytest.fail) for line in text.splitlines()]
+    marked = [n for r in records if "p" in r for n in r.get("n", [])]
+    assert {n[2] for n in marked} == {"inf", "-inf", "nan"}
+    assert {n[1] for n in marked} == {"loss", "grad"}
+    again = ash_cli(*run, "--journal", "j.jsonl", "--out", "again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert results(tmp_path / "again")["trials"] == doc["trials"]
+
+
+def test_a_peer_s_non_finite_report_keeps_its_session(tmp_path: Path) -> None:
+    """A ReportBatch holding inf, -inf and NaN metrics is data, not a protocol error: the
+    session goes on (it ended INTERNAL on a journaled scheduler), the result after it is
+    taken, and the reports are kept (the non-finite numbers null)."""
+    spec = write(tmp_path, max_trials=40)
+    sched = Scheduler(spec, tmp_path, "--lease", "30", "--journal", "j.jsonl", "--out", "out")
+    try:
+        diverged = report_msg(step=1)
+        for name, v in (("m0", math.inf), ("m1", -math.inf), ("loss", math.nan)):
+            diverged.reports.jobs[0].reports[0].metrics[name].number = v
+        done = pb.WorkerMessage(result=pb.Result(ok=True, value=0.5))
+        code, job = session(sched.target, diverged, report_msg(step=2), done)
+        assert code == grpc.StatusCode.OK and job >= 0
+        with grpc.insecure_channel(sched.target) as ch:
+            st: Any = scheduler_stub(ch).Status(pb.StatusRequest(), timeout=10)
+        assert st.reports == 2 and st.results == 1 and st.failed == 0
+        assert sched.proc.poll() is None
+    finally:
+        sched.kill()
+    records = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    (first, second) = [r for r in records if "p" in r]
+    assert first["s"] == [[1, {"m0": None, "m1": None, "loss": None}]]
+    assert sorted(map(tuple, first["n"])) == [
+        (0, "loss", "nan"),
+        (0, "m0", "inf"),
+        (0, "m1", "-inf"),
+    ]
+    assert "n" not in second

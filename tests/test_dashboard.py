@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import random
@@ -809,3 +810,193 @@ def test_model_sends_the_density_only_past_the_points_and_at_most_every_few_seco
     monkeypatch.setattr(model_mod, "DENSITY_S", 0.0)
     assert m.changed()  # a grid still owed is a change, though no result came since
     assert m.delta()["density"]["n"] == model_mod.POINTS_CAP + 25
+
+
+# -- intermediate reports (ctx.report) on the curves ------------------------------------------
+
+
+def _loss(x: float, step: float) -> float:
+    return (x - 0.3) ** 2 + 1.0 / step
+
+
+def _study_with_reports(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A journaled study whose jobs report each step (and a NaN now and then): one job lost
+    after reporting, retried; one trial's reports are only of another metric."""
+    spec = make_spec("asha", max_trials=12, max_resource=9)
+    journal = tmp_path / "study.journal"
+    driver = open_study(spec, journal=journal).driver
+    lost = False
+    while (a := driver.request("w")) is not None:
+        job = a.job
+        x = float(job.config["x"])
+        steps = range(int(job.start) + 1, int(job.stop) + 1)
+        if job.trial == 5:
+            assert driver.report(job.job_id, [(s, {"acc": 0.5}) for s in steps])
+        else:
+            reports = [(s, {"loss": math.nan if s == 2 else _loss(x, s)}) for s in steps]
+            assert driver.report(job.job_id, reports)
+        if job.rung == 1 and not lost:
+            lost = True
+            assert driver.report(job.job_id, [(job.stop + 1, {"loss": 9.0})])  # beyond: dropped
+            driver.lose(job.job_id, why="gone")
+            continue
+        driver.complete(job.job_id, _loss(x, job.stop), {"loss": _loss(x, job.stop)})
+        driver.sync()
+    assert lost
+    doc = driver.results.to_json()
+    driver.close()
+    return journal, doc
+
+
+def _curves(doc: dict[str, Any]) -> dict[int, list[tuple[float, float]]]:
+    """Each trial's finite ``loss`` reports in results.json, as the model keeps them."""
+    return {
+        t["trial"]: [
+            (float(r["step"]), r["metrics"]["loss"])
+            for r in t.get("reports", [])
+            if isinstance(r["metrics"].get("loss"), float)
+        ]
+        for t in doc["trials"]
+    }
+
+
+def _check_curves(view: dict[str, Any], doc: dict[str, Any]) -> None:
+    want = _curves(doc)
+    got = {t["id"]: [tuple(p) for p in t["r"]] for t in view["trials"]}
+    assert got == want
+    assert sum(len(c) for c in want.values()) >= 20 and want[5] == []
+    assert all(2.0 not in [p[0] for p in c] for c in want.values())  # the NaNs left out
+
+
+def test_curves_pass_through_the_reports_of_results_json_and_a_journal(tmp_path: Path) -> None:
+    """results.json keeps the reports per trial, the journal as ``p`` records: both feed the
+    curves (they were read from the results only, which never hold them), as does report.html;
+    a lost job's reports are replaced by its retry's."""
+    from ash.report import write_report
+
+    journal, doc = _study_with_reports(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(doc))
+    _check_curves(load_path(out).view(), doc)
+    _check_curves(load_path(journal).view(), doc)
+    page = write_report(doc, tmp_path).read_text()
+    data = re.search(r'<script type="application/json" id="ash-data">(.*?)</script>', page, re.S)
+    assert data is not None
+    _check_curves(json.loads(data.group(1)), doc)
+
+
+def test_reports_are_kept_bounded_for_the_shown_trials_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shown trial keeps at most REPORTS_CAP reports, thinned evenly over its whole run; a
+    trial whose curve is not shown keeps none; a step reported again replaces the curve from
+    there (a retried job)."""
+    monkeypatch.setattr(model_mod, "CURVE_CAP", 3)
+    m = StudyModel("s", "loss", "min")
+
+    def report(trial: int, steps: range, rung: int = 0) -> None:
+        m.apply(
+            {
+                "event": "report",
+                "t": 1.0,
+                "trial": trial,
+                "rung": rung,
+                "bracket": 0,
+                "job": trial,
+                "reports": [{"step": s, "metrics": {"loss": 1.0 / s}} for s in steps],
+            }
+        )
+
+    report(0, range(1, 10_001))
+    kept = m.trials[0].reports
+    assert model_mod.REPORTS_CAP // 2 <= len(kept) <= model_mod.REPORTS_CAP
+    steps = [x for x, _ in kept]
+    assert steps[0] == 1 and steps[-1] > 9_000  # over the whole run
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    assert len(gaps) == 1  # evenly spread
+    report(1, range(1, 6))
+    report(1, range(3, 5))  # a retry from step 3
+    assert [x for x, _ in m.trials[1].reports] == [1, 2, 3, 4]
+    report(2, range(1, 4))
+    report(3, range(1, 4))  # a 4th trial: no room on the chart, and no higher
+    assert m.trials[3].reports == [] and 3 not in m.shown
+    for trial in (0, 1, 2):
+        assert len(m.trials[trial].reports) > 0
+    m.apply({"event": "assign", "t": 2, "trial": 3, "rung": 1, "job": 9, "worker": "w"})
+    assert 3 in m.shown  # went higher: it takes a place, and a rung-0 trial leaves
+    dropped = [t for t in (0, 1, 2) if t not in m.shown]
+    assert len(dropped) == 1 and m.trials[dropped[0]].reports == []
+    report(3, range(4, 7), rung=1)
+    assert [x for x, _ in m.trials[3].reports] == [4, 5, 6]
+    view = m.view()
+    assert {t["id"]: len(t["r"]) for t in view["trials"]}[3] == 3
+
+
+REPORTING_TRAINER = """
+import time
+
+
+def fit(config, ctx):
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        time.sleep(0.02)
+        ctx.report(epoch + 1, loss=(config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1))
+    return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / ctx.stop}
+"""
+
+REPORTING_SPEC = """
+[study]
+name = "live"
+metric = "loss"
+seed = 2
+[asha]
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+max_trials = 12
+[trainer]
+type = "python"
+entrypoint = "reporting:fit"
+[space]
+x = { uniform = [0.0, 1.0] }
+"""
+
+
+def test_a_live_dashboard_draws_the_report_events(tmp_path: Path, cleanup: list[Any]) -> None:
+    """``ash dashboard --scheduler`` joined before any job ran (an empty snapshot): every
+    report it draws came in a live ``report`` event of the detailed Watch stream."""
+    import time
+
+    from helpers import Scheduler, results, worker
+
+    (tmp_path / "reporting.py").write_text(REPORTING_TRAINER)
+    spec = tmp_path / "study.toml"
+    spec.write_text(REPORTING_SPEC)
+    s = Scheduler(spec, tmp_path, "--out", "out", "--linger", "0")
+    cleanup.append(s)
+    proc, url = serve_dashboard("--scheduler", s.target, "--listen", "127.0.0.1:0")
+    cleanup.append(proc)
+
+    def view() -> dict[str, Any]:
+        code, text = _get(url + "api/study/study")  # named before its snapshot came
+        got: dict[str, Any] = json.loads(text) if code == 200 else {}
+        return got
+
+    deadline = time.monotonic() + 30
+    while not view() and time.monotonic() < deadline:  # until the snapshot came
+        time.sleep(0.1)
+    assert view()["status"]["trials"] == 0  # joined before anything ran
+    cleanup.append(worker(s.target, tmp_path, "w1"))
+    assert s.wait() == 0
+    doc = results(tmp_path / "out")
+    deadline = time.monotonic() + 30
+    while not view()["status"]["finished"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    final = view()
+    assert final["status"]["finished"]
+    want = _curves(doc)
+    assert sum(len(c) for c in want.values()) >= 12 + 3
+    got = {t["id"]: [tuple(p) for p in t["r"]] for t in final["trials"]}
+    assert got == {t: [pytest.approx(p) for p in c] for t, c in want.items()}
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0

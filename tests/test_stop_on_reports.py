@@ -227,6 +227,34 @@ def test_a_lost_job_is_retried_without_ranking_its_rungs_twice() -> None:
     assert core.rung_counts()[0][:2] == [(1, 2), (3, 1)]
 
 
+@pytest.mark.parametrize(
+    ("mode", "bad"), [("min", -math.inf), ("max", math.inf), ("min", math.nan)]
+)
+def test_a_non_finite_report_is_a_failed_milestone_and_never_reaches_the_target(
+    mode: str, bad: float
+) -> None:
+    """A diverging report (-inf for min, +inf for max) is not the best value ever seen: it
+    ranks worst at its rung, as a non-finite result does, and never halts the study."""
+    spec = make_spec("asha-stopping", mode, stop_on="reports", max_trials=4, target=0.0)
+    core = Scheduler(spec, random.Random(0))
+    good = core.next_job(0)
+    assert good is not None
+    fine = 0.5 if mode == "min" else -0.5  # short of the target
+    assert not core.milestone(good.job_id, 1, fine, 0)  # the first at rung 0 goes on
+    bad_job = core.next_job(1)
+    assert bad_job is not None and bad_job.trial == 1
+    assert core.milestone(bad_job.job_id, 1, bad, 1)  # ranked worst: stopped at rung 0
+    assert not core.halted and not core.target_hit
+    assert core.report(bad_job.job_id, bad, 2) == bad_job._replace(rung=0, stop=1)
+    assert not core.halted and not core.target_hit
+    third = core.next_job(3)  # the study goes on
+    assert third is not None and third.trial == 2
+    assert core.rung_counts()[0][0] == (1, 2)  # both ranked at rung 0, neither above it
+    # a finite report at the target still halts it
+    assert not core.milestone(third.job_id, 1, 0.0, 4)
+    assert core.halted and core.target_hit
+
+
 # -- the embedded pool ------------------------------------------------------------------------
 
 
@@ -366,6 +394,58 @@ def test_driver_replay_rederives_the_stops(tmp_path: Path) -> None:
         assert ids[2] not in again.core.inflight  # lost in the restart, to be re-issued
     finally:
         again.close()
+
+
+def test_a_non_finite_report_replays_to_the_same_failed_milestone(tmp_path: Path) -> None:
+    """A -inf report is journaled as null with its value under ``n``: a replay ranks it as the
+    failed milestone it was (a null alone would be no milestone: the trial would go on), a
+    missing metric or a None one stays no milestone, and a damaged ``n`` is refused."""
+    from ash.scheduler.journal import JournalError, check_record, seal, unseal
+
+    spec = make_spec("asha-stopping", stop_on="reports", max_trials=6)
+    journal = tmp_path / "j.jsonl"
+    d = open_study(spec, journal=journal, fsync=False).driver
+    jobs = [d.request(f"w{i}") for i in range(3)]
+    ids = [a.job.job_id for a in jobs if a is not None]
+    trials = [a.job.trial for a in jobs if a is not None]
+    assert len(ids) == 3
+    d.report(ids[0], [(1, {"loss": 0.5})])  # continues (the first at rung 0)
+    d.report(ids[1], [(1, {"loss": -math.inf, "grad": math.nan})])  # failed: stopped
+    d.report(ids[2], [(1, {"loss": None})])  # no value: no milestone
+    assert d.take_stops() == [ids[1]]
+    assert d.reports(trials[1])[0]["metrics"] == {"loss": None, "grad": None}
+    d.report(ids[1], [(3, {"loss": 0.1})])  # kept, the decision stands
+    d.complete(ids[1], 0.1, {"loss": 0.1})
+    d.complete(ids[2], 0.7, {"loss": 0.7})
+    d.sync()
+    counts, doc = d.core.rung_counts(), d.results.to_json()
+    d.close()
+    text = journal.read_text()
+    assert "Infinity" not in text and "NaN" not in text  # strict JSON
+    again, _, records = replay_read_only(journal)
+    assert again.core.rung_counts() == counts
+    assert again.results.to_json() == doc
+    (res,) = again.results.trials[trials[1]].results
+    assert (res["rung"], res["resource"]) == (0, 1)  # settled where it was stopped
+    (marked,) = [r for r in records if r.get("n")]
+    assert sorted(marked["n"]) == [[0, "grad", "nan"], [0, "loss", "-inf"]]
+    ok = {"p": 1, "s": [[1, {"loss": None}]], "t": 0.1}
+    assert check_record({**ok, "n": [[0, "loss", "inf"]]}) is None
+    for n in (
+        [[1, "loss", "inf"]],
+        [[0, "grad", "inf"]],
+        [[0, "loss", "big"]],
+        [[0, ["x"], "inf"]],
+    ):
+        assert check_record({**ok, "n": n}) is not None
+    assert check_record({"p": 1, "s": [[1, {"loss": 2}]], "n": [[0, "loss", "inf"]]}) is not None
+    # a record with a sound checksum and a wrong ``n`` is refused, naming its line
+    line = next(x for x in text.splitlines() if '"n":' in x)
+    inner = (unseal(line.encode()) or b"").decode()
+    assert inner.count('"-inf"') == 1
+    journal.write_text(text.replace(line, seal(inner.replace('"-inf"', '"huge"'))))
+    with pytest.raises(JournalError, match=r"line \d+.*'n' is not a list"):
+        replay_read_only(journal)
 
 
 @pytest.mark.skipif(

@@ -9,7 +9,9 @@ the slot's accelerator (``device``, None without ``--devices``), intermediate re
 one, ``restore_dir()`` holding the previous job's, or None).
 
 Reports are checked here (ash.link.metrics: the caps of a result's metrics, and a finite step),
-so a bad one fails the trainer at the call that made it, with its traceback. A report goes out
+so a bad one fails the trainer at the call that made it, with its traceback. A metric of None
+(no value) is left out, and a report of only such metrics is no report; a non-finite number is
+data (kept as null). A report goes out
 at once when the last batch left at least ``FLUSH_S`` seconds ago (a slow epoch shows live);
 otherwise it waits in a buffer that leaves with a later report (at ``MAX_REPORT_BATCH`` reports,
 or ``FLUSH_S`` after the last batch) or at the end of the job, before its result. So a trainer
@@ -108,6 +110,11 @@ class Reporter:
         clean, problem = check_metrics(metrics)
         if problem is not None:
             raise ValueError(f"ctx.report: {problem}")
+        # None is no value: not kept, on every transport (the wire carries none); a report of
+        # nothing else is no report (sent, it was refused as one without metrics)
+        clean = {k: v for k, v in clean.items() if v is not None}
+        if not clean:
+            return
         with self._lock:
             if self.closed:
                 return

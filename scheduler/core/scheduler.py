@@ -236,6 +236,8 @@ class Scheduler:
         job = self.inflight.get(job_id)
         if job is None or not self.inline or job_id in self.stopped:
             return False
+        if value is not None and not math.isfinite(value):
+            value = None  # a failed milestone, as in report: ranks worst, never a target
         bracket = self.brackets[job.bracket]
         assert isinstance(bracket, StoppingBracket)
         k = self.passed.get(job.trial, 0)
@@ -332,7 +334,7 @@ class Scheduler:
 
     def _reaches_target(self, value: float) -> bool:
         target = self.schedule.target
-        if target is None:
+        if target is None or not math.isfinite(value):
             return False
         return value <= target if self.mode == "min" else value >= target
 

@@ -5,7 +5,9 @@ hands out the whole view once (``view``) and then what changed since (``delta``)
 Everything is incremental, O(log n) or O(1) per event, so a study of 100,000 trials costs
 the server little while it is watched. What the page draws is capped here, not in the browser:
 at most ``CURVE_CAP`` trials' curves and points (the trials that went highest first, since those
-are the ones a user looks at, then the others in arrival order), the last ``TIMELINE_CAP`` jobs
+are the ones a user looks at, then the others in arrival order), each curve through at most
+``REPORTS_CAP`` of its trial's ``ctx.report`` values (kept for the shown trials only, thinned
+evenly beyond the cap: every 2nd, then every 4th...), the last ``TIMELINE_CAP`` jobs
 of the timeline and the last ``POINTS_CAP`` results of the history plot (beyond them, every
 result as a grid of counts: ``density.Density``). Times are seconds since
 the study started; a results.json without a trace has none, so its results are numbered in
@@ -26,6 +28,7 @@ from typing import Any
 from ash.dashboard.density import Density
 
 CURVE_CAP = 2000
+REPORTS_CAP = 100  # intermediate reports kept per shown trial (its curve's points between rungs)
 TIMELINE_CAP = 1500
 POINTS_CAP = 2000
 ERRORS_CAP = 200
@@ -79,6 +82,26 @@ class TrialView:
     top: int = -1  # highest rung assigned
     inflight: int = 0
     status: str = "running"
+    report_every: int = 1  # keeps every n-th report (n doubles each time the cap is reached)
+    report_seen: int = 0
+
+    def add_report(self, x: float, y: float) -> None:
+        """One intermediate report, at step ``x``. A step at or before the last one kept
+        starts the curve again from there (a lost job's retry, a job that trains from 0
+        again): the reports from that step on are replaced."""
+        while self.reports and self.reports[-1][0] >= x:
+            self.reports.pop()
+        self.report_seen += 1
+        if (self.report_seen - 1) % self.report_every:
+            return
+        self.reports.append((x, y))
+        if len(self.reports) > REPORTS_CAP:
+            del self.reports[1::2]
+            self.report_every *= 2
+
+    def drop_reports(self) -> None:
+        self.reports.clear()
+        self.report_every, self.report_seen = 1, 0
 
     def value(self) -> float | None:
         """The value at the highest resource with a successful result."""
@@ -226,17 +249,17 @@ class StudyModel:
         if t is None and values:
             self.clock = "order"
         came: list[tuple[float, int, TrialView, dict[str, Any]]] = []
-        trials: list[tuple[TrialView, dict[str, Any]]] = []
+        trials: list[tuple[TrialView, dict[str, Any], list[tuple[float, float]]]] = []
         for td in doc.get("trials", []):
             tid = int(td["trial"])
             tv = self._trial(tid, int(td.get("bracket", 0)))
             tv.config = dict(td.get("config", {}))
             self.params.update(dict.fromkeys(tv.config))
-            trials.append((tv, td))
+            # ctx.report values: the trial's (ash's own), or its results' (other tools')
+            reports = parse_reports(td.get("reports"), self.metric)
+            trials.append((tv, td, reports))
             for r in td.get("results", []):
-                reports = parse_reports(r.get("reports"), self.metric)
-                if reports:
-                    tv.reports.extend(reports)
+                reports.extend(parse_reports(r.get("reports"), self.metric))
                 if values:
                     own = _num(r.get("t"))
                     when = 0.0 if t is None else t if own is None else min(own, t)
@@ -253,11 +276,12 @@ class StudyModel:
                 _num(r.get("value")),
                 self._order if t is None else when,
             )
-        for tv, td in trials:
+        for tv, td, reports in trials:
             if not td.get("results") and td.get("status") == "running":
                 self._top(tv, 0)
             tv.status = str(td.get("status", tv.status))
             self._touch(tv)
+            self._reports(tv, reports)
         for e in doc.get("errors", []) or []:
             self._error(e.get("trial"), str(e.get("error", "")), None)
         if doc.get("error"):
@@ -268,7 +292,8 @@ class StudyModel:
         self._changed = True
 
     def apply(self, ev: dict[str, Any]) -> None:
-        """One trace event (assign, result, lost) or a Watch snapshot."""
+        """One trace event (assign, result, lost), a Watch snapshot, or a batch of a running
+        job's intermediate reports (``report``: a Watch's, a replayed journal's)."""
         kind = ev.get("event")
         t = _num(ev.get("t"))
         if t is not None:
@@ -279,13 +304,15 @@ class StudyModel:
         if kind == "finished":
             self.finish()
             return
-        if kind not in ("assign", "result", "lost"):
+        if kind not in ("assign", "result", "lost", "report"):
             return
         tv = self._trial(int(ev["trial"]), int(ev.get("bracket", 0)))
         rung = int(ev.get("rung", 0))
         now = self.t if t is None else t
         job = ev.get("job")
-        if kind == "assign":
+        if kind == "report":
+            self._reports(tv, parse_reports(ev.get("reports"), self.metric))
+        elif kind == "assign":
             if isinstance(ev.get("config"), dict) and not tv.config:
                 tv.config = dict(ev["config"])
                 self.params.update(dict.fromkeys(tv.config))
@@ -326,9 +353,7 @@ class StudyModel:
                 w["last"] = now
             if tv.inflight:
                 tv.inflight -= 1
-            reports = parse_reports(ev.get("reports"), self.metric)
-            if reports:
-                tv.reports.extend(reports)
+            self._reports(tv, parse_reports(ev.get("reports"), self.metric))  # other tools'
             self._result(tv, rung, res, value, now)
             if value is None and ev.get("error"):
                 self._error(tv.trial, str(ev["error"]), now)
@@ -473,6 +498,15 @@ class StudyModel:
                 self.eta = nxt / res
                 return
 
+    def _reports(self, tv: TrialView, points: list[tuple[float, float]]) -> None:
+        """A trial's intermediate reports, kept while its curve is shown (``_touch``)."""
+        if not points:
+            return
+        self._touch(tv)
+        if tv.trial in self.shown:
+            for x, y in points:
+                tv.add_report(x, y)
+
     def _touch(self, tv: TrialView) -> None:
         """Mark ``tv`` changed, and keep it among the shown trials if it deserves a place."""
         if tv.trial in self.shown:
@@ -483,6 +517,7 @@ class StudyModel:
             if low is None or tv.top <= low:
                 return
             out = self._shown_by_top[low].pop()
+            self.trials[out].drop_reports()  # its curve is not drawn: its reports not kept
             self.shown.discard(out)
             self._dirty.discard(out)
             self._dropped.add(out)
