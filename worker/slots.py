@@ -41,6 +41,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,6 +110,10 @@ def _serve(
         workspace.await_verdict = lambda job, count: _await_verdict(flags, job, count)
     final = spec.schedule.max_resource
     try:
+        if isinstance(trainer, _ByValue):
+            import cloudpickle
+
+            trainer = cloudpickle.loads(trainer.blob)
         fn = as_trainer(trainer) if trainer is not None else make_trainer(spec)
         load = getattr(fn, "data", None)
         if load is not None:  # the dataset now, not in the first job's time (and its timeout)
@@ -118,9 +123,13 @@ def _serve(
         conn.send(("setup-error", why))
         return
     conn.send(("ready",))  # a death from now on is a job's, not the start-up's
+    parent = os.getppid()
     with threadpool_limits(limits=threads):
         while True:
             try:
+                while not conn.poll(PARENT_CHECK_S):
+                    if os.getppid() != parent:
+                        return  # the parent is gone (a forked sibling may hold its pipe open)
                 msg = conn.recv()
             except (EOFError, OSError):
                 return
@@ -199,6 +208,37 @@ class Died:
 
 
 STARTUP_DEATHS = 2  # slots dying in a row before they load their trainer: a study-wide error
+PARENT_CHECK_S = 1.0  # an idle slot checks this often that its parent is alive
+
+
+def native_threads() -> int:
+    """Threads of this process that Python did not start and that bear the process's own name:
+    a native pool such as OpenMP's (torch, a BLAS) once it ran. Named library threads (gRPC's,
+    ZeroMQ's in a notebook kernel) are not counted. 0 where /proc is not there."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+        own = Path(f"/proc/self/task/{os.getpid()}/comm").read_text()
+    except OSError:
+        return 0
+    same = 0
+    for tid in tasks:
+        with contextlib.suppress(OSError):
+            same += Path(f"/proc/self/task/{tid}/comm").read_text() == own
+    return max(0, same - threading.active_count())
+
+
+@dataclass(frozen=True)
+class _ByValue:
+    """A trainer function pickled with cloudpickle (by value when it is not importable, as a
+    notebook's is), for a spawned slot."""
+
+    blob: bytes
+
+
+def _by_value(trainer: Any) -> _ByValue:
+    import cloudpickle
+
+    return _ByValue(cloudpickle.dumps(trainer))
 
 
 @dataclass
@@ -242,8 +282,12 @@ class Slots:
         self.verdicts = verdicts  # the scheduler decides on milestone reports: they wait for it
         self._own_root = work_root is None
         self.work_root = work_root or Path(tempfile.mkdtemp(prefix="ash-work-"))
-        # fork keeps a notebook's function usable without pickling; spawn is the safe default
-        self.ctx: Any = mp.get_context("fork" if trainer is not None else "spawn")
+        # fork keeps a notebook's function usable without pickling, but a fork of a process whose
+        # native thread pool runs (torch's OpenMP after one parallel op) deadlocks in the child's
+        # first parallel region: then spawn, the function carried by value (cloudpickle)
+        self.forked = trainer is not None and not native_threads()
+        self.ctx: Any = mp.get_context("fork" if self.forked else "spawn")
+        self._carried: Any = trainer if self.forked or trainer is None else _by_value(trainer)
         self.max_restarts = max_restarts
         self.restarts = 0
         self.startup_deaths = 0  # slots that died before ready, since one last became ready
@@ -257,7 +301,16 @@ class Slots:
         root = str(self.work_root)
         p = self.ctx.Process(
             target=_child,
-            args=(child, self.spec, self.trainer, self.threads, device, root, flags, self.verdicts),
+            args=(
+                child,
+                self.spec,
+                self._carried,
+                self.threads,
+                device,
+                root,
+                flags,
+                self.verdicts,
+            ),
             name=name,
             daemon=True,
         )
