@@ -5,7 +5,10 @@ state. Record kinds, written in the order the driver applied them:
 
     {"a": "w3", "k": [7, 0], "c": {...}, "t": 12.5}   an ask that produced a job: its trial and
                                                        rung, and for a new trial its config
-    {"r": 31, "v": 0.41, "m": {...}, "e": null, "t": 13.0}  a job's result (v null = failed)
+    {"r": 31, "v": 0.41, "m": {...}, "e": null, "t": 13.0}  a job's result (v null = failed;
+                                                       "n": 1 below the top rung when its job
+                                                       returned no state: a promotion from it
+                                                       gets none by design, not by a loss)
     {"l": 31, "t": 14.0}                               a job whose worker vanished ("c": 0 when
                                                        the loss is not charged to the trial, "w":
                                                        why)
@@ -58,6 +61,7 @@ fsync. A write or fsync error makes the journal ``broken``: the driver then deci
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -150,8 +154,8 @@ class Journal:
                 with open(self.path, "r+b") as f:
                     f.truncate(good)  # cut a torn last line before appending
         self.sealed = self.header.get("version", VERSION) >= 2
-        try:
-            self._f = open(self.path, "ab")  # noqa: SIM115 (closed by close())
+        try:  # unbuffered: nothing is left in a buffer for close to write (on a full disk)
+            self._f = open(self.path, "ab", buffering=0)  # noqa: SIM115 (closed by close())
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot be opened for writing ({exc})") from None
         if not exists:
@@ -197,8 +201,12 @@ class Journal:
             raise JournalError(self.broken)
         if lines:
             try:
-                self._f.write(("\n".join(lines) + "\n").encode())
-                self._f.flush()
+                data = memoryview(("\n".join(lines) + "\n").encode())
+                while data:  # a raw file may take part of it: write the rest
+                    n = self._f.write(data)
+                    if not n:
+                        raise OSError(errno.EIO, "the file took no bytes")
+                    data = data[n:]
                 if self.fsync:
                     os.fsync(self._f.fileno())
             except OSError as exc:
@@ -215,11 +223,16 @@ class Journal:
             self.release()
 
     def release(self) -> None:
-        """Close the file and give up the lock without writing (what a crash does)."""
-        self._f.close()
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        """Close the file and give up the lock without writing (what a crash does). The file
+        is unbuffered, so closing it writes nothing; an error a file system reports only on
+        close (NFS) changes nothing either: what ``sync`` could not make durable it said."""
+        try:
+            with contextlib.suppress(OSError):
+                self._f.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
 
 def read_only(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -414,7 +427,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 _SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     "a": {"a": (str,), "t": (int, float), "k": (list,), "c": (dict,)},
-    "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,)},
+    "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,), "n": (int,)},
     "l": {"l": (int,), "t": (int, float), "c": (int,), "w": (str,)},
     "p": {"p": (int,), "t": (int, float), "s": (list,)},
     "x": {"x": (dict,), "t": (int, float)},
