@@ -22,7 +22,11 @@ a raised ``max_trials`` does promote it, the driver retrains it from scratch.
 A state is bytes, or a ``CheckpointRef``: in shared-directory mode a worker writes a large state
 into a directory it shares with the scheduler and sends only its name, size and checksum; the
 stores keep the reference (DirectoryStore as a small ``.ref`` file), never the bytes (see
-``ash.link.checkpoints``, which also confines a peer's names to the shared directory).
+``ash.link.checkpoints``, which also confines a peer's names to the shared directory). A
+referenced state the study does not keep is ``discard``ed: its file goes at once, unless a
+``.ref`` names it (a resend of a recorded result). ``get`` returns None for a reference whose
+file is gone or not of its size, as for a lost ``.ckpt``: the driver tells a state that is lost
+from one a trainer never returned (it journals the latter) and retrains the former from scratch.
 """
 
 from __future__ import annotations
