@@ -56,6 +56,8 @@ Durability is group commit: ``append`` buffers, ``sync`` writes everything buffe
 once; a transport calls ``sync`` before anything a decision caused leaves the process, so nothing
 a worker saw is missing from the journal after a crash. Concurrent ``sync`` callers share one
 fsync. A write or fsync error makes the journal ``broken``: the driver then decides nothing more.
+The file is unbuffered (the records are buffered here, and written whole by ``sync``), so
+closing a broken journal writes nothing and cannot fail again on a full disk.
 """
 
 from __future__ import annotations

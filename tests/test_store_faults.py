@@ -121,6 +121,10 @@ def test_a_lost_checkpoint_file_is_retrained_from_scratch_with_a_warning(
     assert len(warned) == len(scratch) and all("is missing" in w for w in warned)
     err = capsys.readouterr().err
     assert err.count("ash: warning: checkpoint store") == 1 and "missing" in err
+    # the retrains are ordinary jobs to the journal: a replay makes the same decisions
+    again = open_study(spec, journal=journal).driver
+    assert again.core.finished and again.results.to_json() == d.results.to_json()
+    again.close()
 
 
 @pytest.mark.parametrize("cut", [1, 5, 23, 27])
