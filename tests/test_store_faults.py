@@ -1,8 +1,9 @@
 """The checkpoint store and the journal under operators' faults: a state that should be there
 and is not (a file lost, a journal cut short as docs/distributed.md advises) is retrained from
 scratch with a warning, never handed out as ``start > 0`` with no state; states the study does
-not keep leave the shared folder; a full disk under the journal ends the study with one error
-line and ``--out`` written, never a traceback."""
+not keep leave the shared folder; a full disk under the journal ends the study as a full
+checkpoint store does (the error on stderr, ``--out`` written with it, exit 1), never with a
+traceback."""
 
 from __future__ import annotations
 
