@@ -22,7 +22,11 @@ a raised ``max_trials`` does promote it, the driver retrains it from scratch.
 A state is bytes, or a ``CheckpointRef``: in shared-directory mode a worker writes a large state
 into a directory it shares with the scheduler and sends only its name, size and checksum; the
 stores keep the reference (DirectoryStore as a small ``.ref`` file), never the bytes (see
-``ash.link.checkpoints``, which also confines a peer's names to the shared directory).
+``ash.link.checkpoints``, which also confines a peer's names to the shared directory). A
+referenced state the study does not keep is ``discard``ed: its file goes at once, unless a
+``.ref`` names it (a resend of a recorded result). ``get`` returns None for a reference whose
+file is gone or not of its size, as for a lost ``.ckpt``: the driver tells a state that is lost
+from one a trainer never returned (it journals the latter) and retrains the former from scratch.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ class CheckpointStore(Protocol):
         """Delete every state but ``keep``'s (trial -> resource); return what could not be."""
         ...
 
+    def discard(self, state: State | None) -> list[str]:
+        """A state the study does not keep (a top-rung state not among ``keep_best``, a stopped
+        job's, a duplicate or late result's): delete the shared file a ``CheckpointRef`` names,
+        unless a stored reference names it too; return what could not be deleted."""
+        ...
+
     def was_dropped(self, trial: int) -> bool: ...
 
     def count(self) -> int: ...
@@ -82,6 +92,9 @@ class MemoryStore:
             if r is None or abs(r - resource) > 1e-9:
                 del self._states[trial]
         return []
+
+    def discard(self, state: State | None) -> list[str]:
+        return []  # no shared directory: nothing of this state is stored anywhere
 
     def was_dropped(self, trial: int) -> bool:
         return trial in self._dropped
@@ -139,6 +152,13 @@ class DirectoryStore:
             for line in (self.root / _DROPPED).read_text().split():
                 if line.isdigit():
                     self._dropped.add(int(line))
+        self._refs: dict[str, str] = {}  # shared file name -> the .ref naming it (shared mode)
+        if shared is not None:
+            for name in self._names:
+                if name.endswith(".ref"):
+                    ref = self._read_ref(name)
+                    if ref is not None:
+                        self._refs[ref.name] = name
 
     def _stem(self, trial: int, resource: float) -> str:
         return f"t{int(trial)}-r{_resource_tag(resource)}"
@@ -147,20 +167,28 @@ class DirectoryStore:
         if state is None:
             return
         name = self._stem(trial, resource) + ".ckpt"
+        ref = None
         if isinstance(state, CheckpointRef):
-            name = self._stem(trial, resource) + ".ref"
-            state = json.dumps([state.name, state.crc32, state.size]).encode()
+            ref, name = state, self._stem(trial, resource) + ".ref"
+            data = json.dumps([ref.name, ref.crc32, ref.size]).encode()
+        else:
+            data = state
         path = self.root / name
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            f.write(state)
+            f.write(data)
             if self.fsync:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
         self._names.add(name)
+        if ref is not None:
+            self._refs[ref.name] = name
 
     def get(self, trial: int, resource: float) -> State | None:
+        """The state, or None when there is none: never stored, or lost (a file gone, a
+        reference whose shared file is gone or not of its size: a promotion from it would
+        fail on the worker)."""
         stem = self._stem(trial, resource)
         if stem + ".ckpt" in self._names:
             try:
@@ -169,11 +197,34 @@ class DirectoryStore:
                 pass
         if stem + ".ref" not in self._names:
             return None
+        ref = self._read_ref(stem + ".ref")
+        if ref is not None and self.shared is not None:
+            try:
+                if shared_file(self.shared, ref.name).stat().st_size != ref.size:
+                    return None
+            except (OSError, CheckpointPathError):
+                return None
+        return ref
+
+    def _read_ref(self, name: str) -> CheckpointRef | None:
         try:
-            name, crc, size = json.loads((self.root / (stem + ".ref")).read_text())
-        except (FileNotFoundError, ValueError):
+            got, crc, size = json.loads((self.root / name).read_text())
+            return CheckpointRef(str(got), int(crc), int(size))
+        except (OSError, ValueError, TypeError):
             return None
-        return CheckpointRef(str(name), int(crc), int(size))
+
+    def discard(self, state: State | None) -> list[str]:
+        if not isinstance(state, CheckpointRef) or self.shared is None:
+            return []
+        if state.name in self._refs:
+            return []  # a duplicate of a result whose state is kept: the file is that state
+        try:
+            shared_file(self.shared, state.name).unlink(missing_ok=True)
+        except CheckpointPathError:
+            return []  # no file we could name: nothing of ours to delete
+        except OSError as exc:
+            return [f"{state.name} ({exc.strerror or exc})"]
+        return []
 
     def drop(self, drops: Iterable[tuple[int, float, bool]]) -> list[str]:
         """Delete states; a trial dropped as ``dead`` is first noted in ``dropped`` (durably,
@@ -190,7 +241,8 @@ class DirectoryStore:
                         os.fsync(f.fileno())
                 self._dropped.update(dead)
             except OSError as exc:  # without the note, deleting could lose a needed state
-                return [f"{_DROPPED} ({exc.strerror or exc})"]
+                why = exc.strerror or exc
+                return [f"{len(drops)} checkpoints (the note {_DROPPED} cannot be written: {why})"]
         for trial, resource, _ in drops:
             stem = self._stem(trial, resource)
             for name in (stem + ".ckpt", stem + ".ref"):
@@ -222,12 +274,16 @@ class DirectoryStore:
     def _unlink_shared(self, ref: str) -> None:
         """Delete the worker-written file a ``.ref`` names in the shared directory."""
         assert self.shared is not None
-        try:
-            name = json.loads((self.root / ref).read_text())[0]
-            path = shared_file(self.shared, str(name))
-        except (FileNotFoundError, ValueError, IndexError, TypeError, CheckpointPathError):
+        got = self._read_ref(ref)
+        if got is None:
             return  # no file we could name: nothing of ours to delete
+        try:
+            path = shared_file(self.shared, got.name)
+        except CheckpointPathError:
+            return
         path.unlink(missing_ok=True)
+        if self._refs.get(got.name) == ref:
+            del self._refs[got.name]
 
     def was_dropped(self, trial: int) -> bool:
         return trial in self._dropped

@@ -145,6 +145,11 @@ class Driver:
         self.stopped: tuple[int, str] | None = None  # (results that failed alike, the error)
         self._first: list[str | None] = []  # first lines of this run's first results' errors
         self._stops: list[int] = []  # jobs the core stopped on their reports, not yet told
+        # trial -> the resource of its latest result below the top that came with no state
+        # (journaled as "n": 1, so a replay knows it too): its promotion gets state None by
+        # design; any other missing state is lost, and the promotion is retrained from scratch
+        self._no_state: dict[int, float] = {}
+        self._missing: set[tuple[int, float]] = set()  # lost states already warned of
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -197,6 +202,9 @@ class Driver:
             checkpoint = self.checkpoints.get(job.trial, job.start)
             if checkpoint is None and self.checkpoints.was_dropped(job.trial):
                 sent = job._replace(start=0)  # dropped under a lower max_trials: from scratch
+            elif checkpoint is None and not _same(self._no_state.get(job.trial), job.start):
+                sent = job._replace(start=0)  # its state is lost: never start > 0 without it
+                self._state_lost(job)
         a = Assignment(sent, worker, checkpoint, now)
         self.assigned[job.job_id] = a
         self.results.assign(job)
@@ -205,6 +213,24 @@ class Driver:
         if new:
             self._tell("trial", job, {})
         return a
+
+    def _state_lost(self, job: Job) -> None:
+        """A promotion whose state should be in the store and is not (a file lost, a journal
+        cut short by hand): it is retrained from scratch, and the results say so (under the
+        lock; the first one also on stderr)."""
+        if (job.trial, job.start) in self._missing:
+            return  # a re-issue of the same promotion
+        self._missing.add((job.trial, job.start))
+        root = getattr(self.checkpoints, "root", "checkpoint store")
+        why = (
+            f"checkpoint store {root}: the state of trial {job.trial} at resource "
+            f"{job.start:g} is missing (a file lost, or a journal cut short or written by an "
+            f"older ash); its promotion to {job.stop:g} is retrained from scratch"
+        )
+        if len(self._missing) == 1:
+            more = " (any more: in the results' errors)"
+            print(f"ash: warning: {why}{more}", file=sys.stderr, flush=True)
+        self.errors.append((job.trial, why))
 
     def trace_assign(self, a: Assignment, **extra: Any) -> None:
         """The assign event of a ``request(..., defer_trace=True)``, with ``extra`` fields."""
@@ -219,23 +245,34 @@ class Driver:
         state: State | None = None,
         error: str | None = None,
         trace_extra: Mapping[str, Any] | None = None,
+        *,
+        no_state: bool = False,
     ) -> bool:
         """Record a job's result; False if it was a duplicate or late report (ignored).
-        ``trace_extra`` adds fields to its result event.
+        ``trace_extra`` adds fields to its result event. ``no_state``: a replayed result
+        whose job returned no state (its record's ``"n"``).
 
         The checkpoint is stored before the result is journaled: a result whose state cannot be
         stored is not recorded at all (the job stays in flight, and is re-run after a resume),
-        the driver is ``broken`` and decides nothing more, and CheckpointStoreError says why."""
+        the driver is ``broken`` and decides nothing more, and CheckpointStoreError says why.
+        A state that is not kept (a duplicate's, a stopped job's, a top-rung one outside
+        ``keep_best``) is discarded: in shared-directory mode its file goes at once."""
         with self.lock:
             if self.broken is not None:
                 raise JournalError(self.broken)
             if job_id not in self.core.inflight:
                 self.core.report(job_id, value, self.clock())  # raises for unknown ids
+                self._discard(state)
                 return False
             now = self.clock()
-            if not self.replaying and job_id not in self.core.stopped:  # a stopped one: no state
-                job = self.core.inflight[job_id]
-                if job.stop < self.spec.schedule.max_resource or self.retention.wants_top(
+            job = self.core.inflight[job_id]
+            below_top = job.stop < self.spec.schedule.max_resource
+            if job_id in self.core.stopped:  # a stopped one: no state, and never promoted
+                below_top = False
+                self._discard(state)
+            elif not self.replaying:
+                no_state = state is None
+                if below_top or self.retention.wants_top(
                     job.trial, score_of(value, self.spec.mode)
                 ):
                     try:
@@ -246,7 +283,16 @@ class Driver:
                             f"write failed ({exc.strerror or exc}); no more decisions"
                         )
                         raise CheckpointStoreError(self.store_error) from None
-            self._journal({"r": job_id, "v": value, "m": metrics or {}, "e": error, "t": now})
+                else:
+                    self._discard(state)
+            record = {"r": job_id, "v": value, "m": metrics or {}, "e": error}
+            if below_top and no_state:
+                record["n"] = 1  # no state, by the trainer's choice: none is lost
+                self._no_state[job.trial] = job.stop
+            else:
+                self._no_state.pop(job.trial, None)
+            record["t"] = now
+            self._journal(record)
             reported = self.core.report(job_id, value, now)
             assert reported is not None
             job = reported
@@ -260,6 +306,23 @@ class Driver:
             if not self.replaying:
                 self._watch_first(error if value is None else None)
             return True
+
+    def _discard(self, state: State | None) -> None:
+        """A state that is not kept (under the lock): the store deletes what it names."""
+        if state is None:
+            return
+        try:
+            failed = self.checkpoints.discard(state)
+        except OSError as exc:
+            failed = [f"{state!r} ({exc.strerror or exc})"]
+        if failed:
+            self._store_warning(failed, locked=True)
+
+    def discard(self, state: State | None) -> None:
+        """A state that came with a result the transport did not record (a duplicate or late
+        one): deleted in shared-directory mode, unless it is a kept state's file."""
+        with self.lock:
+            self._discard(state)
 
     def report(self, job_id: int, reports: Sequence[Sequence[Any]]) -> bool:
         """Record a running job's intermediate reports (``ctx.report``: ``[(step, metrics)]``,
@@ -484,7 +547,14 @@ class Driver:
                     with self.lock:
                         self._request(str(rec["a"]), None, False, rec)
                 elif "r" in rec:
-                    self.complete(int(rec["r"]), rec.get("v"), rec.get("m"), None, rec.get("e"))
+                    self.complete(
+                        int(rec["r"]),
+                        rec.get("v"),
+                        rec.get("m"),
+                        None,
+                        rec.get("e"),
+                        no_state=bool(rec.get("n")),
+                    )
                 elif "l" in rec:
                     self.lose(int(rec["l"]), charge=bool(rec.get("c", 1)), why=rec.get("w"))
                 elif "p" in rec:
@@ -581,6 +651,8 @@ class Driver:
             if self.journal is not None:
                 with contextlib.suppress(JournalError):
                     self.journal.close()
+            if self.broken is not None:  # events of records that never became durable: the
+                self.trace.take()  # trace must never get ahead of the journal
             self.trace.close()
             self.checkpoints.close()
 
@@ -628,8 +700,9 @@ class Driver:
             failed = [f"{len(drops)} checkpoints ({exc.strerror or exc})"]
         self._store_warning(failed)
 
-    def _store_warning(self, failed: list[str]) -> None:
-        """A checkpoint that cannot be deleted is a warning, never a lost study: it stays."""
+    def _store_warning(self, failed: list[str], locked: bool = False) -> None:
+        """A checkpoint that cannot be deleted is a warning, never a lost study: it stays.
+        ``locked``: the caller holds the lock."""
         if not failed:
             return
         self.store_warnings += len(failed)
@@ -641,7 +714,7 @@ class Driver:
                 + "; the files stay (the study goes on)"
             )
             print(f"ash: warning: {why}", file=sys.stderr, flush=True)
-            with self.lock:
+            with contextlib.nullcontext() if locked else self.lock:
                 self.errors.append((-1, why))
 
 
@@ -686,6 +759,11 @@ def _recorded_reports(rec: Mapping[str, Any]) -> list[tuple[float, dict[str, Any
     for i, k, text in rec.get("n", ()):
         out[i][1][k] = float(text)
     return out
+
+
+def _same(a: float | None, b: float) -> bool:
+    """Whether resource ``a`` (None: none) is ``b`` (the stores' tolerance)."""
+    return a is not None and abs(a - b) <= 1e-9
 
 
 def _check_decision(rec: Mapping[str, Any], job: Job, new: bool) -> None:

@@ -5,7 +5,10 @@ state. Record kinds, written in the order the driver applied them:
 
     {"a": "w3", "k": [7, 0], "c": {...}, "t": 12.5}   an ask that produced a job: its trial and
                                                        rung, and for a new trial its config
-    {"r": 31, "v": 0.41, "m": {...}, "e": null, "t": 13.0}  a job's result (v null = failed)
+    {"r": 31, "v": 0.41, "m": {...}, "e": null, "t": 13.0}  a job's result (v null = failed;
+                                                       "n": 1 below the top rung when its job
+                                                       returned no state: a promotion from it
+                                                       gets none by design, not by a loss)
     {"l": 31, "t": 14.0}                               a job whose worker vanished ("c": 0 when
                                                        the loss is not charged to the trial, "w":
                                                        why)
@@ -55,11 +58,14 @@ Durability is group commit: ``append`` buffers, ``sync`` writes everything buffe
 once; a transport calls ``sync`` before anything a decision caused leaves the process, so nothing
 a worker saw is missing from the journal after a crash. Concurrent ``sync`` callers share one
 fsync. A write or fsync error makes the journal ``broken``: the driver then decides nothing more.
+The file is unbuffered (the records are buffered here, and written whole by ``sync``), so
+closing a broken journal writes nothing and cannot fail again on a full disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -152,8 +158,8 @@ class Journal:
                 with open(self.path, "r+b") as f:
                     f.truncate(good)  # cut a torn last line before appending
         self.sealed = self.header.get("version", VERSION) >= 2
-        try:
-            self._f = open(self.path, "ab")  # noqa: SIM115 (closed by close())
+        try:  # unbuffered: nothing is left in a buffer for close to write (on a full disk)
+            self._f = open(self.path, "ab", buffering=0)  # noqa: SIM115 (closed by close())
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot be opened for writing ({exc})") from None
         if not exists:
@@ -199,8 +205,12 @@ class Journal:
             raise JournalError(self.broken)
         if lines:
             try:
-                self._f.write(("\n".join(lines) + "\n").encode())
-                self._f.flush()
+                data = memoryview(("\n".join(lines) + "\n").encode())
+                while data:  # a raw file may take part of it: write the rest
+                    n = self._f.write(data)
+                    if not n:
+                        raise OSError(errno.EIO, "the file took no bytes")
+                    data = data[n:]
                 if self.fsync:
                     os.fsync(self._f.fileno())
             except OSError as exc:
@@ -217,11 +227,16 @@ class Journal:
             self.release()
 
     def release(self) -> None:
-        """Close the file and give up the lock without writing (what a crash does)."""
-        self._f.close()
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        """Close the file and give up the lock without writing (what a crash does). The file
+        is unbuffered, so closing it writes nothing; an error a file system reports only on
+        close (NFS) changes nothing either: what ``sync`` could not make durable it said."""
+        try:
+            with contextlib.suppress(OSError):
+                self._f.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
 
 def read_only(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -417,7 +432,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 NON_FINITE = ("inf", "-inf", "nan")  # a report record's "n": the values written as null
 _SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     "a": {"a": (str,), "t": (int, float), "k": (list,), "c": (dict,)},
-    "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,)},
+    "r": {"r": (int,), "t": (int, float), "v": (int, float, type(None)), "m": (dict,), "n": (int,)},
     "l": {"l": (int,), "t": (int, float), "c": (int,), "w": (str,)},
     "p": {"p": (int,), "t": (int, float), "s": (list,), "n": (list,)},
     "x": {"x": (dict,), "t": (int, float)},

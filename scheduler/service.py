@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import math
@@ -370,6 +371,11 @@ class SchedulerService(pb_grpc.SchedulerServicer):
         if owner is None:
             if not self.driver.issued(r.job_id):
                 raise wire.invalid(f"result: job {r.job_id} was never issued")
+            if r.HasField("checkpoint") and r.checkpoint.ref and self.config.checkpoint_dir:
+                with contextlib.suppress(wire.WireError):  # its file, unless a kept state's
+                    self.driver.discard(
+                        wire.checkpoint_from_pb(r, "checkpoint", 0, self.config.checkpoint_dir)
+                    )
             return  # a duplicate or late result: counted once already (or re-issued)
         if owner != session.sid:
             raise wire.precondition(f"result: job {r.job_id} is leased to another worker")

@@ -5,16 +5,21 @@ at the end only ``keep_best`` trials' files are left."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from test_grpc import RawSession
 
+from ash.proto import ash_pb2 as pb
 from ash.scheduler.audit import audit_for
 from ash.scheduler.checkpoints import MemoryStore
 from ash.scheduler.driver import DROP_BATCH, Driver
@@ -147,3 +152,69 @@ def test_journaled_grpc_study_killed_and_resumed_keeps_only_allowed_checkpoints(
     )
     assert sorted(files(store)) == sorted((trial, 9) for _, trial in top[:2])
     assert peak <= 2 * (max_trials // 3) + 2 + 8 + DROP_BATCH
+
+
+def refs(store: Path) -> set[str]:
+    """The shared files the store's .ref files name."""
+    return {json.loads(p.read_text())[0] for p in store.glob("*.ref")}
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_shared_folder_holds_only_the_states_the_rule_keeps(
+    tmp_path: Path, cleanup: list[Any], journal: bool
+) -> None:
+    """--checkpoint-dir with every state by reference: the files of top-rung states outside
+    keep_best and of a duplicate result are deleted when their result arrives, so at the end
+    the shared folder holds the keep_best trials' states and nothing else (docs/checkpoints.md),
+    with or without a journal."""
+    max_trials = 45
+    (tmp_path / "ret_trainer.py").write_text(TRAINER)
+    spec = tmp_path / "study.toml"
+    spec.write_text(SPEC.format(max_trials=max_trials).replace("keep_best = 2", "keep_best = 1"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    args = ["--out", "out", "--checkpoint-dir", str(shared), "--linger", "1"]
+    if journal:
+        args += ["--journal", "j.jsonl"]
+    s = Scheduler(spec, tmp_path, *args)
+    cleanup.append(s)
+    with grpc.insecure_channel(s.target) as ch:  # a duplicate and a late result, by hand
+        raw = RawSession(ch)
+        raw.send(hello=pb.Hello(worker_id="raw", slots=1))
+        raw.recv()
+        job = raw.recv().assignment
+        for name in ("first.ckpt", "again.ckpt"):
+            (shared / name).write_bytes(b"state")
+        for name in ("first.ckpt", "again.ckpt"):
+            ck = pb.Checkpoint(ref=name, crc32=zlib.crc32(b"state"), size=5)
+            raw.send(result=pb.Result(job_id=job.job_id, ok=True, value=9.0, checkpoint=ck))
+        raw.recv()  # its next job: both results were taken (the second ignored)
+        deadline = time.monotonic() + 10
+        while (shared / "again.ckpt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not (shared / "again.ckpt").exists()  # the duplicate's file: nobody reads it
+        assert (shared / "first.ckpt").exists()  # the recorded one: the trial's state
+        raw.close()
+    w = worker(
+        s.target, tmp_path, "w", "--slots", "2", "--checkpoint-dir", str(shared), "--inline-mb", "0"
+    )
+    cleanup.append(w)
+    assert s.wait(timeout=120) == 0, s.proc.stderr.read() if s.proc.stderr else ""
+    assert w.wait(timeout=60) == 0
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == max_trials
+    errors = " ".join(e["error"] for e in doc["errors"])
+    assert "resumed from" not in errors and "retrained" not in errors, errors
+    top = sorted(
+        (r["value"], t["trial"])
+        for t in doc["trials"]
+        for r in t["results"]
+        if r["resource"] == 9 and r["value"] is not None
+    )
+    assert len(top) > 2  # top-rung states that are not kept were written
+    kept = {t for _, t in top[:1]}
+    left = sorted(p.name for p in shared.iterdir())
+    assert {int(n[1:].split("-")[0]) for n in left} == kept, left
+    assert all(re.fullmatch(r"t\d+-r9-j\d+\.ckpt", n) for n in left), left
+    if journal:
+        assert refs(tmp_path / "j.jsonl.ckpt") == set(left)
