@@ -314,12 +314,17 @@ def test_a_burst_of_failures_in_one_watch_batch_keeps_each_error(tmp_path: Path)
 
 
 def test_results_json_with_and_without_its_trace(tmp_path: Path) -> None:
+    from ash.scheduler.driver import replay_read_only
+
     journal, doc = _study_on_journal(tmp_path)
+    doc["spec"] = replay_read_only(journal)[1]  # as write_outcome adds it to results.json
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text(json.dumps(doc))
     alone = load_path(out)
     assert alone.clock == "order" and not alone.segments
+    # the view's algorithm and ladder come from the study's own spec
+    assert (alone.algorithm, alone.max_trials, alone.eta) == ("asha", 30, 3.0)
     assert alone.n_results == sum(len(t["results"]) for t in doc["trials"])
     (out / "trace.jsonl").write_text((tmp_path / "trace.jsonl").read_text())
     timed = load_path(out / "results.json")

@@ -237,6 +237,21 @@ class StudyModel:
 
     # -- inputs ---------------------------------------------------------------------------
 
+    def _schedule_of(self, raw: dict[str, Any]) -> None:
+        """The algorithm and the ladder of a results.json's own spec (its raw tables, defaults
+        not written): what a snapshot's ``schedule`` gives a live view."""
+        from ash.spec import SpecError, parse_spec
+
+        try:
+            spec = parse_spec(raw, source="results.json")
+        except (SpecError, ValueError, TypeError):
+            return  # an older or foreign spec: the view goes without
+        sch = spec.schedule
+        self.algorithm = spec.algorithm
+        self.eta = float(sch.reduction_factor)
+        self.max_resource = float(sch.max_resource)
+        self.max_trials = sch.max_trials
+
     def load_results(
         self, doc: dict[str, Any], *, values: bool = True, t: float | None = None
     ) -> None:
@@ -246,6 +261,8 @@ class StudyModel:
         self.study = str(doc.get("study", self.study))
         self.metric = str(doc.get("metric", self.metric))
         self.mode = str(doc.get("mode", self.mode))
+        if isinstance(doc.get("spec"), dict) and not self.algorithm:
+            self._schedule_of(doc["spec"])
         if t is None and values:
             self.clock = "order"
         came: list[tuple[float, int, TrialView, dict[str, Any]]] = []
