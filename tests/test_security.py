@@ -189,3 +189,26 @@ def test_bad_security_flags_exit_2(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_tls_mismatch_is_said_as_such(tmp_path: Path, cleanup: list[Any]) -> None:
+    """A worker with the wrong CA stops at once with what to check (retrying cannot help); one
+    without --tls-ca is told, while it retries, that the scheduler may want TLS."""
+    _, cert, key = make_pki(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong_ca, _, _ = make_pki(other)
+    spec = write_study(tmp_path, max_trials=2)
+    s = Scheduler(spec, tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    cleanup.append(s)
+    wrong = worker(s.target, tmp_path, "w1", "--tls-ca", str(wrong_ca), "--retry-for", "60")
+    cleanup.append(wrong)
+    assert wrong.wait(timeout=30) == 2
+    err = wrong.stderr.read() if wrong.stderr else ""
+    assert "TLS handshake failed" in err and "is --tls-ca the CA that signed" in err, err
+    assert "Traceback" not in err
+    plain = worker(s.target, tmp_path, "w2", "--retry-for", "2")
+    cleanup.append(plain)
+    assert plain.wait(timeout=30) == 3
+    err = plain.stderr.read() if plain.stderr else ""
+    assert "if it uses TLS, give --tls-ca" in err, err

@@ -145,6 +145,8 @@ class WorkerDaemon:
                 if broken is not None and broken.code not in RETRYABLE:
                     why = f"scheduler {self.target}: {broken.code.name}: {broken.details}"
                     raise UserError(why)
+                if broken is not None and "handshake failed" in broken.details.lower():
+                    raise UserError(tls_failure(self.target, broken.details))
                 if self.fatal is not None:
                     raise UserError(self.fatal)
                 if self.stopping.is_set():
@@ -163,7 +165,14 @@ class WorkerDaemon:
                     )
                     return EXIT_UNREACHABLE
                 delay = backoff * random.uniform(0.5, 1.5)
-                self._note(f"scheduler unreachable, retrying in {delay:.1f} s", sys.stderr)
+                hint = ""
+                if broken is not None and "socket closed" in broken.details.lower():
+                    hint = (
+                        " (it closed the connection at once: if it uses TLS, give --tls-ca)"
+                        if self.credentials is None
+                        else " (it closed the connection at once)"
+                    )
+                self._note(f"scheduler unreachable{hint}, retrying in {delay:.1f} s", sys.stderr)
                 if self.stopping.wait(delay):
                     return 0
                 backoff = min(backoff * 2, 5.0)
@@ -621,6 +630,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="mlp datasets only from files inside DIR (bundled ones always; default: any path)",
     )
     return p
+
+
+def tls_failure(target: str, details: str) -> str:
+    """A failed TLS handshake, said with what to check: it does not get better by retrying."""
+    said = details[details.lower().find("handshake failed") :].removesuffix(": OK")
+    return (
+        f"scheduler {target}: TLS {said[:240]}; is --tls-ca the CA that signed the "
+        "scheduler's certificate, and the address one the certificate names?"
+    )
 
 
 def plaintext_token_warning(target: str, token: bool, tls: bool) -> str | None:
