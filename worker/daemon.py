@@ -53,6 +53,7 @@ from ash.link import wire
 from ash.link.auth import bearer, is_loopback, read_secret
 from ash.link.checkpoints import CheckpointRef
 from ash.link.wire import scheduler_stub
+from ash.printable import printable
 from ash.proto import ash_pb2 as pb
 from ash.spec import StudySpec, parse_spec
 from ash.tls import read_ca
@@ -286,7 +287,7 @@ class WorkerDaemon:
             exc.__traceback__ = None  # it leads back to the call, through this frame
         except Exception as exc:  # a bad message from the scheduler ends the session
             session.error = exc.with_traceback(None)  # (this frame holds the call)
-            print(f"ash-worker: session ended: {exc}", file=sys.stderr, flush=True)
+            print(f"ash-worker: session ended: {printable(exc)}", file=sys.stderr, flush=True)
         finally:
             session.ended.set()
 
@@ -338,7 +339,7 @@ class WorkerDaemon:
                 target=self._drive, args=(self.feeder,), daemon=True
             )
             self._driver_thread.start()
-            self._note(f"joined {w.study}: {split}")
+            self._note(f"joined {printable(w.study)}: {split}")
         self.heartbeat_s = max(0.05, w.heartbeat_s)
         self.shared = w.shared_checkpoints and self.checkpoint_dir is not None
         self.max_checkpoint_bytes = session.max_checkpoint_bytes = w.max_checkpoint_bytes
