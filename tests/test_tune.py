@@ -379,3 +379,40 @@ def test_a_bad_keyword_of_tune_names_itself(keywords: dict[str, Any], message: s
         ash.tune(quadratic, space={"x": {"uniform": [0, 1]}}, max_trials=2, quiet=True, **keywords)
     assert message in str(info.value)
     assert isinstance(info.value, ValueError) and isinstance(info.value, ash.errors.UserError)
+
+
+def test_a_trainer_from_a_module_no_fresh_interpreter_finds_travels_by_value(
+    tmp_path: Path,
+) -> None:
+    """What a spawned slot gets of a function: its module by reference when a fresh
+    interpreter finds it on sys.path, else by value (pytest's importlib mode, a module loaded
+    from a path), so the slot never fails on 'No module named ...'."""
+    import importlib.util
+
+    from ash.worker.slots import _by_value
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "hidden_mod.py").write_text(
+        "SCALE = 3\ndef fit(config, start, stop, state):\n    return {'loss': SCALE * stop}, None\n"
+    )
+    spec = importlib.util.spec_from_file_location("hidden_pkg.hidden_mod", folder / "hidden_mod.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hidden_pkg.hidden_mod"] = module
+    try:
+        spec.loader.exec_module(module)
+        blob = _by_value(module.fit).blob
+        by_ref = _by_value(json.dumps).blob  # an importable one stays a reference
+    finally:
+        del sys.modules["hidden_pkg.hidden_mod"]
+    check = (
+        "import cloudpickle, sys; fn = cloudpickle.loads(sys.stdin.buffer.read()); "
+        "print(fn({}, 0, 2, None))"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", check], input=blob, capture_output=True, timeout=60, check=False
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.decode().strip() == "({'loss': 6}, None)"
+    assert len(by_ref) < 100

@@ -236,9 +236,30 @@ class _ByValue:
 
 
 def _by_value(trainer: Any) -> _ByValue:
+    """The trainer pickled for a fresh interpreter: by reference when its module can be
+    imported there (found on ``sys.path``, which a spawned slot shares), else by value with
+    its module's globals (a notebook's ``__main__``, a module loaded from a path)."""
     import cloudpickle
 
-    return _ByValue(cloudpickle.dumps(trainer))
+    name = getattr(trainer, "__module__", None) or ""
+    module = sys.modules.get(name)
+    if module is None or name == "__main__" or _findable(name):
+        return _ByValue(cloudpickle.dumps(trainer))  # cloudpickle takes __main__ by value
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        return _ByValue(cloudpickle.dumps(trainer))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+def _findable(name: str) -> bool:
+    """Whether a fresh interpreter with this ``sys.path`` finds module ``name``'s top package
+    (``importlib.util.find_spec`` would trust ``sys.modules``, where a module loaded from a path
+    by name is too)."""
+    from importlib.machinery import PathFinder
+
+    top = name.partition(".")[0]
+    return top in sys.builtin_module_names or PathFinder.find_spec(top, sys.path) is not None
 
 
 @dataclass
