@@ -303,9 +303,11 @@ class Slots:
         self.verdicts = verdicts  # the scheduler decides on milestone reports: they wait for it
         self._own_root = work_root is None
         self.work_root = work_root or Path(tempfile.mkdtemp(prefix="ash-work-"))
-        # fork keeps a notebook's function usable without pickling, but a fork of a process whose
-        # native thread pool runs (torch's OpenMP after one parallel op) deadlocks in the child's
-        # first parallel region: then spawn, the function carried by value (cloudpickle)
+        # fork keeps a notebook's function usable without pickling (and what it imported), but
+        # a fork of a process whose native threads run (torch's OpenMP pool after one parallel
+        # op, spinning or holding a lock) deadlocks in the child, whatever its thread count
+        # (measured: half the runs). With any such thread about: spawn, the function carried by
+        # cloudpickle; a slot then imports the trainer's modules itself, once
         self.forked = trainer is not None and not native_threads()
         self.ctx: Any = mp.get_context("fork" if self.forked else "spawn")
         self._carried: Any = trainer if self.forked or trainer is None else _by_value(trainer)
