@@ -391,7 +391,7 @@ def test_a_trainer_from_a_module_no_fresh_interpreter_finds_travels_by_value(
     from a path), so the slot never fails on 'No module named ...'."""
     import importlib.util
 
-    from ash.worker.slots import _by_value
+    from ash.worker.slots import _by_value, _loaded
 
     folder = tmp_path / "elsewhere"
     folder.mkdir()
@@ -404,7 +404,10 @@ def test_a_trainer_from_a_module_no_fresh_interpreter_finds_travels_by_value(
     sys.modules["hidden_pkg.hidden_mod"] = module
     try:
         spec.loader.exec_module(module)
-        blob = _by_value(module.fit).blob
+        carried = _by_value(module.fit)
+        blob = carried.blob
+        # a traceback of it names its file and line, as the fail-fast message must
+        assert _loaded(carried).__code__.co_filename == str(folder / "hidden_mod.py")
         by_ref = _by_value(json.dumps).blob  # an importable one stays a reference
     finally:
         del sys.modules["hidden_pkg.hidden_mod"]

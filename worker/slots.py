@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -111,9 +112,7 @@ def _serve(
     final = spec.schedule.max_resource
     try:
         if isinstance(trainer, _ByValue):
-            import cloudpickle
-
-            trainer = cloudpickle.loads(trainer.blob)
+            trainer = _loaded(trainer)
         fn = as_trainer(trainer) if trainer is not None else make_trainer(spec)
         load = getattr(fn, "data", None)
         if load is not None:  # the dataset now, not in the first job's time (and its timeout)
@@ -230,9 +229,43 @@ def native_threads() -> int:
 @dataclass(frozen=True)
 class _ByValue:
     """A trainer function pickled with cloudpickle (by value when it is not importable, as a
-    notebook's is), for a spawned slot."""
+    notebook's is), for a spawned slot; ``filename`` its source file, which cloudpickle
+    leaves out of the code it carries by value (a traceback would say ``<dynamic-code>``)."""
 
     blob: bytes
+    filename: str | None = None
+
+
+def _loaded(carried: _ByValue) -> Any:
+    """The trainer of ``carried``, its functions' code given back their file for tracebacks."""
+    import cloudpickle
+
+    trainer = cloudpickle.loads(carried.blob)
+    if carried.filename is not None:
+        _refile(trainer, carried.filename, set())
+    return trainer
+
+
+def _refile(fn: Any, filename: str, seen: set[int]) -> None:
+    """Give ``fn`` and the functions of its globals carried by value their source file."""
+    if not isinstance(fn, types.FunctionType) or id(fn) in seen:
+        return
+    seen.add(id(fn))
+    if fn.__code__.co_filename == DYNAMIC:
+        fn.__code__ = _with_file(fn.__code__, filename)
+    for value in list(fn.__globals__.values()):
+        if isinstance(value, types.FunctionType) and value.__code__.co_filename == DYNAMIC:
+            _refile(value, filename, seen)
+
+
+def _with_file(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(
+        _with_file(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+DYNAMIC = "<dynamic-code>"  # cloudpickle's file name for code it carries by value
 
 
 def _by_value(trainer: Any) -> _ByValue:
@@ -241,13 +274,15 @@ def _by_value(trainer: Any) -> _ByValue:
     its module's globals (a notebook's ``__main__``, a module loaded from a path)."""
     import cloudpickle
 
+    code = getattr(trainer, "__code__", None)
+    filename = code.co_filename if isinstance(code, types.CodeType) else None
     name = getattr(trainer, "__module__", None) or ""
     module = sys.modules.get(name)
     if module is None or name == "__main__" or _findable(name):
-        return _ByValue(cloudpickle.dumps(trainer))  # cloudpickle takes __main__ by value
+        return _ByValue(cloudpickle.dumps(trainer), filename)  # __main__ goes by value
     cloudpickle.register_pickle_by_value(module)
     try:
-        return _ByValue(cloudpickle.dumps(trainer))
+        return _ByValue(cloudpickle.dumps(trainer), filename)
     finally:
         cloudpickle.unregister_pickle_by_value(module)
 
