@@ -25,7 +25,7 @@ import pytest
 
 from ash.proto import ash_pb2 as pb
 from ash.worker.stream import Session, outgoing
-from helpers import BIN, Scheduler, results, run_ash, worker
+from helpers import BIN, EXAMPLES, Scheduler, results, run_ash, worker
 
 TRAINER = """
 import os, signal, time
@@ -333,3 +333,23 @@ def test_a_quiet_worker_drops_its_retry_notes_but_not_its_giving_up() -> None:
     assert "retrying in" in loud.stderr
     assert "retrying in" not in quiet.stderr
     assert quiet.stderr.strip().endswith("unreachable for 1 s; giving up")
+
+
+def test_a_scheduler_that_cannot_start_is_said_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "j.jsonl").write_text("garbage\n")  # not a journal: ash-scheduler refuses it
+    got = run_ash(
+        "tune",
+        str(EXAMPLES / "iris.toml"),
+        "--transport",
+        "grpc",
+        "--journal",
+        "j.jsonl",
+        "--workers",
+        "1",
+        "--quiet",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert got.returncode == 2
+    assert "not an ash journal" in got.stderr  # the scheduler's own line
+    assert "ash-scheduler did not start (exit code 2; its error is printed above)" in got.stderr

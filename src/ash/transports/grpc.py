@@ -53,10 +53,14 @@ def _wait_port(proc: subprocess.Popen[Any], log: BinaryIO, timeout: float = 60.0
             text += more()
             break
         time.sleep(0.05)
+    said = text.decode(errors="replace").strip()
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-    raise UserError("ash-scheduler did not start:\n" + text.decode(errors="replace"))
+        why = f"it did not listen within {timeout:g} s"
+    else:  # its error went to stderr, which is this process's: above this line
+        why = f"exit code {proc.returncode}; its error is printed above"
+    raise UserError(f"ash-scheduler did not start ({why})" + (f":\n{said}" if said else ""))
 
 
 # how long the scheduler may take to end on its own once every worker exited 0 (told the study
