@@ -44,6 +44,21 @@ def serve_dashboard(*args: str) -> tuple[subprocess.Popen[str], str]:
         raise
 
 
+def run_script(
+    script: Path, *args: str, cwd: Path, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """A user's Python script run as ``python SCRIPT ARGS``: output captured, exit code not
+    checked."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_ash(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:

@@ -95,6 +95,28 @@ def check_store(store: Path, max_trials: int, slack: int) -> None:
     assert len(trials) - len(set(trials)) <= slack, sorted(got)
 
 
+def _finished(s: Scheduler, w: Any, out: Path, max_trials: int) -> tuple[dict[str, Any], str]:
+    """The scheduler and its worker ended well with every trial, no promotion went without
+    its state; the results and their errors, joined."""
+    assert s.wait(timeout=120) == 0, s.proc.stderr.read() if s.proc.stderr else ""
+    assert w.wait(timeout=60) == 0
+    doc = results(out)
+    assert len(doc["trials"]) == max_trials
+    errors = " ".join(e["error"] for e in doc["errors"])
+    assert "resumed from" not in errors and "retrained" not in errors, errors
+    return doc, errors
+
+
+def _top(doc: dict[str, Any], resource: float) -> list[tuple[float, int]]:
+    """(value, trial) of the successful results at ``resource``, best (lowest) first."""
+    return sorted(
+        (r["value"], t["trial"])
+        for t in doc["trials"]
+        for r in t["results"]
+        if r["resource"] == resource and r["value"] is not None
+    )
+
+
 def test_journaled_grpc_study_killed_and_resumed_keeps_only_allowed_checkpoints(
     tmp_path: Path, cleanup: list[Any]
 ) -> None:
@@ -135,21 +157,11 @@ def test_journaled_grpc_study_killed_and_resumed_keeps_only_allowed_checkpoints(
     check_store(store, max_trials, slack=0)
     w = worker(s.target, tmp_path, "w2", "--retry-for", "60")
     cleanup.append(w)
-    assert s.wait(timeout=120) == 0, s.proc.stderr.read() if s.proc.stderr else ""
-    assert w.wait(timeout=60) == 0
-    doc = results(tmp_path / "out")
-    assert len(doc["trials"]) == max_trials
-    errors = " ".join(e["error"] for e in doc["errors"])
-    assert "resumed from" not in errors and "retrained" not in errors, errors
+    doc, errors = _finished(s, w, tmp_path / "out", max_trials)
     assert "a failing trial" in errors  # failures were there to be ranked and dropped
     assert audit_for(read_trace(trace), load_spec(spec)) == []
     # keep_best = 2: the two best trials at the top rung keep their trained state, nothing else
-    top = sorted(
-        (r["value"], t["trial"])
-        for t in doc["trials"]
-        for r in t["results"]
-        if r["resource"] == 9 and r["value"] is not None
-    )
+    top = _top(doc, 9)
     assert sorted(files(store)) == sorted((trial, 9) for _, trial in top[:2])
     assert peak <= 2 * (max_trials // 3) + 2 + 8 + DROP_BATCH
 
@@ -199,18 +211,8 @@ def test_shared_folder_holds_only_the_states_the_rule_keeps(
         s.target, tmp_path, "w", "--slots", "2", "--checkpoint-dir", str(shared), "--inline-mb", "0"
     )
     cleanup.append(w)
-    assert s.wait(timeout=120) == 0, s.proc.stderr.read() if s.proc.stderr else ""
-    assert w.wait(timeout=60) == 0
-    doc = results(tmp_path / "out")
-    assert len(doc["trials"]) == max_trials
-    errors = " ".join(e["error"] for e in doc["errors"])
-    assert "resumed from" not in errors and "retrained" not in errors, errors
-    top = sorted(
-        (r["value"], t["trial"])
-        for t in doc["trials"]
-        for r in t["results"]
-        if r["resource"] == 9 and r["value"] is not None
-    )
+    doc, _ = _finished(s, w, tmp_path / "out", max_trials)
+    top = _top(doc, 9)
     assert len(top) > 2  # top-rung states that are not kept were written
     kept = {t for _, t in top[:1]}
     left = sorted(p.name for p in shared.iterdir())

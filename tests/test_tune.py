@@ -17,7 +17,7 @@ import ash
 from ash.scheduler.audit import audit_for
 from ash.scheduler.trace import read_trace
 from ash.spec import load_spec
-from helpers import BIN, EXAMPLES, PY_SPEC, write_study
+from helpers import BIN, EXAMPLES, PY_SPEC, run_script, write_study
 from helpers import run_ash as ash_cli
 
 
@@ -161,14 +161,7 @@ def test_a_function_study_after_torch_ran_in_the_caller_does_not_deadlock(
     region: then they are spawned and the function travels by value (cloudpickle)."""
     script = tmp_path / "fk.py"
     script.write_text(FORK_AFTER_TORCH)
-    got = subprocess.run(
-        [sys.executable, str(script), str(workers), str(threads)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    got = run_script(script, str(workers), str(threads), cwd=tmp_path)
     assert got.returncode == 0, got.stderr
     native = int(got.stdout.split("native threads ")[1].split()[0])
     assert native >= 1  # the case this test is about did arise
@@ -270,28 +263,14 @@ def test_a_script_without_a_main_guard_gets_the_advice_at_once(tmp_path: Path) -
     script = tmp_path / "run.py"
     body = f"import ash\nprint('body runs', flush=True)\nash.tune({str(spec)!r}, workers=2)\n"
     script.write_text(body)
-    got = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    got = run_script(script, cwd=tmp_path)
     assert got.returncode == 1
     assert got.stdout.count("body runs") <= 4  # the script, its first slots, one restart
     assert 'call ash.tune under `if __name__ == "__main__":`' in got.stderr
     assert "SlotError: slot processes exited while starting, 2 times in a row" in got.stderr
     guarded = f"import ash\nif __name__ == '__main__':\n    ash.tune({str(spec)!r}, workers=2)\n"
     script.write_text(guarded)
-    ok = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    ok = run_script(script, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
 
 
