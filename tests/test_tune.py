@@ -400,3 +400,20 @@ def test_a_trainer_from_a_module_no_fresh_interpreter_finds_travels_by_value(
     assert got.returncode == 0, got.stderr
     assert got.stdout.decode().strip() == "({'loss': 6}, None)"
     assert len(by_ref) < 100
+
+
+def test_numpy_in_the_caller_keeps_forked_slots(tmp_path: Path) -> None:
+    """numpy's OpenBLAS pool runs from its import but is fork-safe: a function study in an
+    unguarded script that imports numpy still forks its slots (spawn would need the guard)."""
+    script = tmp_path / "np_study.py"
+    script.write_text(
+        "import numpy, ash\n"
+        "def fit(config, start, stop, state):\n"
+        "    return {'loss': float(numpy.float64(config['x'])) + 1 / stop}, None\n"
+        "ash.tune(fit, space={'x': {'uniform': [0, 1]}}, max_resource=3, max_trials=4,\n"
+        "         workers=2, quiet=True)\n"
+        "print('done')\n"
+    )
+    got = run_script(script, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "done"

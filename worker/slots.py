@@ -93,6 +93,7 @@ def _serve(
     flags: Any = None,
     verdicts: bool = False,
 ) -> None:
+    _watch_parent(os.getppid())
     # Before libgomp loads (spawn): a pool sized for every core would leave idle OpenMP threads
     # spinning beside a one-thread job; threadpool_limits can still raise it per job.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -122,13 +123,9 @@ def _serve(
         conn.send(("setup-error", why))
         return
     conn.send(("ready",))  # a death from now on is a job's, not the start-up's
-    parent = os.getppid()
     with threadpool_limits(limits=threads):
         while True:
             try:
-                while not conn.poll(PARENT_CHECK_S):
-                    if os.getppid() != parent:
-                        return  # the parent is gone (a forked sibling may hold its pipe open)
                 msg = conn.recv()
             except (EOFError, OSError):
                 return
@@ -207,23 +204,56 @@ class Died:
 
 
 STARTUP_DEATHS = 2  # slots dying in a row before they load their trainer: a study-wide error
-PARENT_CHECK_S = 1.0  # an idle slot checks this often that its parent is alive
+PARENT_CHECK_S = 1.0  # a slot checks this often that its parent is alive
+
+
+def _watch_parent(parent: int) -> None:
+    """End this slot's process once its parent is gone (killed outright: no shutdown message,
+    and a forked sibling may hold the pipe open), idle or mid-job. A thread, not
+    PR_SET_PDEATHSIG, which fires when the parent's *thread* that started the slot ends."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="ash-parent-watch", daemon=True).start()
 
 
 def native_threads() -> int:
     """Threads of this process that Python did not start and that bear the process's own name:
-    a native pool such as OpenMP's (torch, a BLAS) once it ran. Named library threads (gRPC's,
-    ZeroMQ's in a notebook kernel) are not counted. 0 where /proc is not there."""
+    a native pool such as OpenMP's once it ran. Python's own threads are left out by their ids
+    (from 3.14 they bear names of their own), and so are named library threads (gRPC's,
+    ZeroMQ's in a notebook kernel). 0 where /proc is not there."""
     try:
         tasks = os.listdir("/proc/self/task")
         own = Path(f"/proc/self/task/{os.getpid()}/comm").read_text()
     except OSError:
         return 0
-    same = 0
+    python = {t.native_id for t in threading.enumerate()}
+    count = 0
     for tid in tasks:
+        if int(tid) in python:
+            continue
         with contextlib.suppress(OSError):
-            same += Path(f"/proc/self/task/{tid}/comm").read_text() == own
-    return max(0, same - threading.active_count())
+            count += Path(f"/proc/self/task/{tid}/comm").read_text() == own
+    return count
+
+
+OPENMP = ("libgomp", "libiomp", "libomp")  # the runtimes whose pools a fork inherits stuck
+
+
+def fork_unsafe() -> bool:
+    """Whether a fork of this process may hang in the child: an OpenMP runtime is loaded
+    (torch's libgomp, MKL's libiomp, LLVM's libomp) and native threads run. An OpenBLAS pool
+    alone (numpy's, started at its import) is fork-safe: it re-initialises at a fork."""
+    if not native_threads():
+        return False
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return True
+    return any(name in maps for name in OPENMP)
 
 
 @dataclass(frozen=True)
@@ -341,19 +371,24 @@ class Slots:
         # fork keeps a notebook's function usable without pickling (and what it imported), but
         # a fork of a process whose native threads run (torch's OpenMP pool after one parallel
         # op, spinning or holding a lock) deadlocks in the child, whatever its thread count
-        # (measured: half the runs). With any such thread about: spawn, the function carried by
+        # (measured: half the runs). With such a pool about: spawn, the function carried by
         # cloudpickle; a slot then imports the trainer's modules itself, once
-        self.forked = trainer is not None and not native_threads()
+        self.forked = trainer is not None and not fork_unsafe()
         self.ctx: Any = mp.get_context("fork" if self.forked else "spawn")
         self._carried: Any = trainer if self.forked or trainer is None else _by_value(trainer)
         self.max_restarts = max_restarts
         self.restarts = 0
         self.startup_deaths = 0  # slots that died before ready, since one last became ready
+        self.slots_started = False
         self.slots = [
             self._start(f"{prefix}{i}", None if devices is None else devices[i]) for i in range(n)
         ]
 
     def _start(self, name: str, device: str | None = None) -> _Slot:
+        if self.forked and self.slots_started and fork_unsafe():  # a pool started since
+            self.forked, self.ctx = False, mp.get_context("spawn")
+            self._carried = _by_value(self.trainer)
+        self.slots_started = True
         parent, child = self.ctx.Pipe()
         flags = self.ctx.Array("q", [-1, -1, 0], lock=False)
         root = str(self.work_root)
