@@ -25,7 +25,7 @@ from ash.dashboard.importance import importance
 from ash.dashboard.model import StudyModel
 from ash.dashboard.sources import find_studies, load_path
 from ash.scheduler.driver import open_study
-from helpers import BIN, make_spec, serve_dashboard
+from helpers import make_spec, run_ash, serve_dashboard
 
 pytest.importorskip("aiohttp")
 
@@ -392,30 +392,12 @@ def test_off_loopback_needs_a_token(tmp_path: Path) -> None:
     (out / "results.json").write_text(
         json.dumps({"study": "s", "metric": "m", "mode": "min", "trials": []})
     )
-    proc = subprocess.run(
-        [str(BIN / "ash"), "dashboard", str(out), "--listen", "0.0.0.0:0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_ash("dashboard", str(out), "--listen", "0.0.0.0:0", timeout=60)
     assert proc.returncode == 2 and "needs a token" in proc.stderr
-    proc = subprocess.run(
-        [str(BIN / "ash"), "dashboard", str(tmp_path / "missing")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_ash("dashboard", str(tmp_path / "missing"), timeout=60)
     assert proc.returncode == 2 and "no such file" in proc.stderr
     (out / "results.json").write_text("{not json")
-    proc = subprocess.run(
-        [str(BIN / "ash"), "dashboard", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_ash("dashboard", str(out), timeout=60)
     assert proc.returncode == 2 and "results.json: not JSON" in proc.stderr
 
 
@@ -562,13 +544,7 @@ def test_a_damaged_study_under_a_folder_is_listed_with_its_error(tmp_path: Path)
         runs / "deep" / "broken" / "results.json",
         runs / "shape",
     ):
-        proc2 = subprocess.run(
-            [str(BIN / "ash"), "dashboard", str(given), "--listen", "127.0.0.1:0"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc2 = run_ash("dashboard", str(given), "--listen", "127.0.0.1:0", timeout=60)
         assert proc2.returncode == 2 and "not an ash results.json" in proc2.stderr
         assert "Traceback" not in proc2.stderr
 
