@@ -54,7 +54,7 @@ from ash.scheduler.journal import (
     spec_digest,
 )
 from ash.scheduler.results import Results
-from ash.scheduler.trace import TraceWriter, count_events
+from ash.scheduler.trace import TraceError, TraceWriter, count_events, refuse_used
 from ash.spec import SpecError, StudySpec, parse_spec
 
 DROP_BATCH = 64  # checkpoints deleted at once on a store that fsyncs
@@ -569,7 +569,14 @@ class Driver:
         self._clean_store()
         offset = time.monotonic() - last
         self.clock = lambda: time.monotonic() - offset
-        self.trace.skip = 0
+        surplus, self.trace.skip = self.trace.skip, 0
+        if surplus:  # the trace never gets ahead of its journal: this one is another run's
+            where = self.journal.path if self.journal is not None else "the journal"
+            raise TraceError(
+                f"--trace {self.trace.path}: holds {trace_events_present} events, {surplus} "
+                f"more than {where} accounts for: it is the trace of another run; delete it "
+                "or choose another file"
+            )
         return list(self.core.inflight)
 
     # -- state ----------------------------------------------------------------------------
@@ -843,11 +850,14 @@ def open_study(
     A Python trainer's study fails fast (``Driver.fail_fast``): it stops once its first
     ``fail_fast_after(slots)`` results of this run all failed with one error."""
     if journal is None:  # states on disk, not in memory, in a directory the study owns
+        refuse_used(trace)
         tmp = tempfile.mkdtemp(prefix=f"ash-{_safe(spec.name)}-", suffix=".ckpt")
         store = DirectoryStore(tmp, fsync=False, temporary=True, shared=shared_checkpoints)
         d = Driver(spec, trace=TraceWriter(trace), checkpoints=store)
         d.fail_fast = fail_fast_after(spec, slots)
         return Opened(d, 0, 0)
+    if not Path(journal).exists():
+        refuse_used(trace)  # before the journal is created: a refused run leaves nothing behind
     j = Journal(
         journal,
         study=spec.name,
@@ -857,6 +867,8 @@ def open_study(
         order=list(spec.raw.get("space", {})),
     )
     try:  # the trace only once the journal is ours: a refused second owner leaves it alone
+        if not j.records:
+            refuse_used(trace)
         present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
         store = DirectoryStore(f"{journal}.ckpt", fsync=fsync, shared=shared_checkpoints)

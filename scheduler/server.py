@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,9 +38,21 @@ from ash.scheduler.service import SchedulerService, ServiceConfig
 from ash.spec import load_spec
 from ash.tls import read_server_pair
 
-# serves a web dashboard of the service on (host, port, token); returns what closes it
 Closer = Callable[[], Awaitable[None]]
-Dashboard = Callable[[SchedulerService, str, int, str | None], Awaitable[Closer]]
+
+
+class Dashboard(Protocol):
+    """The web dashboard ``--dashboard-port`` serves beside the study (injected by the CLI: the
+    scheduler does no presentation itself)."""
+
+    def check(self, host: str, token: str | None) -> None:
+        """Refuse what would stop it from starting, before the study is opened."""
+
+    async def start(
+        self, service: SchedulerService, host: str, port: int, token: str | None
+    ) -> Closer:
+        """Serve it on ``host:port``; returns what closes it."""
+
 
 MAX_CHECKPOINT_MB = 2046  # a checkpoint and 1 MiB of message around it: gRPC's 2 GiB limit
 checkpoint_mb = number(
@@ -222,6 +235,8 @@ async def serve(
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UserError("--tls-cert and --tls-key go together")
     check_startup(args, host, port)
+    if args.dashboard_port is not None and dashboard is not None:
+        dashboard.check(host, token)
     warn_exposure(host, token is not None, args.tls_cert is not None)
     max_ckpt = int(args.max_checkpoint_mb * (1 << 20))
     checkpoint_dir = shared_dir(args.checkpoint_dir)
@@ -294,7 +309,7 @@ async def serve(
         )
     close_dashboard = None
     if args.dashboard_port is not None and dashboard is not None:
-        close_dashboard = await dashboard(service, host, args.dashboard_port, token)
+        close_dashboard = await dashboard.start(service, host, args.dashboard_port, token)
     leases = asyncio.create_task(service.expire_leases())
     gc_task = asyncio.create_task(freeze_periodically())
     service._check_finished()

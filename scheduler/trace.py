@@ -2,7 +2,8 @@
 
 This is a public contract (DESIGN section 3): tools and tests read it. Times are seconds since the
 study started (virtual seconds in the simulator). A trace opened on an existing file is appended
-to, which is how a resumed study continues its trace.
+to, which is how a resumed study continues its trace; a new study refuses a file that already
+holds events (``refuse_used``), since two runs in one file would be one garbled trace.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ash.errors import UserError
 from ash.scheduler.core import Job
+
+
+class TraceError(UserError):
+    """A trace file that belongs to another run."""
 
 
 def _num(x: float) -> float:
@@ -33,6 +39,7 @@ class TraceWriter:
         self.autoflush: int | None = 4096  # None: only an explicit flush writes (journaled runs)
         self._lines: list[str] = []
         self._owned = isinstance(target, str | Path)
+        self.path = str(target) if isinstance(target, str | Path) else None
         if isinstance(target, str | Path):
             # closed by close()
             self._f: IO[str] | None = open(target, "a", encoding="utf-8", buffering=buffering)  # noqa: SIM115
@@ -128,6 +135,19 @@ class TraceWriter:
             else:
                 self._f.flush()
             self._f = None
+
+
+def refuse_used(path: str | Path | None, flag: str = "--trace") -> None:
+    """A new study's trace must be a new or empty file: one that already holds events is another
+    run's, which only resuming that run's journal may continue."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_file() and p.stat().st_size > 0:
+        raise TraceError(
+            f"{flag} {path}: already holds the trace of an earlier run; a trace is continued "
+            "only by resuming that run's --journal: delete the file or choose another"
+        )
 
 
 def count_events(path: str | Path) -> int:

@@ -352,3 +352,57 @@ def test_servers_do_not_share_ports() -> None:
         return port
 
     assert asyncio.run(bind_twice()) > 0
+
+
+def test_a_trace_of_an_earlier_run_is_refused(study: Path) -> None:
+    """Two runs in one --trace file would be one garbled trace (trial ids start again at 0):
+    only a resumed journal continues its trace; anything else is refused and the file kept."""
+    from helpers import run_ash
+
+    study.write_text(study.read_text().replace(', "raise", "nan", "crash", "slow"', ""))
+
+    def tune(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_ash("tune", str(study), "--workers", "1", "--quiet", *args)
+
+    assert tune("--trace", "t.jsonl").returncode == 0
+    first = Path("t.jsonl").read_text()
+    assert first.count("\n") > 0
+    for again in [
+        tune("--trace", "t.jsonl"),
+        tune("--trace", "t.jsonl", "--journal", "new.jsonl"),
+        run_ash("simulate", str(study), "--workers", "2", "--trace", "t.jsonl"),
+    ]:
+        assert again.returncode == 2, again.stderr
+        assert "Traceback" not in again.stderr
+        assert "--trace t.jsonl: already holds the trace of an earlier run" in again.stderr
+    assert Path("t.jsonl").read_text() == first
+    assert not Path("new.jsonl").exists()
+    # a journal's own trace is continued on resume; another run's trace is not taken for it
+    assert tune("--trace", "j.trace", "--journal", "j.jsonl").returncode == 0
+    resumed = tune("--trace", "j.trace", "--journal", "j.jsonl")
+    assert resumed.returncode == 0, resumed.stderr
+    Path("two-runs.jsonl").write_text(first + first)  # more events than the journal holds
+    other = tune("--trace", "two-runs.jsonl", "--journal", "j.jsonl")
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr
+    assert "it is the trace of another run" in other.stderr
+    assert Path("two-runs.jsonl").read_text() == first + first
+    Path("empty.jsonl").write_text("")  # an empty file is a new one
+    assert tune("--trace", "empty.jsonl").returncode == 0
+
+
+def test_dashboard_beside_the_scheduler_is_checked_before_listening(
+    study: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ash.cli import scheduler_main as cli_scheduler
+
+    err = fails(
+        cli_scheduler,
+        [str(study), "--listen", "0.0.0.0:0", "--journal", "j.jsonl", "--dashboard-port", "0"],
+        capsys,
+    )
+    assert (
+        "--dashboard-port (beside --listen) 0.0.0.0: off loopback the dashboard needs a token"
+        in err
+    )
+    assert "listening" not in capsys.readouterr().out
+    assert not Path("j.jsonl").exists()

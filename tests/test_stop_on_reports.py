@@ -527,3 +527,36 @@ def test_api_tune_stops_a_context_function_on_its_reports(stop_on: str | None) -
         assert sum(len(t["reports"]) for t in doc["trials"]) < 0.7 * 12 * R  # vs all to R
     else:
         assert max(jobs) > 1
+
+
+def classic_fn(config: dict[str, Any], start: float, stop: float, state: Any) -> Any:
+    return {"loss": config["x"]}, None
+
+
+def test_a_trainer_that_cannot_report_is_refused(tmp_path: Path) -> None:
+    """stop_on = "reports" with a (config, start, stop, state) trainer would train every trial to
+    max_resource unranked: refused at start, naming the trainer, in the API and the CLI."""
+    import ash
+    from ash.preflight import PreflightError
+
+    with pytest.raises(PreflightError, match=r"tune\(classic_fn\) takes \(config, start, stop"):
+        ash.tune(
+            classic_fn,
+            space={"x": {"uniform": [0.0, 1.0]}},
+            metric="loss",
+            algorithm="asha-stopping",
+            stop_on="reports",
+            max_resource=R,
+            max_trials=3,
+            quiet=True,
+        )
+    write(tmp_path, trials=3)
+    (tmp_path / "stop_trainer.py").write_text(
+        "def fit(config, start, stop, state):\n    return {'loss': config['x']}, None\n"
+    )
+    proc = tune(tmp_path, "--journal", "j.jsonl")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "asha.stop_on = 'reports' needs a (config, ctx) trainer" in proc.stderr
+    assert "trainer.entrypoint 'stop_trainer:fit' takes (config, start, stop, state)" in proc.stderr
+    assert not (tmp_path / "j.jsonl").exists()

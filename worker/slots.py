@@ -53,7 +53,7 @@ from typing import Any
 from ash.errors import UserError
 from ash.spec import StudySpec
 from ash.worker.context import JobInfo, ReportSink, Workspace, milestones, scratch_dir
-from ash.worker.trainers import TrainerFn, as_trainer, make_trainer, run_job
+from ash.worker.trainers import TrainerFn, as_trainer, check_reports, make_trainer, run_job
 
 VERDICT_WAIT_S = 10.0  # the longest a milestone report waits for the scheduler's decision
 STOPPED, DECIDED_JOB, DECIDED_COUNT = 0, 1, 2  # the slot's shared flags
@@ -115,6 +115,7 @@ def _serve(
         if isinstance(trainer, _ByValue):
             trainer = _loaded(trainer)
         fn = as_trainer(trainer) if trainer is not None else make_trainer(spec)
+        check_reports(spec, fn, "the trainer")
         load = getattr(fn, "data", None)
         if load is not None:  # the dataset now, not in the first job's time (and its timeout)
             load()

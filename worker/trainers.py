@@ -177,6 +177,17 @@ def make_trainer(spec: StudySpec) -> TrainerFn:
     return trainer
 
 
+def check_reports(spec: StudySpec, fn: object, name: str) -> None:
+    """``stop_on = "reports"`` ranks trials on their ``ctx.report`` calls: a classic trainer never
+    reports, so each of its trials would train to ``max_resource`` unranked. TrainerError."""
+    if spec.schedule.stop_on == "reports" and not getattr(fn, "contextual", True):
+        raise TrainerError(
+            f"asha.stop_on = 'reports' needs a (config, ctx) trainer that calls ctx.report; "
+            f"{name} takes (config, start, stop, state) and never reports, so every trial would "
+            "train to max_resource unranked: use stop_on = 'results'"
+        )
+
+
 def as_trainer(fn: Callable[..., Any]) -> TrainerFn:
     """A trainer for a function given directly (``ash.tune(fn)``); TrainerError if its
     signature is neither form."""

@@ -203,12 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def scheduler_main(argv: Sequence[str] | None = None) -> int:
-    from ash.commands.dashboard import serve_service
+    from ash.commands.dashboard import ServiceDashboard
     from ash.report import write_report
     from ash.scheduler.server import main as serve
 
     return serve(
-        list(argv) if argv is not None else None, report=write_report, dashboard=serve_service
+        list(argv) if argv is not None else None, report=write_report, dashboard=ServiceDashboard()
     )
 
 

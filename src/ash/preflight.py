@@ -62,7 +62,7 @@ def preflight(
 ) -> None:
     """Run every start-up check; raise one PreflightError naming all that failed."""
     from ash.paths import check_out_dir, check_trace_file
-    from ash.worker.trainers import check_trainer, make_trainer
+    from ash.worker.trainers import as_trainer, check_reports, check_trainer, make_trainer
 
     problems: list[str] = []
 
@@ -76,16 +76,22 @@ def preflight(
     attempt(lambda: check_out_dir(out, "--out"))
     attempt(lambda: check_trace_file(trace, "--trace"))
     if trainer is not None:
-        problem = signature_problem(trainer, getattr(trainer, "__name__", "trainer"))
+        name = getattr(trainer, "__name__", "trainer")
+        problem = signature_problem(trainer, name)
         if problem is not None:
             problems.append(f"tune({problem})")
+        else:
+            attempt(lambda: check_reports(spec, as_trainer(trainer), f"tune({name})"))
     elif spec.trainer is not None and spec.trainer.type == "python":
         made = attempt(lambda: make_trainer(spec))
         fn = getattr(made, "fn", None)
         if fn is not None:
-            problem = signature_problem(fn, f"trainer.entrypoint {spec.trainer.entrypoint!r}")
+            entry = f"trainer.entrypoint {spec.trainer.entrypoint!r}"
+            problem = signature_problem(fn, entry)
             if problem is not None:
                 problems.append(f"{spec.source}: {problem}")
+            else:
+                attempt(lambda: check_reports(spec, made, f"{spec.source}: {entry}"))
     else:
         attempt(lambda: check_trainer(spec))
     if problems:

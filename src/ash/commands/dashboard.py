@@ -157,23 +157,30 @@ async def _serve(args: argparse.Namespace, token: str | None, host: str, port: i
     return 0
 
 
-async def serve_service(
-    service: Any, host: str, port: int, token: str | None
-) -> Callable[[], Awaitable[None]]:
-    """Serve the dashboard of ``service`` (a SchedulerService) on ``host:port``, fed by its own
-    detailed Watch stream; returns what closes it."""
-    _require()
-    from ash.dashboard.model import StudyModel
-    from ash.dashboard.server import Dashboard, check_listen
-    from ash.dashboard.sources import follow
+class ServiceDashboard:
+    """The dashboard ``ash-scheduler --dashboard-port`` serves beside its study, fed by the
+    service's own detailed Watch stream."""
 
-    check_listen(host, token, "--dashboard-port (beside --listen)")
-    dash = Dashboard(token)
-    model = StudyModel()
-    model.source = "this scheduler"
-    dash.add(model)
-    dash.follow(follow(model, lambda: service.watch_batches(detail=True)))
-    bound = await dash.start(host, port)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"ash-scheduler: dashboard on http://{shown}:{bound}/", flush=True)
-    return dash.close
+    def check(self, host: str, token: str | None) -> None:
+        _require()
+        from ash.dashboard.server import check_listen
+
+        check_listen(host, token, "--dashboard-port (beside --listen)")
+
+    async def start(
+        self, service: Any, host: str, port: int, token: str | None
+    ) -> Callable[[], Awaitable[None]]:
+        self.check(host, token)
+        from ash.dashboard.model import StudyModel
+        from ash.dashboard.server import Dashboard
+        from ash.dashboard.sources import follow
+
+        dash = Dashboard(token)
+        model = StudyModel()
+        model.source = "this scheduler"
+        dash.add(model)
+        dash.follow(follow(model, lambda: service.watch_batches(detail=True)))
+        bound = await dash.start(host, port)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"ash-scheduler: dashboard on http://{shown}:{bound}/", flush=True)
+        return dash.close

@@ -12,7 +12,7 @@ from ash.paths import check_out_dir, check_trace_file
 from ash.scheduler.benchmarks import resolve
 from ash.scheduler.results import Results
 from ash.scheduler.simulator import simulate
-from ash.scheduler.trace import TraceWriter
+from ash.scheduler.trace import TraceWriter, refuse_used
 from ash.spec import load_spec
 
 
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     )  # before --out is made: a refused recording leaves nothing behind
     check_out_dir(args.out, "--out")
     check_trace_file(args.trace, "--trace")
+    refuse_used(args.trace)
     results = Results(spec.name, spec.metric, spec.mode, sch.max_resource)
     trace = TraceWriter(args.trace)
     started = time.perf_counter()

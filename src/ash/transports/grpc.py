@@ -85,6 +85,7 @@ def _worker_cmd(
     prefetch: str,
     devices: list[str] | None,
     i: int,
+    shared: Path,
 ) -> list[str]:
     """One ``ash-worker`` of the transport: it dies with this process (``follow_parent``), and
     on a signal hands back its jobs at once (``--grace 0``: the embedded transport's Ctrl-C does
@@ -110,6 +111,8 @@ def _worker_cmd(
         "--quiet",
         "--prefetch",
         prefetch,
+        "--checkpoint-dir",
+        str(shared),
         *(["--devices", devices[i]] if devices else []),
     ]
 
@@ -193,7 +196,6 @@ def run_grpc(
 ) -> dict[str, Any]:
     from ash.cores import available_cores, resolve_threads
     from ash.preflight import preflight
-    from ash.progress import Progress, from_status
 
     preflight(spec, out=out, trace=trace)  # every problem, in one error
     workers = len(devices) if devices else workers or available_cores()
@@ -202,6 +204,55 @@ def run_grpc(
     if out is None:
         tmp = tempfile.TemporaryDirectory(prefix="ash-")
         out = tmp.name
+    # one machine: large states go by file through a directory the daemons share, never over
+    # gRPC (no --max-checkpoint-mb to meet); a journal's stays beside it for a resume
+    scratch = None
+    if journal:
+        shared = Path(f"{journal}.shared")
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="ash-shared-")
+        shared = Path(scratch.name)
+    try:
+        return _daemons(
+            spec,
+            spec_path,
+            out,
+            tmp is not None,
+            shared,
+            workers,
+            threads,
+            trace,
+            journal,
+            progress,
+            prefetch,
+            devices,
+            tracking,
+        )
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _daemons(
+    spec: StudySpec,
+    spec_path: str | Path,
+    out: str | Path,
+    out_is_temporary: bool,
+    shared: Path,
+    workers: int,
+    threads: int,
+    trace: str | Path | None,
+    journal: str | Path | None,
+    progress: bool,
+    prefetch: str,
+    devices: list[str] | None,
+    tracking: list[str] | None,
+) -> dict[str, Any]:
+    """Run the study's scheduler and workers to its end; its results document."""
+    from ash.progress import Progress, from_status
+
     cmd = [
         sys.executable,
         "-P",  # never import from the working directory
@@ -213,6 +264,8 @@ def run_grpc(
         "127.0.0.1:0",
         "--out",
         str(out),
+        "--checkpoint-dir",
+        str(shared),
         *(tracking or []),  # --mlflow URI / --tensorboard DIR: the scheduler's callbacks
     ]
     if trace:
@@ -238,7 +291,7 @@ def run_grpc(
                     break  # a finished study (the scheduler exited at once), or stopped
                 procs.append(
                     subprocess.Popen(
-                        _worker_cmd(target, f"w{i}", threads, prefetch, devices, i),
+                        _worker_cmd(target, f"w{i}", threads, prefetch, devices, i, shared),
                         stdout=subprocess.DEVNULL,
                         env=child_env(),
                     )
@@ -265,18 +318,14 @@ def run_grpc(
         finally:
             _stop(sched, procs)
     interrupted = signals.signalled is not None
-    try:
-        written = Path(out) / "results.json"
-        doc: dict[str, Any] = json.loads(written.read_text()) if written.exists() else {}
-        if stranded is not None and not interrupted:
-            kept = "" if tmp is not None else f"; what was done is written to {out}"
-            raise UserError(stranded + kept)
-        if sched.returncode != 0 and not doc.get("error"):  # a stopped study says why in doc
-            if interrupted and not doc:  # stopped before it could write anything
-                raise KeyboardInterrupt
-            raise UserError(f"ash-scheduler exited with code {sched.returncode}")
-        doc["interrupted"] = doc.get("interrupted", False) or interrupted
-        return doc
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    written = Path(out) / "results.json"
+    doc: dict[str, Any] = json.loads(written.read_text()) if written.exists() else {}
+    if stranded is not None and not interrupted:
+        kept = "" if out_is_temporary else f"; what was done is written to {out}"
+        raise UserError(stranded + kept)
+    if sched.returncode != 0 and not doc.get("error"):  # a stopped study says why in doc
+        if interrupted and not doc:  # stopped before it could write anything
+            raise KeyboardInterrupt
+        raise UserError(f"ash-scheduler exited with code {sched.returncode}")
+    doc["interrupted"] = doc.get("interrupted", False) or interrupted
+    return doc
