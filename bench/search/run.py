@@ -291,6 +291,34 @@ def goal(recs: dict[str, Recording], runs: Runs, systems: list[str], w: int = 8)
     return "\n".join(lines) + "\n\n" + "\n".join(verdicts) + "\n"
 
 
+def ramp_up(recs: dict[str, Recording], runs: Runs, systems: list[str], w: int = 8) -> str:
+    """When the first result at R arrives (any configuration): no time-to-target can be earlier,
+    since the incumbent is the best result at R. Beside it, the goal's bound (random-ASHA's
+    median time-to-target / 1.5): where the two are close, only a sampler whose very first
+    configurations to reach R are targets could meet it."""
+    by = group(runs, "data", "system", "workers")
+    lines = [
+        f"When the first result at R arrives, at W={w} (median [25%, 75%] over seeds, time(R)), "
+        "against the goal's bound, random-ASHA's median time-to-target / 1.5:\n",
+        "| recording | goal's bound | " + " | ".join(LABELS[s] for s in systems) + " |",
+        "|---|---" + "|---" * len(systems) + "|",
+    ]
+    for name in recs:
+        base = median(ttts(by.get((name, "ash-random", w), [])))
+        cells = []
+        for s in systems:
+            firsts = [
+                r["curve"][0][0] if r["curve"] else math.inf for r in by.get((name, s, w), [])
+            ]
+            if not firsts:
+                cells.append("n/a")
+                continue
+            q1, q3 = quartiles(firsts)
+            cells.append(f"{fmt(median(firsts))} [{fmt(q1)}, {fmt(q3)}]")
+        lines.append(f"| {name} | {fmt(base / 1.5)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plots(
     recs: dict[str, Recording], runs: Runs, workers: list[int], systems: list[str], out: Path
 ) -> None:
@@ -472,6 +500,8 @@ def main() -> int:
         + tables(recs, runs, workers, systems)
         + "\n"
         + goal(recs, runs, systems)
+        + "\n"
+        + ramp_up(recs, runs, systems)
         + "\n"
         + "\n".join(cost)
         + "\n"
