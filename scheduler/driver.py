@@ -150,6 +150,7 @@ class Driver:
         # design; any other missing state is lost, and the promotion is retrained from scratch
         self._no_state: dict[int, float] = {}
         self._missing: set[tuple[int, float]] = set()  # lost states already warned of
+        self._adopted = 0  # replayed trials whose recorded configuration this ash samples otherwise
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -189,7 +190,10 @@ class Driver:
             return None
         new = self.core.n_trials > trials
         if replayed is not None:
-            _check_decision(replayed, job, new)
+            _check_decision(replayed, job)
+            recorded = replayed.get("c")
+            if new and isinstance(recorded, dict) and recorded != job.config:
+                job = self._adopt(job, recorded)
         record: dict[str, Any] = {"a": worker, "k": [job.trial, job.rung]}
         if new:
             record["c"] = job.config
@@ -213,6 +217,25 @@ class Driver:
         if new:
             self._tell("trial", job, {})
         return a
+
+    def _adopt(self, job: Job, recorded: dict[str, Any]) -> Job:
+        """A replayed trial whose configuration this ash samples differently from the one the
+        journal recorded (another version of ash's samplers, or another user sampler; the spec
+        is the same, its digest says so): the recorded one is kept, so the study goes on from
+        what was really trained, and the trials the journal lacks are drawn by this sampler."""
+        if not self._adopted:
+            where = self.journal.path if self.journal is not None else "the journal"
+            print(
+                f"ash: warning: {where}: trial {job.trial} was trained with "
+                f"{_show(recorded, _differ(recorded, job.config))}, which this ash samples as "
+                f"{_show(job.config, _differ(recorded, job.config))} (another ash version or "
+                "sampler): the journal's configurations are kept, and new trials are drawn by "
+                "this one",
+                file=sys.stderr,
+                flush=True,
+            )
+        self._adopted += 1
+        return self.core.adopt(job, recorded)
 
     def _state_lost(self, job: Job) -> None:
         """A promotion whose state should be in the store and is not (a file lost, a journal
@@ -773,8 +796,9 @@ def _same(a: float | None, b: float) -> bool:
     return a is not None and abs(a - b) <= 1e-9
 
 
-def _check_decision(rec: Mapping[str, Any], job: Job, new: bool) -> None:
-    """Refuse a replayed ask whose job differs from the one the journal recorded."""
+def _check_decision(rec: Mapping[str, Any], job: Job) -> None:
+    """Refuse a replayed ask whose job (trial and rung) differs from the one the journal
+    recorded: Algorithm 2 decided otherwise on the same results."""
     k = rec.get("k")
     if k is not None and list(k) != [job.trial, job.rung]:
         raise JournalError(
@@ -782,18 +806,10 @@ def _check_decision(rec: Mapping[str, Any], job: Job, new: bool) -> None:
             f"rung {k[1]}, this spec and ash give it to trial {job.trial} at rung {job.rung} "
             "(did the spec or the ash version change?)"
         )
-    recorded = rec.get("c")
-    if new and recorded is not None and recorded != job.config:
-        changed = sorted(
-            key
-            for key in recorded.keys() | job.config.keys()
-            if recorded.get(key) != job.config.get(key)
-        )
-        raise JournalError(
-            f"journal replay diverged: trial {job.trial} was trained with "
-            f"{_show(recorded, changed)}, this spec samples {_show(job.config, changed)} "
-            "(was the [space] or the seed changed?); restore the spec, or use a new journal"
-        )
+
+
+def _differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
 
 
 def _show(config: Mapping[str, Any], keys: list[str]) -> str:

@@ -61,6 +61,49 @@ def test_resume_rebuilds_the_core_exactly(tmp_path: Path) -> None:
     assert audit_for(events, spec) == []
 
 
+def test_a_journal_of_another_sampler_version_resumes_with_its_own_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ash whose sampler draws otherwise (an upgrade) resumes the journal instead of refusing
+    it: the recorded configurations are kept, the decisions are Algorithm 2's on the recorded
+    results, and the new trials come from this sampler; one warning says so."""
+    from ash.scheduler.audit import audit_for
+    from ash.scheduler.core.samplers.base import RandomSampler
+
+    spec = make_spec("asha", max_trials=100)
+    journal, trace = tmp_path / "j.jsonl", tmp_path / "t.jsonl"
+    old = open_study(spec, journal=journal, trace=trace).driver
+    drive(old, 120)
+    recorded = list(old.core.configs)
+    rungs = [[len(r) for r in b.rungs] for b in old.core.brackets]
+    old.close()
+    again = open_study(spec, journal=journal).driver  # the same ash: no warning
+    assert again.core.configs == recorded
+    again.close()
+    assert "warning" not in capsys.readouterr().err
+
+    draw = RandomSampler.sample
+
+    def upgraded(self: RandomSampler, rng: random.Random, space: object, history: object) -> object:
+        rng.random()  # another version: the same space, drawn otherwise
+        return draw(self, rng, space, history)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RandomSampler, "sample", upgraded)
+    back = open_study(spec, journal=journal, trace=trace).driver
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1, err
+    assert f"{journal}: trial 0 was trained with" in err and "new trials are drawn" in err
+    assert back.core.configs == recorded
+    assert [[len(r) for r in b.rungs] for b in back.core.brackets] == rungs
+    doc = back.results.to_json()
+    assert [t["config"] for t in doc["trials"]] == recorded
+    drive(back, 200, seed=1)  # the study goes on, and new trials come from this sampler
+    assert len(recorded) < back.core.n_trials < 100
+    back.close()
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert audit_for(events, spec) == []
+
+
 def test_promoted_trial_gets_its_checkpoint_after_resume(tmp_path: Path) -> None:
     spec = make_spec("asha", min_resource=1, max_resource=4, reduction_factor=2, max_trials=10)
     journal = tmp_path / "j.jsonl"

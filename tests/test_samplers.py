@@ -775,6 +775,42 @@ def test_near_the_end_of_a_grid_prior_draws_come_from_one_listing_of_the_untried
     assert tried.listed == []
 
 
+def test_a_discarded_configuration_is_untried_again() -> None:
+    """A sampled configuration replaced before it ran (a resumed journal of another ash
+    version keeps its own) is untried again: listed again if the listing passed it, or found
+    later by the listing, so a grid still reaches every point."""
+    from ash.scheduler.core.samplers.encoding import Encoding, Tried
+
+    space = SearchSpace.from_table(FINITE)  # 36 configurations, momentum only with sgd
+    tried = Tried.of(Encoding(space), retries=0)
+    assert tried is not None
+    rng = random.Random(0)
+    seen: list[Config] = []
+    for _ in range(36):
+        seen.append(tried.prior(rng))
+        tried.add(seen[-1])
+    assert tried.listed == [] and tried._next == tried.total
+    for c in (seen[5], seen[20]):  # the listing has passed both: listed again
+        tried.discard(c)
+        assert c not in tried
+    tried.discard(seen[5])  # twice: no duplicate entry
+    drawn = []
+    for _ in range(2):
+        drawn.append(tried.prior(rng))
+        tried.add(drawn[-1])
+    assert sorted(map(seen.index, drawn)) == [5, 20]
+    fresh = Tried.of(Encoding(space), retries=0)
+    assert fresh is not None
+    fresh.add(seen[0])
+    fresh.discard(seen[0])  # not listed yet: the listing finds it later
+    assert seen[0] not in fresh
+    out = []
+    for _ in range(36):
+        out.append(fresh.prior(rng))
+        fresh.add(out[-1])
+    assert len({tuple(sorted(c.items())) for c in out}) == 36
+
+
 def test_listing_the_untried_respects_conditions_and_the_seed() -> None:
     from ash.scheduler.core.samplers.encoding import Encoding, Tried
 

@@ -362,6 +362,20 @@ class Scheduler:
             return self._issue(trial, bracket.index, top, 0, bracket.rungs[top].resource, 1)
         return self._issue(trial, bracket.index, 0, 0, bracket.rungs[0].resource, 1)
 
+    def adopt(self, job: Job, config: Config) -> Job:
+        """``job``, the first of the newest trial, with ``config`` in place of the one sampled:
+        a journal's record, which another version of the sampler drew. Later decisions stay
+        Algorithm 2's; only the trial's configuration changes."""
+        if job.trial != len(self.configs) - 1 or self.inflight.get(job.job_id) != job:
+            raise ValueError(f"job {job.job_id} is not the newest trial's first job")
+        forget = getattr(self.sampler, "forget", None)
+        if forget is not None:  # a model sampler's "tried" set: the sampled one never ran
+            forget(job.config)
+        self.configs[job.trial] = config
+        job = job._replace(config=config)
+        self.inflight[job.job_id] = job
+        return job
+
     def _promote(self, bracket: Bracket, trial: int, rung: int) -> Job:
         start = bracket.rungs[rung - 1].resource
         return self._issue(trial, bracket.index, rung, start, bracket.rungs[rung].resource, 1)

@@ -113,6 +113,11 @@ class BOHBSampler:
             self.tried.add(config)
         return config
 
+    def forget(self, config: Config) -> None:
+        """``config`` was sampled but replaced before it was trained (Scheduler.adopt)."""
+        if self.tried is not None:
+            self.tried.discard(config)
+
     def _prior(self, rng: Random) -> Config:
         return self.space.sample(rng) if self.tried is None else self.tried.prior(rng)
 

@@ -178,6 +178,21 @@ class Tried:
         if self._next < self.total:
             self._list(LIST_STEP)
 
+    def discard(self, config: Mapping[str, Value]) -> None:
+        """Untry ``config``: a sampled configuration replaced before it was trained (a resumed
+        journal's own). Listed again if the enumeration has passed it."""
+        k = key(self.encoding.encode(config))
+        if k not in self.keys:
+            return
+        self.keys.discard(k)
+        first, scale = 0, 1  # its first index in the enumeration (an inactive value: 0)
+        for digit, d in zip(k, self.encoding.dims, strict=True):
+            first += max(0, int(digit)) * scale
+            scale *= d.size
+        if first < self._next and k not in self._at:
+            self._at[k] = len(self.listed)
+            self.listed.append((k, complete(self.encoding.space, dict(config))))
+
     def __contains__(self, config: object) -> bool:
         return key(self.encoding.encode(config)) in self.keys  # type: ignore[arg-type]
 

@@ -115,6 +115,11 @@ class TPESampler:
             self.tried.add(config)
         return config
 
+    def forget(self, config: Config) -> None:
+        """``config`` was sampled but replaced before it was trained (Scheduler.adopt)."""
+        if self.tried is not None:
+            self.tried.discard(config)
+
     def _sample(self, rng: Random) -> Config:
         if self.random_fraction and rng.random() < self.random_fraction:
             return self._prior(rng)
