@@ -44,6 +44,7 @@ from ash.scheduler.checkpoints import CheckpointStore, DirectoryStore, MemorySto
 from ash.scheduler.core import Config, Job, Scheduler, UnknownJobError
 from ash.scheduler.core.retention import Drop, Retention
 from ash.scheduler.core.rungs import score_of
+from ash.scheduler.core.space import SpaceError
 from ash.scheduler.journal import (
     Journal,
     JournalError,
@@ -223,6 +224,13 @@ class Driver:
         journal recorded (another version of ash's samplers, or another user sampler; the spec
         is the same, its digest says so): the recorded one is kept, so the study goes on from
         what was really trained, and the trials the journal lacks are drawn by this sampler."""
+        try:
+            self.core.space.check(recorded)
+        except SpaceError as exc:  # a changed enqueue file, or a record forged under its CRC
+            raise JournalError(
+                f"trial {job.trial} was trained with {recorded!r}, which is not in this "
+                f"spec's [space] ({exc}): restore the spec, or use a new journal"
+            ) from None
         if not self._adopted:
             where = self.journal.path if self.journal is not None else "the journal"
             print(

@@ -156,21 +156,33 @@ def test_a_reordered_space_is_refused(tmp_path: Path) -> None:
         open_study(spec_with(b), journal=journal)  # type: ignore[arg-type]
 
 
-def test_a_diverging_decision_is_refused_on_replay(tmp_path: Path) -> None:
-    """Whatever changed (the code, a space the header does not catch), a replayed new trial
-    whose config differs from the one recorded stops the resume, naming the parameter."""
+@pytest.mark.parametrize("x", [0.123, 7.0])
+def test_a_diverging_config_is_kept_and_one_outside_the_space_refused(
+    tmp_path: Path, x: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever changed (the sampler's code, an enqueue file), a replayed new trial whose config
+    differs from the one recorded keeps the recorded one, with a warning naming the parameter;
+    a recorded config outside the spec's space stops the resume, naming the line."""
     spec, journal = journal_of_some(tmp_path)
     lines = journal.read_bytes().split(b"\n")
     for i, raw in enumerate(lines[1:], start=1):
         rec = json.loads(unseal(raw) or b"{}")
         if "c" in rec and i > 3:
-            rec["c"]["x"] = 0.123
+            rec["c"]["x"] = x
             lines[i] = seal(json.dumps(rec, separators=(",", ":"))).encode()
-            line = i + 1
+            line, trial = i + 1, rec["k"][0]
             break
     journal.write_bytes(b"\n".join(lines))
-    with pytest.raises(JournalError, match=rf"line {line}: .*trained with \{{x=0.123\}}"):
-        open_study(spec, journal=journal)
+    if x > 1:
+        outside = rf"line {line}: trial {trial} was trained with .*not in this spec's \[space\]"
+        with pytest.raises(JournalError, match=outside):
+            open_study(spec, journal=journal)
+        return
+    d = open_study(spec, journal=journal).driver
+    assert d.core.configs[trial]["x"] == x
+    err = capsys.readouterr().err
+    assert f"trial {trial} was trained with {{x=0.123}}, which this ash samples as" in err
+    d.close()
 
 
 def test_restarts_are_not_charged_to_trials(tmp_path: Path) -> None:
