@@ -28,7 +28,7 @@ from ash.argtypes import port as port_number
 from ash.errors import UserError
 from ash.link.auth import TokenAuth, is_loopback, read_secret
 from ash.link.wire import add_scheduler_servicer, server_options
-from ash.paths import check_out_dir, check_trace_file
+from ash.paths import check_out_dir, check_trace_file, check_trace_target
 from ash.ports import check_bindable
 from ash.printable import printable
 from ash.proto import ash_pb2 as pb
@@ -135,6 +135,7 @@ def check_startup(args: argparse.Namespace, host: str, port: int) -> None:
         check_bindable(host, args.dashboard_port, "--dashboard-port")
     check_out_dir(args.out, "--out")
     check_trace_file(args.trace, "--trace")
+    check_trace_target(args.trace, journal=args.journal, out=args.out, spec=args.spec)
     shared_dir(args.checkpoint_dir)
 
 

@@ -150,6 +150,14 @@ def refuse_used(path: str | Path | None, flag: str = "--trace") -> None:
         )
 
 
+def _is_event(line: bytes) -> bool:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(event, dict) and "event" in event
+
+
 def count_events(path: str | Path) -> int:
     """Complete events in a trace file; a torn last line is cut off (the file is truncated to
     its last newline) so that appending continues on a line of its own."""
@@ -157,6 +165,12 @@ def count_events(path: str | Path) -> int:
     if not p.exists():
         return 0
     data = p.read_bytes()
+    first = data.split(b"\n", 1)[0]
+    if data and not _is_event(first):  # never cut the tail of a file that is no trace
+        raise TraceError(
+            f"--trace {path}: is not an ash trace (its first line is no trace event): "
+            "choose another file"
+        )
     end = data.rfind(b"\n") + 1
     if end != len(data):
         with open(p, "r+b") as f:

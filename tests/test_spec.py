@@ -151,3 +151,35 @@ def test_a_python_trainer_refuses_the_mlp_trainers_data_keys() -> None:
         "trainer.dataset",
         "trainer.validation_fraction",
     ]
+
+
+def test_enqueue_follows_the_spaces_when_conditions() -> None:
+    """An enqueued config gives exactly the active parameters: one whose `when` does not hold is
+    left out (and refused when set, so it never reaches the trainer)."""
+    space = {
+        "x": {"uniform": [0.0, 1.0]},
+        "optimizer": {"choice": ["sgd", "adam"]},
+        "momentum": {"uniform": [0.0, 0.95], "when": {"optimizer": "sgd"}},
+    }
+
+    def spec(*configs: dict[str, object]) -> object:
+        return parse_spec(
+            {
+                "study": {"name": "c", "metric": "loss", "enqueue": list(configs)},
+                "asha": {"min_resource": 1, "max_resource": 9, "max_trials": 4},
+                "trainer": {"type": "python", "entrypoint": "m:f"},
+                "space": space,
+            },
+            source="c.toml",
+        )
+
+    got = spec({"x": 0.5, "optimizer": "adam"}, {"x": 0.1, "optimizer": "sgd", "momentum": 0.9})
+    assert got.enqueue == (
+        {"x": 0.5, "optimizer": "adam"},  # type: ignore[attr-defined]
+        {"x": 0.1, "optimizer": "sgd", "momentum": 0.9},
+    )
+    with pytest.raises(SpecError) as err:
+        spec({"x": 0.5, "optimizer": "adam", "momentum": 0.3}, {"x": 0.1, "optimizer": "sgd"})
+    text = str(err.value)
+    assert "study.enqueue[0].momentum: is set but inactive (its `when` does not hold)" in text
+    assert "study.enqueue[1].momentum: missing" in text

@@ -388,6 +388,21 @@ def test_a_trace_of_an_earlier_run_is_refused(study: Path) -> None:
     assert Path("two-runs.jsonl").read_text() == first + first
     Path("empty.jsonl").write_text("")  # an empty file is a new one
     assert tune("--trace", "empty.jsonl").returncode == 0
+    # the study's other files are never a trace, and a file that is no trace is never cut
+    Path("notes.txt").write_text("line one\nmy last line without newline")
+    spec_text = study.read_text()
+    for args, fragment in [
+        (("--trace", "k.jsonl", "--journal", "k.jsonl"), "--trace k.jsonl: is --journal"),
+        (("--trace", str(study)), f"--trace {study}: is the spec"),
+        (("--trace", "o/results.json", "--out", "o"), "--trace o/results.json: is --out's"),
+        (("--trace", "notes.txt", "--journal", "j.jsonl"), "notes.txt: is not an ash trace"),
+    ]:
+        got = tune(*args)
+        assert got.returncode == 2 and "Traceback" not in got.stderr, got.stderr
+        assert fragment in got.stderr, got.stderr
+    assert not Path("k.jsonl").exists()
+    assert study.read_text() == spec_text
+    assert Path("notes.txt").read_text() == "line one\nmy last line without newline"
 
 
 def test_dashboard_beside_the_scheduler_is_checked_before_listening(

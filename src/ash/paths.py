@@ -65,3 +65,31 @@ def check_trace_file(path: str | Path | None, flag: str = "--trace") -> None:
         what = "is not a directory" if folder.exists() else "does not exist"
         raise UserError(f"{flag} {path}: its folder {folder} {what}")
     _probe(folder, flag, path)
+
+
+OUT_FILES = ("results.json", "trials.csv", "report.html", "curves.png", "rungs.png")
+
+
+def check_trace_target(
+    trace: str | Path | None,
+    *,
+    journal: str | Path | None = None,
+    out: str | Path | None = None,
+    spec: str | Path | None = None,
+    flag: str = "--trace",
+) -> None:
+    """``trace`` is none of the study's other files: the journal (or its lock), the spec, or a
+    file ``--out`` writes (each would be garbled by trace lines, or clobber them)."""
+    if trace is None:
+        return
+    target = Path(trace).resolve()
+    others: list[tuple[str, Path]] = []
+    if journal is not None:
+        others += [("--journal", Path(journal)), ("--journal's lock", Path(f"{journal}.lock"))]
+    if spec is not None:
+        others.append(("the spec", Path(spec)))
+    if out is not None:
+        others += [(f"--out's {name}", Path(out) / name) for name in OUT_FILES]
+    for what, path in others:
+        if path.resolve() == target:
+            raise UserError(f"{flag} {trace}: is {what} ({path}); choose another file")

@@ -59,9 +59,10 @@ def preflight(
     out: str | Path | None = None,
     trace: str | Path | None = None,
     trainer: Callable[..., Any] | None = None,
+    journal: str | Path | None = None,
 ) -> None:
     """Run every start-up check; raise one PreflightError naming all that failed."""
-    from ash.paths import check_out_dir, check_trace_file
+    from ash.paths import check_out_dir, check_trace_file, check_trace_target
     from ash.worker.trainers import as_trainer, check_reports, check_trainer, make_trainer
 
     problems: list[str] = []
@@ -75,6 +76,7 @@ def preflight(
 
     attempt(lambda: check_out_dir(out, "--out"))
     attempt(lambda: check_trace_file(trace, "--trace"))
+    attempt(lambda: check_trace_target(trace, journal=journal, out=out, spec=spec.source))
     if trainer is not None:
         name = getattr(trainer, "__name__", "trainer")
         problem = signature_problem(trainer, name)

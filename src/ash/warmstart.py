@@ -63,12 +63,24 @@ def check_config(
             known = ", ".join(space.names())
             problems.append((f"{where}.{name}", f"not a parameter of [space] ({known})"))
     config: Config = {}
-    for name, domain in space.domains.items():
+    for name in space.order:  # parents first: a `when` is judged on the values before it
+        domain = space.domains[name]
+        if not space.active(name, config):
+            if name in entry:
+                problems.append(
+                    (
+                        f"{where}.{name}",
+                        "is set but inactive (its `when` does not hold): leave it out",
+                    )
+                )
+            continue
         if name not in entry:
             if isinstance(domain, Constant):
                 config[name] = domain.value
             else:
-                problems.append((f"{where}.{name}", "missing (give every non-constant parameter)"))
+                problems.append(
+                    (f"{where}.{name}", "missing (give every active non-constant parameter)")
+                )
             continue
         v = entry[name]
         if isinstance(domain, Uniform | LogUniform) and type(v) is int:

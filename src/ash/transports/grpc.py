@@ -197,7 +197,7 @@ def run_grpc(
     from ash.cores import available_cores, resolve_threads
     from ash.preflight import preflight
 
-    preflight(spec, out=out, trace=trace)  # every problem, in one error
+    preflight(spec, out=out, trace=trace, journal=journal)  # every problem, in one error
     workers = len(devices) if devices else workers or available_cores()
     threads = resolve_threads(threads, workers)
     tmp = None

@@ -52,7 +52,9 @@ def run_inproc(
     from ash.transports.local import SlotBackend
     from ash.worker.slots import Slots
 
-    preflight(spec, out=out, trace=trace, trainer=trainer)  # every problem, in one error
+    preflight(
+        spec, out=out, trace=trace, trainer=trainer, journal=journal
+    )  # every problem, in one error
     n = len(devices) if devices else workers or available_cores()
     k = resolve_threads(threads, n)
     planner = None

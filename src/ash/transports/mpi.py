@@ -210,7 +210,9 @@ def _check(
         )
     spec = load_spec(args.spec)
     if link.rank == 0:
-        preflight(spec, out=args.out, trace=args.trace)  # every problem, in one error
+        preflight(
+            spec, out=args.out, trace=args.trace, journal=args.journal
+        )  # every problem, in one error
         return spec, None
     from ash.worker.mpi_worker import setup
 
