@@ -386,6 +386,54 @@ def test_server_serves_views_and_refuses_a_wrong_token(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
 
 
+def _raw_get(url: str, headers: bytes) -> int:
+    """The status of a GET sent byte for byte (headers a client library would refuse)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/studies HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_a_rebound_host_and_undecodable_tokens_are_refused(tmp_path: Path) -> None:
+    """Without a token only a loopback Host is answered (a page on a DNS name rebound to
+    127.0.0.1 would be same-origin with the dashboard); with one, a token that is not UTF-8
+    is a wrong token (401), not a server error."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(
+        json.dumps({"study": "s", "metric": "m", "mode": "min", "trials": []})
+    )
+    proc, url = serve_dashboard(str(out), "--listen", "127.0.0.1:0")
+    port = url.rstrip("/").rsplit(":", 1)[1].encode()
+    try:
+        assert _raw_get(url, b"Host: rebind.attacker.example:" + port + b"\r\n") == 403
+        assert _raw_get(url, b"Host: 10.0.0.1:" + port + b"\r\n") == 403
+        for host in (b"localhost", b"127.0.0.1", b"127.0.0.1:" + port, b"[::1]:" + port):
+            assert _raw_get(url, b"Host: " + host + b"\r\n") == 200, host
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    tok = tmp_path / "tok"
+    tok.write_text("s3cret\n")
+    proc, url = serve_dashboard(str(out), "--listen", "127.0.0.1:0", "--token-file", str(tok))
+    try:
+        host = b"Host: rebind.attacker.example\r\n"  # with a token the token decides
+        assert _raw_get(url, host + b"Authorization: Bearer s3cret\r\n") == 200
+        assert _raw_get(url, host + b"Authorization: Bearer \xff\r\n") == 401
+        assert _raw_get(url, host + b"Cookie: ash_token=\xff\r\n") == 401
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+        err = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in err, err
+
+
 def test_off_loopback_needs_a_token(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

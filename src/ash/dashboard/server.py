@@ -9,7 +9,9 @@ results is one message). The server is read-only: it has no route that changes a
 
 With a token every request must carry it (``Authorization: Bearer``, the ``ash_token`` cookie,
 or ``?token=`` once, which sets the cookie); a wrong or missing one is answered 401. Without a
-token the server listens on loopback only (``check_listen``). Importance is estimated in a
+token the server listens on loopback only (``check_listen``) and answers only requests whose
+``Host`` is a loopback name (403 otherwise): a page on a DNS name rebound to 127.0.0.1 would
+otherwise be same-origin with it and read every study. Importance is estimated in a
 thread while a page watches, when its input grew by a tenth (``StudyModel.importance_due``), at
 most every ``IMPORTANCE_S`` and ``IMPORTANCE_SPACING`` times as long as the last estimate took.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import re
 import time
@@ -47,6 +50,29 @@ CONTENT_TYPES = {
     ".md": "text/plain",
     ".png": "image/png",
 }
+
+
+def _raw(text: str) -> bytes:
+    """A header's or cookie's text as the bytes that came (aiohttp keeps undecodable bytes as
+    surrogates, which a plain encode refuses)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a request's ``Host`` names this machine's loopback (``localhost``, a loopback
+    address, with or without a port): what a page on a rebound DNS name never sends."""
+    name = host.strip()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    name = name.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def check_listen(host: str, token: str | None, flag: str = "--listen") -> None:
@@ -152,6 +178,11 @@ class Dashboard:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if self.token is None:
+            if not _loopback_host(request.host):  # a rebound name: another site's page
+                raise web.HTTPForbidden(
+                    text=f"ash dashboard: Host {request.host!r} is not this machine's loopback "
+                    "(without a token the dashboard answers localhost, 127.0.0.1 and [::1] only)\n"
+                )
             return await handler(request)
         expected = self.token.encode()
         given = request.query.get("token")
@@ -161,7 +192,7 @@ class Dashboard:
             header[7:] if header.startswith("Bearer ") else None,
             request.cookies.get("ash_token"),
         ]
-        if not any(c is not None and hmac.compare_digest(c.encode(), expected) for c in candidates):
+        if not any(c is not None and hmac.compare_digest(_raw(c), expected) for c in candidates):
             raise web.HTTPUnauthorized(
                 text="ash dashboard: missing or wrong token (open the page as /?token=TOKEN)\n",
             )
