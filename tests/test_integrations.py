@@ -156,6 +156,14 @@ def test_missing_library_and_bad_store_refused_before_training(
         study([MLflowCallback(tracking_uri=f"sqlite:///{tmp_path}/file/x.db")])
     with pytest.raises(CallbackError, match=r"not an ash\.integrations\.Callback"):
         study([object()])  # type: ignore[list-item]
+    with pytest.raises(CallbackError, match=r"callbacks: 5 is not a list"):
+        study(5)  # type: ignore[arg-type]
+
+
+def test_one_callback_not_in_a_list_is_taken() -> None:
+    rec = Recorder()
+    doc = study(rec)  # type: ignore[arg-type]
+    assert sorted(e[1] for e in rec.events if e[0] == "trial") == sorted(by_trial(doc))
 
 
 def fit_ctx(config: dict[str, Any], ctx: Any) -> dict[str, float]:

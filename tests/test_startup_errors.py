@@ -421,3 +421,11 @@ def test_dashboard_beside_the_scheduler_is_checked_before_listening(
     )
     assert "listening" not in capsys.readouterr().out
     assert not Path("j.jsonl").exists()
+
+
+def test_empty_devices_are_refused(study: Path) -> None:
+    from helpers import run_ash
+
+    got = run_ash("tune", str(study), "--devices", "")
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert "--devices: give at least one device id" in got.stderr

@@ -22,7 +22,7 @@ import queue
 import sys
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +96,13 @@ def study_of(spec: StudySpec) -> Study:
 class Callbacks:
     """The user's callbacks, fed from a Driver's observers through a queue and one thread."""
 
-    def __init__(self, callbacks: Sequence[Callback], spec: StudySpec) -> None:
+    def __init__(self, callbacks: Sequence[Callback] | Callback, spec: StudySpec) -> None:
+        if isinstance(callbacks, Callback):  # one, not in a list: taken as it is meant
+            callbacks = [callbacks]
+        elif isinstance(callbacks, str | bytes) or not isinstance(callbacks, Iterable):
+            raise CallbackError(
+                f"callbacks: {callbacks!r} is not a list of ash.integrations.Callback objects"
+            )
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise CallbackError(

@@ -21,16 +21,20 @@ def run(args: argparse.Namespace) -> dict[str, Any] | int:
     """Run ``ash tune``'s study over ``args.transport``: the results document, or, for MPI
     ranks other than 0 and studies that could not start there, an exit code."""
     devices = None
-    if getattr(args, "devices", None):
+    if getattr(args, "devices", None) is not None:  # "" too: refused, not ignored
         from ash.devices import parse_devices
         from ash.errors import UserError
 
-        devices = parse_devices(args.devices, "--devices")
         if args.transport == "mpi":
+            from ash.transports.mpi import launched_rank
+
+            if launched_rank() != 0:  # every rank refuses alike: rank 0 says it once
+                return 2
             raise UserError(
                 "--devices applies to --transport inproc and grpc; under MPI give each rank its "
                 "device with the launcher (e.g. CUDA_VISIBLE_DEVICES per rank): docs/devices.md"
             )
+        devices = parse_devices(args.devices, "--devices")
         if args.workers is not None and args.workers != len(devices):
             raise UserError(
                 f"--workers {args.workers} with --devices {args.devices}: one worker per "
