@@ -40,7 +40,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ash.link.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
+from ash.link.checkpoints import (
+    CheckpointPathError,
+    CheckpointRef,
+    CorruptCheckpoint,
+    State,
+    read_ref,
+    shared_file,
+)
 
 _FILE = re.compile(r"t(\d+)-r([0-9p.e+-]+)\.(?:ckpt|ref)")  # DirectoryStore's own files
 _DROPPED = "dropped"  # trial ids dropped as never needed again, one a line
@@ -137,9 +144,11 @@ class DirectoryStore:
         fsync: bool = True,
         temporary: bool = False,
         shared: Path | None = None,
+        resolve: bool = False,
     ) -> None:
         self.root = Path(root)
         self.shared = shared  # shared-directory mode: a dropped .ref's file goes too
+        self.resolve = resolve  # hand out a reference's bytes (workers without the directory)
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.temporary = temporary
@@ -200,11 +209,13 @@ class DirectoryStore:
         ref = self._read_ref(stem + ".ref")
         if ref is not None and self.shared is not None:
             try:
+                if self.resolve:
+                    return read_ref(self.shared, ref)
                 if shared_file(self.shared, ref.name).stat().st_size != ref.size:
                     return None
-            except (OSError, CheckpointPathError):
+            except (OSError, CheckpointPathError, CorruptCheckpoint):
                 return None
-        return ref
+        return None if self.resolve else ref
 
     def _read_ref(self, name: str) -> CheckpointRef | None:
         try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import random
 import sys
 import tempfile
@@ -183,7 +184,7 @@ class Driver:
         if self.stopped is not None and replayed is None:
             return None  # a systematic error: nothing more is handed out
         now = self.clock()
-        trials = self.core.n_trials
+        trials, queued = self.core.n_trials, len(self.core.queue)
         job = self.core.next_job(now)
         if job is None:
             if replayed is not None:
@@ -193,7 +194,15 @@ class Driver:
         if replayed is not None:
             _check_decision(replayed, job)
             recorded = replayed.get("c")
+            if new and isinstance(recorded, dict):  # (an earlier ash kept inactive parameters)
+                recorded = self.core.space.active_only(recorded)
             if new and isinstance(recorded, dict) and recorded != job.config:
+                if len(self.core.queue) < queued:  # from study.enqueue, not from the sampler
+                    raise JournalError(
+                        f"trial {job.trial} was trained with {recorded!r} from study.enqueue, "
+                        f"which now gives {job.config!r} (was its file changed?): restore it, "
+                        "or use a new journal"
+                    )
                 job = self._adopt(job, recorded)
         record: dict[str, Any] = {"a": worker, "k": [job.trial, job.rung]}
         if new:
@@ -231,8 +240,8 @@ class Driver:
                 f"trial {job.trial} was trained with {recorded!r}, which is not in this "
                 f"spec's [space] ({exc}): restore the spec, or use a new journal"
             ) from None
-        if not self._adopted:
-            where = self.journal.path if self.journal is not None else "the journal"
+        if not self._adopted and self.journal is not None:  # (a read-only replay draws nothing)
+            where = self.journal.path
             print(
                 f"ash: warning: {where}: trial {job.trial} was trained with "
                 f"{_show(recorded, _differ(recorded, job.config))}, which this ash samples as "
@@ -565,7 +574,7 @@ class Driver:
     def resume(self, records: list[dict[str, Any]], trace_events_present: int) -> list[int]:
         """Replay journal records, checking each recorded decision; returns the ids of the jobs
         that were in flight (the caller loses them, or waits for their workers to come back)."""
-        self.trace.skip = trace_events_present
+        self.trace.expect(trace_events_present)
         self.replaying = True
         last = 0.0
         line = 1
@@ -600,15 +609,29 @@ class Driver:
         self._clean_store()
         offset = time.monotonic() - last
         self.clock = lambda: time.monotonic() - offset
-        surplus, self.trace.skip = self.trace.skip, 0
-        if surplus:  # the trace never gets ahead of its journal: this one is another run's
-            where = self.journal.path if self.journal is not None else "the journal"
-            raise TraceError(
-                f"--trace {self.trace.path}: holds {trace_events_present} events, {surplus} "
-                f"more than {where} accounts for: it is the trace of another run; delete it "
-                "or choose another file"
-            )
+        self._check_trace(trace_events_present)
         return list(self.core.inflight)
+
+    def _check_trace(self, present: int) -> None:
+        """After a replay: the trace file must be this journal's (each event it holds is one the
+        replay produced again); events past the journal's end (records cut from a damaged
+        journal, as its error advises) are cut from it, since a trace never holds an event its
+        journal lacks."""
+        surplus, mismatch = self.trace.unexpected()
+        where = self.journal.path if self.journal is not None else "the journal"
+        if mismatch is not None:
+            raise TraceError(
+                f"--trace {self.trace.path}: line {mismatch} is not the event {where} holds "
+                "there: it is the trace of another run; delete it or choose another file"
+            )
+        if surplus and self.trace.path is not None:
+            os.truncate(self.trace.path, self.trace.matched)
+            print(
+                f"ash: note: --trace {self.trace.path}: its last {surplus} events followed "
+                f"records {where} no longer holds, and were cut",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # -- state ----------------------------------------------------------------------------
 
@@ -895,7 +918,7 @@ def open_study(
             refuse_used(trace)
         present = count_events(trace) if trace is not None else 0
         writer = TraceWriter(trace)
-        store = DirectoryStore(f"{journal}.ckpt", fsync=fsync, shared=shared_checkpoints)
+        store = _journal_store(journal, fsync, shared_checkpoints)
         start = spec
         raw = j.header.get("raw")
         if isinstance(raw, dict) and (
@@ -939,6 +962,17 @@ def open_study(
     if keep_inflight:
         return Opened(driver, len(j.records), 0, tuple(stale))
     return Opened(driver, len(j.records), len(stale))
+
+
+def _journal_store(journal: str | Path, fsync: bool, shared: Path | None) -> DirectoryStore:
+    """A journal's checkpoint store. States that went through ``JOURNAL.shared/`` (``ash tune
+    --transport grpc``) are handed out as their bytes to a transport without that directory
+    (this process's slots, MPI ranks), and deleted there by the retention rule."""
+    if shared is None and Path(f"{journal}.shared").is_dir():
+        return DirectoryStore(
+            f"{journal}.ckpt", fsync=fsync, shared=Path(f"{journal}.shared"), resolve=True
+        )
+    return DirectoryStore(f"{journal}.ckpt", fsync=fsync, shared=shared)
 
 
 def replay_read_only(

@@ -40,15 +40,51 @@ class TraceWriter:
         self._lines: list[str] = []
         self._owned = isinstance(target, str | Path)
         self.path = str(target) if isinstance(target, str | Path) else None
+        self.mismatch: int | None = None  # replay: the first line of the file that differs
+        self.matched = 0  # replay: bytes of the file that the replay produced again
+        self._seen = 0
+        self._held: IO[bytes] | None = None  # replay: the file, read alongside
         if isinstance(target, str | Path):
             # closed by close()
             self._f: IO[str] | None = open(target, "a", encoding="utf-8", buffering=buffering)  # noqa: SIM115
         else:
             self._f = target
 
+    def expect(self, count: int) -> None:
+        """The next ``count`` events are a replay of what the file already holds: each is
+        compared with its line (``mismatch``: the first line that differs; a line may carry more
+        fields, a live run's extras) instead of written."""
+        self.skip = count
+        self.mismatch, self.matched, self._seen = None, 0, 0
+        self._held = open(self.path, "rb") if count and self.path else None  # noqa: SIM115
+
+    def unexpected(self) -> tuple[int, int | None]:
+        """After a replay: the file's lines it did not produce again, and the first line that
+        differs from what it produced (None: a prefix of it). Stops comparing."""
+        left, self.skip = self.skip, 0
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+        return left, self.mismatch
+
+    def _compare(self, event: dict[str, Any]) -> None:
+        if self._held is None or self.mismatch is not None:
+            return
+        raw = self._held.readline()
+        self._seen += 1
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict) or any(line.get(k) != v for k, v in event.items()):
+            self.mismatch = self._seen
+            return
+        self.matched += len(raw)
+
     def _write(self, event: dict[str, Any]) -> None:
         if self.skip:
             self.skip -= 1
+            self._compare(event)
             return
         for listener in self.listeners:
             listener(event)
@@ -165,8 +201,9 @@ def count_events(path: str | Path) -> int:
     if not p.exists():
         return 0
     data = p.read_bytes()
-    first = data.split(b"\n", 1)[0]
-    if data and not _is_event(first):  # never cut the tail of a file that is no trace
+    first, newline, _ = data.partition(b"\n")
+    torn_alone = not newline and first.startswith(b'{"event": ')  # a first write cut short
+    if data and not torn_alone and not _is_event(first):  # never cut a file that is no trace
         raise TraceError(
             f"--trace {path}: is not an ash trace (its first line is no trace event): "
             "choose another file"

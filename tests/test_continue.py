@@ -282,6 +282,21 @@ def test_enqueued_configs_are_the_first_trials_and_replay(tmp_path: Path) -> Non
     assert "study.enqueue[0].lr: not a parameter of [space]" in got.stderr
 
 
+def test_a_changed_enqueue_file_is_refused_on_resume(tmp_path: Path) -> None:
+    """The spec names its enqueue file, so its digest does not see the file change: the replay
+    does, and refuses a queued trial whose recorded config the file no longer gives (a trial
+    the sampler draws otherwise is kept instead: an ash upgrade)."""
+    (tmp_path / "warm.json").write_text('[{"x": 0.25, "k": "a"}]')
+    spec = study(tmp_path, max_trials=4, extra='enqueue = "warm.json"')
+    args = ("tune", str(spec), "--workers", "1", "--threads", "1", "--journal", "j.jsonl")
+    assert cli(*args, cwd=tmp_path).returncode == 0
+    (tmp_path / "warm.json").write_text('[{"x": 0.75, "k": "a"}]')
+    got = cli(*args, cwd=tmp_path)
+    assert got.returncode == 2 and "Traceback" not in got.stderr, got.stderr
+    assert "trial 0 was trained with {'x': 0.25, 'k': 'a'} from study.enqueue" in got.stderr
+    assert "was its file changed?" in got.stderr
+
+
 def test_enqueue_from_python_on_a_spec(tmp_path: Path) -> None:
     spec = study(tmp_path, max_trials=5)
     cwd = os.getcwd()

@@ -273,6 +273,38 @@ def test_tune_carries_states_over_64_mb_through_a_shared_directory(tmp_path: Pat
     assert (tmp_path / "j.shared").is_dir()  # beside the journal, for a resume
 
 
+def test_a_grpc_journal_with_shared_states_resumes_on_another_transport(tmp_path: Path) -> None:
+    """States that went through ``JOURNAL.shared/`` (``--transport grpc``) reach the trainers of
+    a resume on --transport inproc as bytes, whole; the retention rule deletes them there too, so
+    the folder ends holding what ``JOURNAL.ckpt/`` names and nothing else."""
+    spec = study(tmp_path, max_trials=12)
+    env = {"BIG_ABOVE": "-1", "STATE_BYTES": str(2 << 20), "CHECK_STATE": "1", "SLEEP": "0.2"}
+    proc = tune(tmp_path, spec, "--workers", "1", "--journal", "j.jsonl", env=env)
+    try:
+        wait_results(tmp_path / "j.jsonl", 5, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert list((tmp_path / "j.jsonl.ckpt").glob("*.ref"))  # states by reference
+    resumed = subprocess.run(
+        [str(BIN / "ash"), "tune", str(spec), "--workers", "1", "--quiet", *EMBEDDED_OUT],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **env, "SLEEP": "0"},
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    doc = results(tmp_path / "out")
+    assert doc["errors"] == [] and len(doc["trials"]) == 12
+    assert any(len(t["results"]) > 1 for t in doc["trials"])
+    named = {json.loads(f.read_text())[0] for f in (tmp_path / "j.jsonl.ckpt").glob("*.ref")}
+    left = {f.name for f in (tmp_path / "j.jsonl.shared").iterdir()}
+    assert left == named, (left, named)
+
+
 EMBEDDED_OUT = ("--out", "out", "--journal", "j.jsonl")
 
 

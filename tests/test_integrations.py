@@ -164,6 +164,9 @@ def test_one_callback_not_in_a_list_is_taken() -> None:
     rec = Recorder()
     doc = study(rec)  # type: ignore[arg-type]
     assert sorted(e[1] for e in rec.events if e[0] == "trial") == sorted(by_trial(doc))
+    rec = Recorder()
+    doc = study(c for c in [rec])  # type: ignore[arg-type]
+    assert sorted(e[1] for e in rec.events if e[0] == "trial") == sorted(by_trial(doc))
 
 
 def fit_ctx(config: dict[str, Any], ctx: Any) -> dict[str, float]:

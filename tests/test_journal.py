@@ -104,6 +104,49 @@ def test_a_journal_of_another_sampler_version_resumes_with_its_own_configs(
     assert audit_for(events, spec) == []
 
 
+def test_a_trace_is_checked_against_its_journal_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal cut short (its damage message's advice) cuts its trace back to the events it
+    still holds; another run's trace is refused at its first differing line, however long; a
+    trace whose only line is torn is cut to nothing and written again."""
+    from ash.scheduler.audit import audit_for
+    from ash.scheduler.trace import TraceError
+
+    spec = make_spec("asha", max_trials=60)
+    journal, trace = tmp_path / "j.jsonl", tmp_path / "t.jsonl"
+    d = open_study(spec, journal=journal, trace=trace).driver
+    drive(d, 150)
+    d.close()
+    full = trace.read_text().splitlines(keepends=True)
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join(lines[:40]) + b"\n")  # header and 39 records
+    back = open_study(spec, journal=journal, trace=trace).driver
+    kept = trace.read_text().splitlines(keepends=True)
+    n = len(kept)
+    while json.loads(kept[n - 1])["event"] == "lost":  # the resume's own: jobs in flight
+        n -= 1
+    assert 0 < n < len(full) and kept[:n] == full[:n]
+    assert "were cut" in capsys.readouterr().err
+    drive(back, 100, seed=2)
+    back.close()
+    assert audit_for([json.loads(x) for x in trace.read_text().splitlines()], spec) == []
+
+    other = tmp_path / "other.jsonl"
+    o = open_study(make_spec("asha", max_trials=60, seed=5), trace=other).driver
+    drive(o, 6)
+    o.close()
+    before = other.read_text()
+    assert 0 < before.count("\n") < n
+    with pytest.raises(TraceError, match=r"line 1 is not the event .* another run"):
+        open_study(spec, journal=journal, trace=other)
+    assert other.read_text() == before
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"event": "assign", "t": 0.0')
+    open_study(spec, journal=journal, trace=torn).driver.close()
+    assert torn.read_text().startswith('{"event": ') and torn.read_text().endswith("\n")
+
+
 def test_promoted_trial_gets_its_checkpoint_after_resume(tmp_path: Path) -> None:
     spec = make_spec("asha", min_resource=1, max_resource=4, reduction_factor=2, max_trials=10)
     journal = tmp_path / "j.jsonl"

@@ -691,6 +691,33 @@ def test_an_enqueued_configuration_counts_as_tried(sampler: str) -> None:
     assert given not in drawn and len({tuple(sorted(c.items())) for c in drawn}) == 35
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "bohb"])
+def test_an_adopted_trial_untries_the_sampled_configuration(sampler: str) -> None:
+    """Scheduler.adopt (a journal's own config in place of the draw, on resume): the model's
+    tried set forgets the draw, which never ran, and holds the adopted one once it reports."""
+    spec = parse_spec(
+        {
+            "study": {"name": "s", "metric": "loss", "seed": 1, "sampler": sampler},
+            "asha": {"min_resource": 1, "max_resource": 9, "max_trials": 36},
+            "space": FINITE,
+        },
+        source="s.toml",
+    )
+    core = Scheduler(spec, random.Random(1))
+    job = core.next_job(0.0)
+    assert job is not None
+    tried: Any = core.sampler.tried  # type: ignore[attr-defined]
+    assert job.config in tried
+    recorded = {"lr": 1e-4, "layers": 3, "opt": "adam", "fixed": 7}
+    assert recorded != job.config
+    adopted = core.adopt(job, recorded)
+    assert adopted.config == recorded and core.configs[0] == recorded
+    assert core.inflight[job.job_id] == adopted
+    assert job.config not in tried
+    core.report(adopted.job_id, 0.5, 1.0)
+    assert recorded in tried
+
+
 def test_continuous_spaces_keep_no_tried_set() -> None:
     from ash.scheduler.core.samplers import make_sampler
 

@@ -178,8 +178,11 @@ def test_enqueue_follows_the_spaces_when_conditions() -> None:
         {"x": 0.5, "optimizer": "adam"},  # type: ignore[attr-defined]
         {"x": 0.1, "optimizer": "sgd", "momentum": 0.9},
     )
+    got = spec({"x": 0.5, "optimizer": "adam", "momentum": 0.3})  # an earlier ash required it
+    assert got.enqueue == ({"x": 0.5, "optimizer": "adam"},)  # type: ignore[attr-defined]
     with pytest.raises(SpecError) as err:
-        spec({"x": 0.5, "optimizer": "adam", "momentum": 0.3}, {"x": 0.1, "optimizer": "sgd"})
+        spec({"x": 0.1, "optimizer": "sgd"}, {"x": 0.1, "optimizer": "sdg", "momentum": 0.9})
     text = str(err.value)
-    assert "study.enqueue[0].momentum: is set but inactive (its `when` does not hold)" in text
-    assert "study.enqueue[1].momentum: missing" in text
+    assert "study.enqueue[0].momentum: missing" in text
+    assert "study.enqueue[1].optimizer: 'sdg' is outside" in text
+    assert "enqueue[1].momentum" not in text  # its parent's typo is the one problem

@@ -190,6 +190,14 @@ class SearchSpace:
         conds = self.conditions.get(name)
         return conds is None or all(c.holds(config) for c in conds)
 
+    def active_only(self, config: Mapping[str, Value]) -> dict[str, Value]:
+        """``config`` without the parameters that are inactive in it (as ``check`` wants it)."""
+        out: dict[str, Value] = {}
+        for name in self.order:
+            if name in config and self.active(name, out):
+                out[name] = config[name]
+        return out | {k: v for k, v in config.items() if k not in self.domains}
+
     def names(self) -> list[str]:
         return list(self.domains)
 

@@ -66,14 +66,7 @@ def check_config(
     for name in space.order:  # parents first: a `when` is judged on the values before it
         domain = space.domains[name]
         if not space.active(name, config):
-            if name in entry:
-                problems.append(
-                    (
-                        f"{where}.{name}",
-                        "is set but inactive (its `when` does not hold): leave it out",
-                    )
-                )
-            continue
+            continue  # inactive: absent from the config (a value given for it is left out)
         if name not in entry:
             if isinstance(domain, Constant):
                 config[name] = domain.value

@@ -178,9 +178,10 @@ class Dashboard:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if self.token is None:
-            if not _loopback_host(request.host):  # a rebound name: another site's page
+            host = request.headers.get("Host")  # none (HTTP/1.0): only a loopback peer here
+            if host is not None and not _loopback_host(host):  # a rebound name: another page
                 raise web.HTTPForbidden(
-                    text=f"ash dashboard: Host {request.host!r} is not this machine's loopback "
+                    text=f"ash dashboard: Host {host!r} is not this machine's loopback "
                     "(without a token the dashboard answers localhost, 127.0.0.1 and [::1] only)\n"
                 )
             return await handler(request)

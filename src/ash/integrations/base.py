@@ -103,6 +103,7 @@ class Callbacks:
             raise CallbackError(
                 f"callbacks: {callbacks!r} is not a list of ash.integrations.Callback objects"
             )
+        callbacks = list(callbacks)  # once: a generator is read a single time
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise CallbackError(

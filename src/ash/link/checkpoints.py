@@ -6,6 +6,7 @@ it refuses anything but a plain file name inside the shared directory."""
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -36,3 +37,16 @@ def shared_file(root: Path, name: str) -> Path:
     if path.parent != base:
         raise CheckpointPathError(f"checkpoint name {name!r} leaves the checkpoint directory")
     return path
+
+
+class CorruptCheckpoint(ValueError):
+    """A referenced state whose bytes do not match its reference's size and checksum."""
+
+
+def read_ref(root: Path, ref: CheckpointRef) -> bytes:
+    """The bytes a reference names in the shared directory ``root``, checked against its size
+    and checksum (CorruptCheckpoint; OSError when the file cannot be read)."""
+    data = shared_file(root, ref.name).read_bytes()
+    if len(data) != ref.size or zlib.crc32(data) != ref.crc32:
+        raise CorruptCheckpoint(f"checkpoint {ref.name!r} is corrupt")
+    return data

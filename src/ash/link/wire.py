@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ash.link.checkpoints import CheckpointPathError, CheckpointRef, State, shared_file
+from ash.link.checkpoints import (
+    CheckpointPathError,
+    CheckpointRef,
+    CorruptCheckpoint,
+    State,
+    read_ref,
+    shared_file,
+)
 from ash.link.metrics import MAX_METRICS, MAX_REPORT_BATCH, check_metrics, check_step
 from ash.proto import ash_pb2 as pb
 from ash.proto import ash_pb2_grpc as pb_grpc
@@ -247,10 +254,10 @@ def checkpoint_from_pb(
 
 def read_shared(shared_dir: Path, ref: CheckpointRef) -> bytes:
     """The bytes of a referenced checkpoint, checked against its size and checksum."""
-    data = shared_file(shared_dir, ref.name).read_bytes()
-    if len(data) != ref.size or zlib.crc32(data) != ref.crc32:
-        raise WireError(grpc.StatusCode.DATA_LOSS, f"checkpoint {ref.name!r} is corrupt")
-    return data
+    try:
+        return read_ref(shared_dir, ref)
+    except CorruptCheckpoint as exc:
+        raise WireError(grpc.StatusCode.DATA_LOSS, str(exc)) from None
 
 
 def write_shared(shared_dir: Path, name: str, data: bytes) -> CheckpointRef:
