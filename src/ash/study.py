@@ -5,14 +5,20 @@ it), a journal (replayed read-only through the same Driver code path a resume us
 taken, so the study that owns a live journal keeps it, and a torn last line is left out), or a
 running scheduler at ``host:port`` (its Status RPC, asking for the results document; a token
 and a CA certificate are given as for ``ash status``). A ``Study`` answers ``.best``,
-``.trials`` (one ``TrialRecord`` each: config, highest rung reached, per-rung results, status,
-errors with tracebacks), ``.curves`` (metric against resource per trial), ``.spec`` and
-``.to_pandas()`` (the ``pandas`` extra).
+``.trials`` (one ``TrialRecord`` each: config, highest rung reached, per-rung results, its
+``ctx.report`` reports, status, errors with tracebacks), ``.curves`` (metric against resource
+per trial, through its reports of the metric as the dashboard draws it), ``.spec`` and
+``.to_pandas()`` (the ``pandas`` extra; one row per trial, or per report).
+
+Every source is untrusted input: its document is checked field by field (``check_doc``) before
+a ``Study`` is made of it, so a damaged results.json is a ``LoadError`` naming the file and the
+field, never a ``KeyError`` later or a silently empty study.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +53,7 @@ class TrialRecord:
     rung: int | None  # the highest rung it reached with a result (None: none yet)
     results: list[dict[str, Any]]  # per rung: rung, resource, value, metrics (+error, traceback)
     errors: list[str] = field(default_factory=list)  # each failure: message and traceback
+    reports: list[dict[str, Any]] = field(default_factory=list)  # ctx.report: rung, step, metrics
 
     @property
     def value(self) -> float | None:
@@ -59,6 +66,7 @@ class Study:
     """A study's results, from any source ``load`` reads (``doc``: results.json's form)."""
 
     def __init__(self, doc: dict[str, Any], source: str = "<doc>") -> None:
+        check_doc(doc, source)
         self.doc = doc
         self.source = source
         self.name: str = doc.get("study", "")
@@ -98,17 +106,27 @@ class Study:
                     rung,
                     results,
                     errors,
+                    list(t.get("reports", [])),
                 )
             )
         return out
 
     @property
     def curves(self) -> dict[int, list[tuple[float, float | None]]]:
-        """Per trial, (resource, metric) at each rung it reached, in order of resource."""
-        return {
-            t["trial"]: sorted((r["resource"], r["value"]) for r in t.get("results", []))
-            for t in self.doc.get("trials", [])
-        }
+        """Per trial, its learning curve in order of resource: (resource, metric) at each rung
+        it reached (None: that result failed) and, when the trial reported the metric with
+        ``ctx.report``, (step, metric) at each such report between them, as the dashboard and
+        curves.png draw it. At a rung's resource the result's value stands; a step reported
+        again (a trial trained from 0 again) replaces the reports from that step on."""
+        out: dict[int, list[tuple[float, float | None]]] = {}
+        for t in self.doc["trials"]:
+            pts: list[tuple[float, float | None]] = [
+                (r["resource"], r["value"]) for r in t["results"]
+            ]
+            at_rungs = {x for x, _ in pts}
+            pts += [p for p in _reported(t, self.metric) if p[0] not in at_rungs]
+            out[t["trial"]] = sorted(pts, key=lambda p: p[0])
+        return out
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -127,16 +145,23 @@ class Study:
         """Jobs in flight (a live scheduler; a journal: those in flight at its last record)."""
         return int(self.doc.get("running", 0))
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self, *, reports: bool = False) -> Any:
         """One row per trial: trial, bracket, status, rung, resource, value (its metric at the
         highest resource it reached with success), ``config/<param>`` and that result's
-        metrics as ``metrics/<name>``. Needs the ``pandas`` extra."""
+        metrics as ``metrics/<name>``. With ``reports``, one row per ``ctx.report`` instead:
+        trial, bracket, status, rung, step, value (the report's study metric, or None),
+        ``config/<param>`` and the report's metrics as ``metrics/<name>``. Needs the
+        ``pandas`` extra."""
         try:
             import pandas as pd
         except ImportError:
             raise LoadError(
                 "Study.to_pandas() needs pandas: pip install 'ash-hpo[pandas]'"
             ) from None
+        if reports:
+            columns = ["trial", "bracket", "status", "rung", "step", "value"]
+            found = self._report_rows()
+            return pd.DataFrame(found, columns=None if found else columns)
         rows = []
         for t in self.trials:
             ok = [r for r in t.results if r["value"] is not None]
@@ -151,16 +176,150 @@ class Study:
             }
             row.update({f"config/{k}": v for k, v in t.config.items()})
             if top:
-                row.update({f"metrics/{k}": v for k, v in top["metrics"].items()})
+                row.update({f"metrics/{k}": v for k, v in top.get("metrics", {}).items()})
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def _report_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for t in self.trials:
+            for rep in t.reports:
+                metrics = rep["metrics"]
+                row: dict[str, Any] = {
+                    "trial": t.trial,
+                    "bracket": t.bracket,
+                    "status": t.status,
+                    "rung": rep["rung"],
+                    "step": rep["step"],
+                    "value": _number(metrics.get(self.metric)),
+                }
+                row.update({f"config/{k}": v for k, v in t.config.items()})
+                row.update({f"metrics/{k}": v for k, v in metrics.items()})
+                rows.append(row)
+        return rows
 
     def __repr__(self) -> str:
         best = self.best
         b = f", best {self.metric}={best.value:.6g} (trial {best.trial})" if best else ""
-        return (
-            f"<Study {self.name!r} from {self.source}: {len(self.doc.get('trials', []))} trials{b}>"
-        )
+        return f"<Study {self.name!r} from {self.source}: {len(self.doc['trials'])} trials{b}>"
+
+
+def _number(v: Any) -> float | None:
+    """``v`` as a finite float, or None (a metric may be anything JSON holds)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _reported(trial: dict[str, Any], metric: str) -> list[tuple[float, float | None]]:
+    """The (step, metric) points of a trial's reports that carry the metric, in the order
+    made; a step at or before the last one kept starts the curve again from there."""
+    out: list[tuple[float, float | None]] = []
+    for r in trial.get("reports", ()):
+        v = _number(r["metrics"].get(metric))
+        if v is None:
+            continue
+        while out and out[-1][0] >= r["step"]:
+            out.pop()
+        out.append((r["step"], v))
+    return out
+
+
+class _Bad(Exception):
+    """A field of the document is not what ash writes: its path and what is wrong."""
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "a list" if isinstance(v, list) else "an object"
+
+
+def _get(obj: dict[str, Any], where: str, key: str, want: str, *, optional: bool = False) -> Any:
+    """``obj[key]`` checked to be ``want``: int, number, number?, str, str?, list, object."""
+    if key not in obj:
+        if optional:
+            return None
+        raise _Bad(f"{where}{key}: missing")
+    v = obj[key]
+    nullable = want.endswith("?")
+    base = want.rstrip("?")
+    if v is None and nullable:
+        return v
+    ok = {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "number": isinstance(v, int | float) and not isinstance(v, bool),
+        "str": isinstance(v, str),
+        "list": isinstance(v, list),
+        "object": isinstance(v, dict),
+    }[base]
+    if not ok:
+        expected = {"int": "an integer", "number": "a number", "str": "a string"}
+        exp = expected.get(base, "a list" if base == "list" else "an object")
+        raise _Bad(f"{where}{key}: expected {exp}{' or null' if nullable else ''}, got {_kind(v)}")
+    return v
+
+
+def _objects(obj: dict[str, Any], where: str, key: str, optional: bool = False) -> list[Any]:
+    items = _get(obj, where, key, "list", optional=optional) or []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _Bad(f"{where}{key}[{i}]: expected an object, got {_kind(item)}")
+    return list(items)
+
+
+def check_doc(doc: Any, source: str) -> None:
+    """Check that ``doc`` has the fields a ``Study`` reads, of the types ash writes them with;
+    raise a ``LoadError`` naming ``source`` and the first field that is not."""
+    try:
+        if not isinstance(doc, dict):
+            raise _Bad(f"expected an object, got {_kind(doc)}")
+        for key in ("study", "metric", "mode"):
+            _get(doc, "", key, "str", optional=True)
+        if doc.get("mode", "min") not in ("min", "max"):
+            raise _Bad(f"mode: expected 'min' or 'max', got {doc['mode']!r}")
+        seen: set[int] = set()
+        for i, t in enumerate(_objects(doc, "", "trials")):
+            at = f"trials[{i}]."
+            trial = _get(t, at, "trial", "int")
+            if trial in seen:
+                raise _Bad(f"{at}trial: trial {trial} appears twice")
+            seen.add(trial)
+            _get(t, at, "config", "object")
+            _get(t, at, "bracket", "int", optional=True)
+            _get(t, at, "status", "str")
+            for j, r in enumerate(_objects(t, at, "results")):
+                rat = f"{at}results[{j}]."
+                _get(r, rat, "rung", "int")
+                _get(r, rat, "resource", "number")
+                _get(r, rat, "value", "number?")
+                _get(r, rat, "metrics", "object", optional=True)
+                _get(r, rat, "error", "str?", optional=True)
+                _get(r, rat, "traceback", "str?", optional=True)
+            for j, r in enumerate(_objects(t, at, "reports", optional=True)):
+                rat = f"{at}reports[{j}]."
+                _get(r, rat, "rung", "int")
+                _get(r, rat, "step", "number")
+                _get(r, rat, "metrics", "object")
+        best = _get(doc, "", "best", "object?", optional=True)
+        if best is not None:
+            for key, want in (
+                ("trial", "int"),
+                ("config", "object"),
+                ("value", "number"),
+                ("rung", "int"),
+                ("resource", "number"),
+            ):
+                _get(best, "best.", key, want)
+        _objects(doc, "", "errors", optional=True)
+    except _Bad as exc:
+        raise LoadError(f"{source}: not a results.json ({exc})") from None
 
 
 def load(
@@ -179,16 +338,14 @@ def load(
             with open(path, "rb") as f:
                 head = f.read(256)
         except OSError as exc:
-            raise LoadError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+            raise LoadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         if b'"ash-journal"' in head:
-            return Study(_from_journal(path), str(source))
+            return Study(_from_journal(path), str(path))
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise LoadError(f"{source}: not a results.json ({exc})") from None
-        if not isinstance(doc, dict) or "trials" not in doc:
-            raise LoadError(f"{source}: not a results.json (no trials)")
-        return Study(doc, str(source))
+            raise LoadError(f"{path}: not a results.json ({exc})") from None
+        return Study(doc, str(path))
     if isinstance(source, str) and _ADDRESS.match(source):
         return Study(_from_scheduler(source, token, tls_ca, timeout), source)
     raise LoadError(
