@@ -274,7 +274,7 @@ DAMAGED: dict[str, tuple[Damage, str]] = {
     "best value null": (_set("best.value", None), "best.value: expected a number, got null"),
     "mode": (_set("mode", "avg"), "mode: expected 'min' or 'max', got 'avg'"),
     "errors a string": (_set("errors", "boom"), "errors: expected a list, got a string"),
-    "a list": (lambda doc: [doc], "expected an object, got a list"),
+    "a list": (lambda doc: [doc], "the document: expected an object, got a list"),
 }
 
 

@@ -229,6 +229,64 @@ class _Bad(Exception):
     """A field of the document is not what ash writes: its path and what is wrong."""
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# a field's type: (test, what it must be, whether null is allowed)
+_INT = (_is_int, "an integer", False)
+_NUMBER = (_is_number, "a number", False)
+_NUMBER_OR_NULL = (_is_number, "a number", True)
+_STR = (lambda v: isinstance(v, str), "a string", False)
+_STR_OR_NULL = (_STR[0], "a string", True)
+_OBJECT = (lambda v: isinstance(v, dict), "an object", False)
+_OBJECT_OR_NULL = (_OBJECT[0], "an object", True)
+_LIST = (lambda v: isinstance(v, list), "a list", False)
+Kind = tuple[Any, str, bool]
+
+# the fields of each object a Study reads: name -> (kind, required)
+_TOP: dict[str, tuple[Kind, bool]] = {
+    "study": (_STR, False),
+    "metric": (_STR, False),
+    "mode": (_STR, False),
+    "trials": (_LIST, True),
+    "best": (_OBJECT_OR_NULL, False),
+    "errors": (_LIST, False),
+}
+_TRIAL: dict[str, tuple[Kind, bool]] = {
+    "trial": (_INT, True),
+    "config": (_OBJECT, True),
+    "bracket": (_INT, False),
+    "status": (_STR, True),
+    "results": (_LIST, True),
+    "reports": (_LIST, False),
+}
+_RESULT: dict[str, tuple[Kind, bool]] = {
+    "rung": (_INT, True),
+    "resource": (_NUMBER, True),
+    "value": (_NUMBER_OR_NULL, True),
+    "metrics": (_OBJECT, False),
+    "error": (_STR_OR_NULL, False),
+    "traceback": (_STR_OR_NULL, False),
+}
+_REPORT: dict[str, tuple[Kind, bool]] = {
+    "rung": (_INT, True),
+    "step": (_NUMBER, True),
+    "metrics": (_OBJECT, True),
+}
+_BEST: dict[str, tuple[Kind, bool]] = {
+    "trial": (_INT, True),
+    "config": (_OBJECT, True),
+    "value": (_NUMBER, True),
+    "rung": (_INT, True),
+    "resource": (_NUMBER, True),
+}
+
+
 def _kind(v: Any) -> str:
     if v is None:
         return "null"
@@ -241,83 +299,52 @@ def _kind(v: Any) -> str:
     return "a list" if isinstance(v, list) else "an object"
 
 
-def _get(obj: dict[str, Any], where: str, key: str, want: str, *, optional: bool = False) -> Any:
-    """``obj[key]`` checked to be ``want``: int, number, number?, str, str?, list, object."""
-    if key not in obj:
-        if optional:
-            return None
-        raise _Bad(f"{where}{key}: missing")
-    v = obj[key]
-    nullable = want.endswith("?")
-    base = want.rstrip("?")
-    if v is None and nullable:
-        return v
-    ok = {
-        "int": isinstance(v, int) and not isinstance(v, bool),
-        "number": isinstance(v, int | float) and not isinstance(v, bool),
-        "str": isinstance(v, str),
-        "list": isinstance(v, list),
-        "object": isinstance(v, dict),
-    }[base]
-    if not ok:
-        expected = {"int": "an integer", "number": "a number", "str": "a string"}
-        exp = expected.get(base, "a list" if base == "list" else "an object")
-        raise _Bad(f"{where}{key}: expected {exp}{' or null' if nullable else ''}, got {_kind(v)}")
-    return v
+def _path(where: tuple[str | int, ...], key: str = "") -> str:
+    """``("trials", 3, "results", 0)`` and ``"value"`` as ``trials[3].results[0].value``."""
+    out = ""
+    for part in (*where, key) if key else where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
 
 
-def _objects(obj: dict[str, Any], where: str, key: str, optional: bool = False) -> list[Any]:
-    items = _get(obj, where, key, "list", optional=optional) or []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise _Bad(f"{where}{key}[{i}]: expected an object, got {_kind(item)}")
-    return list(items)
+def _check(obj: Any, fields: dict[str, tuple[Kind, bool]], *where: str | int) -> None:
+    """``obj`` is an object whose ``fields`` are there (when required) and of their kind;
+    ``where`` names it (``"trials", 3, "results", 0``: made into text only for an error)."""
+    if not isinstance(obj, dict):
+        raise _Bad(f"{_path(where) or 'the document'}: expected an object, got {_kind(obj)}")
+    for key, ((test, what, nullable), required) in fields.items():
+        if key not in obj:
+            if required:
+                raise _Bad(f"{_path(where, key)}: missing")
+            continue
+        v = obj[key]
+        if not test(v) and not (nullable and v is None):
+            null = " or null" if nullable else ""
+            raise _Bad(f"{_path(where, key)}: expected {what}{null}, got {_kind(v)}")
 
 
 def check_doc(doc: Any, source: str) -> None:
     """Check that ``doc`` has the fields a ``Study`` reads, of the types ash writes them with;
     raise a ``LoadError`` naming ``source`` and the first field that is not."""
     try:
-        if not isinstance(doc, dict):
-            raise _Bad(f"expected an object, got {_kind(doc)}")
-        for key in ("study", "metric", "mode"):
-            _get(doc, "", key, "str", optional=True)
+        _check(doc, _TOP)
         if doc.get("mode", "min") not in ("min", "max"):
             raise _Bad(f"mode: expected 'min' or 'max', got {doc['mode']!r}")
         seen: set[int] = set()
-        for i, t in enumerate(_objects(doc, "", "trials")):
-            at = f"trials[{i}]."
-            trial = _get(t, at, "trial", "int")
-            if trial in seen:
-                raise _Bad(f"{at}trial: trial {trial} appears twice")
-            seen.add(trial)
-            _get(t, at, "config", "object")
-            _get(t, at, "bracket", "int", optional=True)
-            _get(t, at, "status", "str")
-            for j, r in enumerate(_objects(t, at, "results")):
-                rat = f"{at}results[{j}]."
-                _get(r, rat, "rung", "int")
-                _get(r, rat, "resource", "number")
-                _get(r, rat, "value", "number?")
-                _get(r, rat, "metrics", "object", optional=True)
-                _get(r, rat, "error", "str?", optional=True)
-                _get(r, rat, "traceback", "str?", optional=True)
-            for j, r in enumerate(_objects(t, at, "reports", optional=True)):
-                rat = f"{at}reports[{j}]."
-                _get(r, rat, "rung", "int")
-                _get(r, rat, "step", "number")
-                _get(r, rat, "metrics", "object")
-        best = _get(doc, "", "best", "object?", optional=True)
-        if best is not None:
-            for key, want in (
-                ("trial", "int"),
-                ("config", "object"),
-                ("value", "number"),
-                ("rung", "int"),
-                ("resource", "number"),
-            ):
-                _get(best, "best.", key, want)
-        _objects(doc, "", "errors", optional=True)
+        for i, t in enumerate(doc["trials"]):
+            _check(t, _TRIAL, "trials", i)
+            if t["trial"] in seen:
+                raise _Bad(f"trials[{i}].trial: trial {t['trial']} appears twice")
+            seen.add(t["trial"])
+            for j, r in enumerate(t["results"]):
+                _check(r, _RESULT, "trials", i, "results", j)
+            for j, r in enumerate(t.get("reports", ())):
+                _check(r, _REPORT, "trials", i, "reports", j)
+        if doc.get("best") is not None:
+            _check(doc["best"], _BEST, "best")
+        for i, e in enumerate(doc.get("errors", ())):
+            if not isinstance(e, dict):
+                raise _Bad(f"errors[{i}]: expected an object, got {_kind(e)}")
     except _Bad as exc:
         raise LoadError(f"{source}: not a results.json ({exc})") from None
 
