@@ -5,7 +5,9 @@ it keeps per-trial histories and the best result in O(1) per event. The best is 
 highest resource that has a successful result (so a lucky short run never outranks a fully
 trained one), ties broken by trial id. A trial's intermediate reports (``ctx.report``) are kept
 beside its results (a lost job's are dropped: its retry reports again). ``write`` produces
-``results.json`` and ``trials.csv`` (DESIGN section 3).
+``results.json`` and ``trials.csv`` (DESIGN section 3). trials.csv's header is unambiguous: its
+fixed columns, a column per parameter named as the parameter (``param:NAME`` when the name
+would be taken for another column: ``param_column``), then ``metric:NAME`` per metric.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ from ash.link.metrics import MAX_REPORTS_PER_JOB
 from ash.scheduler.core import Job
 from ash.scheduler.core.rungs import score_of
 from ash.scheduler.core.space import Config
+
+CSV_FIXED = ("trial", "bracket", "rung", "resource", "value", "status")
+_CSV_PREFIXES = ("metric:", "param:")
+
+
+def param_column(name: str) -> str:
+    """trials.csv's column of parameter ``name``: the name itself, or ``param:NAME`` when it is
+    a fixed column's name or starts with ``metric:`` or ``param:`` (so no parameter column can
+    be read as another column, whatever the metrics are, and the header is the spec's alone)."""
+    return f"param:{name}" if name in CSV_FIXED or name.startswith(_CSV_PREFIXES) else name
 
 
 class TrialRecord:
@@ -204,11 +216,11 @@ class Results:
             params.update(dict.fromkeys(t["config"]))
             for r in t["results"]:
                 metrics.update(dict.fromkeys(r["metrics"]))
-        head = ["trial", "bracket", "rung", "resource", "value", "status"]
         tmp = path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(head + list(params) + [f"metric:{m}" for m in metrics])
+            cols = [param_column(p) for p in params]
+            w.writerow([*CSV_FIXED, *cols, *(f"metric:{m}" for m in metrics)])
             for t in trials:
                 cfg = [t["config"].get(p, "") for p in params]
                 for r in t["results"]:

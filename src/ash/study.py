@@ -5,14 +5,20 @@ it), a journal (replayed read-only through the same Driver code path a resume us
 taken, so the study that owns a live journal keeps it, and a torn last line is left out), or a
 running scheduler at ``host:port`` (its Status RPC, asking for the results document; a token
 and a CA certificate are given as for ``ash status``). A ``Study`` answers ``.best``,
-``.trials`` (one ``TrialRecord`` each: config, highest rung reached, per-rung results, status,
-errors with tracebacks), ``.curves`` (metric against resource per trial), ``.spec`` and
-``.to_pandas()`` (the ``pandas`` extra).
+``.trials`` (one ``TrialRecord`` each: config, highest rung reached, per-rung results, its
+``ctx.report`` reports, status, errors with tracebacks), ``.curves`` (metric against resource
+per trial, through its reports of the metric as the dashboard draws it), ``.spec`` and
+``.to_pandas()`` (the ``pandas`` extra; one row per trial, or per report).
+
+Every source is untrusted input: its document is checked field by field (``check_doc``) before
+a ``Study`` is made of it, so a damaged results.json is a ``LoadError`` naming the file and the
+field, never a ``KeyError`` later or a silently empty study.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +53,7 @@ class TrialRecord:
     rung: int | None  # the highest rung it reached with a result (None: none yet)
     results: list[dict[str, Any]]  # per rung: rung, resource, value, metrics (+error, traceback)
     errors: list[str] = field(default_factory=list)  # each failure: message and traceback
+    reports: list[dict[str, Any]] = field(default_factory=list)  # ctx.report: rung, step, metrics
 
     @property
     def value(self) -> float | None:
@@ -59,6 +66,7 @@ class Study:
     """A study's results, from any source ``load`` reads (``doc``: results.json's form)."""
 
     def __init__(self, doc: dict[str, Any], source: str = "<doc>") -> None:
+        check_doc(doc, source)
         self.doc = doc
         self.source = source
         self.name: str = doc.get("study", "")
@@ -98,17 +106,27 @@ class Study:
                     rung,
                     results,
                     errors,
+                    list(t.get("reports", [])),
                 )
             )
         return out
 
     @property
     def curves(self) -> dict[int, list[tuple[float, float | None]]]:
-        """Per trial, (resource, metric) at each rung it reached, in order of resource."""
-        return {
-            t["trial"]: sorted((r["resource"], r["value"]) for r in t.get("results", []))
-            for t in self.doc.get("trials", [])
-        }
+        """Per trial, its learning curve in order of resource: (resource, metric) at each rung
+        it reached (None: that result failed) and, when the trial reported the metric with
+        ``ctx.report``, (step, metric) at each such report between them, as the dashboard and
+        curves.png draw it. At a rung's resource the result's value stands; a step reported
+        again (a trial trained from 0 again) replaces the reports from that step on."""
+        out: dict[int, list[tuple[float, float | None]]] = {}
+        for t in self.doc["trials"]:
+            pts: list[tuple[float, float | None]] = [
+                (r["resource"], r["value"]) for r in t["results"]
+            ]
+            at_rungs = {x for x, _ in pts}
+            pts += [p for p in _reported(t, self.metric) if p[0] not in at_rungs]
+            out[t["trial"]] = sorted(pts, key=lambda p: p[0])
+        return out
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -127,16 +145,23 @@ class Study:
         """Jobs in flight (a live scheduler; a journal: those in flight at its last record)."""
         return int(self.doc.get("running", 0))
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self, *, reports: bool = False) -> Any:
         """One row per trial: trial, bracket, status, rung, resource, value (its metric at the
         highest resource it reached with success), ``config/<param>`` and that result's
-        metrics as ``metrics/<name>``. Needs the ``pandas`` extra."""
+        metrics as ``metrics/<name>``. With ``reports``, one row per ``ctx.report`` instead:
+        trial, bracket, status, rung, step, value (the report's study metric, or None),
+        ``config/<param>`` and the report's metrics as ``metrics/<name>``. Needs the
+        ``pandas`` extra."""
         try:
             import pandas as pd
         except ImportError:
             raise LoadError(
                 "Study.to_pandas() needs pandas: pip install 'ash-hpo[pandas]'"
             ) from None
+        if reports:
+            columns = ["trial", "bracket", "status", "rung", "step", "value"]
+            found = self._report_rows()
+            return pd.DataFrame(found, columns=None if found else columns)
         rows = []
         for t in self.trials:
             ok = [r for r in t.results if r["value"] is not None]
@@ -151,16 +176,177 @@ class Study:
             }
             row.update({f"config/{k}": v for k, v in t.config.items()})
             if top:
-                row.update({f"metrics/{k}": v for k, v in top["metrics"].items()})
+                row.update({f"metrics/{k}": v for k, v in top.get("metrics", {}).items()})
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def _report_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for t in self.trials:
+            for rep in t.reports:
+                metrics = rep["metrics"]
+                row: dict[str, Any] = {
+                    "trial": t.trial,
+                    "bracket": t.bracket,
+                    "status": t.status,
+                    "rung": rep["rung"],
+                    "step": rep["step"],
+                    "value": _number(metrics.get(self.metric)),
+                }
+                row.update({f"config/{k}": v for k, v in t.config.items()})
+                row.update({f"metrics/{k}": v for k, v in metrics.items()})
+                rows.append(row)
+        return rows
 
     def __repr__(self) -> str:
         best = self.best
         b = f", best {self.metric}={best.value:.6g} (trial {best.trial})" if best else ""
-        return (
-            f"<Study {self.name!r} from {self.source}: {len(self.doc.get('trials', []))} trials{b}>"
-        )
+        return f"<Study {self.name!r} from {self.source}: {len(self.doc['trials'])} trials{b}>"
+
+
+def _number(v: Any) -> float | None:
+    """``v`` as a finite float, or None (a metric may be anything JSON holds)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _reported(trial: dict[str, Any], metric: str) -> list[tuple[float, float | None]]:
+    """The (step, metric) points of a trial's reports that carry the metric, in the order
+    made; a step at or before the last one kept starts the curve again from there."""
+    out: list[tuple[float, float | None]] = []
+    for r in trial.get("reports", ()):
+        v = _number(r["metrics"].get(metric))
+        if v is None:
+            continue
+        while out and out[-1][0] >= r["step"]:
+            out.pop()
+        out.append((r["step"], v))
+    return out
+
+
+class _Bad(Exception):
+    """A field of the document is not what ash writes: its path and what is wrong."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# a field's type: (test, what it must be, whether null is allowed)
+_INT = (_is_int, "an integer", False)
+_NUMBER = (_is_number, "a number", False)
+_NUMBER_OR_NULL = (_is_number, "a number", True)
+_STR = (lambda v: isinstance(v, str), "a string", False)
+_STR_OR_NULL = (_STR[0], "a string", True)
+_OBJECT = (lambda v: isinstance(v, dict), "an object", False)
+_OBJECT_OR_NULL = (_OBJECT[0], "an object", True)
+_LIST = (lambda v: isinstance(v, list), "a list", False)
+Kind = tuple[Any, str, bool]
+
+# the fields of each object a Study reads: name -> (kind, required)
+_TOP: dict[str, tuple[Kind, bool]] = {
+    "study": (_STR, False),
+    "metric": (_STR, False),
+    "mode": (_STR, False),
+    "trials": (_LIST, True),
+    "best": (_OBJECT_OR_NULL, False),
+    "errors": (_LIST, False),
+}
+_TRIAL: dict[str, tuple[Kind, bool]] = {
+    "trial": (_INT, True),
+    "config": (_OBJECT, True),
+    "bracket": (_INT, False),
+    "status": (_STR, True),
+    "results": (_LIST, True),
+    "reports": (_LIST, False),
+}
+_RESULT: dict[str, tuple[Kind, bool]] = {
+    "rung": (_INT, True),
+    "resource": (_NUMBER, True),
+    "value": (_NUMBER_OR_NULL, True),
+    "metrics": (_OBJECT, False),
+    "error": (_STR_OR_NULL, False),
+    "traceback": (_STR_OR_NULL, False),
+}
+_REPORT: dict[str, tuple[Kind, bool]] = {
+    "rung": (_INT, True),
+    "step": (_NUMBER, True),
+    "metrics": (_OBJECT, True),
+}
+_BEST: dict[str, tuple[Kind, bool]] = {
+    "trial": (_INT, True),
+    "config": (_OBJECT, True),
+    "value": (_NUMBER, True),
+    "rung": (_INT, True),
+    "resource": (_NUMBER, True),
+}
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "a list" if isinstance(v, list) else "an object"
+
+
+def _path(where: tuple[str | int, ...], key: str = "") -> str:
+    """``("trials", 3, "results", 0)`` and ``"value"`` as ``trials[3].results[0].value``."""
+    out = ""
+    for part in (*where, key) if key else where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _check(obj: Any, fields: dict[str, tuple[Kind, bool]], *where: str | int) -> None:
+    """``obj`` is an object whose ``fields`` are there (when required) and of their kind;
+    ``where`` names it (``"trials", 3, "results", 0``: made into text only for an error)."""
+    if not isinstance(obj, dict):
+        raise _Bad(f"{_path(where) or 'the document'}: expected an object, got {_kind(obj)}")
+    for key, ((test, what, nullable), required) in fields.items():
+        if key not in obj:
+            if required:
+                raise _Bad(f"{_path(where, key)}: missing")
+            continue
+        v = obj[key]
+        if not test(v) and not (nullable and v is None):
+            null = " or null" if nullable else ""
+            raise _Bad(f"{_path(where, key)}: expected {what}{null}, got {_kind(v)}")
+
+
+def check_doc(doc: Any, source: str) -> None:
+    """Check that ``doc`` has the fields a ``Study`` reads, of the types ash writes them with;
+    raise a ``LoadError`` naming ``source`` and the first field that is not."""
+    try:
+        _check(doc, _TOP)
+        if doc.get("mode", "min") not in ("min", "max"):
+            raise _Bad(f"mode: expected 'min' or 'max', got {doc['mode']!r}")
+        seen: set[int] = set()
+        for i, t in enumerate(doc["trials"]):
+            _check(t, _TRIAL, "trials", i)
+            if t["trial"] in seen:
+                raise _Bad(f"trials[{i}].trial: trial {t['trial']} appears twice")
+            seen.add(t["trial"])
+            for j, r in enumerate(t["results"]):
+                _check(r, _RESULT, "trials", i, "results", j)
+            for j, r in enumerate(t.get("reports", ())):
+                _check(r, _REPORT, "trials", i, "reports", j)
+        if doc.get("best") is not None:
+            _check(doc["best"], _BEST, "best")
+        for i, e in enumerate(doc.get("errors", ())):
+            if not isinstance(e, dict):
+                raise _Bad(f"errors[{i}]: expected an object, got {_kind(e)}")
+    except _Bad as exc:
+        raise LoadError(f"{source}: not a results.json ({exc})") from None
 
 
 def load(
@@ -179,16 +365,14 @@ def load(
             with open(path, "rb") as f:
                 head = f.read(256)
         except OSError as exc:
-            raise LoadError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+            raise LoadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         if b'"ash-journal"' in head:
-            return Study(_from_journal(path), str(source))
+            return Study(_from_journal(path), str(path))
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise LoadError(f"{source}: not a results.json ({exc})") from None
-        if not isinstance(doc, dict) or "trials" not in doc:
-            raise LoadError(f"{source}: not a results.json (no trials)")
-        return Study(doc, str(source))
+            raise LoadError(f"{path}: not a results.json ({exc})") from None
+        return Study(doc, str(path))
     if isinstance(source, str) and _ADDRESS.match(source):
         return Study(_from_scheduler(source, token, tls_ca, timeout), source)
     raise LoadError(
