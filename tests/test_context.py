@@ -829,6 +829,44 @@ def test_a_top_rung_job_is_packed_only_when_the_study_may_keep_it(tmp_path: Path
         ckptfiles.extract(b"plain bytes", tmp_path / "other")
 
 
+STOPPING = """
+def fit(config, ctx):
+    loss = None
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss)
+    (ctx.checkpoint_dir() / "model.txt").write_text(f"{ctx.trial} {config['x']!r} {ctx.stop:g}")
+    return {"loss": loss}
+"""
+
+
+def test_keep_best_on_reports_keeps_the_best_trials_that_trained_to_the_top(
+    tmp_path: Path,
+) -> None:
+    """stop_on = "reports": a trial runs as one job; those stopped on their reports keep
+    nothing, the keep_best best of those that trained to max_resource keep their files."""
+    spec = write_keep(tmp_path, keep_best=2, max_trials=60)
+    (tmp_path / "stopping.py").write_text(STOPPING)
+    text = spec.read_text().replace("ctx_trainer:fit", "stopping:fit")
+    text = text.replace('metric = "loss"', 'metric = "loss"\nalgorithm = "asha-stopping"')
+    spec.write_text(text.replace("max_trials = 60", 'max_trials = 60\nstop_on = "reports"'))
+    args = ["tune", str(spec), "--workers", "2", "--threads", "1", "--journal", "j.jsonl"]
+    proc = ash_cli(*args, "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = results(tmp_path / "out")
+    assert doc["errors"] == [], doc["errors"]
+    last = {t["trial"]: (t["results"][-1], t["config"]["x"]) for t in doc["trials"]}
+    top = sorted((r["value"], t) for t, (r, _) in last.items() if r["resource"] == 9)
+    assert len(top) > 2 and len(top) < len(last)  # some trained to the top, most were stopped
+    best = [t for _, t in top[:2]]
+    ckpt = tmp_path / "j.jsonl.ckpt"
+    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == sorted(f"t{t}-r9.ckpt" for t in best)
+    for t in best:
+        out = tmp_path / f"opened-{t}"
+        assert ckptfiles.extract((ckpt / f"t{t}-r9.ckpt").read_bytes(), out) is None
+        assert (out / "model.txt").read_text() == f"{t} {last[t][1]!r} 9"
+
+
 # -- a (config, ctx) trainer's exception keeps its traceback, as the classic form's -----------
 
 # where ash's own frames live (an editable install has worker/ apart from src/ash/)
