@@ -246,7 +246,7 @@ def test_api_tune_with_a_context_function(tmp_path: Path) -> None:
     reason="needs mpi4py and the venv's mpiexec",
 )
 def test_reports_and_file_checkpoints_over_mpi(tmp_path: Path) -> None:
-    spec = write(tmp_path)
+    spec = write_keep(tmp_path, keep_best=2)
     args = ["--transport", "mpi", "--rank0-trains", "--out", "out", "--journal", "j.jsonl"]
     proc = subprocess.run(
         [str(BIN / "mpiexec"), "-n", "3", str(BIN / "ash"), "tune", str(spec), *args],
@@ -257,7 +257,9 @@ def test_reports_and_file_checkpoints_over_mpi(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    check_reports(results(tmp_path / "out"))
+    doc = results(tmp_path / "out")
+    check_reports(doc)
+    check_kept(tmp_path / "j.jsonl.ckpt", doc, keep_best=2)
 
 
 # -- the pieces ------------------------------------------------------------------------------
@@ -708,3 +710,263 @@ def test_a_peer_s_non_finite_report_keeps_its_session(tmp_path: Path) -> None:
         (0, "m1", "-inf"),
     ]
     assert "n" not in second
+
+
+# -- keep_best: a (config, ctx) trainer's top-rung checkpoint is kept as any state ------------
+
+
+def write_keep(tmp_path: Path, keep_best: int, max_trials: int = 40) -> Path:
+    spec = write(tmp_path, max_trials=max_trials)
+    spec.write_text(spec.read_text() + f"[checkpoints]\nkeep_best = {keep_best}\n")
+    return spec
+
+
+def check_kept(ckpt: Path, doc: dict[str, Any], keep_best: int) -> None:
+    """``ckpt`` (a journal's ``.ckpt/``) holds the ``keep_best`` best trials' top-rung states
+    (results.json's order: highest resource, then value, then trial id) and nothing else; each
+    opens to what that trial's last job wrote into ``checkpoint_dir()`` and returned."""
+    assert doc["errors"] == [], doc["errors"]
+    last = {t["trial"]: t["results"][-1] for t in doc["trials"]}
+    ranked = sorted(last, key=lambda t: (-last[t]["resource"], last[t]["value"], t))
+    assert sum(r["resource"] == 9 for r in last.values()) > keep_best  # some are discarded
+    best = ranked[:keep_best]
+    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == sorted(f"t{t}-r9.ckpt" for t in best)
+    assert [p.name for p in ckpt.iterdir() if p.name != "dropped"] == [
+        p.name for p in ckpt.glob("*.ckpt")
+    ]
+    for t in best:
+        out = ckpt.parent / f"opened-{t}"
+        data = ckptfiles.extract((ckpt / f"t{t}-r9.ckpt").read_bytes(), out)
+        assert data == f"b-{t}-9".encode()
+        assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+            "model",
+            "model/weights.json",
+        ]
+        weights = json.loads((out / "model" / "weights.json").read_text())
+        assert weights == {"trial": t, "epoch": 9, "w": 9.0}  # trained 1 + 2 + 6 epochs
+
+
+def test_keep_best_keeps_the_best_context_trials_files_embedded(tmp_path: Path) -> None:
+    spec = write_keep(tmp_path, keep_best=2)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args = ["tune", str(spec), "--workers", "2", "--threads", "1", "--journal", "j.jsonl"]
+    proc = ash_cli(*args, "--out", "out", cwd=tmp_path, env={"TMPDIR": str(tmp)})
+    assert proc.returncode == 0, proc.stderr
+    doc = results(tmp_path / "out")
+    check_reports(doc)
+    check_kept(tmp_path / "j.jsonl.ckpt", doc, keep_best=2)
+    assert list(tmp.iterdir()) == []  # the work root (trial folders, job scratch) is gone
+
+
+def test_keep_best_keeps_the_best_context_trials_files_over_grpc(tmp_path: Path) -> None:
+    spec = write_keep(tmp_path, keep_best=2)
+    sched = Scheduler(spec, tmp_path, "--out", "out", "--journal", "j.jsonl")
+    workers = [worker(sched.target, tmp_path, f"w{i}", "--work-dir", f"work{i}") for i in range(2)]
+    try:
+        assert sched.wait() == 0
+        for w in workers:
+            assert w.wait(timeout=60) == 0, w.stderr.read() if w.stderr else ""
+    finally:
+        sched.kill()
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    doc = results(tmp_path / "out")
+    check_reports(doc)
+    check_kept(tmp_path / "j.jsonl.ckpt", doc, keep_best=2)
+    for i in range(2):  # every job's scratch (its checkpoint and restore folders) is removed
+        scratch = tmp_path / f"work{i}" / "ctx" / ".ash"
+        assert not scratch.exists() or list(scratch.iterdir()) == []
+
+
+def test_a_top_rung_job_is_packed_only_when_the_study_may_keep_it(tmp_path: Path) -> None:
+    """keep_best > 0: a job to max_resource returns its files and bytes packed (the scheduler's
+    retention keeps the best); keep_best = 0, or a job stopped on its reports: nothing."""
+    import dataclasses
+
+    from helpers import make_spec  # max_resource 27
+
+    def fit(config: dict[str, Any], ctx: Any) -> Any:
+        (ctx.checkpoint_dir() / "w.txt").write_text(f"{ctx.trial}@{ctx.stop:g}")
+        return {"loss": 1.0}, b"bytes"
+
+    ws = Workspace(tmp_path / "work", "s")
+    cases = [  # keep_best, stop, stopped on its reports, packed
+        (1, 27.0, False, True),
+        (3, 27.0, False, True),
+        (0, 9.0, False, True),
+        (0, 27.0, False, False),
+        (2, 27.0, True, False),
+    ]
+    for keep, stop, stopped, packed in cases:
+        spec = dataclasses.replace(make_spec(), keep_best=keep)
+        info = JobInfo.of(spec, 1, 4, 2, stop)
+        assert info.discard == (not packed and not stopped)
+        out = run_job(
+            FunctionTrainer(fit),
+            "loss",
+            {},
+            9.0,
+            stop,
+            None,
+            job=info,
+            workspace=ws,
+            stop_check=lambda s=stopped: s,
+        )
+        assert out.value == 1.0 and out.error is None
+        if not packed:
+            assert out.state is None
+            continue
+        assert out.state is not None
+        dest = tmp_path / f"open-{keep}-{stop:g}"
+        assert ckptfiles.extract(out.state, dest) == b"bytes"
+        assert (dest / "w.txt").read_text() == f"4@{stop:g}"
+        assert list((tmp_path / "work" / "s" / ".ash").iterdir()) == []
+    with pytest.raises(ckptfiles.CheckpointFilesError, match="not empty"):
+        ckptfiles.extract(ckptfiles.pack(b"x", None), dest)
+    with pytest.raises(ckptfiles.CheckpointFilesError, match="not a packed"):
+        ckptfiles.extract(b"plain bytes", tmp_path / "other")
+
+
+STOPPING = """
+def fit(config, ctx):
+    loss = None
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss)
+    (ctx.checkpoint_dir() / "model.txt").write_text(f"{ctx.trial} {config['x']!r} {ctx.stop:g}")
+    return {"loss": loss}
+"""
+
+
+def test_keep_best_on_reports_keeps_the_best_trials_that_trained_to_the_top(
+    tmp_path: Path,
+) -> None:
+    """stop_on = "reports": a trial runs as one job; those stopped on their reports keep
+    nothing, the keep_best best of those that trained to max_resource keep their files."""
+    spec = write_keep(tmp_path, keep_best=2, max_trials=60)
+    (tmp_path / "stopping.py").write_text(STOPPING)
+    text = spec.read_text().replace("ctx_trainer:fit", "stopping:fit")
+    text = text.replace('metric = "loss"', 'metric = "loss"\nalgorithm = "asha-stopping"')
+    spec.write_text(text.replace("max_trials = 60", 'max_trials = 60\nstop_on = "reports"'))
+    args = ["tune", str(spec), "--workers", "2", "--threads", "1", "--journal", "j.jsonl"]
+    proc = ash_cli(*args, "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = results(tmp_path / "out")
+    assert doc["errors"] == [], doc["errors"]
+    last = {t["trial"]: (t["results"][-1], t["config"]["x"]) for t in doc["trials"]}
+    top = sorted((r["value"], t) for t, (r, _) in last.items() if r["resource"] == 9)
+    assert len(top) > 2 and len(top) < len(last)  # some trained to the top, most were stopped
+    best = [t for _, t in top[:2]]
+    ckpt = tmp_path / "j.jsonl.ckpt"
+    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == sorted(f"t{t}-r9.ckpt" for t in best)
+    for t in best:
+        out = tmp_path / f"opened-{t}"
+        assert ckptfiles.extract((ckpt / f"t{t}-r9.ckpt").read_bytes(), out) is None
+        assert (out / "model.txt").read_text() == f"{t} {last[t][1]!r} 9"
+
+
+# -- a (config, ctx) trainer's exception keeps its traceback, as the classic form's -----------
+
+# where ash's own frames live (an editable install has worker/ apart from src/ash/)
+ASH_DIRS = tuple(
+    str(Path(m.__file__).resolve().parent) + os.sep for m in (ash, ckptfiles) if m.__file__
+)
+
+RAISES = """
+def normalise(x):
+    return x / 0
+
+
+def fit(config, ctx):
+    ctx.report(1, loss=0.5)
+    return {"loss": normalise(config["x"])}
+"""
+
+
+def write_raises(tmp_path: Path) -> tuple[Path, Path]:
+    spec = write(tmp_path, max_trials=40)
+    bad = tmp_path / "raises.py"
+    bad.write_text(RAISES)
+    spec.write_text(spec.read_text().replace("ctx_trainer:fit", "raises:fit"))
+    return spec, bad
+
+
+def check_traceback(doc: dict[str, Any], stderr: str, bad: Path) -> None:
+    """The fail-fast message prints the user's frames once; every failed result (in
+    ``errors`` and in its trial's ``results``) keeps them, and no frame of ash's own."""
+    assert "trainer raised ZeroDivisionError: float division by zero" in stderr
+    assert f'File "{bad}", line 8, in fit' in stderr
+    assert f'File "{bad}", line 3, in normalise' in stderr
+    assert stderr.count("Traceback (most recent call last)") == 1
+    assert doc["errors"]
+    for e in doc["errors"]:
+        assert e["error"] == "trainer raised ZeroDivisionError: float division by zero"
+        tb = e["traceback"]
+        assert tb.startswith("Traceback (most recent call last):\n")
+        assert f'File "{bad}", line 8, in fit' in tb and "line 3, in normalise" in tb
+        assert tb.endswith("ZeroDivisionError: float division by zero")
+        assert not any(d in tb for d in ASH_DIRS)  # no frame of ash's own
+    failed = [r for t in doc["trials"] for r in t["results"]]
+    assert failed and all("line 3, in normalise" in r["traceback"] for r in failed)
+
+
+def test_a_context_trainer_s_exception_keeps_its_traceback_embedded(tmp_path: Path) -> None:
+    spec, bad = write_raises(tmp_path)
+    proc = ash_cli(
+        "tune", str(spec), "--workers", "2", "--threads", "1", "--out", "o", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "stopped early: the first 3 results all failed with" in proc.stderr
+    check_traceback(results(tmp_path / "o"), proc.stderr, bad)
+
+
+def test_a_context_trainer_s_exception_keeps_its_traceback_over_grpc(tmp_path: Path) -> None:
+    spec, bad = write_raises(tmp_path)
+    sched = Scheduler(spec, tmp_path, "--out", "o")
+    workers = [worker(sched.target, tmp_path, f"w{i}") for i in range(2)]
+    try:
+        assert sched.wait() == 1
+        err = sched.proc.stderr.read() if sched.proc.stderr else ""
+    finally:
+        sched.kill()
+        for w in workers:
+            w.kill()
+            w.wait()
+    assert "stopped early: the first 5 results all failed with" in err
+    check_traceback(results(tmp_path / "o"), err, bad)
+
+
+def test_run_job_gives_both_forms_the_same_traceback(tmp_path: Path) -> None:
+    """run_job (every transport's, MPI's too): a raising trainer and a bad ``ctx.report`` fail
+    with the user's frames, as the classic form does."""
+
+    def classic(config: dict[str, Any], start: float, stop: float, state: Any) -> Any:
+        return {"loss": 1 / config["zero"]}, None
+
+    def contextual(config: dict[str, Any], ctx: Any) -> Any:
+        return {"loss": 1 / config["zero"]}
+
+    def bad_report(config: dict[str, Any], ctx: Any) -> Any:
+        ctx.report(math.inf, loss=1.0)
+        return {"loss": 1.0}
+
+    ws = Workspace(tmp_path, "s")
+    got = {
+        fn.__name__: run_job(FunctionTrainer(fn), "loss", {"zero": 0}, 0, 1, None, workspace=ws)
+        for fn in (classic, contextual, bad_report)
+    }
+    for name, out in got.items():
+        assert out.error is not None and out.value is None
+        head, title, *frames, tail = out.error.splitlines()
+        assert title == "Traceback (most recent call last):"
+        assert f", in {name}" in frames[0] and __file__ in frames[0]
+        assert not any(d in f for d in ASH_DIRS for f in frames)  # no frame of ash's own
+        if name == "bad_report":
+            assert head.startswith("trainer raised ValueError: ctx.report: ")
+            assert "ctx.report(math.inf" in frames[1]
+        else:
+            assert head == "trainer raised ZeroDivisionError: division by zero"
+            assert tail == "ZeroDivisionError: division by zero"
+    assert list((tmp_path / "s" / ".ash").iterdir()) == []

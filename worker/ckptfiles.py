@@ -15,6 +15,9 @@ The next job of the trial (on any worker) gets the bytes back as ``ctx.state`` a
 unpacked into ``ctx.restore_dir()``. Uncompressed on purpose: framework checkpoints are mostly
 float arrays that do not compress, and a tar of plain members cannot expand beyond its own size.
 
+``extract`` opens a state the study kept (``JOURNAL.ckpt/tN-rR.ckpt``: the ``keep_best`` best
+trials' trained models) into a folder, for the user to load the best model.
+
 The tar is a peer's data (a worker on another machine produced it), so ``unpack`` accepts only
 regular files and directories with relative names inside the destination: an absolute name,
 ``..``, a symlink, a hard link, a device, a FIFO or a sparse member refuses the whole archive
@@ -66,6 +69,19 @@ def split(state: bytes) -> tuple[bytes | None, bytes]:
         raise CheckpointFilesError("packed checkpoint: bad header")
     data = state[at : at + n] if flags & _HAS_BYTES else None
     return data, state[at + n :]
+
+
+def extract(state: bytes, dest: Path) -> bytes | None:
+    """Open a kept state of a ``(config, ctx)`` trainer (e.g. the bytes of a
+    ``JOURNAL.ckpt/tN-rR.ckpt`` file): its checkpoint files are written into ``dest`` (created;
+    it must be empty) and the bytes the trainer returned beside them are returned (None when
+    it returned none). CheckpointFilesError for a state that is not packed or is refused."""
+    data, tar = split(state)
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise CheckpointFilesError(f"{dest} is not empty")
+    unpack(tar, dest)
+    return data
 
 
 def _tar(directory: Path) -> bytes:

@@ -25,9 +25,14 @@ the scheduler stops the trial, ``ctx.should_stop`` turns True and the next ``ctx
 ``ash.TrialStopped`` (after keeping that report); ``run_job`` turns it (or a trainer that
 returns once ``should_stop``) into the trial's result: its last report.
 
-File checkpoints travel packed into the state bytes (ash.worker.ckptfiles); ``Job.begin``
-unpacks the previous one into the restore folder, ``Job.finish`` packs the new one, and both
-folders are removed after the job (``dir`` is kept).
+File checkpoints travel packed into the state bytes (ash.worker.ckptfiles); ``Workspace.begin``
+unpacks the previous one into the restore folder, ``Workspace.finish`` packs the new one, and both
+folders are removed after the job (``dir`` is kept). A job's state is packed whenever the study
+may store it: every job below ``max_resource``, and a job to ``max_resource`` when the spec keeps
+top-rung states (``[checkpoints] keep_best > 0``: the scheduler's retention keeps the
+``keep_best`` best trials' and discards the rest), as the classic form's returned state. It is
+not packed when nothing would store it (``JobInfo.discard``): a job to ``max_resource`` with
+``keep_best = 0``, or one the scheduler stopped on its reports (it never resumes).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ash.errors import TrialStopped
 from ash.link.metrics import (
@@ -51,6 +56,9 @@ from ash.link.metrics import (
     check_step,
 )
 from ash.worker import ckptfiles
+
+if TYPE_CHECKING:
+    from ash.spec import StudySpec
 
 FLUSH_S = 0.5  # reports wait at most this long in a job's buffer
 ReportSink = Callable[[int, list[tuple[float, Metrics]]], None]  # (job id, [(step, metrics)])
@@ -240,7 +248,15 @@ class JobInfo:
     job_id: int
     trial: int
     rung: int
-    final: bool  # trains to max_resource: its state is never stored, so it is not packed
+    discard: bool  # its state is never stored (``JobInfo.of``), so it is not packed
+
+    @classmethod
+    def of(cls, spec: StudySpec, job_id: int, trial: int, rung: int, stop: float) -> JobInfo:
+        """The job of ``spec`` training ``trial`` to ``stop``. Its state is discarded (not
+        packed) only when it trains to ``max_resource`` and the spec keeps no top-rung state
+        (``keep_best = 0``); otherwise the scheduler's retention decides what stays."""
+        top = stop >= spec.schedule.max_resource
+        return cls(job_id, trial, rung, top and spec.keep_best <= 0)
 
 
 @dataclass
@@ -301,11 +317,12 @@ class Workspace:
         )
 
     @staticmethod
-    def finish(ctx: TrialContext, data: bytes | None, final: bool) -> bytes | None:
+    def finish(ctx: TrialContext, data: bytes | None, discard: bool) -> bytes | None:
         """The job's state (packed: its bytes and checkpoint files), None when there is
-        nothing to carry; its reports are flushed first."""
+        nothing to carry or it is discarded (never stored: not packed); its reports are
+        flushed first."""
         ctx._reporter.close()
-        if final:
+        if discard:
             return None
         folder = ctx._checkpoint
         has_files = folder is not None and any(folder.iterdir())

@@ -125,7 +125,7 @@ def train(
     limit = spec.trainer.timeout_s if spec.trainer is not None else None
     try:
         with _alarm(limit):
-            info = JobInfo(a.job_id, a.trial, a.rung, a.stop >= spec.schedule.max_resource)
+            info = JobInfo.of(spec, a.job_id, a.trial, a.rung, a.stop)
             out = run_job(
                 trainer,
                 spec.metric,

@@ -110,7 +110,6 @@ def _serve(
     workspace = Workspace(root, spec.name, device, send_reports, milestones(spec))
     if verdicts and flags is not None and workspace.milestones:
         workspace.await_verdict = lambda job, count: _await_verdict(flags, job, count)
-    final = spec.schedule.max_resource
     try:
         if isinstance(trainer, _ByValue):
             trainer = _loaded(trainer)
@@ -135,7 +134,7 @@ def _serve(
             job_id, config, start, stop, checkpoint, trial, rung, job_threads = msg
             conn.send(("start", job_id))  # the job's timeout counts from here, not from spawn
             t0, c0 = time.perf_counter(), time.thread_time()
-            info = JobInfo(job_id, trial, rung, stop >= final)
+            info = JobInfo.of(spec, job_id, trial, rung, stop)
 
             def stopped(job_id: int = job_id) -> bool:
                 return flags is not None and flags[STOPPED] == job_id

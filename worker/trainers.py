@@ -15,6 +15,7 @@ slot's device) and return its metrics, or ``(metrics, state_bytes)``. Two kinds:
 ``run_job`` is the one place that calls a trainer: it turns an exception (SystemExit too), a
 malformed return, metrics beyond the limits of ash.link.metrics or a missing or
 non-finite metric into a failed outcome with a message, so a bad trial never takes a worker down.
+An exception's message carries the traceback of the user's frames, in both forms (``_raised``).
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ def run_job(
     try:
         out = trainer(config, start, stop, state)
     except BaseException as exc:  # a trial's failure is data, not a crash
-        return _failed(with_traceback(f"trainer raised {_describe(exc)}", exc))
+        return _raised(exc)
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping)):
         return _failed("trainer must return (metrics: dict, state: bytes | None)")
     return _outcome(metric, *out)
@@ -261,7 +262,7 @@ def _run_with_context(
                 return _stopped(metric, ctx)
             with contextlib.suppress(BaseException):
                 ctx._reporter.close()  # what it reported before failing is kept
-            return _failed(f"trainer raised {_describe(exc)}")
+            return _raised(exc)
         if isinstance(out, Mapping):
             metrics, data = out, None
         elif isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping):
@@ -272,9 +273,11 @@ def _run_with_context(
             )
         if data is not None and not isinstance(data, bytes | bytearray | memoryview):
             return _failed(f"trainer returned a state of type {type(data).__name__}, not bytes")
-        final = job.final or ctx.should_stop  # a stopped trial never resumes: no state
+        # never stored: a job to max_resource without keep_best, or one stopped on its reports
+        # (it never resumes, and retention discards it); a kept top-rung state is packed
+        discard = job.discard or ctx.should_stop
         try:
-            packed = workspace.finish(ctx, None if data is None else bytes(data), final)
+            packed = workspace.finish(ctx, None if data is None else bytes(data), discard)
         except (CheckpointFilesError, OSError) as exc:
             return _failed(f"cannot pack the checkpoint files: {exc}")
         return _outcome(metric, metrics, packed)
@@ -315,6 +318,12 @@ def _outcome(metric: str, metrics: Mapping[str, Any], new_state: Any) -> Outcome
 
 def _failed(error: str) -> Outcome:
     return Outcome(None, {}, None, clip_error(error))
+
+
+def _raised(exc: BaseException) -> Outcome:
+    """The failure of a trainer that raised ``exc`` (either form): ``trainer raised Type:
+    message`` and the traceback of the user's frames (ash.worker.tracebacks)."""
+    return _failed(with_traceback(f"trainer raised {_describe(exc)}", exc))
 
 
 def _describe(exc: BaseException) -> str:
