@@ -1029,3 +1029,25 @@ def test_a_live_dashboard_draws_the_report_events(tmp_path: Path, cleanup: list[
     assert got == {t: [pytest.approx(p) for p in c] for t, c in want.items()}
     proc.terminate()
     assert proc.wait(timeout=20) == 0
+
+
+def test_the_pages_csv_keeps_a_parameter_named_like_a_fixed_column_apart() -> None:
+    doc = {
+        "study": "s",
+        "metric": "loss",
+        "mode": "min",
+        "trials": [
+            {
+                "trial": 0,
+                "bracket": 0,
+                "status": "completed",
+                "config": {"status": "b", "loss": 7.0, "x": 0.5},
+                "results": [{"rung": 0, "resource": 1, "value": 0.25, "metrics": {"loss": 0.25}}],
+            }
+        ],
+    }
+    model = StudyModel()
+    model.load_results(doc)
+    (row,) = list(csv.DictReader(io.StringIO(model.trials_csv())))
+    assert row["status"] == "completed" and row["loss"] == "0.25"
+    assert row["param:status"] == "b" and row["param:loss"] == "7.0" and row["x"] == "0.5"

@@ -733,11 +733,15 @@ class StudyModel:
     def trials_csv(self) -> str:
         """Every trial (not only those the page draws), one CSV row each: its id, bracket,
         highest rung, status, the resource and value of its highest successful result, and its
-        config, a column per parameter."""
+        config, a column per parameter (``param:NAME`` for one named like a fixed column)."""
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         params = list(self.params)
-        w.writerow(["trial", "bracket", "top_rung", "status", "resource", self.metric, *params])
+        fixed = ["trial", "bracket", "top_rung", "status", "resource", self.metric]
+        columns = [  # a parameter named as a fixed column gets its own name: one meaning each
+            f"param:{p}" if p in fixed or p.startswith("param:") else p for p in params
+        ]
+        w.writerow([*fixed, *columns])
         for tid in sorted(self.trials):
             tv = self.trials[tid]
             res: float | None = None
