@@ -96,6 +96,19 @@ def write(tmp_path: Path, max_trials: int = 12) -> Path:
     return spec
 
 
+def finish(sched: Scheduler, workers: list[subprocess.Popen[str]]) -> None:
+    """Wait for a scheduler's study to end and its workers to exit 0 (killing what is left)."""
+    try:
+        assert sched.wait() == 0
+        for w in workers:
+            assert w.wait(timeout=60) == 0, w.stderr.read() if w.stderr else ""
+    finally:
+        sched.kill()
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+
+
 def check_reports(doc: dict[str, Any]) -> None:
     """Every trial reported each epoch it trained, in order, at the right rung, and each
     result's value is its last report's loss."""
@@ -145,15 +158,7 @@ def test_reports_and_file_checkpoints_over_grpc_workers(tmp_path: Path) -> None:
         worker(sched.target, tmp_path, f"w{i}", "--devices", dev, "--work-dir", f"work{i}")
         for i, dev in enumerate(("a0", "b1"))
     ]
-    try:
-        assert sched.wait() == 0
-        for w in workers:
-            assert w.wait(timeout=60) == 0, w.stderr.read() if w.stderr else ""
-    finally:
-        sched.kill()
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
+    finish(sched, workers)
     check_reports(results(tmp_path / "out"))
     # which worker ran jobs is the race of two workers for 15 fast trials: one may get none
     ran = {e["worker"] for e in read_trace(tmp_path / "t.jsonl") if e["event"] == "assign"}
@@ -763,15 +768,7 @@ def test_keep_best_keeps_the_best_context_trials_files_over_grpc(tmp_path: Path)
     spec = write_keep(tmp_path, keep_best=2)
     sched = Scheduler(spec, tmp_path, "--out", "out", "--journal", "j.jsonl")
     workers = [worker(sched.target, tmp_path, f"w{i}", "--work-dir", f"work{i}") for i in range(2)]
-    try:
-        assert sched.wait() == 0
-        for w in workers:
-            assert w.wait(timeout=60) == 0, w.stderr.read() if w.stderr else ""
-    finally:
-        sched.kill()
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
+    finish(sched, workers)
     doc = results(tmp_path / "out")
     check_reports(doc)
     check_kept(tmp_path / "j.jsonl.ckpt", doc, keep_best=2)
