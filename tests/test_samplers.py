@@ -568,7 +568,8 @@ def test_tpe_and_bohb_beat_random_search_on_a_known_optimum() -> None:
     assert later["bohb"] < 0.85 * later["random"], later
     # and TPE's best trial trained to max_resource is far better (at 400 trials: 0.00004 against
     # 0.038). BOHB fits the top level with enough points, as its paper does; under one ASHA
-    # bracket that level holds only survivors, and its best is no better than random's here.
+    # bracket that level holds only survivors (its best: 0.0038 since a choice's bandwidth
+    # follows the points' agreement, 0.046 before, no better than random's).
     assert best["tpe"] < 0.5 * best["random"], best
 
 
