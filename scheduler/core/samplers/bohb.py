@@ -14,9 +14,14 @@ Kernels and bandwidths: a Gaussian kernel on the unit coordinate of a numeric pa
 space for log domains, index positions for ordered choices and narrow ints; samples from l' are
 truncated to the range and rounded to the nearest position), with the normal-reference
 bandwidth 1.06 sigma n^(-1/5); an Aitchison-Aitken kernel on a choice (weight 1 - lambda on the
-observed value, lambda/(k - 1) on each other), lambda = (k - 1)/k min(1, 1.06 n^(-1/5)). Every
-bandwidth is at least ``min_bandwidth`` (1e-3) so the model keeps exploring a parameter whose
-good values agree; widened ones are capped (at 1 for numeric, (k - 1)/k for a choice).
+observed value, lambda/(k - 1) on each other), lambda = (k - 1)/k min(1, 1.06 s n^(-1/5)), with
+s in [0, 1] the spread of the points' values (their Gini-Simpson index 1 - sum p_j^2 over its
+maximum (k - 1)/k): the choice's sigma, so that lambda, like a numeric bandwidth, shrinks as the
+points agree and l concentrates on the value the best results share. (A lambda of n alone gave
+l, fitted on fewer points than g, more mass on values no good point had, and l/g steered away
+from the shared value.) Every bandwidth is at least ``min_bandwidth`` (1e-3), so no kernel
+collapses to a point and l' still proposes, rarely, other values of a parameter whose good
+values agree; widened ones are capped (at 1 for numeric, (k - 1)/k for a choice).
 
 Conditional spaces (inactive parameters): a coordinate that is inactive in an observation or in
 a candidate contributes a factor 1 to the product kernel, which is the expectation of imputing
@@ -168,9 +173,28 @@ class BOHBSampler:
         factor = 1.06 * n ** (-0.2)
         numeric = factor * np.sqrt(var)
         k = self.sizes
-        cat = (k - 1) / k * np.minimum(1.0, factor)
+        cat = (k - 1) / k * np.minimum(1.0, factor * self._spread(x, active))
         bw = np.where(self.categorical, cat, numeric)
         return np.maximum(bw, self.min_bandwidth)
+
+    def _spread(self, x: Any, active: Any) -> Any:
+        """Each choice's spread in [0, 1] (1 for other dimensions): the Gini-Simpson index of
+        its active values' frequencies, 1 - sum p_j^2, over its maximum (k - 1)/k. 0 when the
+        points agree on one value, 1 when they are spread evenly over all k: the choice's
+        counterpart of sigma in the normal-reference rule, so lambda shrinks as points agree."""
+        np = self.np
+        spread = np.ones(len(self.kinds))
+        if not self.cat_dims:
+            return spread
+        counts = self._one_hot(np.where(active, x, 0.0), active).sum(axis=0)
+        offset = 0
+        for i, k in zip(self.cat_dims, self.cat_sizes, strict=True):
+            c = counts[offset : offset + k]
+            offset += k
+            m = float(c.sum())
+            if k > 1 and m > 0:  # no active point: no evidence, the widest kernel
+                spread[i] = (1.0 - float(((c / m) ** 2).sum())) * k / (k - 1)
+        return spread
 
     def _fit(
         self, good: list[tuple[float, ...]], bad: list[tuple[float, ...]], rng: Random, batch: int
