@@ -13,7 +13,8 @@ Assignment to the slot and answers with a Result (metrics and checkpoint; a trai
 or ``trainer.timeout_s``, for which the slot's process is killed and restarted, fails it), or
 with a Release when the slot's process died: rank 0 then charges the job an attempt, as the
 embedded pool does, and the rank goes on with a fresh slot. Finished ends the rank (exit 0).
-Between MPI polls the rank waits on the slot's pipe, so a result leaves as soon as it is there.
+While a job runs the rank waits on the slot's pipe (between MPI polls for verdicts when the
+study stops on reports), so a result leaves as soon as it is there.
 A slot that cannot be restarted (its trainer's set-up now fails, or it keeps dying before it is
 ready) aborts the MPI job with that error; the same command resumes from rank 0's ``--journal``.
 
@@ -27,17 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import Any
 
 from ash import __version__
 from ash.link import wire
-from ash.link.mpi import TAG_DOWN, TAG_UP, TAG_VERDICT, Link
+from ash.link.mpi import MAX_PAUSE, TAG_DOWN, TAG_UP, TAG_VERDICT, Link
 from ash.proto import ash_pb2 as pb
 from ash.spec import StudySpec
 from ash.worker.slots import Died, Finished, SlotError, Slots
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend
 READY_POLL_S = 0.5
+BUSY_WAIT_S = 0.25  # how often a blocked wait on a running job checks trainer.timeout_s
 
 
 def start_slot(spec: StudySpec, threads: int, name: str) -> Slots:
@@ -80,6 +83,9 @@ class Rank:
     def __init__(self, link: Link, slots: Slots) -> None:
         self.link = link
         self.slots = slots
+        # rank 0 sends verdicts while jobs run only when the study stops on reports; otherwise
+        # the rank blocks on the slot's pipe while it trains (no polling beside the trainer)
+        self.verdicts = slots.spec.schedule.stop_on == "reports"
         self.events: list[Finished | Died] = []
         self.news = False  # reports went up: poll for the verdict at once
         slots.on_report = self._reported
@@ -94,11 +100,20 @@ class Rank:
         news, self.news = self.news or bool(self.events), False
         return news
 
+    def _idle(self, pause: float) -> bool:
+        """A pause between polls for rank 0's next message: the idle slot is minded only in
+        the longer ones (a selector costs more CPU than a sleep, taken from rank 0 and the
+        trainers while jobs are short)."""
+        if pause < MAX_PAUSE:
+            time.sleep(pause)
+            return False
+        return self._sleep(pause)
+
     def next(self) -> pb.SchedulerMessage:
         """Rank 0's next message (TAG_DOWN), minding the idle slot meanwhile (a death of it is
         restarted; a set-up that now fails raises SlotError)."""
         while True:
-            got = self.link.wait(0, TAG_DOWN, sleep=self._sleep)
+            got = self.link.wait(0, TAG_DOWN, sleep=self._idle)
             self.events.clear()  # no job runs: nothing to report
             if got is not None:
                 msg: pb.SchedulerMessage = pb.SchedulerMessage.FromString(got[1])
@@ -125,6 +140,9 @@ class Rank:
                     return pb.WorkerMessage(release=pb.Release(job_id=a.job_id, reason=why))
                 return result_of(ev)
             self.events.clear()
+            if not self.verdicts:
+                self.events += self.slots.wait(BUSY_WAIT_S)
+                continue
             got = self.link.wait(0, TAG_VERDICT, sleep=self._sleep)
             if got is not None:
                 self._verdicts(got[1])
