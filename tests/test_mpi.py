@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 KILLER = """
-import json, os, time
+import json, os, sys, time
 from pathlib import Path
 
 def fit(config, start, stop, state):
@@ -53,7 +53,8 @@ def fit(config, start, stop, state):
         os._exit(7)  # that trial's trainer kills its process, every time, on any rank
     if config["x"] > 0.9:
         raise KeyboardInterrupt  # the trainer's own: its result fails, no rank stops
-    return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / stop}, json.dumps({"done": stop}).encode()
+    loss = (config["x"] - 0.3) ** 2 + 1.0 / stop
+    return {"loss": loss, "mpi": "mpi4py" in sys.modules}, json.dumps({"done": stop}).encode()
 """
 
 
@@ -192,6 +193,8 @@ def check_killed_trial(
     assert others and set(others) == {"trainer raised KeyboardInterrupt"}, others
     assert "resumed from" not in " ".join(others)  # every promotion carried its checkpoint
     assert doc["best"]["resource"] == 9
+    mpi = {r["metrics"]["mpi"] for t in doc["trials"] for r in t["results"] if r["metrics"]}
+    assert mpi == {False}  # the trainer's process never started MPI
     events = list(read_trace(tmp_path / "t.jsonl"))
     assert audit_for(events, load_spec(spec)) == []
     lost = [e["trial"] for e in events if e["event"] == "lost"]
