@@ -555,7 +555,8 @@ class Slots:
             f"(last exit code {code}), before their trainer was loaded; the error is printed above"
         )
         main = sys.modules.get("__main__")
-        if self.ctx.get_start_method() == "spawn" and getattr(main, "__file__", None):
+        cli = getattr(getattr(main, "main", None), "__module__", None) == "ash.cli"  # ash's own
+        if self.ctx.get_start_method() == "spawn" and getattr(main, "__file__", None) and not cli:
             why += (
                 f". Each slot process runs {main.__file__} again (Python's spawn start "  # type: ignore[union-attr]
                 'method): call ash.tune under `if __name__ == "__main__":`'
