@@ -6,6 +6,7 @@ mistakes (said once, not once per rank)."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -246,12 +247,29 @@ def kill9_then_resume(
         first.kill()
         first.wait()
     assert not (tmp_path / "out" / "results.json").exists()
+    unlocked(tmp_path / "j.jsonl")  # the killed job's ranks are gone (Hydra's proxies end them)
     again = run(*cmd, cwd=tmp_path, ranks=ranks, env=env)
     assert again.returncode == 0, again.stderr
     assert "ash: mpi: resumed py from j.jsonl" in again.stderr, again.stderr
     journal = (tmp_path / "j.jsonl").read_text()
     assert '"c":0' in journal  # the jobs in flight at the kill: lost, uncharged
     return check_killed_trial(tmp_path, spec, r"[012]", resumed=True)
+
+
+def unlocked(journal: Path, timeout: float = 20.0) -> None:
+    """Wait until no process holds ``journal``'s lock (a killed rank 0 may take a moment)."""
+    fd = os.open(journal, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the killed rank 0 still holds the journal"
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
 
 
 def test_a_kill_9_of_mpiexec_resumes_from_the_journal(tmp_path: Path) -> None:
