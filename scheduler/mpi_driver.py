@@ -13,12 +13,16 @@ With ``--rank0-trains`` rank 0 is a worker too: one slot process beside the driv
 budget, ``trainer.timeout_s`` enforced by killing it), fed like a worker rank and traced as
 ``rank0``. The waits
 between MPI polls are then waits on that slot's pipe, so its results are taken at once. A
-trainer that kills the slot process costs that job (traced ``lost``, re-issued), not the job.
+trainer that kills the slot process costs that job (traced ``lost``, re-issued), not the MPI job.
 
-MPI gives no way to survive a rank's death (mpiexec ends the whole job), so there are no leases
-here: a study outlives a crash through its journal, and the same command started again resumes
-it. If rank 0 itself fails while jobs are in flight it calls MPI_Abort rather than leave worker
-ranks blocked; with none in flight it sends Finished first and the error is reported normally.
+Each worker rank trains in a slot process of its own (``ash.worker.mpi_worker``): a trainer that
+kills that process costs its job, which the rank hands back (a Release) and the loop charges an
+attempt (``Lost``, as the embedded pool's dead slots), and the rank goes on. MPI gives no way to
+survive the death of a rank itself (a node, a preemption: mpiexec ends the whole job), so there
+are no leases here: a study outlives that through its journal, and the same command started
+again resumes it (the jobs in flight are re-issued uncharged: a rank's death is not a trial's).
+If rank 0 itself fails while jobs are in flight it calls MPI_Abort rather than leave worker ranks
+blocked; with none in flight it sends Finished first and the error is reported normally.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ class LocalBackend(Backend, Protocol):
 
 class MpiBackend:
     """The worker ranks (and ``local``, rank 0's own slot) as a study-loop backend; the ranks
-    must have said Hello. Each rank runs one job at a time."""
+    must have said Hello. Each rank runs one job at a time and answers with its Result, or a
+    Release when its trainer process died (a ``Lost`` that costs the job an attempt)."""
 
     plans: bool = False
     assign_extra: Mapping[str, Any] | None = None
@@ -176,7 +181,7 @@ class MpiBackend:
             out.append(ev)  # a death: the slot is restarted; the job is re-issued
         return out
 
-    def _handle(self, src: int, data: bytes) -> Done | list[Reported] | None:
+    def _handle(self, src: int, data: bytes) -> Done | Lost | list[Reported] | None:
         try:
             msg = pb.WorkerMessage.FromString(data)
         except Exception:  # protobuf's DecodeError; a bug, not a user's mistake
@@ -194,17 +199,22 @@ class MpiBackend:
                 self.counts[ev.job_id] = self.counts.get(ev.job_id, 0) + len(ev.reports)
                 self.undecided.add(ev.job_id)
             return got
-        if msg.WhichOneof("msg") != "result":
-            _warn(f"rank {src}: unexpected {msg.WhichOneof('msg')} message; ignored")
+        kind = msg.WhichOneof("msg")
+        if kind not in ("result", "release"):
+            _warn(f"rank {src}: unexpected {kind} message; ignored")
             return None
-        r = msg.result
-        if self.jobs.get(src) != r.job_id:
-            _warn(f"rank {src}: result for job {r.job_id}, which it was not given; ignored")
+        job_id = msg.result.job_id if kind == "result" else msg.release.job_id
+        if self.jobs.get(src) != job_id:
+            _warn(f"rank {src}: {kind} for job {job_id}, which it was not given; ignored")
             return None
         del self.jobs[src]
         self.idle.append(src)
-        self.counts.pop(r.job_id, None)
-        self.undecided.discard(r.job_id)
+        self.counts.pop(job_id, None)
+        self.undecided.discard(job_id)
+        if kind == "release":  # its trainer process died: the job costs an attempt
+            why = clip_error(msg.release.reason) or f"rank {src}'s trainer process died"
+            return Lost(job_id, f"{why} in job {job_id}", crash=True)
+        r = msg.result
         try:
             metrics, bad = wire.metrics_from_pb(r.metrics)
             error = clip_error(bad or r.error) or None

@@ -4,16 +4,14 @@ Unit tests of the validator (ash.link.metrics), of run_job (the worker side) and
 wire.metrics_from_pb (the scheduler side), then one ``ash tune`` end to end whose trainer returns
 a huge list, raises SystemExit or KeyboardInterrupt for some trials: the study finishes, those
 results fail with a message and results.json stays small. Also a module that calls sys.exit() on
-import is a TrainerError naming the entrypoint, and ``ash tune`` exits 2 with it; an MPI rank
-fails a trainer's own KeyboardInterrupt but still stops on a real Ctrl-C.
+import is a TrainerError naming the entrypoint, and ``ash tune`` exits 2 with it. (Under MPI, a
+trainer's own KeyboardInterrupt and a real Ctrl-C: tests/test_mpi.py.)
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,8 @@ from ash.link.metrics import (
     clip_error,
 )
 from ash.proto import ash_pb2 as pb
-from ash.worker.mpi_worker import serve
 from ash.worker.trainers import PythonTrainer, TrainerError, run_job
-from helpers import BIN, PY_SPEC, make_spec
+from helpers import BIN, PY_SPEC
 
 
 def test_good_metrics_pass_and_numpy_scalars_unwrap() -> None:
@@ -216,43 +213,3 @@ def test_tune_survives_bad_metrics_and_sys_exit(tmp_path: Path) -> None:
     for name in ("out/results.json", "out/trials.csv", "j.jsonl"):
         assert (tmp_path / name).stat().st_size < 200_000, name
     assert "died" not in errors  # no slot process was lost
-
-
-class _FakeLink:
-    """Rank 0 as a script: Welcome, one Assignment, Finished; records what the rank sends."""
-
-    rank = 1
-
-    def __init__(self) -> None:
-        assign = pb.SchedulerMessage()
-        assign.assignment.job_id, assign.assignment.stop = 5, 1.0
-        self.down = [
-            pb.SchedulerMessage(welcome=pb.Welcome()),
-            assign,
-            pb.SchedulerMessage(finished=pb.Finished()),
-        ]
-        self.up: list[Any] = []
-
-    def send(self, msg: Any, dest: int, tag: int) -> None:
-        self.up.append(msg)
-
-    def wait(self, src: int, tag: int) -> tuple[int, bytes]:
-        return 0, self.down.pop(0).SerializeToString()
-
-
-def test_mpi_rank_fails_a_trainers_interrupt_but_stops_on_a_real_one() -> None:
-    def raises(config: Any, start: float, stop: float, state: Any) -> Any:
-        raise KeyboardInterrupt  # the trainer's own doing: its job fails, the rank goes on
-
-    def signalled(config: Any, start: float, stop: float, state: Any) -> Any:
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C forwarded by mpiexec: the rank stops
-        return {"loss": 1.0}, None
-
-    link = _FakeLink()
-    assert serve(link, make_spec(), raises, 1) == 0
-    result = link.up[-1].result
-    assert result.job_id == 5 and not result.ok and "KeyboardInterrupt" in result.error
-    link = _FakeLink()
-    assert serve(link, make_spec(), signalled, 1) == 130
-    assert [m.WhichOneof("msg") for m in link.up] == ["hello"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

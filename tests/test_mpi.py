@@ -1,16 +1,20 @@
 """``ash tune --transport mpi`` under a real ``mpiexec`` (the venv's own, from the mpich wheel):
-Algorithm 2 on the trace, every worker rank busy, the same study as gRPC, a dead rank ending the
-job and the journal resuming it, rank 0 training when asked, and the user's mistakes (said once,
-not once per rank)."""
+Algorithm 2 on the trace, every worker rank busy, the same study as gRPC, a trainer that kills
+its process costing its job (charged, up to max_attempts) and not the MPI job, a kill -9 of
+mpiexec and a Ctrl-C resumed from the journal, rank 0 training when asked, and the user's
+mistakes (said once, not once per rank)."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +31,37 @@ pytestmark = pytest.mark.skipif(
     reason=f"needs mpi4py and {MPIEXEC} (pip install mpi4py mpich, or the test extra)",
 )
 
-CRASHY = """
-import json, os
+KILLER = """
+import json, os, sys, time
 from pathlib import Path
 
 def fit(config, start, stop, state):
     done = 0.0 if state is None else json.loads(state)["done"]
     if done != start:
         raise RuntimeError(f"resumed from {done}, expected {start}")
-    marker = Path(os.environ["CRASH_MARKER"])
-    rank = os.environ.get("PMI_RANK", "0")  # Hydra's; rank 0's trainer process inherits it
-    if stop == 3 and os.environ.get("CRASH_RANK", rank) == rank and not marker.exists():
-        marker.touch()  # the first promotion (on CRASH_RANK, if set) kills its process, once
-        os._exit(7)
-    return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / stop}, json.dumps({"done": stop}).encode()
+    time.sleep(float(os.environ.get("SLEEP", "0")))
+    victim = Path(os.environ["VICTIM"])
+    rank = os.environ.get("PMI_RANK", "0")  # Hydra's; a rank's trainer process inherits it
+    if stop == 3 and os.environ.get("KILL_RANK", rank) == rank and not victim.exists():
+        try:  # the first promotion (on KILL_RANK, if set) picks the victim, once
+            fd = os.open(victim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, repr(config["x"]).encode())
+            os.close(fd)
+    if victim.exists() and victim.read_text() == repr(config["x"]):
+        os._exit(7)  # that trial's trainer kills its process, every time, on any rank
+    if config["x"] > 0.9:
+        raise KeyboardInterrupt  # the trainer's own: its result fails, no rank stops
+    loss = (config["x"] - 0.3) ** 2 + 1.0 / stop
+    return {"loss": loss, "mpi": "mpi4py" in sys.modules}, json.dumps({"done": stop}).encode()
 """
 
 
 def study(tmp_path: Path, max_trials: int = 30) -> Path:
-    """write_study's python study without its 'crash' mode: under MPI a dead rank ends the job."""
+    """write_study's python study without its 'crash' mode (gRPC, which the tests compare
+    with, traces a dead slot's job alike but does not list the death in the errors)."""
     spec = write_study(tmp_path, max_trials)
     spec.write_text(spec.read_text().replace('"crash", ', ""))
     return spec
@@ -139,45 +155,126 @@ def test_one_worker_rank_runs_the_very_study_of_one_grpc_worker(tmp_path: Path) 
     assert results(tmp_path / "mpi") == results(tmp_path / "grpc")
 
 
-def test_a_dead_rank_ends_the_job_and_the_same_command_resumes_it(tmp_path: Path) -> None:
-    crash_then_resume(tmp_path, [], 3, {})
-
-
-def crash_then_resume(
-    tmp_path: Path, flags: list[str], ranks: int, env: dict[str, str]
-) -> list[dict[str, Any]]:
-    """Run the crashy study with a journal until a rank dies, then the same command again:
-    it must resume and finish with every trial, a trace that obeys Algorithm 2 and the dead
-    rank's job traced as lost. The trace's events."""
-    spec = crashy_study(tmp_path)
-    cmd = ["tune", str(spec), "--transport", "mpi", *flags, "--journal", "j.jsonl"]
-    cmd += ["--trace", "t.jsonl", "--out", "out", "--quiet"]
-    env = {"CRASH_MARKER": str(tmp_path / "marker"), **env}
-    first = run(*cmd, cwd=tmp_path, ranks=ranks, env=env)
-    assert first.returncode != 0, first.stderr
-    assert (tmp_path / "marker").exists()
-    assert not (tmp_path / "out" / "results.json").exists()  # (--out is made at the start)
-    again = run(*cmd, cwd=tmp_path, ranks=ranks, env=env)
-    assert again.returncode == 0, again.stderr
-    assert "ash: mpi: resumed py from j.jsonl" in again.stderr
-    doc = results(tmp_path / "out")
-    assert len(doc["trials"]) == 30 and doc["errors"] == [] and not doc["interrupted"]
-    events = list(read_trace(tmp_path / "t.jsonl"))
-    assert audit_for(events, load_spec(spec)) == []
-    assert any(e["event"] == "lost" for e in events)  # the dead rank's job, re-issued
-    return events
-
-
-def crashy_study(tmp_path: Path) -> Path:
-    (tmp_path / "crashy.py").write_text(CRASHY)
+def killer_study(tmp_path: Path) -> Path:
+    """The python study with the KILLER trainer: one trial kills its trainer's process at every
+    attempt, the trials with x > 0.9 raise KeyboardInterrupt, the others succeed."""
+    (tmp_path / "killer.py").write_text(KILLER)
     spec = tmp_path / "study.toml"
     spec.write_text(
         study(tmp_path)
         .read_text()
-        .replace("user_trainer:fit", "crashy:fit")
+        .replace("user_trainer:fit", "killer:fit")
         .replace('mode = { choice = ["ok", "ok2", "raise", "nan", "slow"] }', "")
     )
     return spec
+
+
+def check_killed_trial(
+    tmp_path: Path, spec: Path, rank: str, resumed: bool = False
+) -> list[dict[str, Any]]:
+    """The killer study finished: every trial is there, the one whose trainer kept killing its
+    process failed after max_attempts (2) with the deaths in its errors (``resumed``: the last
+    of them; the jobs in flight at the stop were lost too, uncharged), the interrupting ones
+    failed their results only, the trace obeys Algorithm 2. The trace's events."""
+    doc = results(tmp_path / "out")
+    assert len(doc["trials"]) == 30 and not doc["interrupted"]
+    victim = float((tmp_path / "victim").read_text())
+    [dead] = [t for t in doc["trials"] if t["config"]["x"] == victim]
+    assert dead["status"] == "failed"
+    errors = [e["error"] for e in doc["errors"] if e["trial"] == dead["trial"]]
+    died = rf"rank {rank}'s trainer process died \(exit code 7\) in job \d+"
+    assert re.fullmatch(
+        rf"job \d+ \(rung 1\) lost 2 times, the max_attempts of this study; last: {died}",
+        errors[-1],
+    ), errors
+    if not resumed:
+        assert len(errors) == 3, errors  # each death, then the verdict
+        assert all(re.fullmatch(died, e) for e in errors[:2]), errors
+    others = [e["error"] for e in doc["errors"] if e["trial"] != dead["trial"]]
+    assert others and set(others) == {"trainer raised KeyboardInterrupt"}, others
+    assert "resumed from" not in " ".join(others)  # every promotion carried its checkpoint
+    assert doc["best"]["resource"] == 9
+    mpi = {r["metrics"]["mpi"] for t in doc["trials"] for r in t["results"] if r["metrics"]}
+    assert mpi == {False}  # the trainer's process never started MPI
+    events = list(read_trace(tmp_path / "t.jsonl"))
+    assert audit_for(events, load_spec(spec)) == []
+    lost = [e["trial"] for e in events if e["event"] == "lost"]
+    if not resumed:
+        assert lost == [dead["trial"]] * 2, lost
+    else:
+        assert lost.count(dead["trial"]) >= 2, lost
+    return events
+
+
+def test_a_trainer_that_kills_its_process_costs_its_job_not_the_mpi_job(tmp_path: Path) -> None:
+    """Each worker rank trains in a process of its own: the trial whose trainer kills it at
+    every attempt is charged each time and fails after max_attempts; the study finishes in one
+    run (before, mpiexec ended the job, and a resume re-issued the job uncharged, forever)."""
+    spec = killer_study(tmp_path)
+    cmd = ["tune", str(spec), "--transport", "mpi", "--trace", "t.jsonl", "--out", "out"]
+    proc = run(*cmd, "--quiet", cwd=tmp_path, env={"VICTIM": str(tmp_path / "victim")})
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BAD TERMINATION" not in proc.stderr
+    check_killed_trial(tmp_path, spec, r"[12]")
+
+
+def kill9_then_resume(
+    tmp_path: Path, flags: list[str], ranks: int, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Start the killer study with a journal, kill -9 mpiexec once some results are in, then
+    run the same command again: it must resume (the jobs in flight lost uncharged) and finish
+    as if run once. The trace's events."""
+    spec = killer_study(tmp_path)
+    cmd = ["tune", str(spec), "--transport", "mpi", *flags, "--journal", "j.jsonl"]
+    cmd += ["--trace", "t.jsonl", "--out", "out", "--quiet"]
+    env = {**os.environ, "VICTIM": str(tmp_path / "victim"), "SLEEP": "0.05", **env}
+    first = subprocess.Popen(
+        [str(MPIEXEC), "-n", str(ranks), str(BIN / "ash"), *cmd],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    trace = tmp_path / "t.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and first.poll() is None:
+            if trace.exists() and trace.read_text().count('"event": "result"') >= 12:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, "the study ended before it could be killed"
+    finally:
+        first.kill()
+        first.wait()
+    assert not (tmp_path / "out" / "results.json").exists()
+    unlocked(tmp_path / "j.jsonl")  # the killed job's ranks are gone (Hydra's proxies end them)
+    again = run(*cmd, cwd=tmp_path, ranks=ranks, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "ash: mpi: resumed py from j.jsonl" in again.stderr, again.stderr
+    journal = (tmp_path / "j.jsonl").read_text()
+    assert '"c":0' in journal  # the jobs in flight at the kill: lost, uncharged
+    return check_killed_trial(tmp_path, spec, r"[012]", resumed=True)
+
+
+def unlocked(journal: Path, timeout: float = 20.0) -> None:
+    """Wait until no process holds ``journal``'s lock (a killed rank 0 may take a moment)."""
+    fd = os.open(journal, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the killed rank 0 still holds the journal"
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+def test_a_kill_9_of_mpiexec_resumes_from_the_journal(tmp_path: Path) -> None:
+    events = kill9_then_resume(tmp_path, [], 3, {})
+    assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank1", "rank2"}
 
 
 def test_rank0_trains_when_asked(tmp_path: Path) -> None:
@@ -203,29 +300,57 @@ def test_rank0_trains_when_asked(tmp_path: Path) -> None:
     assert threads == {int(banner.group(1))}  # rank 0's jobs too ran within its budget
 
 
-def test_rank0_trains_and_a_dead_rank_resumes_from_the_journal(tmp_path: Path) -> None:
-    events = crash_then_resume(tmp_path, ["--rank0-trains"], 2, {"CRASH_RANK": "1"})
+def test_rank0_trains_and_a_kill_9_resumes_from_the_journal(tmp_path: Path) -> None:
+    events = kill9_then_resume(tmp_path, ["--rank0-trains"], 2, {})
     assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank0", "rank1"}
 
 
 def test_rank0_trainer_process_dying_costs_its_job_not_the_mpi_job(tmp_path: Path) -> None:
-    """Rank 0 trains in a process of its own: when that dies the job is lost and re-issued (a
-    worker rank's death would end the MPI job). One rank alone may train with --rank0-trains."""
-    spec = crashy_study(tmp_path)
+    """Rank 0 trains in a process of its own, as the worker ranks do; one rank alone may train
+    with --rank0-trains."""
+    spec = killer_study(tmp_path)
     cmd = ["tune", str(spec), "--transport", "mpi", "--rank0-trains", "--trace", "t.jsonl"]
-    env = {"CRASH_MARKER": str(tmp_path / "marker"), "CRASH_RANK": "0"}
+    env = {"VICTIM": str(tmp_path / "victim")}
     proc = run(*cmd, "--out", "out", "--quiet", cwd=tmp_path, ranks=1, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "1 rank (1 worker: rank 0 trains too)" in proc.stderr
-    assert (tmp_path / "marker").exists()
-    doc = results(tmp_path / "out")
-    assert len(doc["trials"]) == 30 and not doc["interrupted"]
-    [died] = [e["error"] for e in doc["errors"]]
-    assert re.fullmatch(r"rank 0's trainer process died \(exit code 7\) in job \d+", died)
-    events = list(read_trace(tmp_path / "t.jsonl"))
-    assert audit_for(events, load_spec(spec)) == []
+    events = check_killed_trial(tmp_path, spec, "0")
     assert {e["worker"] for e in events if e["event"] == "assign"} == {"rank0"}
-    assert sum(e["event"] == "lost" for e in events) == 1  # the job, re-issued
+
+
+def test_ctrl_c_stops_every_rank_and_the_journal_resumes(tmp_path: Path) -> None:
+    """SIGINT to mpiexec (a user's Ctrl-C; SIGTERM is Slurm's) reaches every rank, not the
+    trainers' processes, which ignore it: rank 0 writes what was done and every rank stops."""
+    spec = killer_study(tmp_path)
+    cmd = ["tune", str(spec), "--transport", "mpi", "--journal", "j.jsonl", "--out", "out"]
+    env = {**os.environ, "VICTIM": str(tmp_path / "victim"), "SLEEP": "0.05"}
+    proc = subprocess.Popen(
+        [str(MPIEXEC), "-n", "3", str(BIN / "ash"), *cmd, "--quiet", "--trace", "t.jsonl"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    trace = tmp_path / "t.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if trace.exists() and trace.read_text().count('"event": "result"') >= 6:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    doc = results(tmp_path / "out")
+    assert doc["interrupted"] and 0 < len(doc["trials"]) < 30
+    again = run(*cmd, "--quiet", "--trace", "t.jsonl", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    check_killed_trial(tmp_path, spec, r"[12]", resumed=True)
 
 
 def said(stderr: str, text: str) -> int:
@@ -296,7 +421,7 @@ def test_user_mistakes_are_said_once_and_every_rank_exits_2(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("rank0", [False, True], ids=["worker-ranks", "rank0-alone"])
 def test_trainer_timeout_fails_the_job_not_the_rank(tmp_path: Path, rank0: bool) -> None:
-    """On worker ranks (SIGALRM in-process) and in rank 0's trainer process (killed)."""
+    """On worker ranks and on rank 0 alike: the job's trainer process is killed."""
     spec = study(tmp_path, max_trials=8)  # seed 3: trials 0, 1, 2 and 7 draw mode = "slow"
     text = spec.read_text().replace('"user_trainer:fit"', '"user_trainer:fit"\ntimeout_s = 0.5')
     spec.write_text(text)

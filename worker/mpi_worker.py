@@ -1,230 +1,200 @@
 """A worker rank (1..N-1) of ``mpiexec -n N ash tune SPEC --transport mpi``.
 
-The rank builds its trainer (``setup``, while rank 0 checks the spec and opens the study; every
-rank then agrees that all of them could start, see ``ash.transports.mpi``), says Hello to rank 0 and
-waits for its Welcome (or Finished), then trains each Assignment in this process (``make_trainer`` +
-``run_job``, under threadpoolctl limits set in this thread, the one that calls the kernel) and
-answers with a Result carrying the metrics and the checkpoint; Finished ends the rank (exit 0).
-A trainer's exception fails that result, not the rank (SystemExit and a KeyboardInterrupt it
-raises itself too; a real Ctrl-C still ends the rank), and so does ``trainer.timeout_s``:
-SIGALRM raises TimeoutError in the trainer (in-process, so code that never returns to Python, a
-hung C call, cannot be cut short). A rank that dies takes the MPI job down with it; the study
-resumes from rank 0's ``--journal``.
+The rank trains nothing itself: its trainer runs in one slot process (``ash.worker.slots``, as
+in the embedded ``ash tune``), started with the spawn method (``start_slot``: a fork after
+MPI_Init is unsafe, and the slot never imports mpi4py), so that a trainer that kills its process
+(``os._exit``, a segfault, the OOM killer) costs one job, not the rank, which would take the
+whole MPI job down with it. ``ready`` waits until the slot has its trainer and dataset: it
+runs while every rank agrees that the study can start (``ash.transports.mpi``), so a trainer
+that cannot be set up on some node stops every rank, said once.
 
-Stopping on reports (``[asha] stop_on = "reports"``): rank 0 sends its verdicts on a job's
-reports on TAG_VERDICT while the job runs; the trainer's ``ctx.should_stop`` and its milestone
-reports (which wait for the verdict) poll for them (``Verdicts``).
+``serve`` says Hello to rank 0 and waits for its Welcome (or Finished), then hands each
+Assignment to the slot and answers with a Result (metrics and checkpoint; a trainer's exception,
+or ``trainer.timeout_s``, for which the slot's process is killed and restarted, fails it), or
+with a Release when the slot's process died: rank 0 then charges the job an attempt, as the
+embedded pool does, and the rank goes on with a fresh slot. Finished ends the rank (exit 0).
+While a job runs the rank waits on the slot's pipe (between MPI polls for verdicts when the
+study stops on reports), so a result leaves as soon as it is there.
+A slot that cannot be restarted (its trainer's set-up now fails, or it keeps dying before it is
+ready) aborts the MPI job with that error; the same command resumes from rank 0's ``--journal``.
+
+Stopping on reports (``[asha] stop_on = "reports"``): a ``(config, ctx)`` trainer's reports go
+up to rank 0 as they come; rank 0 sends its verdicts on TAG_VERDICT, which the rank polls while
+the job runs and passes on to the slot (``Slots.stop`` and ``Slots.decided``: the trainer's
+``ctx.should_stop`` and its milestone reports, which wait for the verdict, read them there).
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
-import signal
-import tempfile
+import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from ash import __version__
 from ash.link import wire
-from ash.link.mpi import TAG_DOWN, TAG_UP, TAG_VERDICT, Link
+from ash.link.mpi import MAX_PAUSE, TAG_DOWN, TAG_UP, TAG_VERDICT, Link
 from ash.proto import ash_pb2 as pb
 from ash.spec import StudySpec
-from ash.worker.context import JobInfo, Workspace, milestones
-from ash.worker.trainers import Outcome, TrainerFn, make_trainer, run_job
+from ash.worker.slots import Died, Finished, SlotError, Slots
 
 MAX_CHECKPOINT_BYTES = 1 << 40  # rank 0 is the job's own process: no limit to defend
+READY_POLL_S = 0.5
+BUSY_WAIT_S = 0.25  # how often a blocked wait on a running job checks trainer.timeout_s
 
 
-@contextlib.contextmanager
-def _alarm(limit: float | None) -> Iterator[None]:
-    """Raise TimeoutError in this thread after ``limit`` seconds (trainer.timeout_s)."""
-    if limit is None:
-        yield
-        return
+def start_slot(spec: StudySpec, threads: int, name: str) -> Slots:
+    """One slot for this rank's trainer, starting (``ready`` waits until it has its trainer).
+    Spawned, never forked (no trainer object is given: the slot builds it from the spec)."""
+    slots = Slots(spec, 1, threads, prefix=name, verdicts=True)
+    assert not slots.forked
+    return slots
 
-    def ring(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"timed out after {limit:g} s (trainer.timeout_s)")
 
-    previous = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, limit)
+def ready(slots: Slots) -> Slots:
+    """``slots`` once they have their trainer and dataset loaded; a SlotError (a user's error)
+    saying why not if they cannot (they are then shut down)."""
     try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while not all(s.ready for s in slots.slots):
+            slots.wait(READY_POLL_S)  # no job runs: only ready, a set-up error or a death
+    except BaseException:
+        slots.shutdown(grace=0.0)
+        raise
+    return slots
 
 
-VERDICT_WAIT_S = 10.0  # the longest a milestone report waits for rank 0's verdict
+def result_of(ev: Finished) -> pb.WorkerMessage:
+    r = pb.Result(
+        job_id=ev.job_id,
+        ok=ev.value is not None,
+        value=ev.value or 0.0,
+        error=ev.error or "",
+        seconds=ev.seconds,
+        threads=ev.threads,
+    )
+    wire.metrics_to_pb(ev.metrics, r.metrics)
+    wire.checkpoint_to_pb(ev.state, r.checkpoint)
+    return pb.WorkerMessage(result=r)
 
 
-class Verdicts:
-    """Rank 0's verdicts on this rank's running job (TAG_VERDICT), polled by the trainer's
-    ``ctx.should_stop`` and its milestone reports."""
+class Rank:
+    """This rank's end of the study: the link to rank 0 and the slot that trains."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, slots: Slots) -> None:
         self.link = link
-        self.stopped: set[int] = set()
-        self.decided: dict[int, int] = {}  # job -> reports decided on
+        self.slots = slots
+        # rank 0 sends verdicts while jobs run only when the study stops on reports; otherwise
+        # the rank blocks on the slot's pipe while it trains (no polling beside the trainer)
+        self.verdicts = slots.spec.schedule.stop_on == "reports"
+        self.events: list[Finished | Died] = []
+        self.news = False  # reports went up: poll for the verdict at once
+        slots.on_report = self._reported
+
+    def _reported(self, job_id: int, batch: list[Any]) -> None:
+        self.link.send(wire.reports_to_pb({job_id: batch}), 0, TAG_UP)
+        self.news = True
+
+    def _sleep(self, pause: float) -> bool:
+        """Wait up to ``pause`` seconds on the slot (between MPI polls); True on news."""
+        self.events += self.slots.wait(pause)
+        news, self.news = self.news or bool(self.events), False
+        return news
+
+    def _idle(self, pause: float) -> bool:
+        """A pause between polls for rank 0's next message: the idle slot is minded only in
+        the longer ones (a selector costs more CPU than a sleep, taken from rank 0 and the
+        trainers while jobs are short)."""
+        if pause < MAX_PAUSE:
+            time.sleep(pause)
+            return False
+        return self._sleep(pause)
+
+    def next(self) -> pb.SchedulerMessage:
+        """Rank 0's next message (TAG_DOWN), minding the idle slot meanwhile (a death of it is
+        restarted; a set-up that now fails raises SlotError)."""
+        while True:
+            got = self.link.wait(0, TAG_DOWN, sleep=self._idle)
+            self.events.clear()  # no job runs: nothing to report
+            if got is not None:
+                msg: pb.SchedulerMessage = pb.SchedulerMessage.FromString(got[1])
+                return msg
+
+    def run(self, a: pb.Assignment) -> pb.WorkerMessage:
+        """Train ``a`` in the slot: its Result, or a Release if the slot's process died."""
+        try:
+            config = wire.config_from_pb(a.config, "assignment.config")
+            state = wire.checkpoint_from_pb(a, "checkpoint", MAX_CHECKPOINT_BYTES)
+        except wire.WireError as exc:
+            r = pb.Result(job_id=a.job_id, ok=False, error=f"bad assignment: {exc}")
+            return pb.WorkerMessage(result=r)
+        checkpoint = state if isinstance(state, bytes) else None  # never a reference here
+        job = (a.job_id, config, a.start, a.stop, checkpoint, a.trial, a.rung)
+        self.slots.submit(self.slots.slots[0], job)
+        while True:
+            for ev in self.events:
+                if ev.job_id != a.job_id:
+                    continue
+                self.events.clear()
+                if isinstance(ev, Died):
+                    why = f"rank {self.link.rank}'s trainer process died (exit code {ev.exitcode})"
+                    return pb.WorkerMessage(release=pb.Release(job_id=a.job_id, reason=why))
+                return result_of(ev)
+            self.events.clear()
+            if not self.verdicts:
+                self.events += self.slots.wait(BUSY_WAIT_S)
+                continue
+            got = self.link.wait(0, TAG_VERDICT, sleep=self._sleep)
+            if got is not None:
+                self._verdicts(got[1])
+
+    def _verdicts(self, data: bytes) -> None:
+        try:
+            msg = pb.SchedulerMessage.FromString(data)
+        except Exception:  # protobuf's DecodeError: rank 0 is this program; ignore it
+            return
+        for v in msg.verdicts.verdicts:  # for another job than the running one: ignored
+            if v.stop:
+                self.slots.stop(v.job_id)
+            self.slots.decided(v.job_id, v.reports)
 
     def drain(self) -> None:
-        while (got := self.link.poll(0, TAG_VERDICT)) is not None:
-            try:
-                msg = pb.SchedulerMessage.FromString(got[1])
-            except Exception:  # protobuf's DecodeError: rank 0 is this program; ignore it
-                continue
-            for v in msg.verdicts.verdicts:
-                if v.stop:
-                    self.stopped.add(v.job_id)
-                self.decided[v.job_id] = max(self.decided.get(v.job_id, 0), v.reports)
-
-    def stop_check(self, job_id: int) -> Callable[[], bool]:
-        def stopped() -> bool:
-            self.drain()
-            return job_id in self.stopped
-
-        return stopped
-
-    def wait(self, job_id: int, count: int) -> None:
-        """Until rank 0 decided on ``count`` reports of ``job_id`` or stopped it (at most
-        VERDICT_WAIT_S)."""
-        deadline = time.monotonic() + VERDICT_WAIT_S
-        pause = 0.0005
-        while time.monotonic() < deadline:
-            self.drain()
-            if job_id in self.stopped or self.decided.get(job_id, 0) >= count:
-                return
-            time.sleep(pause)
-            pause = min(2 * pause, 0.01)
-
-    def forget(self) -> None:
-        """Between jobs: what was said of earlier jobs is no longer needed."""
-        self.drain()
-        self.stopped.clear()
-        self.decided.clear()
+        """Receive the verdicts left for jobs that ended (no message is left unreceived)."""
+        while self.link.poll(0, TAG_VERDICT) is not None:
+            pass
 
 
-def train(
-    trainer: TrainerFn,
-    spec: StudySpec,
-    a: pb.Assignment,
-    workspace: Workspace | None = None,
-    stop_check: Callable[[], bool] | None = None,
-) -> pb.Result:
-    """Run one assignment; whatever goes wrong becomes a failed Result. A ``(config, ctx)``
-    trainer's reports go through ``workspace``'s sender (to rank 0, before the result)."""
-    t0 = time.perf_counter()
-    try:
-        config = wire.config_from_pb(a.config, "assignment.config")
-        state = wire.checkpoint_from_pb(a, "checkpoint", MAX_CHECKPOINT_BYTES)
-    except wire.WireError as exc:
-        return pb.Result(job_id=a.job_id, ok=False, error=f"bad assignment: {exc}")
-    checkpoint = state if isinstance(state, bytes) else None  # no shared dir: never a reference
-    limit = spec.trainer.timeout_s if spec.trainer is not None else None
-    try:
-        with _alarm(limit):
-            info = JobInfo.of(spec, a.job_id, a.trial, a.rung, a.stop)
-            out = run_job(
-                trainer,
-                spec.metric,
-                config,
-                a.start,
-                a.stop,
-                checkpoint,
-                job=info,
-                workspace=workspace,
-                stop_check=stop_check,
-            )
-    except TimeoutError as exc:  # the alarm rang just as the trainer returned
-        out = Outcome(None, {}, None, f"trainer raised TimeoutError: {exc}")
-    r = pb.Result(
-        job_id=a.job_id,
-        ok=out.value is not None,
-        value=out.value or 0.0,
-        error=out.error or "",
-        seconds=time.perf_counter() - t0,
-    )
-    wire.metrics_to_pb(out.metrics, r.metrics)
-    wire.checkpoint_to_pb(out.state, r.checkpoint)
-    return r
-
-
-def _next(link: Link) -> pb.SchedulerMessage:
-    got = link.wait(0, TAG_DOWN)
-    assert got is not None
-    msg: pb.SchedulerMessage = pb.SchedulerMessage.FromString(got[1])
-    return msg
-
-
-def setup(spec: StudySpec) -> TrainerFn:
-    """This rank's trainer, its dataset loaded (a TrainerError or DataError if it cannot be)."""
-    trainer = make_trainer(spec)
-    data = getattr(trainer, "data", None)
-    if data is not None:
-        data()  # load the dataset now: a node that lacks it fails before the study starts
-    return trainer
-
-
-def serve(link: Link, spec: StudySpec, trainer: TrainerFn, threads: int) -> int:
-    """Work for rank 0 until it says Finished; returns the rank's exit code."""
-    from threadpoolctl import threadpool_limits
-
+def serve(link: Link, slots: Slots) -> int:
+    """Work for rank 0 until it says Finished; returns the rank's exit code. ``slots`` (from
+    ``start_slot``) is shut down here."""
     hello = pb.Hello(worker_id=f"rank{link.rank}", slots=1, version=__version__)
     link.send(pb.WorkerMessage(hello=hello), 0, TAG_UP)
-
-    def send_reports(job_id: int, batch: list[Any]) -> None:
-        link.send(wire.reports_to_pb({job_id: batch}), 0, TAG_UP)
-
-    root = Path(tempfile.mkdtemp(prefix=f"ash-work-rank{link.rank}-"))
-    workspace = Workspace(root, spec.name, None, send_reports, milestones(spec))
-    verdicts = Verdicts(link) if workspace.milestones else None  # stopping on reports only
-    if verdicts is not None:
-        workspace.await_verdict = verdicts.wait
+    rank = Rank(link, slots)
+    grace = 2.0
     try:
-        if _next(link).WhichOneof("msg") != "welcome":
+        if rank.next().WhichOneof("msg") != "welcome":
             return 0  # rank 0 stopped before the first job and reports why
-        with threadpool_limits(limits=threads), _Interrupts() as ctrl_c:
-            while True:
-                msg = _next(link)
-                kind = msg.WhichOneof("msg")
-                if kind == "finished":
-                    return 0
-                if kind == "assignment":
-                    stop = None
-                    if verdicts is not None:
-                        verdicts.forget()
-                        stop = verdicts.stop_check(msg.assignment.job_id)
-                    result = train(trainer, spec, msg.assignment, workspace, stop)
-                    if ctrl_c.hit:  # run_job made it a failed result; the rank stops all the same
-                        return 130
-                    link.send(pb.WorkerMessage(result=result), 0, TAG_UP)
+        while True:
+            msg = rank.next()
+            kind = msg.WhichOneof("msg")
+            if kind == "finished":
+                return 0
+            if kind == "assignment":
+                link.send(rank.run(msg.assignment), 0, TAG_UP)
     except KeyboardInterrupt:  # mpiexec forwards Ctrl-C to every rank; rank 0 reports it
+        grace = 0.0  # the slot ignores SIGINT: a job it runs is cut short here
         return 130
+    except SlotError as exc:  # the slot cannot be restarted: this rank cannot go on
+        grace = 0.0
+        print(
+            f"ash: rank {link.rank}: error: {exc}; aborting the MPI job "
+            "(the same command with the same --journal resumes the study)",
+            file=sys.stderr,
+            flush=True,
+        )
+        slots.shutdown(grace)
+        link.abort(1)
+        return 1  # (Abort does not return)
     finally:
-        if verdicts is not None:
-            verdicts.forget()  # no message is left unreceived
-        shutil.rmtree(root, ignore_errors=True)
-
-
-class _Interrupts:
-    """Remembers a real SIGINT. ``run_job`` turns a KeyboardInterrupt in the trainer into a failed
-    result (a trainer may raise one itself), so ``serve`` asks this whether Ctrl-C really came."""
-
-    def __init__(self) -> None:
-        self.hit = False
-        self.previous: Any = None
-
-    def _ring(self, signum: int, frame: Any) -> None:
-        self.hit = True
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> _Interrupts:
-        with contextlib.suppress(ValueError):  # not the main thread: no handler of ours
-            self.previous = signal.signal(signal.SIGINT, self._ring)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        with contextlib.suppress(Exception):
+            rank.drain()
+        slots.shutdown(grace)

@@ -55,6 +55,7 @@ from ash.spec import StudySpec
 from ash.worker.context import JobInfo, ReportSink, Workspace, milestones, scratch_dir
 from ash.worker.trainers import TrainerFn, as_trainer, check_reports, make_trainer, run_job
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the parent alone decides how to stop
 VERDICT_WAIT_S = 10.0  # the longest a milestone report waits for the scheduler's decision
 STOPPED, DECIDED_JOB, DECIDED_COUNT = 0, 1, 2  # the slot's shared flags
 
@@ -101,6 +102,7 @@ def _serve(
         os.environ.update(device_env(device))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the start (_start)
     from threadpoolctl import threadpool_limits
 
     def send_reports(job_id: int, batch: list[Any]) -> None:
@@ -407,7 +409,14 @@ class Slots:
             name=name,
             daemon=True,
         )
-        p.start()
+        # a Ctrl-C that reaches the process group while the child imports (before it ignores
+        # SIGINT) would print its traceback: the child starts with them blocked (a spawned
+        # process keeps the mask through exec), and unblocks them once they are ignored
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child.close()
         return _Slot(name, p, parent, device=device, flags=flags)
 
@@ -545,7 +554,8 @@ class Slots:
             f"(last exit code {code}), before their trainer was loaded; the error is printed above"
         )
         main = sys.modules.get("__main__")
-        if self.ctx.get_start_method() == "spawn" and getattr(main, "__file__", None):
+        cli = getattr(getattr(main, "main", None), "__module__", None) == "ash.cli"  # ash's own
+        if self.ctx.get_start_method() == "spawn" and getattr(main, "__file__", None) and not cli:
             why += (
                 f". Each slot process runs {main.__file__} again (Python's spawn start "  # type: ignore[union-attr]
                 'method): call ash.tune under `if __name__ == "__main__":`'

@@ -213,7 +213,8 @@ def run_job(
 
     Any exception fails the result, SystemExit and KeyboardInterrupt included (a trainer that
     calls ``sys.exit()`` costs its job, not the slot process): a caller that must still stop on
-    a real Ctrl-C checks for the signal itself (see ash.worker.mpi_worker). The metrics must
+    a real Ctrl-C checks for the signal itself (slot processes ignore it: their parent stops
+    them). The metrics must
     pass ``check_metrics`` (ash.link.metrics), and the error message is clipped. A ``(config,
     ctx)`` trainer gets its context from ``workspace`` (``job`` says which job this is);
     ``stop_check`` says whether the scheduler stopped the job (``ctx.should_stop``): a trainer

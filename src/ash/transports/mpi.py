@@ -1,13 +1,15 @@
 """``mpiexec -n N ash tune SPEC --transport mpi``: every rank's entry, and the role it takes.
 
-It joins MPI, then has every rank check what it was given (the flags and the spec; rank 0 the
-trainer and the study it opens, the others their trainer and dataset) and agree on the outcome
-(``agree``): a mistake stops every rank with the same exit code (2 for the user's), printed once
-by the lowest rank that made it (rank 0 when all did), never once per rank, and no rank is left
-blocked in MPI. Then it shares out kernel threads per node (``ash.link.mpi.layout``)
-and gives each rank its role: rank 0 the driver, the core and the journal
-(``ash.scheduler.mpi_driver``), plus a trainer slot beside them with ``--rank0-trains``; ranks
-1..N-1 the trainers (``ash.worker.mpi_worker``). SIGTERM (Slurm's notice at a time limit) counts
+It joins MPI, then has every rank check what it was given (the flags and the spec; rank 0 also
+the trainer) and agree on the outcome (``agree``): a mistake stops every rank with the same exit
+code (2 for the user's), printed once by the lowest rank that made it (rank 0 when all did),
+never once per rank, and no rank is left blocked in MPI. Then it shares out kernel threads per
+node (``ash.link.mpi.layout``), and every rank starts what it needs, again agreed on: rank 0
+opens the study, and each rank that trains starts its trainer's slot process (spawned: a
+trainer that kills its process costs its job, not the rank) and waits until it has its trainer
+and dataset. Then each rank takes its role: rank 0 the driver, the core and the journal
+(``ash.scheduler.mpi_driver``), plus its slot beside them with ``--rank0-trains``; ranks 1..N-1
+feed their slots (``ash.worker.mpi_worker``). SIGTERM (Slurm's notice at a time limit) counts
 as Ctrl-C: rank 0 writes what is done and the same command resumes it from ``--journal``.
 
 Mistakes found before MPI starts (argparse, a missing mpi4py) are made alike by every rank, which
@@ -24,6 +26,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ash.errors import EXIT_USAGE, UserError
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from ash.link.mpi import Layout, Link
     from ash.scheduler.driver import Opened
     from ash.spec import StudySpec
-    from ash.worker.trainers import TrainerFn
+    from ash.worker.slots import Slots
 
 T = TypeVar("T")
 # where launchers put a process's rank: MPICH/Intel MPI (Hydra), PMIx (Open MPI 5, srun
@@ -153,48 +156,70 @@ def run_mpi(args: argparse.Namespace) -> dict[str, Any] | int:
 
     hooks: list[Callbacks] = []  # rank 0's tracking callbacks (--mlflow, --tensorboard)
 
-    def open_on_rank0() -> Opened | None:
-        if link.rank != 0:
-            return None
-        opened = _open(spec, args)
+    def start() -> Started:
+        """Rank 0: the study opened (and its trainer slot with --rank0-trains); the others:
+        their trainer slot, its trainer and dataset loaded."""
+        from ash.worker.mpi_worker import ready, start_slot
+
+        if link.rank > 0:
+            return Started(None, ready(start_slot(spec, lay.threads, f"rank{link.rank}-slot")))
+        # rank 0's slot imports its trainer while the study is opened
+        slots = start_slot(spec, lay.threads, "rank0-slot") if rank0_trains else None
+        try:
+            opened = _open(spec, args)
+        except BaseException:
+            if slots is not None:
+                slots.shutdown(grace=0.0)
+            raise
         try:  # a store that cannot be opened stops every rank, said once (exit 2)
             hooks.extend(_callbacks(spec, args, opened))
+            if slots is not None:
+                ready(slots)
         except BaseException:
             opened.driver.close()
             raise
-        return opened
-
-    def close(o: Opened | None) -> None:
-        if o is not None:
-            o.driver.close()
+        return Started(opened, slots)
 
     try:
-        spec, trainer = agree(link, lambda: _check(link, args, rank0_trains))
-        opened = agree(link, open_on_rank0, close)
+        spec = agree(link, lambda: _check(link, args, rank0_trains))
+        lay = layout(link, trains=link.rank > 0 or rank0_trains, requested=args.threads)
+        started = agree(link, start, Started.close)
     except _Stop as stop:
         return stop.code
-    lay = layout(link, trains=link.rank > 0 or rank0_trains, requested=args.threads)
     with _sigterm_as_interrupt():
         if link.rank > 0:
             from ash.worker.mpi_worker import serve
 
-            assert trainer is not None
-            return serve(link, spec, trainer, lay.threads)
-        assert opened is not None
+            assert started.slots is not None
+            return serve(link, started.slots)
+        assert started.opened is not None
         doc = None
         try:
-            doc = _rank0(link, spec, lay, opened, args, rank0_trains)
+            doc = _rank0(link, spec, lay, started, args)
         finally:
             for h in hooks:
                 h.close(doc)
         return doc
 
 
-def _check(
-    link: Link, args: argparse.Namespace, rank0_trains: bool
-) -> tuple[StudySpec, TrainerFn | None]:
-    """Every rank: the flags and the spec; each rank that trains, its trainer and dataset
-    (rank 0 checks them even when it does not train, as every other transport does)."""
+@dataclass
+class Started:
+    """What a rank started once every rank could: rank 0's study, a training rank's slot."""
+
+    opened: Opened | None
+    slots: Slots | None
+
+    def close(self) -> None:
+        if self.slots is not None:
+            self.slots.shutdown(grace=0.0)
+        if self.opened is not None:
+            self.opened.driver.close()
+
+
+def _check(link: Link, args: argparse.Namespace, rank0_trains: bool) -> StudySpec:
+    """Every rank: the flags and the spec; rank 0 also what ``preflight`` checks (the trainer
+    too, even when it does not train, as every other transport does). The trainers of the ranks
+    that train are set up in their slots next (``start_slot``), once the threads are known."""
     from ash.preflight import preflight
     from ash.spec import load_spec
 
@@ -213,10 +238,7 @@ def _check(
         preflight(
             spec, out=args.out, trace=args.trace, journal=args.journal
         )  # every problem, in one error
-        return spec, None
-    from ash.worker.mpi_worker import setup
-
-    return spec, setup(spec)
+    return spec
 
 
 def _open(spec: StudySpec, args: argparse.Namespace) -> Opened:
@@ -244,23 +266,24 @@ def _rank0(
     link: Link,
     spec: StudySpec,
     lay: Layout,
-    opened: Opened,
+    started: Started,
     args: argparse.Namespace,
-    rank0_trains: bool,
 ) -> dict[str, Any]:
     from ash.progress import Progress, from_driver
     from ash.report import write_report
     from ash.scheduler.mpi_driver import handshake, run_rank0
 
+    assert started.opened is not None
+    opened = started.opened
     driver = opened.driver
+    rank0_trains = started.slots is not None
     local = None
-    if rank0_trains:  # started first: it imports while the workers say Hello
+    if started.slots is not None:
         from ash.transports.local import SlotBackend
-        from ash.worker.slots import Slots
 
         local = SlotBackend(
             driver,
-            Slots(spec, 1, lay.threads, prefix="rank0-slot", verdicts=True),
+            started.slots,
             died="rank 0's trainer process died (exit code {code}) in job {job}",
         )
     try:
