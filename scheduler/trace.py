@@ -18,6 +18,13 @@ from ash.errors import UserError
 from ash.scheduler.core import Job
 
 
+# what a replayed event shares with the line a live run wrote for it: an assign's time and
+# worker may differ (a transport traces it when its slot starts the job), extras too; a result's
+# or a loss's time and value are the journal's own, and tell two runs apart
+_IDENTITY = ("event", "trial", "rung", "job")
+_RECORDED = (*_IDENTITY, "t", "value")
+
+
 class TraceError(UserError):
     """A trace file that belongs to another run."""
 
@@ -52,8 +59,8 @@ class TraceWriter:
 
     def expect(self, count: int) -> None:
         """The next ``count`` events are a replay of what the file already holds: each is
-        compared with its line (``mismatch``: the first line that differs; a line may carry more
-        fields, a live run's extras) instead of written."""
+        compared with its line (``mismatch``: the first line that differs in ``_IDENTITY``; a
+        live run's times and extras may differ) instead of written."""
         self.skip = count
         self.mismatch, self.matched, self._seen = None, 0, 0
         self._held = open(self.path, "rb") if count and self.path else None  # noqa: SIM115
@@ -76,7 +83,8 @@ class TraceWriter:
             line = json.loads(raw)
         except ValueError:
             line = None
-        if not isinstance(line, dict) or any(line.get(k) != v for k, v in event.items()):
+        keys = _IDENTITY if event.get("event") == "assign" else _RECORDED
+        if not isinstance(line, dict) or any(line.get(k) != event.get(k) for k in keys):
             self.mismatch = self._seen
             return
         self.matched += len(raw)
