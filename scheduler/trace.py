@@ -17,7 +17,6 @@ from typing import IO, Any
 from ash.errors import UserError
 from ash.scheduler.core import Job
 
-
 # what a replayed event shares with the line a live run wrote for it: an assign's time and
 # worker may differ (a transport traces it when its slot starts the job), extras too; a result's
 # or a loss's time and value are the journal's own, and tell two runs apart
