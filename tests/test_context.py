@@ -967,3 +967,79 @@ def test_run_job_gives_both_forms_the_same_traceback(tmp_path: Path) -> None:
             assert head == "trainer raised ZeroDivisionError: division by zero"
             assert tail == "ZeroDivisionError: division by zero"
     assert list((tmp_path / "s" / ".ash").iterdir()) == []
+
+
+KEEP_LENIENT = """
+import os
+
+
+def fit(config, ctx):
+    loss = 9.0
+    for epoch in range(int(ctx.start), int(ctx.stop)):
+        loss = (config["x"] - 0.3) ** 2 + 1.0 / (epoch + 1)
+        ctx.report(epoch + 1, loss=loss)
+        d = ctx.checkpoint_dir()
+        (d / "model.bin").write_bytes(b"w" * int(os.environ.get("BIG", "100")))
+        if os.environ.get("LINK"):  # as Lightning's save_last="link"
+            last = d / "last.ckpt"
+            if last.is_symlink():
+                last.unlink()
+            last.symlink_to("model.bin")
+    return {"loss": loss}
+"""
+
+LENIENT_SPEC = """
+[study]
+name = "lenient"
+metric = "loss"
+seed = 3
+algorithm = "asha-stopping"
+[asha]
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+max_trials = 9
+stop_on = "reports"
+[trainer]
+type = "python"
+entrypoint = "lenient:fit"
+[space]
+x = { uniform = [0.0, 1.0] }
+"""
+
+
+@pytest.mark.parametrize("where", ["embedded", "grpc"])
+def test_a_top_rung_state_that_cannot_be_kept_never_fails_its_trial(
+    tmp_path: Path, where: str
+) -> None:
+    """keep_best (1 by default) keeps top-rung states: one that cannot be packed (a symlink)
+    or is over the scheduler's --max-checkpoint-mb is dropped with a warning, and the trial,
+    the study's best, completes."""
+    (tmp_path / "lenient.py").write_text(KEEP_LENIENT)
+    spec = tmp_path / "s.toml"
+    spec.write_text(LENIENT_SPEC)
+    if where == "embedded":
+        got = ash_cli(
+            "tune",
+            str(spec),
+            "--workers",
+            "2",
+            "--out",
+            "out",
+            "--quiet",
+            cwd=tmp_path,
+            env={"LINK": "1"},
+        )
+        assert got.returncode == 0, got.stderr
+        assert "top-rung checkpoint files are not kept" in got.stderr
+    else:
+        sched = Scheduler(spec, tmp_path, "--out", "out", "--max-checkpoint-mb", "1")
+        w = worker(sched.target, tmp_path, "w0", "--slots", "2", env={"BIG": str(2 << 20)})
+        finish(sched, [w])
+        assert "exceeds the scheduler's --max-checkpoint-mb 1 and is not kept" in (
+            w.stderr.read() if w.stderr else ""
+        )
+    doc = results(tmp_path / "out")
+    top = [t for t in doc["trials"] if t["results"][-1]["resource"] == 9]
+    assert top and all(t["status"] == "completed" for t in top), doc["errors"]
+    assert doc["best"]["resource"] == 9

@@ -77,7 +77,10 @@ def extract(state: bytes, dest: Path) -> bytes | None:
     it must be empty) and the bytes the trainer returned beside them are returned (None when
     it returned none). CheckpointFilesError for a state that is not packed or is refused."""
     data, tar = split(state)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission
+        raise CheckpointFilesError(f"{dest}: cannot be created ({exc.strerror or exc})") from None
     if any(dest.iterdir()):
         raise CheckpointFilesError(f"{dest} is not empty")
     unpack(tar, dest)

@@ -249,6 +249,7 @@ class JobInfo:
     trial: int
     rung: int
     discard: bool  # its state is never stored (``JobInfo.of``), so it is not packed
+    top: bool = False  # trains to max_resource: its state is only kept for keep_best
 
     @classmethod
     def of(cls, spec: StudySpec, job_id: int, trial: int, rung: int, stop: float) -> JobInfo:
@@ -256,7 +257,7 @@ class JobInfo:
         packed) only when it trains to ``max_resource`` and the spec keeps no top-rung state
         (``keep_best = 0``); otherwise the scheduler's retention decides what stays."""
         top = stop >= spec.schedule.max_resource
-        return cls(job_id, trial, rung, top and spec.keep_best <= 0)
+        return cls(job_id, trial, rung, top and spec.keep_best <= 0, top)
 
 
 @dataclass

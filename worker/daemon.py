@@ -507,6 +507,19 @@ class WorkerDaemon:
             assert self.checkpoint_dir is not None
             name = f"t{trial}-r{stop:g}-j{ev.job_id}.ckpt"
             state = wire.write_shared(self.checkpoint_dir, name, state)
+        limit = self.max_checkpoint_bytes
+        top = self.spec is not None and stop >= self.spec.schedule.max_resource
+        if top and isinstance(state, bytes) and limit and len(state) > limit:
+            # a top-rung state is only kept for keep_best: too large, it is dropped, and the
+            # result stands (below the top it is a promotion's: stream.outgoing fails it)
+            print(
+                f"ash-worker: warning: trial {trial}: its top-rung state of {len(state)} bytes "
+                f"exceeds the scheduler's --max-checkpoint-mb {limit / (1 << 20):g} and is not "
+                "kept (give the scheduler and the workers a shared --checkpoint-dir to keep it)",
+                file=sys.stderr,
+                flush=True,
+            )
+            state = None
         wire.checkpoint_to_pb(state, r.checkpoint)  # over the limit: failed in stream.outgoing
         return pb.WorkerMessage(result=r)
 

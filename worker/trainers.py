@@ -280,7 +280,15 @@ def _run_with_context(
         try:
             packed = workspace.finish(ctx, None if data is None else bytes(data), discard)
         except (CheckpointFilesError, OSError) as exc:
-            return _failed(f"cannot pack the checkpoint files: {exc}")
+            if not job.top:  # a promotion resumes from it: without it the job is lost
+                return _failed(f"cannot pack the checkpoint files: {exc}")
+            print(  # a top-rung state is only kept for keep_best: the result stands
+                f"ash: warning: trial {job.trial}: its top-rung checkpoint files are not kept "
+                f"for keep_best ({exc})",
+                file=sys.stderr,
+                flush=True,
+            )
+            packed = None
         return _outcome(metric, metrics, packed)
     finally:
         with contextlib.suppress(BaseException):
