@@ -990,7 +990,16 @@ def replay_read_only(
     try:
         spec = parse_spec(raw, source=str(path), base_dir=path.parent)
     except SpecError as exc:
-        raise JournalError(f"{path}: its spec no longer parses: {exc}") from None
+        study = raw.get("study")
+        if not (isinstance(study, dict) and isinstance(study.get("enqueue"), str)):
+            raise JournalError(f"{path}: its spec no longer parses: {exc}") from None
+        # its warm-start file is named relative to the spec, which need not be beside the
+        # journal: the configs it gave are the journal's own records, which the replay keeps
+        bare = {**raw, "study": {k: v for k, v in study.items() if k != "enqueue"}}
+        try:
+            spec = parse_spec(bare, source=str(path), base_dir=path.parent)
+        except SpecError as again:
+            raise JournalError(f"{path}: its spec no longer parses: {again}") from None
     driver = Driver(spec, trace=TraceWriter(None))
     if listen is not None:
         driver.listen(listen(driver))

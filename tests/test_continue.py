@@ -297,6 +297,20 @@ def test_a_changed_enqueue_file_is_refused_on_resume(tmp_path: Path) -> None:
     assert "was its file changed?" in got.stderr
 
 
+def test_a_journal_away_from_its_enqueue_file_still_loads(tmp_path: Path) -> None:
+    """ash.load and the dashboard replay a journal on its own: an enqueue file named relative to
+    the spec (not beside the journal, or moved since) is not needed, its configs are recorded."""
+    (tmp_path / "warm.json").write_text('[{"x": 0.25, "k": "a"}]')
+    spec = study(tmp_path, max_trials=4, extra='enqueue = "warm.json"')
+    (tmp_path / "runs").mkdir()
+    args = ("tune", str(spec), "--workers", "1", "--threads", "1", "--journal", "runs/j.jsonl")
+    assert cli(*args, "--out", "o", cwd=tmp_path).returncode == 0
+    (tmp_path / "warm.json").unlink()
+    loaded = ash.load(tmp_path / "runs" / "j.jsonl")
+    assert loaded.trials[0].config == {"x": 0.25, "k": "a"}
+    assert [t.config for t in loaded.trials] == [t.config for t in ash.load(tmp_path / "o").trials]
+
+
 def test_enqueue_from_python_on_a_spec(tmp_path: Path) -> None:
     spec = study(tmp_path, max_trials=5)
     cwd = os.getcwd()

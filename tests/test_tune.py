@@ -417,3 +417,28 @@ def test_numpy_in_the_caller_keeps_forked_slots(tmp_path: Path) -> None:
     got = run_script(script, cwd=tmp_path)
     assert got.returncode == 0, got.stderr
     assert got.stdout.strip() == "done"
+
+
+def test_a_killed_pools_work_folder_is_swept_by_the_next(tmp_path: Path) -> None:
+    """A pool removes its temporary work folder at shutdown; one killed cannot, so the next
+    pool removes the ``ash-work-PID-*`` folders whose process is gone (and no other)."""
+    import subprocess
+    import sys
+
+    from ash.worker.slots import sweep_stale_roots
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"ash-work-{gone.stdout.strip()}-abc"
+    (dead / "study" / "trial-1").mkdir(parents=True)
+    (dead / "study" / "trial-1" / "model.pt").write_text("w")
+    alive = tmp_path / f"ash-work-{os.getppid()}-def"
+    alive.mkdir()
+    other = tmp_path / "ash-work-notapid-x"
+    other.mkdir()
+    sweep_stale_roots(tmp_path)
+    assert not dead.exists() and alive.exists() and other.exists()

@@ -342,6 +342,21 @@ class _Slot:
     ready: bool = False  # the child has its trainer (a death before that is a start-up's)
 
 
+def sweep_stale_roots(tmp: Path) -> None:
+    """Remove the temporary work folders (``ash-work-PID-*``) whose process is gone: a pool
+    removes its own at shutdown, but a killed one (kill -9, an aborted MPI job) cannot."""
+    for entry in tmp.glob("ash-work-*-*"):
+        pid = entry.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
+
+
 class Slots:
     def __init__(
         self,
@@ -369,7 +384,9 @@ class Slots:
         self.on_report = on_report
         self.verdicts = verdicts  # the scheduler decides on milestone reports: they wait for it
         self._own_root = work_root is None
-        self.work_root = work_root or Path(tempfile.mkdtemp(prefix="ash-work-"))
+        if work_root is None:
+            sweep_stale_roots(Path(tempfile.gettempdir()))
+        self.work_root = work_root or Path(tempfile.mkdtemp(prefix=f"ash-work-{os.getpid()}-"))
         # fork keeps a notebook's function usable without pickling (and what it imported), but
         # a fork of a process whose native threads run (torch's OpenMP pool after one parallel
         # op, spinning or holding a lock) deadlocks in the child, whatever its thread count

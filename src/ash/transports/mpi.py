@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ash.errors import EXIT_USAGE, UserError
+from ash.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 if TYPE_CHECKING:
     from ash.integrations import Callbacks
@@ -124,6 +124,8 @@ def agree(link: Link, step: Callable[[], T], undo: Callable[[T], None] | None = 
         value, ok = step(), True
     except UserError as exc:
         code, error = EXIT_USAGE, f"error: {exc}"
+    except KeyboardInterrupt:  # still meet the others in the collective: none is left in it
+        code, error = EXIT_INTERRUPTED, "interrupted"
     except Exception:
         code, error = 1, traceback.format_exc().rstrip()
     codes = np.zeros(link.size, dtype=np.int64)
@@ -135,7 +137,7 @@ def agree(link: Link, step: Callable[[], T], undo: Callable[[T], None] | None = 
         undo(value)  # type: ignore[arg-type]
     first = failed[0]
     if link.rank == first:
-        who = "ash" if first == 0 else f"ash: rank {first}"
+        who = "ash" if first == 0 or codes[first] == EXIT_INTERRUPTED else f"ash: rank {first}"
         print(f"{who}: {error}", file=sys.stderr, flush=True)
     raise _Stop(int(codes[first]))
 
