@@ -442,3 +442,40 @@ def test_a_killed_pools_work_folder_is_swept_by_the_next(tmp_path: Path) -> None
     other.mkdir()
     sweep_stale_roots(tmp_path)
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+def test_results_are_written_while_the_slots_exit_and_the_slots_are_joined(
+    tmp_path: Path,
+) -> None:
+    """A slot's exit (its trainer's threads, torch's teardown) does not hold the results: the
+    slots are told to end, the results are written meanwhile, and ``tune`` returns only once
+    every slot has exited. Each trainer here leaves a thread that holds its slot's exit: it
+    waits for the slot's main thread to end, then 1 s more, and touches a marker."""
+    script = tmp_path / "slow_exit.py"
+    script.write_text(
+        "import multiprocessing, os, pathlib, threading, time, ash\n"
+        "import ash.scheduler.outcome as outcome\n"
+        "def fit(config, start, stop, state):\n"
+        "    def hold():\n"
+        "        threading.main_thread().join()\n"
+        "        time.sleep(1.0)\n"
+        "        pathlib.Path(f'exited-{os.getpid()}').touch()\n"
+        "    if not any(t.name == 'hold' for t in threading.enumerate()):\n"
+        "        threading.Thread(target=hold, name='hold').start()\n"
+        "    return {'loss': config['x'] + 1 / stop}, None\n"
+        "seen = []\n"
+        "write = outcome.write_outcome\n"
+        "def spy(*a, **k):\n"
+        "    seen.append(len(list(pathlib.Path('.').glob('exited-*'))))\n"
+        "    return write(*a, **k)\n"
+        "outcome.write_outcome = spy\n"
+        "if __name__ == '__main__':\n"
+        "    ash.tune(fit, space={'x': {'uniform': [0, 1]}}, max_resource=3, max_trials=6,\n"
+        "             workers=2, quiet=True, out='out')\n"
+        "    print(seen, len(list(pathlib.Path('.').glob('exited-*'))),\n"
+        "          len(multiprocessing.active_children()))\n"
+    )
+    got = run_script(script, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == ["[0]", "2", "0"]  # written before any exit; both joined
+    assert (tmp_path / "out" / "results.json").exists()

@@ -397,6 +397,7 @@ class Slots:
         self._carried: Any = trainer if self.forked or trainer is None else _by_value(trainer)
         self.max_restarts = max_restarts
         self.restarts = 0
+        self._ending: float | None = None  # the deadline wind_down set
         self.startup_deaths = 0  # slots that died before ready, since one last became ready
         self.slots_started = False
         self.slots = [
@@ -583,14 +584,25 @@ class Slots:
         """Remove the scratch folder of a job whose process was killed or died."""
         shutil.rmtree(scratch_dir(self.work_root, self.spec.name, job), ignore_errors=True)
 
-    def shutdown(self, grace: float = 2.0) -> None:
-        """Ask the slots to end; one still busy after ``grace`` seconds is killed (a slot
-        ignores SIGTERM: terminate would leave it running, and multiprocessing's exit handler
-        would then wait for its job to end, holding the worker's exit)."""
+    def wind_down(self, grace: float = 2.0) -> None:
+        """Ask the slots to end without waiting for them: a slot's process exit (its trainer's
+        teardown, torch's finalisers) then overlaps the caller's own closing work, and
+        ``shutdown`` waits until ``grace`` seconds from now."""
+        if self._ending is not None:
+            return
         for s in self.slots:
             with contextlib.suppress(OSError, ValueError):
                 s.conn.send(None)
-        deadline = time.monotonic() + grace
+        self._ending = time.monotonic() + grace
+
+    def shutdown(self, grace: float = 2.0) -> None:
+        """Ask the slots to end (unless ``wind_down`` did); one still busy after ``grace``
+        seconds is killed (a slot ignores SIGTERM: terminate would leave it running, and
+        multiprocessing's exit handler would then wait for its job to end, holding the
+        worker's exit)."""
+        self.wind_down(grace)
+        deadline = self._ending
+        assert deadline is not None
         for s in self.slots:
             s.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if s.process.is_alive():

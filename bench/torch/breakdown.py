@@ -33,42 +33,12 @@ EXAMPLES = HERE.parent.parent / "examples"
 def child(seed: int, folder: Path) -> None:
     t0 = time.perf_counter()
     sys.path[:0] = [str(EXAMPLES), str(HERE)]
-    import torch_digits
+    import timed  # torch_digits with clocks; the slots import it by name (jobs.jsonl)
 
     import ash
 
     t_import = time.perf_counter() - t0
-    marks: dict[str, Any] = {"import": t_import}
-    jobs_log = folder / "jobs.jsonl"
-    epoch, build, train = torch_digits.epoch, torch_digits.build, torch_digits.train
-    spent = {"epochs_s": 0.0, "build_s": 0.0}
-
-    def timed_epoch(*a: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return epoch(*a)
-        finally:
-            spent["epochs_s"] += time.perf_counter() - t
-
-    def timed_build(config: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return build(config)
-        finally:
-            spent["build_s"] += time.perf_counter() - t
-
-    def timed_train(config: dict[str, Any], ctx: Any) -> Any:
-        spent["epochs_s"] = spent["build_s"] = 0.0
-        t = time.perf_counter()
-        out = train(config, ctx)
-        t1 = time.perf_counter()
-        row = {"pid": os.getpid(), "t0": t - t0, "t1": t1 - t0, "epochs": int(ctx.stop - ctx.start)}
-        with open(jobs_log, "a") as f:
-            f.write(json.dumps({**row, "call": t1 - t, **spent}) + "\n")
-        return out
-
-    torch_digits.epoch, torch_digits.build = timed_epoch, timed_build  # type: ignore[assignment]
-    timed_train.__module__, timed_train.__name__ = "torch_digits", "train"
+    marks: dict[str, Any] = {"import": t_import, "t0": t0}
 
     def stamp(owner: Any, name: str) -> None:
         f = getattr(owner, name)
@@ -103,7 +73,7 @@ def child(seed: int, folder: Path) -> None:
     }
     marks["tune_called"] = time.perf_counter() - t0
     ash.tune(
-        timed_train,
+        timed.train,
         space=space,
         metric="val_loss",
         mode="min",
@@ -129,7 +99,10 @@ def child(seed: int, folder: Path) -> None:
 
 def phases(wall: float, folder: Path) -> dict[str, float]:
     marks = json.loads((folder / "marks.json").read_text())
-    jobs = [json.loads(line) for line in (folder / "jobs.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (folder / "jobs.jsonl").read_text().splitlines()]
+    jobs = [
+        j | {"t0": j["t0"] - marks["t0"], "t1": j["t1"] - marks["t0"]} for j in lines if "call" in j
+    ]
     by_slot: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for j in jobs:
         by_slot[j["pid"]].append(j)
@@ -144,7 +117,7 @@ def phases(wall: float, folder: Path) -> dict[str, float]:
         "jobs": float(len(jobs)),
         "epochs trained": float(sum(j["epochs"] for j in jobs)),
         "python start, import torch_digits (torch) and ash": marks["import"],
-        "tune() called -> first job starts (ash's set-up, 2 slots forked)": min(
+        "tune() called -> first job starts (ash's set-up, 2 slots spawned)": min(
             j["t0"] for j in jobs
         )
         - marks["tune_called"],
@@ -162,7 +135,7 @@ def phases(wall: float, folder: Path) -> dict[str, float]:
         ),
         "between a slot's jobs, core-s (context, checkpoint packing, pipe, driver)": gaps,
         "tail: the last job alone": ends[-1] - ends[0],
-        "last job ends -> slots shut down": marks["close"],
+        "slots exited (waited for after the results are written)": marks["close"],
         "results written (write_outcome)": marks["write_outcome"],
         "  PNG plots": marks["_plots"],
         "  report.html": marks["_html"],
@@ -185,9 +158,16 @@ def main() -> None:
     for _ in range(args.runs):
         folder = Path(tempfile.mkdtemp(prefix="bench-torch-breakdown-"))
         cmd = [sys.executable, __file__, "--seed", str(args.seed), "--child", str(folder)]
+        env = {
+            **os.environ,
+            "BENCH_TORCH_LOG": str(folder / "jobs.jsonl"),
+            "PYTHONPATH": os.pathsep.join(
+                [str(EXAMPLES), str(HERE), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
         t = time.perf_counter()
         try:
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
             columns.append(phases(time.perf_counter() - t, folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)

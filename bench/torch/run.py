@@ -52,7 +52,7 @@ SPACE: dict[str, tuple[str, Any]] = {
 def run_ash(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """ash's promotion ASHA; ``extra``: ash.tune keywords of a variant (the stopping variant
     on reports, a sampler)."""
-    import torch_digits
+    import timed
 
     import ash
 
@@ -63,7 +63,7 @@ def run_ash(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         for k, (kind, v) in SPACE.items()
     }
     doc = ash.tune(
-        torch_digits.train,
+        timed.train,
         space=space,
         metric="val_loss",
         mode="min",
@@ -99,6 +99,7 @@ def run_ash_bohb(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ray_trainable(config: dict[str, Any]) -> None:
+    import timed  # noqa: F401  (clocks torch_digits.epoch, as in every tuner)
     import torch
     import torch_digits
     from ray import tune
@@ -165,6 +166,7 @@ def run_ray(args: argparse.Namespace) -> dict[str, Any]:
 
 def optuna_worker(storage_path: str, seed: int, rank: int, n: int, epochs: int) -> None:
     import optuna
+    import timed  # noqa: F401  (clocks torch_digits.epoch, as in every tuner)
     import torch
     import torch_digits
     from optuna.storages import JournalStorage
@@ -273,10 +275,12 @@ def disk_bytes(path: Path) -> tuple[int, int]:
 def measure(tuner: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-torch-{tuner}-"))
     (work / "tmp").mkdir()
+    clocks = Path(tempfile.mkdtemp(prefix="bench-torch-clocks-")) / "epochs.jsonl"  # not in work
     env = {
         **os.environ,
         "TMPDIR": str(work / "tmp"),
-        "PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "BENCH_TORCH_LOG": str(clocks),
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--tuner", tuner, "--seed", str(seed)]
     trials = args.ash_trials if tuner.startswith("ash") and args.ash_trials else args.trials
@@ -303,6 +307,9 @@ def measure(tuner: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     got = json.loads((work / "r.json").read_text())
     (work / "r.json").unlink()
     size, files = disk_bytes(work)
+    lines = [json.loads(x) for x in clocks.read_text().splitlines()] if clocks.exists() else []
+    epoch_s = [line["epoch_s"] for line in lines if "epoch_s" in line]
+    shutil.rmtree(clocks.parent, ignore_errors=True)
     full = got["full"]
     best = min(full) if full else None
     row = {
@@ -316,6 +323,8 @@ def measure(tuner: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "full_trials": len(full),
         "trials": got["trials"],
         "epochs": got["epochs"],
+        "epochs_timed": len(epoch_s),
+        "train_core_s": round(sum(epoch_s), 2),
         "peak_rss_mb": round(peak / 2**20, 1),
         "disk_mb": round(size / 2**20, 2),
         "disk_files": files,

@@ -88,31 +88,35 @@ def run_inproc(
     interrupted = False
     backend = None
     try:
-        if hooks is not None:
-            hooks.attach(driver)  # after a resume's replay: only this run's events are told
-        if planner is not None:
-            planner.warm()  # before the slots start: nothing else runs yet
-            if planner.serial():  # every shape on one thread: nothing to plan per job
-                planner, k = None, 1
-        slots = Slots(spec, n, k, trainer=trainer, devices=devices, verdicts=True)
-        backend = SlotBackend(driver, slots, planner)
-        with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
-            loop.run(driver, backend, tick=view.tick)
-    except KeyboardInterrupt:
-        interrupted = True
-    except JournalError:
-        if driver.broken is None:
+        try:
+            if hooks is not None:
+                hooks.attach(driver)  # after a resume's replay: only this run's events are told
+            if planner is not None:
+                planner.warm()  # before the slots start: nothing else runs yet
+                if planner.serial():  # every shape on one thread: nothing to plan per job
+                    planner, k = None, 1
+            slots = Slots(spec, n, k, trainer=trainer, devices=devices, verdicts=True)
+            backend = SlotBackend(driver, slots, planner)
+            with Progress(lambda: from_driver(driver), title, enabled=progress) as view:
+                loop.run(driver, backend, tick=view.tick)
+        except KeyboardInterrupt:
+            interrupted = True
+        except JournalError:
+            if driver.broken is None:
+                raise
+            print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
+        except BaseException:
+            if hooks is not None:  # broke off: end the callbacks all the same
+                hooks.close(None)
             raise
-        print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
-    except BaseException:
-        if hooks is not None:  # broke off: end the callbacks all the same
-            hooks.close(None)
-        raise
+        finally:
+            if backend is not None:
+                backend.wind_down()  # the slot processes exit while the results are written
+            driver.close()
+        doc = write_outcome(driver, out, interrupted=interrupted, report=write_report)
     finally:
         if backend is not None:
             backend.close()
-        driver.close()
-    doc = write_outcome(driver, out, interrupted=interrupted, report=write_report)
     if hooks is not None:
         hooks.close(doc)
     return doc

@@ -83,6 +83,10 @@ class SlotBackend:
             slots.decided(job_id, self._counts.get(job_id, 0))
         self._undecided.clear()
 
+    def wind_down(self, grace: float = 2.0) -> None:
+        """Tell the slots to end; ``close`` waits for them (see ``Slots.wind_down``)."""
+        self.feeder.slots.wind_down(grace)
+
     def close(self, grace: float = 2.0) -> None:
         """Stop the slots: each finishes its job within ``grace`` seconds or is killed (they
         ignore SIGINT and SIGTERM, and multiprocessing would wait for them at exit)."""
