@@ -347,6 +347,8 @@ class SchedulerService(pb_grpc.SchedulerServicer):
             if msg.release.draining:  # not the trial's fault; and the worker wants no more
                 session.draining = True
                 self.hungry.pop(session.sid, None)
+            else:  # its slot died, say: in the errors under its trial, as embedded and MPI do
+                self.driver.note(f"worker {session.worker}: {why}", job_id)
             self.driver.lose(
                 job_id,
                 charge=not msg.release.draining,

@@ -4,6 +4,7 @@ ash-worker subprocesses, and a raw client for the protocol's edges."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -54,6 +55,13 @@ def test_study_end_to_end_with_health_and_reflection(tmp_path: Path, cleanup: li
     assert {e["worker"] for e in events if e["event"] == "assign"} == {"w0", "w1"}
     errors = " ".join(e["error"] for e in doc["errors"])
     assert "resumed from" not in errors  # every promotion carried its checkpoint over the wire
+    crashed = {t["trial"] for t in doc["trials"] if t["config"]["mode"] == "crash"}
+    assert crashed
+    for trial in crashed:  # each death is in the errors under its trial, then the verdict
+        mine = [e["error"] for e in doc["errors"] if e["trial"] == trial]
+        died = r"worker w[01]: slot process died \(exit code 9\)"
+        assert len(mine) == 3 and all(re.fullmatch(died, e) for e in mine[:2]), mine
+        assert "lost 2 times, the max_attempts of this study" in mine[2], mine
 
 
 def test_worker_killed_mid_job_is_released(tmp_path: Path, cleanup: list[Any]) -> None:

@@ -131,12 +131,13 @@ def test_a_killed_ash_tune_leaves_its_slots_to_end_quietly(tmp_path: Path) -> No
 
 FORK_AFTER_TORCH = """
 import sys, torch, ash
-from ash.worker.slots import native_threads
-torch.set_num_threads(2)
-x = torch.randn(400, 400)
-(x @ x).sum()  # torch's OpenMP pool now runs in this process: a fork of it would deadlock
+from ash.worker.slots import fork_unsafe, native_threads
+if sys.argv[3] == "ran":
+    torch.set_num_threads(2)
+    x = torch.randn(400, 400)
+    (x @ x).sum()  # torch's OpenMP pool now runs in this process: a fork of it would deadlock
 if __name__ == "__main__":
-    print("native threads", native_threads(), flush=True)
+    print("native threads", native_threads(), "unsafe", fork_unsafe(), flush=True)
 
     def fit(config, ctx):  # not importable (defined under the guard): carried by value
         a = torch.randn(200, 200)
@@ -153,18 +154,23 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize(("workers", "threads"), [(1, 2), (2, 1)])
+@pytest.mark.parametrize("torch_in_caller", ["ran", "imported"])
 def test_a_function_study_after_torch_ran_in_the_caller_does_not_deadlock(
-    tmp_path: Path, workers: int, threads: int
+    tmp_path: Path, workers: int, threads: int, torch_in_caller: str
 ) -> None:
-    """Slots of a function trainer are forked, unless a native thread pool runs in the caller
-    (torch's OpenMP after one parallel op), whose fork hangs in the child's first parallel
-    region: then they are spawned and the function travels by value (cloudpickle)."""
+    """Slots of a function trainer are forked, unless an OpenMP pool runs in the caller
+    (torch's, after one parallel op), whose fork hangs in the child's first parallel region:
+    then they are spawned and the function travels by value (cloudpickle). A caller that only
+    imported torch has numpy's OpenBLAS pool running, which is fork-safe: it forks, and its
+    slots' torch runs parallel ops without a hang."""
     script = tmp_path / "fk.py"
     script.write_text(FORK_AFTER_TORCH)
-    got = run_script(script, str(workers), str(threads), cwd=tmp_path)
+    got = run_script(script, str(workers), str(threads), torch_in_caller, cwd=tmp_path)
     assert got.returncode == 0, got.stderr
     native = int(got.stdout.split("native threads ")[1].split()[0])
-    assert native >= 1  # the case this test is about did arise
+    assert native >= 1  # the case this test is about did arise: native threads run
+    unsafe = got.stdout.split(" unsafe ")[1].split()[0]
+    assert unsafe == str(torch_in_caller == "ran")  # spawned only when torch's pool ran
     assert "best " in got.stdout
 
 

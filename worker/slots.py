@@ -247,15 +247,31 @@ OPENMP = ("libgomp", "libiomp", "libomp")  # the runtimes whose pools a fork inh
 
 def fork_unsafe() -> bool:
     """Whether a fork of this process may hang in the child: an OpenMP runtime is loaded
-    (torch's libgomp, MKL's libiomp, LLVM's libomp) and native threads run. An OpenBLAS pool
-    alone (numpy's, started at its import) is fork-safe: it re-initialises at a fork."""
-    if not native_threads():
+    (torch's libgomp, MKL's libiomp, LLVM's libomp) and native threads run beyond those of the
+    OpenBLAS pools. An OpenBLAS pool (numpy's, started at its import, as importing torch does)
+    is fork-safe: it re-initialises at a fork. So a caller that imported torch forks its slots;
+    one in which torch ran a parallel op (its OpenMP pool now runs) spawns them."""
+    native = native_threads()
+    if not native:
         return False
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return True
-    return any(name in maps for name in OPENMP)
+    return any(name in maps for name in OPENMP) and native > _openblas_workers()
+
+
+def _openblas_workers() -> int:
+    """Threads the loaded OpenBLAS pools of the pthreads kind started: num_threads - 1 each
+    (the caller's thread is the first). A pool whose limit was lowered since counts its new
+    limit, which errs towards spawning."""
+    from threadpoolctl import threadpool_info
+
+    return sum(
+        max(0, int(i.get("num_threads", 1)) - 1)
+        for i in threadpool_info()
+        if i.get("internal_api") == "openblas" and i.get("threading_layer") == "pthreads"
+    )
 
 
 @dataclass(frozen=True)
