@@ -7,7 +7,7 @@ build and the rest, written per job by the slot processes), ash's shutdown and r
 steps, and its last ``atexit``; the parent times the child from spawn to exit. Printed: one
 column per run, the phases in seconds (core-seconds where both slots add up).
 
-    flock /tmp/ash-bench.lock python bench/torch/breakdown.py --runs 2 --seed 0
+    flock /tmp/ash-bench.lock python bench/torch/breakdown.py --runs 2 --seed 0 [--threads auto]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "examples"
 
 
-def child(seed: int, folder: Path) -> None:
+def child(seed: int, folder: Path, threads: str) -> None:
     t0 = time.perf_counter()
     sys.path[:0] = [str(EXAMPLES), str(HERE)]
     import timed  # torch_digits with clocks; the slots import it by name (jobs.jsonl)
@@ -83,7 +83,7 @@ def child(seed: int, folder: Path) -> None:
         max_trials=60,
         seed=seed,
         workers=2,
-        threads=1,
+        threads="auto" if threads == "auto" else int(threads),
         progress=False,
         out=str(folder / "out"),
     )
@@ -117,7 +117,7 @@ def phases(wall: float, folder: Path) -> dict[str, float]:
         "jobs": float(len(jobs)),
         "epochs trained": float(sum(j["epochs"] for j in jobs)),
         "python start, import torch_digits (torch) and ash": marks["import"],
-        "tune() called -> first job starts (ash's set-up, 2 slots spawned)": min(
+        "tune() called -> first job starts (ash's set-up, 2 slots started)": min(
             j["t0"] for j in jobs
         )
         - marks["tune_called"],
@@ -149,15 +149,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", default="1", help="ash's threads: a count per slot, or auto")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        child(args.seed, Path(args.child))
+        child(args.seed, Path(args.child), args.threads)
         return
     columns = []
     for _ in range(args.runs):
         folder = Path(tempfile.mkdtemp(prefix="bench-torch-breakdown-"))
         cmd = [sys.executable, __file__, "--seed", str(args.seed), "--child", str(folder)]
+        cmd += ["--threads", args.threads]
         env = {
             **os.environ,
             "BENCH_TORCH_LOG": str(folder / "jobs.jsonl"),

@@ -32,7 +32,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "examples"
-TUNERS = ("ash", "ray", "optuna", "ash-stop", "ash-bohb")
+TUNERS = ("ash", "ray", "optuna", "ash-stop", "ash-bohb", "ash-auto")
 
 # the search space, once per tuner's own vocabulary
 SPACE: dict[str, tuple[str, Any]] = {
@@ -51,7 +51,7 @@ SPACE: dict[str, tuple[str, Any]] = {
 
 def run_ash(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """ash's promotion ASHA; ``extra``: ash.tune keywords of a variant (the stopping variant
-    on reports, a sampler)."""
+    on reports, a sampler, threads)."""
     import timed
 
     import ash
@@ -72,11 +72,7 @@ def run_ash(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         reduction_factor=3,
         max_trials=args.trials,
         seed=args.seed,
-        workers=2,
-        threads=1,
-        progress=False,
-        out="out",
-        **extra,
+        **{"workers": 2, "threads": 1, "progress": False, "out": "out", **extra},
     )
     full = []
     for t in doc["trials"]:
@@ -96,6 +92,12 @@ def run_ash_stop(args: argparse.Namespace) -> dict[str, Any]:
 def run_ash_bohb(args: argparse.Namespace) -> dict[str, Any]:
     """ash's promotion ASHA with the BOHB sampler."""
     return run_ash(args, sampler="bohb")
+
+
+def run_ash_auto(args: argparse.Namespace) -> dict[str, Any]:
+    """ash's promotion ASHA with its default ``threads="auto"``: the same 2 slots on the same 2
+    cores, one thread each while both train; a job that runs alone (ASHA's tail) gets both."""
+    return run_ash(args, threads="auto")
 
 
 def ray_trainable(config: dict[str, Any]) -> None:
@@ -357,6 +359,7 @@ def main() -> None:
             "optuna": run_optuna,
             "ash-stop": run_ash_stop,
             "ash-bohb": run_ash_bohb,
+            "ash-auto": run_ash_auto,
         }
         got = runs[args.tuner](args)
         got["tune_s"] = time.perf_counter() - t0
