@@ -1,7 +1,9 @@
 """Summarize a bench/torch rows file (``run.py --json``) as the markdown tables of bench/README.md:
 one row per seed and tuner, then per tuner the mean and standard deviation of the best accuracy,
 the median wall time, and against Ray (same seed) the accuracy difference in validation images
-(one image is 1/540) and the wall-time ratio.
+(one image is 1/540) and the wall-time ratio; for rows with the epochs' clocks (``train_core_s``,
+timed.py), where the wall time goes: the training alone on 2 workers (core-seconds / 2), the
+rest (wall minus that), and the ratio a tuner with no cost beyond training would have to Ray.
 
     python bench/torch/summarize.py bench/torch/results-6seeds.json
 """
@@ -19,6 +21,7 @@ NAMES = {
     "ash": "ash (promotion ASHA)",
     "ash-stop": "ash (stopping on reports)",
     "ash-bohb": "ash (promotion, BOHB)",
+    "ash-auto": "ash (promotion, threads auto)",
     "ray": "Ray Tune ASHA",
     "optuna": "Optuna TPE+SH",
 }
@@ -68,6 +71,25 @@ def main(path: str) -> None:
         print(
             f"| {NAMES.get(t, t)} | {statistics.mean(acc):.4f} ± {std:.4f} | {wall:.1f} | "
             f"{epochs:.0f} | {vs} |"
+        )
+    clocked = [t for t in tuners if all("train_core_s" in r for r in rows if r["tuner"] == t)]
+    if not clocked:
+        return
+    print()
+    print(
+        "| tuner | training on 2 workers, s (median) | wall minus training, s (median) | "
+        "training alone / Ray's wall, per seed (median) |"
+    )
+    print("|---|---|---|---|")
+    for t in clocked:
+        mine = [r for r in rows if r["tuner"] == t]
+        train = [r["train_core_s"] / 2 for r in mine]
+        rest = [r["wall_s"] - r["train_core_s"] / 2 for r in mine]
+        floor = [r["train_core_s"] / 2 / ray[r["seed"]]["wall_s"] for r in mine if r["seed"] in ray]
+        shown = f"{statistics.median(floor):.2f}x" if floor and t != "ray" else ""
+        print(
+            f"| {NAMES.get(t, t)} | {statistics.median(train):.1f} | "
+            f"{statistics.median(rest):.1f} | {shown} |"
         )
 
 
