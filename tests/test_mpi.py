@@ -468,3 +468,46 @@ def test_a_journal_in_use_is_refused_by_mpi_rank_0_and_embedded_tune(tmp_path: P
         assert "Traceback" not in embedded.stderr
     finally:
         holder.kill()
+
+
+AGREE = """
+import os, signal, sys, threading, time
+from ash.link.mpi import Link, import_mpi
+from ash.transports.mpi import _Stop, agree
+
+link = Link(import_mpi())
+
+def step():
+    if link.rank == 1:
+        time.sleep(3)  # rank 0 waits in the collective meanwhile
+        raise KeyboardInterrupt  # rank 1's Ctrl-C lands in its step
+    # rank 0's lands while it waits in the collective, whose C call holds it until it ends
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    return "ready"
+
+try:
+    agree(link, step)
+    print(f"rank {link.rank}: went on", flush=True)
+except _Stop as stop:
+    print(f"rank {link.rank}: stop {stop.code}", flush=True)
+"""
+
+
+def test_a_ctrl_c_that_reaches_the_ranks_at_different_moments_is_said_once(
+    tmp_path: Path,
+) -> None:
+    """mpiexec hands a Ctrl-C to every rank, which may each be anywhere: in its step or waiting
+    in the collective (where it is held until the collective ends). Every rank stops with 130
+    and "interrupted" is said once, by rank 0, not by rank 1 and then again by rank 0."""
+    script = tmp_path / "agree.py"
+    script.write_text(AGREE)
+    got = subprocess.run(
+        [str(MPIEXEC), "-n", "2", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    said = sorted(re.findall(r"rank \d: [a-z ]+\d*", got.stdout))  # (the lines may interleave)
+    assert said == ["rank 0: stop 130", "rank 1: stop 130"], got
+    assert got.stderr.count("interrupted") == 1 and "Traceback" not in got.stderr, got.stderr

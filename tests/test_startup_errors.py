@@ -429,3 +429,22 @@ def test_empty_devices_are_refused(study: Path) -> None:
     got = run_ash("tune", str(study), "--devices", "")
     assert got.returncode == 2 and "Traceback" not in got.stderr
     assert "--devices: give at least one device id" in got.stderr
+
+
+@pytest.mark.parametrize(("rank", "said"), [("0", 1), ("1", 0)])
+def test_ctrl_c_at_start_up_under_mpi_is_said_by_rank_0_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rank: str, said: int
+) -> None:
+    """mpiexec hands a Ctrl-C to every rank: one that lands before the ranks meet (while MPI
+    starts) is said once, by rank 0, and every rank exits 130."""
+    import ash.commands.tune
+
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ash.commands.tune, "run", interrupted)
+    monkeypatch.setenv("PMI_RANK", rank)
+    assert ash_main(["tune", "study.toml", "--transport", "mpi"]) == 130
+    assert capsys.readouterr().err.count("ash: interrupted") == said
+    assert ash_main(["tune", "study.toml"]) == 130  # no MPI: every process speaks for itself
+    assert capsys.readouterr().err.count("ash: interrupted") == 1

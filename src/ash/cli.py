@@ -194,12 +194,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ash.transports.mpi import only_rank0_speaks
+    from ash.transports.mpi import launched_rank, only_rank0_speaks, wants_mpi
 
     with only_rank0_speaks(argv):  # mpiexec: every rank makes the same usage error; say it once
         args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    return guard(lambda: run(args))
+    rank = launched_rank() if wants_mpi(sys.argv[1:] if argv is None else argv) else 0
+    return guard(lambda: run(args), speaks=rank == 0)  # a Ctrl-C reaches every rank
 
 
 def scheduler_main(argv: Sequence[str] | None = None) -> int:

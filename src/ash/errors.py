@@ -32,8 +32,10 @@ class TrialStopped(Exception):
         self.step = step
 
 
-def guard(fn: Callable[[], int], prog: str = "ash") -> int:
-    """Run a command; a user's mistake prints one line and exits 2, Ctrl-C exits 130."""
+def guard(fn: Callable[[], int], prog: str = "ash", *, speaks: bool = True) -> int:
+    """Run a command; a user's mistake prints one line and exits 2, Ctrl-C exits 130.
+    ``speaks=False`` (an MPI rank other than 0, which every Ctrl-C reaches alike): Ctrl-C
+    exits 130 without a word, so that rank 0's is said once."""
     try:
         return fn()
     except UserError as exc:
@@ -42,5 +44,6 @@ def guard(fn: Callable[[], int], prog: str = "ash") -> int:
         print(f"{prog}: error: {printable(exc, lines=True)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        if speaks:
+            print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -129,16 +129,23 @@ def agree(link: Link, step: Callable[[], T], undo: Callable[[T], None] | None = 
     except Exception:
         code, error = 1, traceback.format_exc().rstrip()
     codes = np.zeros(link.size, dtype=np.int64)
-    link.comm.Allgather(np.array([code], dtype=np.int64), codes)
+    late = False
+    try:
+        link.comm.Allgather(np.array([code], dtype=np.int64), codes)
+    except KeyboardInterrupt:  # a Ctrl-C that came while in the collective: it completed
+        late = True
     failed = [rank for rank in range(link.size) if codes[rank]]
     if not failed:
+        if late:  # every rank's step succeeded: the next collective meets this interrupt
+            raise KeyboardInterrupt
         return value  # type: ignore[return-value]  # step() returned it
     if ok and undo is not None:
         undo(value)  # type: ignore[arg-type]
     first = failed[0]
-    if link.rank == first:
-        who = "ash" if first == 0 or codes[first] == EXIT_INTERRUPTED else f"ash: rank {first}"
-        print(f"{who}: {error}", file=sys.stderr, flush=True)
+    interrupted = codes[first] == EXIT_INTERRUPTED
+    if link.rank == (0 if interrupted else first):  # a Ctrl-C reached every rank: rank 0 says it
+        who = "ash" if first == 0 or interrupted else f"ash: rank {first}"
+        print(f"{who}: {error or 'interrupted'}", file=sys.stderr, flush=True)
     raise _Stop(int(codes[first]))
 
 
