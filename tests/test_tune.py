@@ -130,12 +130,22 @@ def test_a_killed_ash_tune_leaves_its_slots_to_end_quietly(tmp_path: Path) -> No
 
 
 FORK_AFTER_TORCH = """
-import sys, torch, ash
+import os, sys, torch, ash
 from ash.worker.slots import fork_unsafe, native_threads
 if sys.argv[3] == "ran":
     torch.set_num_threads(2)
     x = torch.randn(400, 400)
     (x @ x).sum()  # torch's OpenMP pool now runs in this process: a fork of it would deadlock
+if sys.argv[3] == "ran-forked" and __name__ == "__main__":  # a DataLoader's workers, say: the
+    x = torch.randn(300, 300)  # (torch's pool at 1 thread, then at 2: one OpenMP thread runs)
+    torch.set_num_threads(1)
+    (x @ x).sum()
+    torch.set_num_threads(2)
+    (x @ x).sum()
+    pid = os.fork()  # fork handler of OpenBLAS shut numpy's pool down, torch's pool runs on
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
 if __name__ == "__main__":
     print("native threads", native_threads(), "unsafe", fork_unsafe(), flush=True)
 
@@ -154,7 +164,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize(("workers", "threads"), [(1, 2), (2, 1)])
-@pytest.mark.parametrize("torch_in_caller", ["ran", "imported"])
+@pytest.mark.parametrize("torch_in_caller", ["ran", "imported", "ran-forked"])
 def test_a_function_study_after_torch_ran_in_the_caller_does_not_deadlock(
     tmp_path: Path, workers: int, threads: int, torch_in_caller: str
 ) -> None:
@@ -162,15 +172,16 @@ def test_a_function_study_after_torch_ran_in_the_caller_does_not_deadlock(
     (torch's, after one parallel op), whose fork hangs in the child's first parallel region:
     then they are spawned and the function travels by value (cloudpickle). A caller that only
     imported torch has numpy's OpenBLAS pool running, which is fork-safe: it forks, and its
-    slots' torch runs parallel ops without a hang."""
+    slots' torch runs parallel ops without a hang. One that ran torch and then forked once (a
+    DataLoader's workers), which shut the OpenBLAS pool down, still spawns (review 11, F1)."""
     script = tmp_path / "fk.py"
     script.write_text(FORK_AFTER_TORCH)
-    got = run_script(script, str(workers), str(threads), torch_in_caller, cwd=tmp_path)
+    got = run_script(script, str(workers), str(threads), torch_in_caller, cwd=tmp_path, timeout=120)
     assert got.returncode == 0, got.stderr
     native = int(got.stdout.split("native threads ")[1].split()[0])
     assert native >= 1  # the case this test is about did arise: native threads run
     unsafe = got.stdout.split(" unsafe ")[1].split()[0]
-    assert unsafe == str(torch_in_caller == "ran")  # spawned only when torch's pool ran
+    assert unsafe == str(torch_in_caller != "imported")  # spawned only when torch's pool ran
     assert "best " in got.stdout
 
 
@@ -456,7 +467,8 @@ def test_results_are_written_while_the_slots_exit_and_the_slots_are_joined(
     """A slot's exit (its trainer's threads, torch's teardown) does not hold the results: the
     slots are told to end, the results are written meanwhile, and ``tune`` returns only once
     every slot has exited. Each trainer here leaves a thread that holds its slot's exit: it
-    waits for the slot's main thread to end, then 1 s more, and touches a marker."""
+    waits for the slot's main thread to end and for the results to be under way, then touches
+    a marker (before this, the slots were joined first: their markers never came)."""
     script = tmp_path / "slow_exit.py"
     script.write_text(
         "import multiprocessing, os, pathlib, threading, time, ash\n"
@@ -464,7 +476,10 @@ def test_results_are_written_while_the_slots_exit_and_the_slots_are_joined(
         "def fit(config, start, stop, state):\n"
         "    def hold():\n"
         "        threading.main_thread().join()\n"
-        "        time.sleep(1.0)\n"
+        "        for _ in range(600):  # until the results are under way\n"
+        "            if pathlib.Path('writing').exists():\n"
+        "                break\n"
+        "            time.sleep(0.05)\n"
         "        pathlib.Path(f'exited-{os.getpid()}').touch()\n"
         "    if not any(t.name == 'hold' for t in threading.enumerate()):\n"
         "        threading.Thread(target=hold, name='hold').start()\n"
@@ -473,6 +488,7 @@ def test_results_are_written_while_the_slots_exit_and_the_slots_are_joined(
         "write = outcome.write_outcome\n"
         "def spy(*a, **k):\n"
         "    seen.append(len(list(pathlib.Path('.').glob('exited-*'))))\n"
+        "    pathlib.Path('writing').touch()\n"
         "    return write(*a, **k)\n"
         "outcome.write_outcome = spy\n"
         "if __name__ == '__main__':\n"
@@ -485,3 +501,66 @@ def test_results_are_written_while_the_slots_exit_and_the_slots_are_joined(
     assert got.returncode == 0, got.stderr
     assert got.stdout.split() == ["[0]", "2", "0"]  # written before any exit; both joined
     assert (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_second_ctrl_c_while_the_slots_are_joined_kills_them(tmp_path: Path) -> None:
+    """After a Ctrl-C the slots get their grace to end; a second Ctrl-C while they are waited
+    for kills them, so a long job still running does not hold the exit (review 11, F2)."""
+    script = tmp_path / "twice.py"
+    script.write_text(
+        "import multiprocessing, os, pathlib, signal, threading, time, ash\n"
+        "import ash.worker.slots as slots\n"
+        "def fit(config, start, stop, state):\n"
+        "    pathlib.Path('started').touch()\n"
+        "    time.sleep(120)  # a long job that does not end when told\n"
+        "    return {'loss': 1.0}, None\n"
+        "def first():  # the first Ctrl-C once a job runs\n"
+        "    while not pathlib.Path('started').exists():\n"
+        "        time.sleep(0.05)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "shutdown = slots.Slots.shutdown\n"
+        "def second(self, *a, **k):  # the second while the slots are waited for\n"
+        "    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "    return shutdown(self, *a, **k)\n"
+        "slots.Slots.shutdown = second\n"
+        "if __name__ == '__main__':\n"
+        "    threading.Thread(target=first, daemon=True).start()\n"
+        "    try:\n"
+        "        ash.tune(fit, space={'x': {'uniform': [0, 1]}}, max_resource=1, max_trials=2,\n"
+        "                 workers=1, quiet=True)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted, slots alive:', len(multiprocessing.active_children()))\n"
+    )
+    got = run_script(script, cwd=tmp_path)
+    assert "interrupted, slots alive: 0" in got.stdout, (got.stdout, got.stderr)
+
+
+DATALOADER = """
+import sys, torch, ash
+from torch.utils.data import DataLoader, TensorDataset
+
+def fit(config, ctx):  # a DataLoader with worker processes of its own, in a slot
+    data = TensorDataset(torch.arange(64, dtype=torch.float32).reshape(32, 2))
+    total = sum(float(b.sum()) for (b,) in DataLoader(data, batch_size=8, num_workers=2))
+    return {"loss": config["x"] + total / 1e6}
+
+if __name__ == "__main__":
+    if sys.argv[1] == "ran":  # torch's pool runs here: the slots are spawned
+        torch.set_num_threads(2)
+        (torch.randn(300, 300) @ torch.randn(300, 300)).sum()
+    doc = ash.tune(fit, space={"x": {"uniform": [0, 1]}}, max_resource=1, max_trials=3,
+                   workers=2, threads=1, quiet=True)
+    print("failed", sum(t["status"] == "failed" for t in doc["trials"]), doc["errors"][:1])
+"""
+
+
+@pytest.mark.parametrize("torch_in_caller", ["imported", "ran"])
+def test_a_trainer_may_start_processes_of_its_own(tmp_path: Path, torch_in_caller: str) -> None:
+    """A slot is a daemon process, which multiprocessing forbids children: a trainer with a
+    DataLoader's worker processes failed every trial (review 11, F4). Forked or spawned, it
+    now trains."""
+    script = tmp_path / "dl.py"
+    script.write_text(DATALOADER)
+    got = run_script(script, torch_in_caller, cwd=tmp_path, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert "failed 0 []" in got.stdout, got.stdout

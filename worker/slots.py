@@ -103,6 +103,9 @@ def _serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the start (_start)
+    # A daemon for its parent's sake only (multiprocessing ends it at the parent's exit); its
+    # trainer may start processes of its own: a DataLoader's workers, a joblib pool.
+    mp.current_process().daemon = False
     from threadpoolctl import threadpool_limits
 
     def send_reports(job_id: int, batch: list[Any]) -> None:
@@ -251,6 +254,7 @@ def fork_unsafe() -> bool:
     OpenBLAS pools. An OpenBLAS pool (numpy's, started at its import, as importing torch does)
     is fork-safe: it re-initialises at a fork. So a caller that imported torch forks its slots;
     one in which torch ran a parallel op (its OpenMP pool now runs) spawns them."""
+    openblas = _openblas_workers()  # first: it may start threads
     native = native_threads()
     if not native:
         return False
@@ -258,20 +262,25 @@ def fork_unsafe() -> bool:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return True
-    return any(name in maps for name in OPENMP) and native > _openblas_workers()
+    return any(name in maps for name in OPENMP) and native > openblas
 
 
 def _openblas_workers() -> int:
-    """Threads the loaded OpenBLAS pools of the pthreads kind started: num_threads - 1 each
-    (the caller's thread is the first). A pool whose limit was lowered since counts its new
-    limit, which errs towards spawning."""
-    from threadpoolctl import threadpool_info
+    """Threads the loaded OpenBLAS pools of the pthreads kind run: num_threads - 1 each (the
+    caller's thread is the first). Each pool is first set to its own size, which starts the
+    threads that an earlier fork of this process shut down (OpenBLAS's fork handler does) or
+    that a lazy pool has not started yet: the count is then what runs. A pool whose limit was
+    lowered keeps its threads and counts its new limit, which errs towards spawning."""
+    from threadpoolctl import ThreadpoolController
 
-    return sum(
-        max(0, int(i.get("num_threads", 1)) - 1)
-        for i in threadpool_info()
-        if i.get("internal_api") == "openblas" and i.get("threading_layer") == "pthreads"
-    )
+    count = 0
+    for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        if getattr(lib, "threading_layer", None) != "pthreads":
+            continue
+        n = int(lib.num_threads)
+        lib.set_num_threads(n)
+        count += max(0, n - 1)
+    return count
 
 
 @dataclass(frozen=True)
@@ -615,16 +624,20 @@ class Slots:
         """Ask the slots to end (unless ``wind_down`` did); one still busy after ``grace``
         seconds is killed (a slot ignores SIGTERM: terminate would leave it running, and
         multiprocessing's exit handler would then wait for its job to end, holding the
-        worker's exit)."""
+        worker's exit). Interrupted while waiting (a second Ctrl-C), it kills every slot
+        still running before the interrupt goes on: none is left to finish a long job."""
         self.wind_down(grace)
         deadline = self._ending
         assert deadline is not None
-        for s in self.slots:
-            s.process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if s.process.is_alive():
-                s.process.kill()
-                s.process.join(timeout=5)
-            s.conn.close()
-        self.slots = []
-        if self._own_root:
-            shutil.rmtree(self.work_root, ignore_errors=True)
+        try:
+            for s in self.slots:
+                s.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            for s in self.slots:
+                if s.process.is_alive():
+                    s.process.kill()
+                    s.process.join(timeout=5)
+                s.conn.close()
+            self.slots = []
+            if self._own_root:
+                shutil.rmtree(self.work_root, ignore_errors=True)

@@ -88,15 +88,9 @@ class SlotBackend:
         self.feeder.slots.wind_down(grace)
 
     def close(self, grace: float = 2.0) -> None:
-        """Stop the slots: each finishes its job within ``grace`` seconds or is killed (they
-        ignore SIGINT and SIGTERM, and multiprocessing would wait for them at exit)."""
-        slots = self.feeder.slots
-        processes = [s.process for s in slots.slots]
-        slots.shutdown(grace)
-        for p in processes:
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+        """Stop the slots: each finishes its job within ``grace`` seconds (from ``wind_down``)
+        or is killed, as is every slot when the wait is interrupted (``Slots.shutdown``)."""
+        self.feeder.slots.shutdown(grace)
 
 
 def _work(a: Assignment) -> Work:
