@@ -6,7 +6,9 @@ every job gets K threads; with ``--threads auto`` a Planner shares the cores out
 calibration runs before the slots start, so that nothing else runs meanwhile; a study whose
 shapes all stay on one thread skips per-job planning). Ctrl-C stops the study cleanly: what was
 done is written and returned, marked ``"interrupted": true``; a journal or checkpoint store that
-fails stops it with ``"error"`` (what was done is written; the same journal resumes it).
+fails stops it with ``"error"`` (what was done is written; the same journal resumes it). An
+``--out`` that cannot be written at the end is one line (``ResultsNotWritten``); the callbacks
+are ended whatever happens.
 """
 
 from __future__ import annotations
@@ -105,15 +107,15 @@ def run_inproc(
             if driver.broken is None:
                 raise
             print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
-        except BaseException:
-            if hooks is not None:  # broke off: end the callbacks all the same
-                hooks.close(None)
-            raise
         finally:
             if backend is not None:
                 backend.wind_down()  # the slot processes exit while the results are written
             driver.close()
         doc = write_outcome(driver, out, interrupted=interrupted, report=write_report)
+    except BaseException:  # broke off, or the results could not be written (ResultsNotWritten)
+        if hooks is not None:  # end the callbacks all the same
+            hooks.close(None)
+        raise
     finally:
         if backend is not None:
             backend.close()
