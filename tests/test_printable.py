@@ -36,6 +36,21 @@ def test_printable_escapes_c0_c1_and_del_only() -> None:
     assert printable(3.5) == "3.5"
 
 
+# every Unicode bidi control: the marks, the embeddings and overrides, the isolates
+BIDI = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_printable_escapes_bidi_controls() -> None:
+    """A right-to-left override or isolate in a peer string would reorder what the terminal
+    shows ("Trojan source": the text read is not the text sent); each is a visible escape."""
+    shown = printable(BIDI)
+    assert shown == "".join(f"\\u{ord(c):04x}" for c in BIDI)
+    assert not set(shown) & set(BIDI)
+    assert printable("w0\u202e1gnp.exe\n", lines=True) == "w0\\u202e1gnp.exe\n"
+    rtl = "\u05e9\u05dc\u05d5\u05dd \u0627"  # right-to-left letters themselves stay as they are
+    assert printable(rtl) == rtl
+
+
 def _status(study: str = "s") -> pb.StudyStatus:
     st = pb.StudyStatus(
         study=study, algorithm="asha", metric="loss", mode="min", trials=3, max_trials=9,
@@ -173,6 +188,17 @@ def test_ash_tune_prints_a_trainers_error_escaped(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "stopped early" in proc.stderr and f"ValueError: {SHOWN}" in proc.stderr
     assert "\x1b" not in proc.stderr + proc.stdout and "\x07" not in proc.stderr
+
+
+def test_ash_tune_prints_a_trainers_bidi_controls_escaped(tmp_path: Path) -> None:
+    spec = _study(tmp_path)
+    (tmp_path / "esc_trainer.py").write_text(
+        f"def fit(config, start, stop, state):\n    raise ValueError({'bad' + BIDI!r})\n"
+    )
+    proc = ash("tune", str(spec), "--workers", "2", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "ValueError: bad\\u200e\\u200f\\u061c\\u202a" in proc.stderr, proc.stderr
+    assert not set(proc.stderr + proc.stdout) & set(BIDI)
 
 
 def test_the_scheduler_logs_a_workers_error_escaped(tmp_path: Path) -> None:

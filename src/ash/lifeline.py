@@ -7,6 +7,8 @@ owns the three pieces of that:
 
 - ``sigterm_as_interrupt``: SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so the embedded
   transport writes what was done (``"interrupted": true``) instead of dying with exit 143;
+  ``interrupts_held``: while it writes that, a second Ctrl-C or SIGTERM waits instead of
+  breaking off the writing;
 - ``Forwarder``: ``ash tune --transport grpc`` passes SIGINT and SIGTERM on to its scheduler
   and workers (which drain as documented for the daemons) instead of dying alone;
 - ``follow_parent``: a daemon started by ``ash tune`` gets SIGTERM when that process dies,
@@ -41,19 +43,24 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+class _SigtermRaises:
+    """The SIGTERM handler of ``sigterm_as_interrupt``: the first raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.fired:  # once: a second SIGTERM must not break off the writing of the results
+            self.fired = True
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     if not _main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    fired: list[int] = []
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if not fired:  # once: a second SIGTERM must not break off the writing of the results
-            fired.append(signum)
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, _SigtermRaises())
     try:
         yield
     finally:
@@ -70,6 +77,35 @@ def sigterm_as_interrupt(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """While active (in the main thread), Ctrl-C (SIGINT) and a SIGTERM that
+    ``sigterm_as_interrupt`` turns into KeyboardInterrupt raise nothing: each is noted in the
+    list yielded, for the caller to act on once done (a study's results are written whole,
+    whatever the keys pressed meanwhile). A program's own handlers are left as they are."""
+    noted: list[int] = []
+    if not _main_thread():
+        yield noted
+        return
+    held: dict[int, Any] = {}
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        previous = held.get(signum)
+        if isinstance(previous, _SigtermRaises):
+            previous.fired = True  # the SIGTERM that stops the study was this one
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if current is signal.default_int_handler or isinstance(current, _SigtermRaises):
+            held[sig] = signal.signal(sig, note)
+    try:
+        yield noted
+    finally:
+        for number, previous in held.items():
+            signal.signal(number, previous)
 
 
 class Forwarder:

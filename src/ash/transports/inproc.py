@@ -5,8 +5,11 @@ N slot processes fed by ``ash.worker.feeder`` through ``SlotBackend``. Threads: 
 every job gets K threads; with ``--threads auto`` a Planner shares the cores out per job (its
 calibration runs before the slots start, so that nothing else runs meanwhile; a study whose
 shapes all stay on one thread skips per-job planning). Ctrl-C stops the study cleanly: what was
-done is written and returned, marked ``"interrupted": true``; a journal or checkpoint store that
-fails stops it with ``"error"`` (what was done is written; the same journal resumes it).
+done is written and returned, marked ``"interrupted": true`` (a second Ctrl-C or SIGTERM while
+it is written waits for the writing); a journal or checkpoint store that fails stops it with
+``"error"`` (what was done is written; the same journal resumes it). An ``--out`` that cannot
+be written at the end is one line (``ResultsNotWritten``); the callbacks are ended whatever
+happens.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ash.cores import available_cores, resolve_threads
-from ash.lifeline import sigterm_as_interrupt
+from ash.lifeline import interrupts_held, sigterm_as_interrupt
 from ash.scheduler import loop
 from ash.scheduler.driver import open_study
 from ash.scheduler.journal import JournalError
@@ -106,17 +109,25 @@ def run_inproc(
                 raise
             print(f"ash: error: {driver.broken}; stopped", file=sys.stderr, flush=True)
         except BaseException:
-            if hooks is not None:  # broke off: end the callbacks all the same
-                hooks.close(None)
+            with interrupts_held():
+                if backend is not None:
+                    backend.wind_down()
+                driver.close()
             raise
-        finally:
+        with interrupts_held() as held:  # a Ctrl-C now waits until the results are written
             if backend is not None:
                 backend.wind_down()  # the slot processes exit while the results are written
             driver.close()
-        doc = write_outcome(driver, out, interrupted=interrupted, report=write_report)
+            doc = write_outcome(driver, out, interrupted=interrupted, report=write_report)
+    except BaseException:  # broke off, or the results could not be written (ResultsNotWritten)
+        if hooks is not None:  # end the callbacks all the same
+            hooks.close(None)
+        raise
     finally:
         if backend is not None:
             backend.close()
     if hooks is not None:
         hooks.close(doc)
+    if held and not interrupted:  # a Ctrl-C while the results of a finished study were written
+        raise KeyboardInterrupt
     return doc
