@@ -342,9 +342,17 @@ async def serve(
     gc_task.cancel()
     service.close()
     driver.close()
-    doc = write_outcome(
-        driver, args.out, interrupted=not service.done.is_set(), report=report if args.out else None
-    )
+    try:
+        doc = write_outcome(
+            driver,
+            args.out,
+            interrupted=not service.done.is_set(),
+            report=report if args.out else None,
+        )
+    except BaseException:  # the results could not be written: end the callbacks all the same
+        if hooks is not None:
+            hooks.close(None)
+        raise
     if hooks is not None:
         hooks.close(doc)
     if service.journal_error is not None:

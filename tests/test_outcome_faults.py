@@ -239,3 +239,34 @@ def test_a_signal_while_the_results_are_written_waits_for_them(
     else:  # the Ctrl-C is raised once the results are written and the callbacks ended
         assert proc.returncode == 0, err
         assert out.splitlines() == ["study_end False", "raised KeyboardInterrupt"], out
+
+
+def test_the_scheduler_service_ends_its_callbacks_when_out_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    """ash-scheduler: an --out spoilt during the study is one line (exit 2), and every MLflow
+    run it opened is ended, none left RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    from helpers import Scheduler, worker
+
+    (tmp_path / "clobber.py").write_text(CLOBBER)
+    (tmp_path / "study.toml").write_text(SPEC.format(module="clobber"))
+    uri = f"sqlite:///{tmp_path}/m.db"
+    s = Scheduler(tmp_path / "study.toml", tmp_path, "--out", "out", "--mlflow", uri)
+    env = {"OUT": str(tmp_path / "out"), "CLOBBER": "file"}
+    w = worker(s.target, tmp_path, "w0", env=env)
+    try:
+        code = s.wait(timeout=120)
+        err = s.proc.stderr.read() if s.proc.stderr else ""
+    finally:
+        s.kill()
+        w.kill()
+        w.wait()
+    assert code == 2, err
+    assert "Traceback" not in err and "--out out: the results could not be written" in err, err
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("end")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 6 and "RUNNING" not in {r.info.status for r in runs}, runs

@@ -510,6 +510,7 @@ def test_a_second_ctrl_c_while_the_slots_are_joined_kills_them(tmp_path: Path) -
     script.write_text(
         "import multiprocessing, os, pathlib, signal, threading, time, ash\n"
         "import ash.worker.slots as slots\n"
+        "from ash.integrations import Callback\n"
         "def fit(config, start, stop, state):\n"
         "    pathlib.Path('started').touch()\n"
         "    time.sleep(120)  # a long job that does not end when told\n"
@@ -523,16 +524,20 @@ def test_a_second_ctrl_c_while_the_slots_are_joined_kills_them(tmp_path: Path) -
         "    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
         "    return shutdown(self, *a, **k)\n"
         "slots.Slots.shutdown = second\n"
+        "class Log(Callback):\n"
+        "    def on_study_end(self, doc):\n"
+        "        print('study_end', doc['interrupted'], flush=True)\n"
         "if __name__ == '__main__':\n"
         "    threading.Thread(target=first, daemon=True).start()\n"
         "    try:\n"
         "        ash.tune(fit, space={'x': {'uniform': [0, 1]}}, max_resource=1, max_trials=2,\n"
-        "                 workers=1, quiet=True)\n"
+        "                 workers=1, quiet=True, callbacks=[Log()])\n"
         "    except KeyboardInterrupt:\n"
         "        print('interrupted, slots alive:', len(multiprocessing.active_children()))\n"
     )
     got = run_script(script, cwd=tmp_path)
     assert "interrupted, slots alive: 0" in got.stdout, (got.stdout, got.stderr)
+    assert "study_end True" in got.stdout  # the callbacks heard the end, with the results
 
 
 DATALOADER = """

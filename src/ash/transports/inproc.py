@@ -90,6 +90,7 @@ def run_inproc(
         )
     interrupted = False
     backend = None
+    doc: dict[str, Any] | None = None
     try:
         try:
             if hooks is not None:
@@ -124,10 +125,12 @@ def run_inproc(
             hooks.close(None)
         raise
     finally:
-        if backend is not None:
-            backend.close()
-    if hooks is not None:
-        hooks.close(doc)
+        try:
+            if backend is not None:
+                backend.close()  # a second Ctrl-C here kills the slots and goes on
+        finally:
+            if hooks is not None and doc is not None:  # the results were written
+                hooks.close(doc)
     if held and not interrupted:  # a Ctrl-C while the results of a finished study were written
         raise KeyboardInterrupt
     return doc
