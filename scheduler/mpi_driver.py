@@ -250,16 +250,22 @@ def run_rank0(
         if local is not None:
             local.close(grace=0.0)
         if set(backend.jobs) - {LOCAL}:
-            driver.close()
-            if driver.broken is not None and out is not None:
-                write_outcome(driver, out, interrupted=True, report=report)  # keep what was done
-            if not isinstance(exc, RuntimeError | ValueError | OSError):
-                traceback.print_exc()
-            _warn(
-                f"error: {exc}; aborting the MPI job "
-                "(the same command with the same --journal resumes the study)"
-            )
-            link.abort(1)
+            try:
+                driver.close()
+                if driver.broken is not None and out is not None:
+                    write_outcome(
+                        driver, out, interrupted=True, report=report
+                    )  # keep what was done
+            except Exception as unwritten:  # (the same full disk, say): said, then still abort
+                _warn(f"error: {unwritten}")
+            finally:  # other ranks wait in their jobs: only an abort ends them
+                if not isinstance(exc, RuntimeError | ValueError | OSError):
+                    traceback.print_exc()
+                _warn(
+                    f"error: {exc}; aborting the MPI job "
+                    "(the same command with the same --journal resumes the study)"
+                )
+                link.abort(1)
         finish(link, f"error: {exc}")
         raise
     finally:

@@ -60,8 +60,8 @@ def fit(config, start, stop, state):
 
 
 def study(tmp_path: Path, max_trials: int = 30) -> Path:
-    """write_study's python study without its 'crash' mode (gRPC, which the tests compare
-    with, traces a dead slot's job alike but does not list the death in the errors)."""
+    """write_study's python study without its 'crash' mode (the killer study below kills its
+    process its own way)."""
     spec = write_study(tmp_path, max_trials)
     spec.write_text(spec.read_text().replace('"crash", ', ""))
     return spec
@@ -511,3 +511,45 @@ def test_a_ctrl_c_that_reaches_the_ranks_at_different_moments_is_said_once(
     said = sorted(re.findall(r"rank \d: [a-z ]+\d*", got.stdout))  # (the lines may interleave)
     assert said == ["rank 0: stop 130", "rank 1: stop 130"], got
     assert got.stderr.count("interrupted") == 1 and "Traceback" not in got.stderr, got.stderr
+
+
+SPOILER = """
+import os, pathlib, shutil, time
+
+def fit(config, start, stop, state):  # spoils --out (a file in its place), then takes a while
+    out = pathlib.Path(os.environ["OUT"])
+    try:
+        if out.is_dir():
+            shutil.rmtree(out)
+            out.write_text("a file in place of the folder")
+    except OSError:
+        pass  # another rank did it
+    time.sleep(1)
+    return {"loss": (config["x"] - 0.3) ** 2 + 1 / stop}, None
+"""
+
+
+def test_a_full_journal_disk_that_also_refuses_out_aborts_the_job(tmp_path: Path) -> None:
+    """The journal's disk fills while other ranks run jobs, and --out cannot be written
+    either (the same full disk): both are said and the job is aborted, not left waiting
+    (review 12, F1)."""
+    (tmp_path / "spoiler.py").write_text(SPOILER)
+    (tmp_path / "study.toml").write_text(
+        study(tmp_path).read_text().replace("user_trainer:fit", "spoiler:fit")
+    )
+    tests = Path(__file__).resolve().parent
+    fill = "import fulldisk; fulldisk.run(900, 'ash')"
+    got = subprocess.run(
+        [str(MPIEXEC), "-n", "3", sys.executable, "-c", fill, "tune", "study.toml"]
+        + ["--transport", "mpi", "--out", "out", "--journal", "j.jsonl", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OUT": str(tmp_path / "out"), "PYTHONPATH": f"{tests}:{tmp_path}"},
+        check=False,
+    )
+    assert got.returncode == 1, got.stderr
+    assert "--out out: the results could not be written" in got.stderr, got.stderr
+    assert "j.jsonl: write failed (No space left on device)" in got.stderr, got.stderr
+    assert "aborting the MPI job" in got.stderr

@@ -270,3 +270,36 @@ def test_the_scheduler_service_ends_its_callbacks_when_out_cannot_be_written(
     assert exp is not None
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 6 and "RUNNING" not in {r.info.status for r in runs}, runs
+
+
+def test_a_write_that_hangs_is_abandoned_at_the_third_interrupt(tmp_path: Path) -> None:
+    """While the results are written a Ctrl-C is held, and the first one held says how to
+    give up; the third gives up the writing (a dead network file system must not make the
+    process unstoppable but by SIGKILL): KeyboardInterrupt, the callbacks ended, no results
+    (review 12, F5)."""
+    (tmp_path / "held.py").write_text(HELD)
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with open(stdout, "w") as o, open(stderr, "w") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "held.py", "api"],
+            cwd=tmp_path,
+            env={**os.environ, "LONG": "1"},
+            stdout=o,
+            stderr=e,
+            text=True,
+        )
+    try:
+        _wait_for("running-*", tmp_path, proc)
+        _signal(proc, signal.SIGINT)  # stops the study
+        _wait_for("writing", tmp_path, proc)  # which then never gets its "go"
+        for _ in range(3):
+            _signal(proc, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out, err = stdout.read_text(), stderr.read_text()
+    assert "ash: writing the results; 2 more interrupts abandon them" in err, err
+    assert out.splitlines() == ["study_end None", "raised KeyboardInterrupt"], (out, err)
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -51,6 +51,20 @@ def test_printable_escapes_bidi_controls() -> None:
     assert printable(rtl) == rtl
 
 
+def test_printable_escapes_invisible_format_and_separator_characters() -> None:
+    """A zero-width space makes "w0\u200b" print as "w0" (one worker passing for another); a
+    soft hyphen, a byte-order mark, a tag character or a line separator hides or breaks text
+    the same way, and a lone surrogate cannot be printed at all (review 12, F7). Letters of
+    any script and combining accents stay as they are."""
+    hidden = "w0\u200b\u200c\u200d\u2060\ufeff\u00ad\u2028\u2029\U000e0041\u0600\udc80"
+    assert printable(hidden) == (
+        "w0\\u200b\\u200c\\u200d\\u2060\\ufeff\\xad\\u2028\\u2029\\U000e0041\\u0600\\udc80"
+    )
+    assert printable(hidden, lines=True) == printable(hidden)
+    text = "cafe\u0301 \u4e2d\u6587 \u05e9\u05dc\u05d5\u05dd \u0627\u0644 \u03b1\u03b2 \U0001f600"
+    assert printable(text) == text
+
+
 def _status(study: str = "s") -> pb.StudyStatus:
     st = pb.StudyStatus(
         study=study, algorithm="asha", metric="loss", mode="min", trials=3, max_trials=9,

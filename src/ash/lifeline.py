@@ -79,12 +79,18 @@ def sigterm_as_interrupt(fn: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
+#: Interrupts that give up the writing ``interrupts_held`` protects.
+ABANDON = 3
+
+
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[list[int]]:
     """While active (in the main thread), Ctrl-C (SIGINT) and a SIGTERM that
     ``sigterm_as_interrupt`` turns into KeyboardInterrupt raise nothing: each is noted in the
     list yielded, for the caller to act on once done (a study's results are written whole,
-    whatever the keys pressed meanwhile). A program's own handlers are left as they are."""
+    whatever the keys pressed meanwhile). The first one held says so; the ``ABANDON``-th
+    raises KeyboardInterrupt all the same (a write that hangs on a dead network file system
+    can still be given up). A program's own handlers are left as they are."""
     noted: list[int] = []
     if not _main_thread():
         yield noted
@@ -96,6 +102,11 @@ def interrupts_held() -> Iterator[list[int]]:
         previous = held.get(signum)
         if isinstance(previous, _SigtermRaises):
             previous.fired = True  # the SIGTERM that stops the study was this one
+        if len(noted) == 1:  # os.write: a print here could re-enter one in progress
+            more = ABANDON - 1
+            os.write(2, f"ash: writing the results; {more} more interrupts abandon them\n".encode())
+        elif len(noted) >= ABANDON:
+            raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         current = signal.getsignal(sig)
