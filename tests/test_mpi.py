@@ -539,9 +539,9 @@ def test_a_full_journal_disk_that_also_refuses_out_aborts_the_job(tmp_path: Path
     )
     tests = Path(__file__).resolve().parent
     fill = "import fulldisk; fulldisk.run(900, 'ash')"
+    args = ["tune", "study.toml", "--transport", "mpi", "--out", "out", "--journal", "j.jsonl"]
     got = subprocess.run(
-        [str(MPIEXEC), "-n", "3", sys.executable, "-c", fill, "tune", "study.toml"]
-        + ["--transport", "mpi", "--out", "out", "--journal", "j.jsonl", "--quiet"],
+        [str(MPIEXEC), "-n", "3", sys.executable, "-c", fill, *args, "--quiet"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
