@@ -569,3 +569,57 @@ def test_a_trainer_may_start_processes_of_its_own(tmp_path: Path, torch_in_calle
     got = run_script(script, torch_in_caller, cwd=tmp_path, timeout=120)
     assert got.returncode == 0, got.stderr
     assert "failed 0 []" in got.stdout, got.stdout
+
+
+SPAWNER = """
+import multiprocessing, os, pathlib, subprocess, time
+
+def _sleep():
+    time.sleep(600)
+
+def fit(config, start, stop, state):  # leaves a subprocess and a process of its own running
+    sub = subprocess.Popen(["sleep", "600"])
+    child = multiprocessing.Process(target=_sleep, daemon=True)
+    child.start()
+    for pid in (sub.pid, child.pid):
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+        ignored = int(status.split("SigIgn:")[1].split()[0], 16)
+        pathlib.Path(f"child-{pid}").write_text(str(ignored & 0b100000010))  # SIGTERM, SIGINT
+    if os.environ.get("HANG"):
+        try:
+            os.close(os.open("hung", os.O_CREAT | os.O_EXCL))  # the first job only
+        except FileExistsError:
+            pass
+        else:
+            time.sleep(600)  # past timeout_s: the slot is killed
+    return {"loss": config["x"] + 1 / stop}, None
+"""
+
+
+@pytest.mark.parametrize("hang", [False, True])
+def test_a_trainers_own_processes_end_with_its_slot(tmp_path: Path, hang: bool) -> None:
+    """A trainer's processes (a DataLoader's workers, a subprocess) take Ctrl-C and SIGTERM
+    as usual (a slot let them inherit SIG_IGN), and none outlives the study: a slot killed
+    (trainer.timeout_s) takes its trainer's processes with it, and at the end what the
+    trainers left running is killed (review 12, F2)."""
+    (tmp_path / "spawner.py").write_text(SPAWNER)
+    spec = write_study(tmp_path, max_trials=4)
+    spec.write_text(
+        spec.read_text().replace(
+            'entrypoint = "user_trainer:fit"', 'entrypoint = "spawner:fit"\ntimeout_s = 3.0'
+        )
+    )
+    proc = ash_cli(
+        "tune", str(spec), "--workers", "2", "--threads", "1", "--quiet", cwd=tmp_path,
+        env={"HANG": "1"} if hang else {},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "hung").exists() == hang
+    children = {int(p.name.split("-")[1]): p.read_text() for p in tmp_path.glob("child-*")}
+    assert children and set(children.values()) == {"0"}  # neither signal ignored
+    deadline = time.monotonic() + 30  # (killed: gone once init has reaped them)
+    alive = list(children)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(str(p))]
+        time.sleep(0.2)
+    assert alive == [], f"a trainer's processes outlived the study: {alive}"

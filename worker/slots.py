@@ -100,8 +100,9 @@ def _serve(
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     if device is not None:  # before the trainer (and its framework) is imported
         os.environ.update(device_env(device))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, _let_pass)
+    signal.signal(signal.SIGTERM, _let_pass)
+    os.register_at_fork(after_in_child=_default_signals_in_child)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the start (_start)
     # A daemon for its parent's sake only (multiprocessing ends it at the parent's exit); its
     # trainer may start processes of its own: a DataLoader's workers, a joblib pool.
@@ -212,6 +213,59 @@ STARTUP_DEATHS = 2  # slots dying in a row before they load their trainer: a stu
 PARENT_CHECK_S = 1.0  # a slot checks this often that its parent is alive
 
 
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """The processes below ``pid`` (a trainer's own: a DataLoader's workers, a subprocess), as
+    (pid, start time) read from /proc, so that a pid taken again later is not mistaken for
+    one of them; none where /proc is not there."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
+    out: list[tuple[int, str]] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child[0])
+    return out
+
+
+def _kill_all(processes: list[tuple[int, str]]) -> None:
+    """SIGKILL each of ``processes`` still running as the same process (its start time)."""
+    for pid, started in processes:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == started:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            pass  # gone already
+
+
+def _kill_slot(process: Any) -> None:
+    """Kill a slot's process and every process its trainer started (they would run on as
+    orphans: a killed slot cannot end them)."""
+    below = _descendants(process.pid) if process.pid else []
+    process.kill()
+    _kill_all(below)
+    process.join(timeout=5)
+
+
+def _default_signals_in_child() -> None:
+    """In a process a trainer forks: Ctrl-C and SIGTERM act as usual again (a slot only
+    lets them pass)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _let_pass(signum: int, frame: Any) -> None:
+    """A slot's Ctrl-C and SIGTERM: nothing (its parent stops it). A handler, not SIG_IGN,
+    which a trainer's processes would inherit, exec or not, and never be stopped."""
+
+
 def _watch_parent(parent: int) -> None:
     """End this slot's process once its parent is gone (killed outright: no shutdown message,
     and a forked sibling may hold the pipe open), idle or mid-job. A thread, not
@@ -220,6 +274,7 @@ def _watch_parent(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_S)
+        _kill_all(_descendants(os.getpid()))  # its trainer's processes go with it
         os._exit(0)
 
     threading.Thread(target=watch, name="ash-parent-watch", daemon=True).start()
@@ -423,6 +478,7 @@ class Slots:
         self.max_restarts = max_restarts
         self.restarts = 0
         self._ending: float | None = None  # the deadline wind_down set
+        self._below: list[tuple[int, str]] = []  # the trainers' processes when it did
         self.startup_deaths = 0  # slots that died before ready, since one last became ready
         self.slots_started = False
         self.slots = [
@@ -537,8 +593,7 @@ class Slots:
         for slot in list(self.slots):
             if slot.job is not None and slot.started and now - slot.started > limit:
                 job, slot.job = slot.job, None
-                slot.process.kill()
-                slot.process.join(timeout=5)
+                _kill_slot(slot.process)
                 slot.conn.close()
                 self.slots[self.slots.index(slot)] = self._start(slot.name, slot.device)
                 self._forget(job)
@@ -615,6 +670,8 @@ class Slots:
         ``shutdown`` waits until ``grace`` seconds from now."""
         if self._ending is not None:
             return
+        # what the trainers started, found while the slots are still their parents
+        self._below = [p for s in self.slots if s.process.pid for p in _descendants(s.process.pid)]
         for s in self.slots:
             with contextlib.suppress(OSError, ValueError):
                 s.conn.send(None)
@@ -635,9 +692,9 @@ class Slots:
         finally:
             for s in self.slots:
                 if s.process.is_alive():
-                    s.process.kill()
-                    s.process.join(timeout=5)
+                    _kill_slot(s.process)
                 s.conn.close()
+            _kill_all(self._below)  # what the trainers started and left running
             self.slots = []
             if self._own_root:
                 shutil.rmtree(self.work_root, ignore_errors=True)
