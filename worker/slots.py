@@ -213,21 +213,27 @@ STARTUP_DEATHS = 2  # slots dying in a row before they load their trainer: a stu
 PARENT_CHECK_S = 1.0  # a slot checks this often that its parent is alive
 
 
-def _descendants(pid: int) -> list[tuple[int, str]]:
-    """The processes below ``pid`` (a trainer's own: a DataLoader's workers, a subprocess), as
-    (pid, start time) read from /proc, so that a pid taken again later is not mistaken for
-    one of them; none where /proc is not there."""
+def _started(pid: int | str) -> tuple[int, str]:
+    """(parent pid, start time) of ``pid`` from /proc (OSError when it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[19]
+
+
+def _descendants(*pids: int) -> list[tuple[int, str]]:
+    """The processes below ``pids`` (a trainer's own: a DataLoader's workers, a subprocess), as
+    (pid, start time) read from /proc in one pass, so that a pid taken again later is not
+    mistaken for one of them; none where /proc is not there."""
     children: dict[int, list[tuple[int, str]]] = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            parent, started = _started(entry)
+        except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
+        children.setdefault(parent, []).append((int(entry), started))
     out: list[tuple[int, str]] = []
-    todo = [pid]
+    todo = list(pids)
     while todo:
         for child in children.get(todo.pop(), []):
             out.append(child)
@@ -239,9 +245,9 @@ def _kill_all(processes: list[tuple[int, str]]) -> None:
     """SIGKILL each of ``processes`` still running as the same process (its start time)."""
     for pid, started in processes:
         try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == started:
+            if _started(pid)[1] == started:
                 os.kill(pid, signal.SIGKILL)
-        except (OSError, IndexError):
+        except (OSError, IndexError, ValueError):
             pass  # gone already
 
 
@@ -671,7 +677,7 @@ class Slots:
         if self._ending is not None:
             return
         # what the trainers started, found while the slots are still their parents
-        self._below = [p for s in self.slots if s.process.pid for p in _descendants(s.process.pid)]
+        self._below = _descendants(*(s.process.pid for s in self.slots if s.process.pid))
         for s in self.slots:
             with contextlib.suppress(OSError, ValueError):
                 s.conn.send(None)
